@@ -1,0 +1,5 @@
+"""Errors a user can cause and fix; stages print them as one line instead of a traceback."""
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite (message names the epoch and the fix)."""

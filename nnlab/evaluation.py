@@ -1,0 +1,47 @@
+"""Metrics and confusion data for a trained model (computed with sklearn.metrics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
+
+from nnlab.files import write_csv
+
+
+def classification_metrics(
+    labels: NDArray[np.int64], probabilities: NDArray[np.floating], n_classes: int
+) -> dict[str, float]:
+    """Accuracy, log loss and macro precision/recall/F1 of class probabilities (N, C)."""
+    if probabilities.shape != (labels.shape[0], n_classes):
+        raise ValueError(
+            f"probabilities must be ({labels.shape[0]}, {n_classes}); "
+            f"got {probabilities.shape}"
+        )
+    predicted = probabilities.argmax(axis=1)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predicted, labels=range(n_classes), average="macro", zero_division=0
+    )
+    # Clip like Keras does so that one confident mistake gives a large, finite loss.
+    clipped = np.clip(probabilities.astype(np.float64), 1e-7, 1.0)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "loss": float(log_loss(labels, clipped, labels=list(range(n_classes)))),
+        "precision_macro": float(precision),
+        "recall_macro": float(recall),
+        "f1_macro": float(f1),
+    }
+
+
+def write_confusion(
+    path: Path, labels: NDArray[np.int64], predicted: NDArray[np.int64], classes: list[str]
+) -> None:
+    """One row per sample, `actual,predicted` as class names: DVC's confusion template."""
+    rows = (
+        {"actual": classes[actual], "predicted": classes[guess]}
+        for actual, guess in zip(labels.tolist(), predicted.tolist(), strict=True)
+    )
+    write_csv(path, ["actual", "predicted"], rows)

@@ -1,0 +1,213 @@
+"""Keras models: builders for keras_mlp and cnn, and their ImageClassifier wrappers.
+
+Each model starts with a Rescaling layer, so it takes the stored uint8 images directly and
+training, evaluation and `predict` share exactly one preprocessing path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nnlab.errors import DivergenceError
+from nnlab.models import History, ImageClassifier
+from nnlab.params import CnnParams, KerasMlpParams
+
+# Fixed thread counts: with op determinism, same params + seed give identical weights.
+THREADS = 2
+MODEL_FILE = "model.keras"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up banner
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def configure_determinism(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process (tests); the counts are then fixed anyway
+
+
+def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    optimizers = {
+        "sgd": lambda: keras.optimizers.SGD(learning_rate),
+        "momentum": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
+        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
+        "adam": lambda: keras.optimizers.Adam(learning_rate),
+    }
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(optimizers)}")
+    return optimizers[name]()
+
+
+def _output(n_classes: int) -> tuple[keras.layers.Layer, keras.losses.Loss]:
+    """Logit output and its loss: one sigmoid unit for 2 classes, as in the seeds."""
+    if n_classes == 2:
+        return keras.layers.Dense(1), keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.layers.Dense(n_classes), keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True
+    )
+
+
+def build_mlp(
+    input_shape: tuple[int, int, int], n_classes: int, params: KerasMlpParams
+) -> keras.Sequential:
+    """Flatten -> [Dense(units, activation) -> Dropout] x len(hidden_units) -> logits."""
+    hidden: list[keras.layers.Layer] = []
+    for units in params.hidden_units:
+        hidden.append(keras.layers.Dense(units, activation=params.activation))
+        if params.dropout:
+            hidden.append(keras.layers.Dropout(params.dropout))
+    output, _ = _output(n_classes)
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            *hidden,
+            output,
+        ],
+        name="keras_mlp",
+    )
+
+
+def build_cnn(
+    input_shape: tuple[int, int, int], n_classes: int, params: CnnParams
+) -> keras.Sequential:
+    """[Conv3x3 x convs -> MaxPool2x2 -> Dropout] per block -> Flatten -> Dense... -> logits."""
+    blocks: list[keras.layers.Layer] = []
+    for block in params.blocks:
+        for _ in range(block.convs):
+            blocks.append(
+                keras.layers.Conv2D(block.filters, 3, padding="same", activation="relu")
+            )
+        blocks.append(keras.layers.MaxPooling2D(2))
+        blocks.append(keras.layers.Dropout(params.block_dropout))
+    dense: list[keras.layers.Layer] = []
+    for units in params.dense_units:
+        dense.append(keras.layers.Dense(units, activation="relu"))
+        dense.append(keras.layers.Dropout(params.dense_dropout))
+    output, _ = _output(n_classes)
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            keras.layers.Rescaling(1 / 255),
+            *blocks,
+            keras.layers.Flatten(),
+            *dense,
+            output,
+        ],
+        name="cnn",
+    )
+
+
+class _KerasClassifier(ImageClassifier):
+    params: KerasMlpParams | CnnParams
+
+    def __init__(self, params: KerasMlpParams | CnnParams, seed: int) -> None:
+        super().__init__(params, seed)
+        self.model: keras.Model | None = None
+
+    def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        train: tuple[NDArray[np.uint8], NDArray[np.int64]],
+        val: tuple[NDArray[np.uint8], NDArray[np.int64]],
+        n_classes: int,
+    ) -> History:
+        configure_determinism(self.seed)
+        images, labels = train
+        self.model = self.build(tuple(images.shape[1:]), n_classes)
+        _, loss = _output(n_classes)
+        accuracy = (
+            keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)  # on logits
+            if n_classes == 2
+            else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        )
+        self.model.compile(
+            optimizer=_optimizer(self.params.optimizer, self.params.learning_rate),
+            loss=loss,
+            metrics=[accuracy],
+        )
+        result = self.model.fit(
+            np.asarray(images), labels,
+            validation_data=(np.asarray(val[0]), val[1]),
+            epochs=self.params.epochs,
+            batch_size=self.params.batch_size,
+            shuffle=True,
+            verbose="auto" if sys.stdout.isatty() else 2,  # one line per epoch in logs
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+        )
+        rows = [
+            {"epoch": epoch + 1, **{key: float(values[epoch]) for key, values in
+                                    result.history.items()}}
+            for epoch in range(len(result.history["loss"]))
+        ]
+        for row in rows:
+            if not math.isfinite(row["loss"]):
+                raise DivergenceError(
+                    f"{self.model.name}: training loss became {row['loss']} in epoch "
+                    f"{row['epoch']}; lower {self.model.name}.learning_rate "
+                    f"(now {self.params.learning_rate:g})"
+                )
+        return rows
+
+    def _trained(self) -> keras.Model:
+        if self.model is None:
+            raise RuntimeError("fit() or load() the model first")
+        return self.model
+
+    def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        logits = self._trained().predict(np.asarray(images), batch_size=256, verbose=0)
+        if logits.shape[1] == 1:  # one sigmoid unit -> (N, 2) like softmax
+            p = tf.math.sigmoid(logits[:, 0]).numpy()
+            return np.stack([1 - p, p], axis=1).astype(np.float32)
+        return tf.nn.softmax(logits, axis=1).numpy().astype(np.float32)
+
+    def count_params(self) -> int:
+        return int(self._trained().count_params())
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        # Keras insists on the .keras suffix, so the temporary file keeps it.
+        tmp = directory / f"partial.{MODEL_FILE}"
+        self._trained().save(tmp)
+        os.replace(tmp, directory / MODEL_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> _KerasClassifier:
+        path = directory / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no trained Keras model; run `dvc repro` first")
+        classifier = cls.__new__(cls)
+        ImageClassifier.__init__(classifier, None, seed=0)
+        classifier.model = keras.models.load_model(path, safe_mode=True, compile=False)
+        return classifier
+
+
+class KerasMlpClassifier(_KerasClassifier):
+    params: KerasMlpParams
+
+    def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
+        return build_mlp(input_shape, n_classes, self.params)
+
+
+class CnnClassifier(_KerasClassifier):
+    params: CnnParams
+
+    def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
+        return build_cnn(input_shape, n_classes, self.params)

@@ -1,0 +1,70 @@
+"""The contract every model follows, and the registry that maps params names to models.
+
+Models take uint8 images (N, H, W, C) as stored by the data contract and scale them
+themselves, so training, evaluation and prediction all share one preprocessing path.
+Model classes are imported lazily: asking for `numpy_dnn` never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+# params.yaml model key -> "module:Class". Modules load on first use.
+MODELS: dict[str, str] = {
+    "numpy_dnn": "nnlab.numpy_model:NumpyDnnClassifier",
+    "keras_mlp": "nnlab.keras_models:KerasMlpClassifier",
+    "cnn": "nnlab.keras_models:CnnClassifier",
+    "logreg": "nnlab.logreg:LogregClassifier",
+}
+
+History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
+
+
+class ImageClassifier:
+    """Base class: fit on uint8 images, predict class probabilities, save and load."""
+
+    def __init__(self, params: Any, seed: int) -> None:
+        self.params = params
+        self.seed = seed
+
+    def fit(
+        self,
+        train: tuple[NDArray[np.uint8], NDArray[np.int64]],
+        val: tuple[NDArray[np.uint8], NDArray[np.int64]],
+        n_classes: int,
+    ) -> History:
+        """Train on `train`, monitor on `val`; return the per-epoch history."""
+        raise NotImplementedError
+
+    def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Class probabilities (N, n_classes) for uint8 images (N, H, W, C)."""
+        raise NotImplementedError
+
+    def count_params(self) -> int:
+        raise NotImplementedError
+
+    def save(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: Path) -> ImageClassifier:
+        raise NotImplementedError
+
+
+def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Flatten uint8 images (N, H, W, C) to float32 features (N, H*W*C) in [0, 1]."""
+    return np.asarray(images, dtype=np.float32).reshape(images.shape[0], -1) / np.float32(255)
+
+
+def get_model_class(name: str) -> type[ImageClassifier]:
+    """The classifier class for a params.yaml model key, or a ValueError naming valid keys."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    module_name, class_name = MODELS[name].split(":")
+    model_class: type[ImageClassifier] = getattr(importlib.import_module(module_name), class_name)
+    return model_class

@@ -1,0 +1,47 @@
+"""Output losses, fused with their output activation so that backward is `(y - t) / N`."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nnlab.numpy_dnn.layers import Array, sigmoid
+
+
+class SoftmaxCrossEntropy:
+    """Softmax over C logits + categorical cross-entropy, for C > 2 classes."""
+
+    def probabilities(self, logits: Array) -> Array:
+        shifted = logits - logits.max(axis=1, keepdims=True)  # avoid exp overflow
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)  # (N, C)
+
+    def forward(self, logits: Array, labels: NDArray[np.int64]) -> float:
+        self._probs = self.probabilities(logits)
+        self._labels = labels
+        picked = self._probs[np.arange(labels.shape[0]), labels]
+        return float(-np.mean(np.log(np.maximum(picked, np.finfo(picked.dtype).tiny))))
+
+    def backward(self) -> Array:
+        grad = self._probs.copy()
+        grad[np.arange(self._labels.shape[0]), self._labels] -= 1
+        return grad / self._labels.shape[0]
+
+
+class SigmoidBinaryCrossEntropy:
+    """One sigmoid unit + binary cross-entropy, for 2 classes (logits shaped (N, 1))."""
+
+    def probabilities(self, logits: Array) -> Array:
+        p = sigmoid(logits[:, 0])
+        return np.stack([1 - p, p], axis=1)  # (N, 2), like softmax output
+
+    def forward(self, logits: Array, labels: NDArray[np.int64]) -> float:
+        z = logits[:, 0]
+        self._p = sigmoid(z)
+        self._labels = labels.astype(logits.dtype)
+        # log(1 + exp(-|z|)) + max(z, 0) - z*t is BCE written so it never overflows.
+        loss = np.logaddexp(0, -np.abs(z)) + np.maximum(z, 0) - z * self._labels
+        return float(np.mean(loss))
+
+    def backward(self) -> Array:
+        return ((self._p - self._labels) / self._labels.shape[0])[:, np.newaxis]

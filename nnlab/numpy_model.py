@@ -1,0 +1,77 @@
+"""numpy_dnn as an ImageClassifier: params in, a saved .npz out. Never imports TensorFlow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nnlab.models import History, ImageClassifier, to_features
+from nnlab.numpy_dnn import Network, build_mlp, fit, make_optimizer
+from nnlab.params import NumpyDnnParams
+
+WEIGHTS_FILE = "model.npz"
+
+
+class NumpyDnnClassifier(ImageClassifier):
+    params: NumpyDnnParams
+
+    def __init__(self, params: NumpyDnnParams, seed: int) -> None:
+        super().__init__(params, seed)
+        self.network: Network | None = None
+
+    def fit(
+        self,
+        train: tuple[NDArray[np.uint8], NDArray[np.int64]],
+        val: tuple[NDArray[np.uint8], NDArray[np.int64]],
+        n_classes: int,
+    ) -> History:
+        p = self.params
+        rng = np.random.default_rng(self.seed)  # the only randomness: init + shuffling
+        x_train, x_val = to_features(train[0]), to_features(val[0])
+        self.network = build_mlp(
+            x_train.shape[1], p.hidden_layers, n_classes, p.activation, p.init, rng, l2=p.l2
+        )
+        optimizer = make_optimizer(
+            p.optimizer, p.learning_rate,
+            momentum=p.momentum, beta1=p.beta1, beta2=p.beta2, epsilon=p.epsilon,
+        )
+        return fit(
+            self.network, optimizer, x_train, train[1], x_val, val[1],
+            epochs=p.epochs, batch_size=p.batch_size, rng=rng,
+        )
+
+    def _trained(self) -> Network:
+        if self.network is None:
+            raise RuntimeError("numpy_dnn: fit() or load() the model first")
+        return self.network
+
+    def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return self._trained().predict_proba(to_features(images)).astype(np.float32)
+
+    def count_params(self) -> int:
+        return self._trained().count_params()
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (WEIGHTS_FILE + ".part")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, allow_pickle=False, **self._trained().to_arrays())
+        os.replace(tmp, directory / WEIGHTS_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> NumpyDnnClassifier:
+        path = directory / WEIGHTS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no trained numpy_dnn model; run `dvc repro` first")
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        try:
+            network = Network.from_arrays(arrays)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        model = cls(NumpyDnnParams(), seed=0)
+        model.network = network
+        return model

@@ -1,0 +1,251 @@
+"""What each dvc.yaml stage does, as typed functions the stage modules call.
+
+Paths come in as arguments (the stage modules own the layout that dvc.yaml declares), so
+every step can be unit-tested on a temporary folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnlab import tracking
+from nnlab.data import (
+    check_contract,
+    load_classes,
+    load_split,
+    save_classes,
+    save_split,
+    stratified_split,
+)
+from nnlab.datasets import get_dataset
+from nnlab.evaluation import classification_metrics, write_confusion
+from nnlab.files import read_json, write_csv, write_json, write_text
+from nnlab.models import get_model_class
+from nnlab.params import Params, flatten
+
+# A fixed seed for the test hold-out: the test set must not move when `seed` changes,
+# or test metrics of two experiments would not be comparable.
+TEST_HOLDOUT_SEED = 20240101
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+TRAIN_INFO_FILE = "train_info.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the pipeline's outputs live (matches dvc.yaml)."""
+
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "data" / "split"
+
+    def model_dir(self, model: str) -> Path:
+        return self.root / "models" / model
+
+    def report_dir(self, model: str) -> Path:
+        return self.root / "reports" / model
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+
+def download(params: Params, layout: Layout) -> None:
+    """Fetch and verify the raw files of `data.dataset` into data/raw."""
+    get_dataset(params.data.dataset).download(layout.raw, params.data)
+
+
+def prepare(params: Params, layout: Layout) -> dict[str, int]:
+    """Convert raw files to the data contract; hold out a fixed stratified test set if needed.
+
+    Returns the number of train and test samples written.
+    """
+    source = get_dataset(params.data.dataset)
+    raw = source.load(layout.raw, params.data)
+    if raw.test_images is not None and raw.test_labels is not None:
+        train_images, train_labels = raw.images, raw.labels
+        test_images, test_labels = raw.test_images, raw.test_labels
+    else:
+        kept, held = stratified_split(raw.labels, params.data.test_fraction, TEST_HOLDOUT_SEED)
+        train_images, train_labels = raw.images[kept], raw.labels[kept]
+        test_images, test_labels = raw.images[held], raw.labels[held]
+    n_classes = len(raw.classes)
+    check_contract(train_images, train_labels, n_classes, "train")
+    check_contract(test_images, test_labels, n_classes, "test")
+    save_split(layout.prepared, "train", train_images, train_labels)
+    save_split(layout.prepared, "test", test_images, test_labels)
+    save_classes(layout.prepared, raw.classes)
+    return {"train": int(train_labels.shape[0]), "test": int(test_labels.shape[0])}
+
+
+def split(params: Params, layout: Layout) -> dict[str, int]:
+    """Take a stratified, seeded `data.val_fraction` validation set out of the training part."""
+    images, labels = load_split(layout.prepared, "train")
+    kept, held = stratified_split(labels, params.data.val_fraction, params.seed)
+    save_split(layout.split, "train", images[kept], labels[kept])
+    save_split(layout.split, "val", images[held], labels[held])
+    return {"train": int(kept.shape[0]), "val": int(held.shape[0])}
+
+
+def _digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
+    """Train one model, log it to MLflow, and write models/<model>/ and its history.csv.
+
+    The model is written to a temporary folder and renamed into place only after training
+    succeeded, so a failed run (e.g. a diverging loss) never leaves a model that looks valid.
+    """
+    model_class = get_model_class(model_name)
+    model_params = params.model_params(model_name)
+    train_set = load_split(layout.split, "train")
+    val_set = load_split(layout.split, "val")
+    classes = load_classes(layout.prepared)
+    dataset = params.data.dataset
+    tags = {
+        **tracking.dvc_tags(f"train@{model_name}"),
+        "model": model_name,
+        "dataset": dataset,
+        "dataset.digest": _digest(
+            [layout.split / f"{name}_{kind}.npy" for name in ("train", "val")
+             for kind in ("images", "labels")]
+        ),
+    }
+    run_params = {**flatten(model_params), "seed": params.seed, "dataset": dataset}
+    model_dir = layout.model_dir(model_name)
+    partial_dir = model_dir.with_name(model_dir.name + ".partial")
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    with tracking.training_run(dataset, model_name, run_params, tags) as run_id:
+        model = model_class(model_params, params.seed)
+        start = time.perf_counter()
+        history = model.fit(train_set, val_set, n_classes=len(classes))
+        seconds = time.perf_counter() - start
+        tracking.log_history(history)
+        history_path = layout.report_dir(model_name) / "history.csv"
+        write_csv(history_path, HISTORY_COLUMNS, history)
+        info: dict[str, object] = {
+            "model": model_name,
+            "mlflow_run_id": run_id,
+            "param_count": model.count_params(),
+            "training_seconds": round(seconds, 3),
+            "samples_per_second": round(len(history) * len(train_set[1]) / seconds, 1),
+            "epochs": len(history),
+        }
+        try:
+            model.save(partial_dir)
+            write_json(partial_dir / TRAIN_INFO_FILE, info)
+            partial_dir.rename(model_dir)
+        finally:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        tracking.log_results(
+            {"param_count": float(info["param_count"]),  # type: ignore[arg-type]
+             "training_seconds": seconds},
+            [history_path],
+        )
+    return info
+
+
+def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[str, float]]:
+    """Score a trained model on validation and test data; write metrics and confusion."""
+    model_dir = layout.model_dir(model_name)
+    info = read_json(model_dir / TRAIN_INFO_FILE)
+    model = get_model_class(model_name).load(model_dir)
+    classes = load_classes(layout.prepared)
+    sets = {
+        "val": load_split(layout.split, "val"),
+        "test": load_split(layout.prepared, "test"),
+    }
+    report_dir = layout.report_dir(model_name)
+    with tracking.resume_run(params.data.dataset, info["mlflow_run_id"], f"evaluate@{model_name}"):
+        metrics: dict[str, dict[str, float]] = {}
+        for name, (images, labels) in sets.items():
+            probabilities = model.predict_proba(images)
+            metrics[name] = classification_metrics(labels, probabilities, len(classes))
+            if name == "test":
+                predicted = probabilities.argmax(axis=1)
+                write_confusion(report_dir / "confusion.csv", labels, predicted, classes)
+        write_json(report_dir / "metrics.json", metrics)
+        flat = {f"{split}_{key}": value for split, values in metrics.items()
+                for key, value in values.items()}
+        tracking.log_results(flat, [report_dir / "metrics.json", report_dir / "confusion.csv"])
+    return metrics
+
+
+SUMMARY_COLUMNS = [
+    "model", "val_accuracy", "test_accuracy", "test_f1_macro", "param_count",
+    "training_seconds", "samples_per_second", "mlflow_run_id",
+]
+
+
+def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
+    """One row per model in reports/summary.csv and reports/summary.md."""
+    rows: list[dict[str, object]] = []
+    for model_name in models:
+        metrics = read_json(layout.report_dir(model_name) / "metrics.json")
+        info = read_json(layout.model_dir(model_name) / TRAIN_INFO_FILE)
+        rows.append(
+            {
+                "model": model_name,
+                "val_accuracy": round(metrics["val"]["accuracy"], 4),
+                "test_accuracy": round(metrics["test"]["accuracy"], 4),
+                "test_f1_macro": round(metrics["test"]["f1_macro"], 4),
+                "param_count": info["param_count"],
+                "training_seconds": info["training_seconds"],
+                "samples_per_second": info["samples_per_second"],
+                "mlflow_run_id": info["mlflow_run_id"],
+            }
+        )
+    write_csv(layout.reports / "summary.csv", SUMMARY_COLUMNS, rows)
+    header = "| " + " | ".join(SUMMARY_COLUMNS) + " |"
+    rule = "|" + "|".join("---" if c == "model" else "---:" for c in SUMMARY_COLUMNS) + "|"
+    lines = [
+        "| " + " | ".join(_cell(row[column]) for column in SUMMARY_COLUMNS) + " |"
+        for row in rows
+    ]
+    best = max(rows, key=lambda row: float(row["val_accuracy"]))  # type: ignore[arg-type]
+    text = "\n".join(
+        [
+            "# Model comparison",
+            "",
+            header,
+            rule,
+            *lines,
+            "",
+            f"Best by validation accuracy: **{best['model']}**. "
+            "Test metrics are reported, never used to choose.",
+            "",
+        ]
+    )
+    write_text(layout.reports / "summary.md", text)
+    return rows
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+__all__ = ["Layout", "download", "evaluate", "prepare", "report", "split", "train"]

@@ -1,0 +1,181 @@
+"""Everything MLflow: where the store is, one run per trained model, and what it records.
+
+The store is resolved from the repository root (DVC_ROOT when DVC runs us), never from the
+working directory: `dvc exp run --queue/--temp` runs stages in a temporary copy of the repo,
+and runs logged there would vanish with it. MLFLOW_TRACKING_URI, when set, wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+STORE_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+LOCK_FILE = ".mlflow.lock"
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
+
+
+def project_root() -> Path:
+    """The repository root: DVC_ROOT if set, else the nearest folder up with a `.dvc` dir."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """MLFLOW_TRACKING_URI if set, else the SQLite store at the repository root."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(root or project_root()) / STORE_FILE}"
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "/"))
+
+
+def setup(experiment_name: str) -> str:
+    """Point MLflow at the project's store and return the experiment id, creating both once.
+
+    A file lock makes store creation (and its schema migration) happen once even when
+    `dvc queue start -j 2` starts several stages at the same moment.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    root = project_root()
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    lock = open(root / LOCK_FILE, "a") if _is_local_store(uri) else contextlib.nullcontext()
+    with lock as handle:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        client = mlflow.MlflowClient(uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = (
+            (root / ARTIFACTS_DIR / experiment_name).as_uri() if _is_local_store(uri) else None
+        )
+        try:
+            return str(client.create_experiment(experiment_name, artifact_location=location))
+        except MlflowException:  # created meanwhile by a process that does not lock (a server)
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dvc_tags(stage: str) -> dict[str, str]:
+    """Tags that link a run to DVC: stage, experiment name, baseline commit, git commit."""
+    commit = _git_commit()
+    return {
+        "dvc.stage": os.environ.get("DVC_STAGE", stage),
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", "workspace"),
+        "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", commit),
+        "git.commit": commit,
+    }
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
+@contextlib.contextmanager
+def training_run(
+    experiment_name: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+) -> Iterator[str]:
+    """Open the one MLflow run of a trained model; yields its run id.
+
+    On an exception the run is marked FAILED and the error message is stored as the tag
+    `error`, so a failed experiment never looks like a successful row.
+    """
+    import mlflow
+
+    experiment_id = setup(experiment_name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+        try:
+            mlflow.log_params({key: _param_value(value) for key, value in params.items()})
+            yield run.info.run_id
+        except BaseException as error:
+            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+            raise
+
+
+@contextlib.contextmanager
+def resume_run(experiment_name: str, run_id: str, stage: str) -> Iterator[str]:
+    """Reopen a training run to add evaluation results; marks it FAILED on an exception.
+
+    If the run is not in the store (the store was deleted or MLFLOW_TRACKING_URI changed
+    since training), a new run is opened and tagged so that the results are not lost.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    experiment_id = setup(experiment_name)
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+        context = mlflow.start_run(run_id=run_id)
+    except MlflowException:
+        tags = {**dvc_tags(stage), "nnlab.missing_train_run": run_id}
+        context = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    with context as run:
+        try:
+            yield run.info.run_id
+        except BaseException as error:
+            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+            raise
+
+
+def log_history(history: list[dict[str, float]]) -> None:
+    """Per-epoch metrics (step = epoch) of the active run, in one batch call."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_history() needs an active MLflow run")
+    timestamp = int(run.info.start_time or 0)
+    metrics = [
+        Metric(key, float(value), timestamp, int(row["epoch"]))
+        for row in history
+        for key, value in row.items()
+        if key != "epoch"
+    ]
+    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+
+
+def log_results(
+    metrics: Mapping[str, float], artifacts: list[Path], tags: Mapping[str, str] | None = None
+) -> None:
+    """Final metrics, files and tags of the active run."""
+    import mlflow
+
+    mlflow.log_metrics(dict(metrics))
+    for path in artifacts:
+        mlflow.log_artifact(str(path))
+    if tags:
+        mlflow.set_tags(dict(tags))

@@ -1,0 +1,1 @@
+"""One module per dvc.yaml stage: `python -m stages.<name> [model]`. Thin by design."""

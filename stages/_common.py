@@ -1,0 +1,30 @@
+"""What every stage shares: argument parsing and turning user errors into one clean line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from nnlab.errors import DivergenceError
+from nnlab.params import MODEL_NAMES, Params, ParamsError, load_params
+
+# Errors a user can cause (bad params, missing inputs, diverging loss): print one line, exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ParamsError, ValueError, FileNotFoundError, DivergenceError,
+)
+
+
+def parse_model(argv: list[str] | None, stage: str) -> str:
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}")
+    parser.add_argument("model", choices=MODEL_NAMES)
+    return str(parser.parse_args(argv).model)
+
+
+def run(stage: str, body: Callable[[Params], None]) -> None:
+    """Load and validate params.yaml, then run `body`; user errors exit 2 with one line."""
+    try:
+        body(load_params())
+    except USER_ERRORS as error:
+        print(f"{stage}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

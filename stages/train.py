@@ -1,0 +1,24 @@
+"""Stage `train@<model>`: train one model, log it to MLflow, save models/<model>/."""
+
+from __future__ import annotations
+
+from nnlab import pipeline
+from nnlab.params import Params
+from stages._common import parse_model, run
+
+
+def main(argv: list[str] | None = None) -> None:
+    model = parse_model(argv, "train")
+
+    def body(params: Params) -> None:
+        info = pipeline.train(model, params, pipeline.Layout())
+        print(
+            f"train@{model}: {info['epochs']} epochs in {info['training_seconds']} s, "
+            f"MLflow run {info['mlflow_run_id']}"
+        )
+
+    run(f"train@{model}", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny datasets in the data contract, and an isolated MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(
+    n_per_class: int, n_classes: int, shape: tuple[int, int, int] = (8, 8, 1), seed: int = 0
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """Learnable synthetic images: each class lights up its own block of pixels, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class).astype(np.int64)
+    images = rng.integers(0, 60, size=(labels.shape[0], *shape)).astype(np.uint8)
+    flat = images.reshape(labels.shape[0], -1)
+    block = flat.shape[1] // n_classes
+    for index, label in enumerate(labels):
+        flat[index, label * block : (label + 1) * block] += 180
+    return images, labels
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite MLflow store under tmp_path, used as the project root."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_STAGE"):
+        monkeypatch.delenv(name, raising=False)
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

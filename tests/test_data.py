@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnlab import pipeline
+from nnlab.data import (
+    check_contract,
+    load_classes,
+    load_split,
+    save_classes,
+    save_split,
+    stratified_split,
+)
+from nnlab.params import validate
+from tests.conftest import make_images
+
+
+def test_stratified_split_keeps_class_shares_and_is_seeded() -> None:
+    labels = np.repeat(np.arange(4), [50, 30, 20, 100]).astype(np.int64)
+    kept, held = stratified_split(labels, 0.2, seed=3)
+    assert np.bincount(labels[held]).tolist() == [10, 6, 4, 20]
+    assert np.intersect1d(kept, held).size == 0 and kept.size + held.size == labels.size
+    again, _ = stratified_split(labels, 0.2, seed=3)
+    other, _ = stratified_split(labels, 0.2, seed=4)
+    assert np.array_equal(kept, again) and not np.array_equal(kept, other)
+
+
+def test_stratified_split_too_small_class_is_a_clear_error() -> None:
+    labels = np.array([0, 0, 0, 1], dtype=np.int64)
+    with pytest.raises(ValueError, match="cannot hold out a stratified 50% of 4 samples"):
+        stratified_split(labels, 0.5, seed=0)
+
+
+def test_split_round_trip_loads_without_pickle(tmp_path: Path) -> None:
+    images, labels = make_images(3, 2)
+    save_split(tmp_path, "train", images, labels)
+    save_classes(tmp_path, ["cat", "dog"])
+    loaded_images, loaded_labels = load_split(tmp_path, "train")
+    assert loaded_images.dtype == np.uint8 and np.array_equal(loaded_images, images)
+    assert loaded_labels.dtype == np.int64 and np.array_equal(loaded_labels, labels)
+    assert load_classes(tmp_path) == ["cat", "dog"]
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_missing_split_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"val_images\.npy: missing; run `dvc repro`"):
+        load_split(tmp_path, "val")
+
+
+def test_object_arrays_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "train_images.npy", np.array([{"x": 1}], dtype=object))
+    np.save(tmp_path / "train_labels.npy", np.zeros(1, dtype=np.int64))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_split(tmp_path, "train")[0][0]
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (np.zeros((2, 8, 8, 1), np.float64), np.zeros(2, np.int64), "must be uint8"),
+        (np.zeros((2, 8, 8), np.uint8), np.zeros(2, np.int64), "must be uint8 .N, H, W, C."),
+        (np.zeros((2, 8, 8, 1), np.uint8), np.zeros(2, np.int32), "labels must be int64"),
+        (np.zeros((2, 8, 8, 1), np.uint8), np.array([0, 5], np.int64), r"in \[0, 3\)"),
+    ],
+)
+def test_contract_violations(images: np.ndarray, labels: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_contract(images, labels, 3, "train")
+
+
+def test_prepare_and_split_digits(tmp_path: Path) -> None:
+    params = validate({"data": {"val_fraction": 0.25}})
+    layout = pipeline.Layout(tmp_path)
+    pipeline.download(params, layout)
+    counts = pipeline.prepare(params, layout)
+    assert counts == {"train": 1437, "test": 360}
+    test_images, test_labels = load_split(layout.prepared, "test")
+    assert test_images.shape == (360, 8, 8, 1) and test_images.max() == 255
+    assert np.bincount(test_labels).min() >= 35  # stratified: ~36 per digit
+    split_counts = pipeline.split(params, layout)
+    assert split_counts["val"] == 360 and split_counts["train"] == 1077
+    assert load_classes(layout.prepared) == [str(digit) for digit in range(10)]
+
+    # The test hold-out is fixed: changing `seed` moves the validation set, not the test set.
+    reseeded = validate({"seed": 7})
+    other = pipeline.Layout(tmp_path / "other")
+    pipeline.download(reseeded, other)
+    pipeline.prepare(reseeded, other)
+    assert np.array_equal(load_split(other.prepared, "test")[1], test_labels)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nnlab.params import ParamsError, flatten, load_params, validate
+from tests.conftest import ROOT
+
+
+def _defaults() -> dict[str, Any]:
+    raw: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return raw
+
+
+def _with(section: str, key: str, value: Any) -> dict[str, Any]:
+    raw = _defaults()
+    raw[section][key] = value
+    return raw
+
+
+def test_project_params_are_valid() -> None:
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.dataset == "digits"
+    assert params.numpy_dnn.hidden_layers == [128, 64]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("data", "dataset", "imagenet", r"data\.dataset='imagenet': unknown dataset; choose"),
+        ("numpy_dnn", "optimizer", "adamw", r"numpy_dnn\.optimizer='adamw': unknown optimizer"),
+        ("numpy_dnn", "activation", "gelu", r"unknown activation; choose one of: relu"),
+        ("numpy_dnn", "init", "orthogonal", r"numpy_dnn\.init='orthogonal': unknown init"),
+        ("numpy_dnn", "learning_rate", 0, r"numpy_dnn\.learning_rate=0: .*greater than 0"),
+        ("keras_mlp", "learning_rate", -0.1, r"keras_mlp\.learning_rate=-0\.1"),
+        ("keras_mlp", "dropout", 1.5, r"keras_mlp\.dropout=1\.5: .*less than 1"),
+        ("cnn", "block_dropout", -0.1, r"cnn\.block_dropout=-0\.1"),
+        ("cnn", "blocks", [], r"cnn\.blocks=\[\]: needs at least one conv block"),
+        ("data", "val_fraction", 1.0, r"data\.val_fraction=1\.0"),
+        ("data", "val_fraction", 0, r"data\.val_fraction=0"),
+        ("numpy_dnn", "batch_size", 0, r"numpy_dnn\.batch_size=0"),
+        ("cnn", "batch_size", -4, r"cnn\.batch_size=-4"),
+        ("numpy_dnn", "epochs", "ten", r"numpy_dnn\.epochs='ten': .*valid integer"),
+        ("logreg", "C", "strong", r"logreg\.C='strong': .*valid number"),
+        ("numpy_dnn", "hidden_layers", [128, 0], r"every layer needs at least 1 unit"),
+    ],
+)
+def test_bad_values_name_key_value_and_rule(
+    section: str, key: str, value: Any, expected: str
+) -> None:
+    with pytest.raises(ParamsError, match=expected):
+        validate(_with(section, key, value))
+
+
+def test_misspelled_key_is_rejected_not_ignored() -> None:
+    raw = _defaults()
+    raw["numpy_dnn"]["learnig_rate"] = 0.01
+    with pytest.raises(ParamsError, match=r"numpy_dnn\.learnig_rate: unknown key"):
+        validate(raw)
+
+
+def test_unknown_section_is_rejected() -> None:
+    raw = _defaults()
+    raw["resnet"] = {"depth": 50}
+    with pytest.raises(ParamsError, match=r"resnet: unknown key"):
+        validate(raw)
+
+
+def test_error_is_one_line_listing_every_problem() -> None:
+    raw = _with("numpy_dnn", "learning_rate", -1)
+    raw["data"]["val_fraction"] = 2
+    with pytest.raises(ParamsError) as info:
+        validate(raw)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "numpy_dnn.learning_rate" in message and "data.val_fraction" in message
+
+
+def test_null_batch_size_means_full_batch() -> None:
+    assert validate(_with("numpy_dnn", "batch_size", None)).numpy_dnn.batch_size is None
+
+
+def test_missing_file_and_broken_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "params.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("seed: [1, 2\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(broken)
+
+
+def test_unknown_model_section() -> None:
+    params = validate(_defaults())
+    with pytest.raises(ParamsError, match="unknown model 'resnet'; choose one of: numpy_dnn"):
+        params.model_params("resnet")
+
+
+def test_flatten_nested_blocks() -> None:
+    flat = flatten(validate(_defaults()).cnn)
+    assert flat["blocks.0.filters"] == 32 and flat["blocks.1.filters"] == 64
+    assert flat["dense_units"] == [512]

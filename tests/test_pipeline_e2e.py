@@ -1,0 +1,133 @@
+"""End to end: the real pipeline under `dvc repro` and `dvc exp run` in a temporary git repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "data", "models", "mlflow.db", "mlartifacts", ".mlflow.lock", "cache",
+    "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+)
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE"):
+        env.pop(name, None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
+    return output
+
+
+def _ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of this repository with fast params, committed in a new git repo."""
+    path = tmp_path_factory.mktemp("e2e") / "project"
+    shutil.copytree(ROOT, path, ignore=COPY_IGNORE)
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["numpy_dnn"]["epochs"] = 3
+    params["keras_mlp"]["epochs"] = 2
+    params["cnn"].update(epochs=1, dense_units=[32])
+    params["logreg"]["max_iter"] = 200
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name in ("dvc.lock",):
+        (path / name).unlink(missing_ok=True)
+    _run(["git", "init", "-q"], path)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], path)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], path)
+    return path
+
+
+def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> None:
+    output = _run(["dvc", "repro"], project)
+    assert {f"train@{m}" for m in MODELS} <= _ran_stages(output)
+
+    for model in MODELS:
+        metrics = json.loads((project / "reports" / model / "metrics.json").read_text())
+        for split in ("val", "test"):
+            assert 0.0 <= metrics[split]["accuracy"] <= 1.0
+            assert metrics[split]["loss"] > 0
+            assert 0.0 <= metrics[split]["f1_macro"] <= 1.0
+        history = (project / "reports" / model / "history.csv").read_text().splitlines()
+        assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy"
+        confusion = (project / "reports" / model / "confusion.csv").read_text().splitlines()
+        assert confusion[0] == "actual,predicted" and len(confusion) == 1 + 360
+    # logreg is a real baseline, not a placeholder: it must beat chance by far.
+    logreg = json.loads((project / "reports/logreg/metrics.json").read_text())
+    assert logreg["test"]["accuracy"] > 0.9
+    summary = (project / "reports" / "summary.md").read_text()
+    assert all(f"| {m} |" in summary for m in MODELS)
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    assert experiment.artifact_location.startswith((project / "mlartifacts").as_uri())
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.data.tags["model"] for run in runs) == sorted(MODELS)
+    for run in runs:
+        model = run.data.tags["model"]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["seed"] == "42" and run.data.params["dataset"] == "digits"
+        assert run.data.tags["dvc.exp_name"] == "workspace"
+        assert run.data.tags["dvc.stage"] == f"train@{model}"
+        assert len(run.data.tags["git.commit"]) == 40
+        metrics = json.loads((project / "reports" / model / "metrics.json").read_text())
+        assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+        epochs = len((project / "reports" / model / "history.csv").read_text().splitlines()) - 1
+        steps = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [metric.step for metric in steps] == list(range(1, epochs + 1))
+        artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
+        assert {"history.csv", "confusion.csv", "metrics.json"} <= artifacts
+    numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
+    assert numpy_run.data.params["hidden_layers"] == "[128, 64]"
+
+    again = _run(["dvc", "repro"], project)
+    assert _ran_stages(again) == set()
+    assert "up to date" in again
+
+
+def test_exp_run_reruns_only_the_changed_model(project: Path) -> None:
+    lock_before = yaml.safe_load((project / "dvc.lock").read_text())
+    output = _run(["dvc", "exp", "run", "-S", "numpy_dnn.learning_rate=0.005"], project)
+    assert _ran_stages(output) == {"train@numpy_dnn", "evaluate@numpy_dnn", "report"}
+    lock_after = yaml.safe_load((project / "dvc.lock").read_text())
+    changed = {
+        name for name in lock_after["stages"]
+        if lock_after["stages"][name] != lock_before["stages"].get(name)
+    }
+    assert changed == {"train@numpy_dnn", "evaluate@numpy_dnn", "report"}
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    runs = client.search_runs(
+        [experiment.experiment_id], "params.learning_rate = '0.005'"
+    )
+    assert len(runs) == 1
+    assert runs[0].data.tags["model"] == "numpy_dnn"
+    assert runs[0].data.tags["dvc.exp_name"] not in ("", "workspace")
+    assert "test_accuracy" in runs[0].data.metrics

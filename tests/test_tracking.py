@@ -1,0 +1,83 @@
+"""MLflow tracking against a real SQLite store in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from nnlab import tracking
+
+
+def test_store_resolves_from_dvc_root_not_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str
+) -> None:
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    assert tracking.project_root() == tmp_path
+    assert tracking.tracking_uri() == mlflow_store
+
+
+def test_without_dvc_root_the_nearest_dvc_folder_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "stages").mkdir()
+    monkeypatch.chdir(tmp_path / "stages")
+    assert tracking.project_root() == tmp_path
+
+
+def test_env_tracking_uri_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5999"
+
+
+def test_run_records_params_history_tags_and_artifacts(
+    tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "sunny-ibex")
+    artifact = tmp_path / "history.csv"
+    artifact.write_text("epoch,loss\n1,0.5\n")
+    tags = {**tracking.dvc_tags("train@numpy_dnn"), "dataset": "digits"}
+    with tracking.training_run("digits", "numpy_dnn", {"learning_rate": 0.01}, tags) as run_id:
+        tracking.log_history([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
+        tracking.log_results({"test_accuracy": 0.9}, [artifact])
+    client = mlflow.MlflowClient(mlflow_store)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"learning_rate": "0.01"}
+    assert run.data.tags["dvc.exp_name"] == "sunny-ibex"
+    assert run.data.tags["dvc.stage"] == "train@numpy_dnn"
+    assert run.data.metrics["test_accuracy"] == 0.9
+    history = client.get_metric_history(run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
+    assert [item.path for item in client.list_artifacts(run_id)] == ["history.csv"]
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    assert experiment.artifact_location == (tmp_path / "mlartifacts" / "digits").as_uri()
+
+    with tracking.resume_run("digits", run_id, "evaluate@numpy_dnn"):
+        tracking.log_results({"val_accuracy": 0.8}, [])
+    assert client.get_run(run_id).data.metrics["val_accuracy"] == 0.8
+
+
+def test_failure_marks_run_failed_with_the_error(mlflow_store: str) -> None:
+    with pytest.raises(RuntimeError, match="loss became nan"):
+        with tracking.training_run("digits", "numpy_dnn", {}, {"model": "numpy_dnn"}):
+            raise RuntimeError("loss became nan in epoch 3")
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: loss became nan in epoch 3"
+
+
+def test_evaluating_a_run_missing_from_the_store_opens_a_tagged_run(mlflow_store: str) -> None:
+    with tracking.resume_run("digits", "0" * 32, "evaluate@cnn") as run_id:
+        tracking.log_results({"test_accuracy": 0.5}, [])
+    run = mlflow.MlflowClient(mlflow_store).get_run(run_id)
+    assert run.data.tags["nnlab.missing_train_run"] == "0" * 32
