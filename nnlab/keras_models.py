@@ -142,6 +142,8 @@ class _KerasClassifier(ImageClassifier):
             optimizer=_optimizer(self.params.optimizer, self.params.learning_rate),
             loss=loss,
             metrics=[accuracy],
+            # Run a whole epoch per call: small models are dominated by per-step overhead.
+            steps_per_execution=math.ceil(len(labels) / self.params.batch_size),
         )
         result = self.model.fit(
             np.asarray(images), labels,

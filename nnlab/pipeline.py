@@ -185,16 +185,26 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
                 predicted = probabilities.argmax(axis=1)
                 write_confusion(report_dir / "confusion.csv", labels, predicted, classes)
         write_json(report_dir / "metrics.json", metrics)
-        flat = {f"{split}_{key}": value for split, values in metrics.items()
+        # "test.accuracy" etc., as `dvc exp show` names them; the per-epoch history owns the
+        # Keras-style names ("val_accuracy"), so the two never collide in one run.
+        flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
         tracking.log_results(flat, [report_dir / "metrics.json", report_dir / "confusion.csv"])
     return metrics
 
 
-SUMMARY_COLUMNS = [
-    "model", "val_accuracy", "test_accuracy", "test_f1_macro", "param_count",
-    "training_seconds", "samples_per_second", "mlflow_run_id",
-]
+# Column -> how summary.md shows it (summary.csv keeps the raw values).
+SUMMARY_FORMATS = {
+    "model": "{}",
+    "val_accuracy": "{:.4f}",
+    "test_accuracy": "{:.4f}",
+    "test_f1_macro": "{:.4f}",
+    "param_count": "{:,}",
+    "training_seconds": "{:,.1f}",
+    "samples_per_second": "{:,.0f}",
+    "mlflow_run_id": "{}",
+}
+SUMMARY_COLUMNS = list(SUMMARY_FORMATS)
 
 
 def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
@@ -217,9 +227,9 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
         )
     write_csv(layout.reports / "summary.csv", SUMMARY_COLUMNS, rows)
     header = "| " + " | ".join(SUMMARY_COLUMNS) + " |"
-    rule = "|" + "|".join("---" if c == "model" else "---:" for c in SUMMARY_COLUMNS) + "|"
+    rule = "|---|" + "---:|" * (len(SUMMARY_COLUMNS) - 2) + "---|"
     lines = [
-        "| " + " | ".join(_cell(row[column]) for column in SUMMARY_COLUMNS) + " |"
+        "| " + " | ".join(SUMMARY_FORMATS[key].format(row[key]) for key in SUMMARY_COLUMNS) + " |"
         for row in rows
     ]
     best = max(rows, key=lambda row: float(row["val_accuracy"]))  # type: ignore[arg-type]
@@ -239,13 +249,3 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
     write_text(layout.reports / "summary.md", text)
     return rows
 
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-__all__ = ["Layout", "download", "evaluate", "prepare", "report", "split", "train"]

@@ -94,7 +94,8 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
         assert run.data.tags["dvc.stage"] == f"train@{model}"
         assert len(run.data.tags["git.commit"]) == 40
         metrics = json.loads((project / "reports" / model / "metrics.json").read_text())
-        assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+        assert run.data.metrics["test.accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+        assert run.data.metrics["val.f1_macro"] == pytest.approx(metrics["val"]["f1_macro"])
         epochs = len((project / "reports" / model / "history.csv").read_text().splitlines()) - 1
         steps = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [metric.step for metric in steps] == list(range(1, epochs + 1))
@@ -130,4 +131,4 @@ def test_exp_run_reruns_only_the_changed_model(project: Path) -> None:
     assert len(runs) == 1
     assert runs[0].data.tags["model"] == "numpy_dnn"
     assert runs[0].data.tags["dvc.exp_name"] not in ("", "workspace")
-    assert "test_accuracy" in runs[0].data.metrics
+    assert "test.accuracy" in runs[0].data.metrics

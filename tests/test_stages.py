@@ -1,0 +1,70 @@
+"""Stage modules: user errors become one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnlab import pipeline
+from nnlab.files import write_json
+from tests.conftest import ROOT
+
+
+def _stage(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+def test_bad_param_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("numpy_dnn:\n  learning_rate: -1\n")
+    result = _stage(["stages.split"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "split: error: numpy_dnn.learning_rate=-1: Input should be greater than 0"
+    ]
+
+
+def test_missing_inputs_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    result = _stage(["stages.train", "numpy_dnn"], tmp_path)
+    assert result.returncode == 2
+    assert "data/split/train_images.npy: missing; run `dvc repro`" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_unknown_model_argument(tmp_path: Path) -> None:
+    result = _stage(["stages.train", "resnet"], tmp_path)
+    assert result.returncode == 2 and "invalid choice: 'resnet'" in result.stderr
+
+
+def test_report_table(tmp_path: Path) -> None:
+    layout = pipeline.Layout(tmp_path)
+    for index, model in enumerate(["numpy_dnn", "logreg"]):
+        metrics = {split: {"accuracy": 0.9 + index / 20, "f1_macro": 0.8, "loss": 0.3}
+                   for split in ("val", "test")}
+        write_json(layout.report_dir(model) / "metrics.json", metrics)
+        write_json(
+            layout.model_dir(model) / pipeline.TRAIN_INFO_FILE,
+            {"param_count": 1234, "training_seconds": 2.25, "samples_per_second": 99.6,
+             "mlflow_run_id": f"run{index}"},
+        )
+    rows = pipeline.report(["numpy_dnn", "logreg"], layout)
+    assert [row["model"] for row in rows] == ["numpy_dnn", "logreg"]
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert "| logreg | 0.9500 | 0.9500 | 0.8000 | 1,234 | 2.2 | 100 | run1 |" in summary
+    assert "Best by validation accuracy: **logreg**" in summary
+    csv_lines = (tmp_path / "reports" / "summary.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("model,val_accuracy,test_accuracy,test_f1_macro")
+
+
+def test_report_without_metrics_names_the_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"reports/cnn/metrics\.json: missing"):
+        pipeline.report(["cnn"], pipeline.Layout(tmp_path))
