@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.errors import DivergenceError
-from nnlab.models import History, ImageClassifier
+from nnlab.models import History, ImageClassifier, trained_file
 from nnlab.params import CnnParams, KerasMlpParams
 
 # Fixed thread counts: with op determinism, same params + seed give identical weights.
@@ -114,6 +114,7 @@ def build_cnn(
 
 
 class _KerasClassifier(ImageClassifier):
+    name: str  # the params.yaml key
     params: KerasMlpParams | CnnParams
 
     def __init__(self, params: KerasMlpParams | CnnParams, seed: int) -> None:
@@ -159,13 +160,14 @@ class _KerasClassifier(ImageClassifier):
                                     result.history.items()}}
             for epoch in range(len(result.history["loss"]))
         ]
-        for row in rows:
-            if not math.isfinite(row["loss"]):
-                raise DivergenceError(
-                    f"{self.model.name}: training loss became {row['loss']} in epoch "
-                    f"{row['epoch']}; lower {self.model.name}.learning_rate "
-                    f"(now {self.params.learning_rate:g})"
-                )
+        # TerminateOnNaN stops mid-epoch; the weights tell even if no logged loss does.
+        bad = next((row for row in rows if not math.isfinite(row["loss"])), None)
+        if bad or not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
+            epoch = bad["epoch"] if bad else len(rows)
+            raise DivergenceError(
+                f"{self.name}: training loss became NaN or inf in epoch {epoch:g}; "
+                f"lower {self.name}.learning_rate (now {self.params.learning_rate:g})"
+            )
         return rows
 
     def _trained(self) -> keras.Model:
@@ -192,9 +194,7 @@ class _KerasClassifier(ImageClassifier):
 
     @classmethod
     def load(cls, directory: Path) -> _KerasClassifier:
-        path = directory / MODEL_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no trained Keras model; run `dvc repro` first")
+        path = trained_file(directory, MODEL_FILE, cls.name)
         classifier = cls.__new__(cls)
         ImageClassifier.__init__(classifier, None, seed=0)
         classifier.model = keras.models.load_model(path, safe_mode=True, compile=False)
@@ -202,6 +202,7 @@ class _KerasClassifier(ImageClassifier):
 
 
 class KerasMlpClassifier(_KerasClassifier):
+    name = "keras_mlp"
     params: KerasMlpParams
 
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
@@ -209,6 +210,7 @@ class KerasMlpClassifier(_KerasClassifier):
 
 
 class CnnClassifier(_KerasClassifier):
+    name = "cnn"
     params: CnnParams
 
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 
-from nnlab.models import History, ImageClassifier, to_features
+from nnlab.models import History, ImageClassifier, save_arrays, to_features, trained_file
 from nnlab.params import LogregParams
 
 COEF_FILE = "model.npz"
@@ -63,24 +62,17 @@ class LogregClassifier(ImageClassifier):
     def save(self, directory: Path) -> None:
         # Plain arrays instead of a pickle: loading a model never executes code.
         model = self._trained()
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (COEF_FILE + ".part")
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                allow_pickle=False,
-                coef=model.coef_,
-                intercept=model.intercept_,
-                classes=model.classes_,
-                params=np.array(json.dumps(self.params.model_dump())),
-            )
-        os.replace(tmp, directory / COEF_FILE)
+        arrays = {
+            "coef": model.coef_,
+            "intercept": model.intercept_,
+            "classes": model.classes_,
+            "params": np.array(json.dumps(self.params.model_dump())),
+        }
+        save_arrays(directory / COEF_FILE, arrays)
 
     @classmethod
     def load(cls, directory: Path) -> LogregClassifier:
-        path = directory / COEF_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no trained logreg model; run `dvc repro` first")
+        path = trained_file(directory, COEF_FILE, "logreg")
         with np.load(path, allow_pickle=False) as archive:
             params = LogregParams(**json.loads(str(archive["params"])))
             model = LogisticRegression(C=params.C, max_iter=params.max_iter)

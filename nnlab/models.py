@@ -8,6 +8,7 @@ Model classes are imported lazily: asking for `numpy_dnn` never imports TensorFl
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,23 @@ class ImageClassifier:
 def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:
     """Flatten uint8 images (N, H, W, C) to float32 features (N, H*W*C) in [0, 1]."""
     return np.asarray(images, dtype=np.float32).reshape(images.shape[0], -1) / np.float32(255)
+
+
+def trained_file(directory: Path, filename: str, model_name: str) -> Path:
+    """The saved model file, or a FileNotFoundError that says how to create it."""
+    path = directory / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained {model_name} model; run `dvc repro` first")
+    return path
+
+
+def save_arrays(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
+    """Write plain arrays (no pickles) to an .npz, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, allow_pickle=False, **arrays)
+    os.replace(tmp, path)
 
 
 def get_model_class(name: str) -> type[ImageClassifier]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.models import History, ImageClassifier, to_features
+from nnlab.models import History, ImageClassifier, save_arrays, to_features, trained_file
 from nnlab.numpy_dnn import Network, build_mlp, fit, make_optimizer
 from nnlab.params import NumpyDnnParams
 
@@ -55,17 +54,11 @@ class NumpyDnnClassifier(ImageClassifier):
         return self._trained().count_params()
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (WEIGHTS_FILE + ".part")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, allow_pickle=False, **self._trained().to_arrays())
-        os.replace(tmp, directory / WEIGHTS_FILE)
+        save_arrays(directory / WEIGHTS_FILE, self._trained().to_arrays())
 
     @classmethod
     def load(cls, directory: Path) -> NumpyDnnClassifier:
-        path = directory / WEIGHTS_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no trained numpy_dnn model; run `dvc repro` first")
+        path = trained_file(directory, WEIGHTS_FILE, "numpy_dnn")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
         try:

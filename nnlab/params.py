@@ -8,12 +8,10 @@ allowed, instead of a traceback from deep inside NumPy or Keras.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from nnlab.datasets import DATASETS
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 MODEL_NAMES = ("numpy_dnn", "keras_mlp", "cnn", "logreg")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
@@ -31,128 +29,99 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {what}; choose one of: {', '.join(allowed)}")
+def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"unknown {what}; choose one of: {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _positive_units(value: list[int]) -> list[int]:
+    if any(units <= 0 for units in value):
+        raise ValueError("every layer needs at least 1 unit")
     return value
 
 
-class DataParams(_Section):
-    dataset: str = "digits"
-    source: str | None = None
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    image_size: int = Field(64, gt=0)
-    grayscale: bool = False
+def _known_dataset(value: str) -> str:
+    from nnlab.datasets import DATASETS  # late import: dataset modules import this module
 
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        return _one_of(value, tuple(DATASETS), "dataset")
+    if value not in DATASETS:
+        raise ValueError(f"unknown dataset; choose one of: {', '.join(DATASETS)}")
+    return value
+
+
+# Reusable field types. Defaults below match params.yaml (a test keeps them in sync).
+Units = Annotated[list[int], AfterValidator(_positive_units)]
+Activation = Annotated[str, _one_of(ACTIVATIONS, "activation")]
+Probability = Annotated[float, Field(ge=0, lt=1)]
+LearningRate = Annotated[float, Field(gt=0)]
+Positive = Annotated[int, Field(gt=0)]
+
+
+class DataParams(_Section):
+    dataset: Annotated[str, AfterValidator(_known_dataset)] = "digits"
+    source: str | None = None
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    image_size: Positive = 64
+    grayscale: bool = False
 
 
 class NumpyDnnParams(_Section):
-    hidden_layers: list[int] = [128, 64]
-    activation: str = "relu"
-    init: str = "he"
-    optimizer: str = "adam"
-    learning_rate: float = Field(0.001, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    epsilon: float = Field(1e-8, gt=0)
+    hidden_layers: Units = [128, 64]
+    activation: Activation = "relu"
+    init: Annotated[str, _one_of(INITS, "init")] = "he"
+    optimizer: Annotated[str, _one_of(NUMPY_OPTIMIZERS, "optimizer")] = "adam"
+    learning_rate: LearningRate = 0.001
+    momentum: Probability = 0.9
+    beta1: Probability = 0.9
+    beta2: Probability = 0.999
+    epsilon: float = Field(1e-7, gt=0)
     l2: float = Field(0.0, ge=0)
-    batch_size: int | None = Field(32, gt=0)
-    epochs: int = Field(40, gt=0)
-
-    @field_validator("hidden_layers")
-    @classmethod
-    def _positive_units(cls, value: list[int]) -> list[int]:
-        if any(units <= 0 for units in value):
-            raise ValueError("every layer needs at least 1 unit")
-        return value
-
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, value: str) -> str:
-        return _one_of(value, ACTIVATIONS, "activation")
-
-    @field_validator("init")
-    @classmethod
-    def _known_init(cls, value: str) -> str:
-        return _one_of(value, INITS, "init")
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        return _one_of(value, NUMPY_OPTIMIZERS, "optimizer")
+    batch_size: Positive | None = 32  # None: full-batch gradient descent
+    epochs: Positive = 60
 
 
 class KerasMlpParams(_Section):
-    hidden_units: list[int] = [128]
-    activation: str = "relu"
-    dropout: float = Field(0.0, ge=0, lt=1)
-    optimizer: str = "adam"
-    learning_rate: float = Field(0.001, gt=0)
-    batch_size: int = Field(32, gt=0)
-    epochs: int = Field(30, gt=0)
-
-    @field_validator("hidden_units")
-    @classmethod
-    def _positive_units(cls, value: list[int]) -> list[int]:
-        if any(units <= 0 for units in value):
-            raise ValueError("every layer needs at least 1 unit")
-        return value
-
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, value: str) -> str:
-        return _one_of(value, ACTIVATIONS, "activation")
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        return _one_of(value, KERAS_OPTIMIZERS, "optimizer")
+    hidden_units: Units = [128]
+    activation: Activation = "relu"
+    dropout: Probability = 0.0
+    optimizer: Annotated[str, _one_of(KERAS_OPTIMIZERS, "optimizer")] = "adam"
+    learning_rate: LearningRate = 0.003
+    batch_size: Positive = 64
+    epochs: Positive = 20
 
 
 class ConvBlock(_Section):
-    filters: int = Field(gt=0)
-    convs: int = Field(1, gt=0)
+    filters: Positive
+    convs: Positive = 1
+
+
+def _at_least_one_block(value: list[ConvBlock]) -> list[ConvBlock]:
+    if not value:
+        raise ValueError("needs at least one conv block, e.g. [{filters: 32}]")
+    return value
 
 
 class CnnParams(_Section):
-    blocks: list[ConvBlock] = [ConvBlock(filters=32), ConvBlock(filters=64)]
-    block_dropout: float = Field(0.25, ge=0, lt=1)
-    dense_units: list[int] = [512]
-    dense_dropout: float = Field(0.5, ge=0, lt=1)
-    optimizer: str = "adam"
-    learning_rate: float = Field(0.001, gt=0)
-    batch_size: int = Field(32, gt=0)
-    epochs: int = Field(30, gt=0)
-
-    @field_validator("blocks")
-    @classmethod
-    def _at_least_one_block(cls, value: list[ConvBlock]) -> list[ConvBlock]:
-        if not value:
-            raise ValueError("needs at least one conv block, e.g. [{filters: 32}]")
-        return value
-
-    @field_validator("dense_units")
-    @classmethod
-    def _positive_units(cls, value: list[int]) -> list[int]:
-        if any(units <= 0 for units in value):
-            raise ValueError("every layer needs at least 1 unit")
-        return value
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        return _one_of(value, KERAS_OPTIMIZERS, "optimizer")
+    blocks: Annotated[list[ConvBlock], AfterValidator(_at_least_one_block)] = [
+        ConvBlock(filters=32),
+        ConvBlock(filters=64),
+    ]
+    block_dropout: Probability = 0.25
+    dense_units: Units = [512]
+    dense_dropout: Probability = 0.5
+    optimizer: Annotated[str, _one_of(KERAS_OPTIMIZERS, "optimizer")] = "adam"
+    learning_rate: LearningRate = 0.001
+    batch_size: Positive = 32
+    epochs: Positive = 15
 
 
 class LogregParams(_Section):
     C: float = Field(1.0, gt=0)
-    max_iter: int = Field(1000, gt=0)
+    max_iter: Positive = 2000
 
 
 class Params(_Section):

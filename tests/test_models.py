@@ -89,3 +89,13 @@ def test_numpy_dnn_never_imports_tensorflow() -> None:
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_keras_divergence_is_a_clear_error() -> None:
+    from nnlab.errors import DivergenceError
+
+    params = validate({"keras_mlp": {"optimizer": "sgd", "learning_rate": 1e12, "epochs": 3}})
+    images, labels = make_images(20, 3, seed=1)
+    model = get_model_class("keras_mlp")(params.keras_mlp, seed=0)
+    with pytest.raises(DivergenceError, match=r"lower keras_mlp\.learning_rate \(now 1e\+12\)"):
+        model.fit((images, labels), (images, labels), 3)

@@ -27,6 +27,11 @@ def test_project_params_are_valid() -> None:
     assert params.numpy_dnn.hidden_layers == [128, 64]
 
 
+def test_schema_defaults_match_params_yaml() -> None:
+    # A key left out of params.yaml must mean what params.yaml says by default.
+    assert validate({}).model_dump() == load_params(ROOT / "params.yaml").model_dump()
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [

@@ -81,3 +81,29 @@ def test_evaluating_a_run_missing_from_the_store_opens_a_tagged_run(mlflow_store
         tracking.log_results({"test_accuracy": 0.5}, [])
     run = mlflow.MlflowClient(mlflow_store).get_run(run_id)
     assert run.data.tags["nnlab.missing_train_run"] == "0" * 32
+
+
+def test_diverging_training_leaves_no_model_and_a_failed_run(
+    tmp_path: Path, mlflow_store: str
+) -> None:
+    from nnlab import pipeline
+    from nnlab.errors import DivergenceError
+    from nnlab.params import validate
+
+    params = validate(
+        {"numpy_dnn": {"optimizer": "sgd", "learning_rate": 1e8, "epochs": 5, "init": "random"}}
+    )
+    layout = pipeline.Layout(tmp_path)
+    pipeline.download(params, layout)
+    pipeline.prepare(params, layout)
+    pipeline.split(params, layout)
+    with pytest.raises(DivergenceError, match="lower numpy_dnn.learning_rate"):
+        pipeline.train("numpy_dnn", params, layout)
+    assert not layout.model_dir("numpy_dnn").exists()
+    assert not list((tmp_path / "models").glob("*partial*"))
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("DivergenceError: numpy_dnn: training loss became")
