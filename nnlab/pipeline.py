@@ -140,13 +140,14 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
         start = time.perf_counter()
         history = model.fit(train_set, val_set, n_classes=len(classes))
         seconds = time.perf_counter() - start
+        param_count = model.count_params()
         tracking.log_history(history)
         history_path = layout.report_dir(model_name) / "history.csv"
         write_csv(history_path, HISTORY_COLUMNS, history)
         info: dict[str, object] = {
             "model": model_name,
             "mlflow_run_id": run_id,
-            "param_count": model.count_params(),
+            "param_count": param_count,
             "training_seconds": round(seconds, 3),
             "samples_per_second": round(len(history) * len(train_set[1]) / seconds, 1),
             "epochs": len(history),
@@ -158,9 +159,7 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
         finally:
             shutil.rmtree(partial_dir, ignore_errors=True)
         tracking.log_results(
-            {"param_count": float(info["param_count"]),  # type: ignore[arg-type]
-             "training_seconds": seconds},
-            [history_path],
+            {"param_count": param_count, "training_seconds": seconds}, [history_path]
         )
     return info
 
