@@ -22,7 +22,8 @@ from nnlab.params import CnnParams, KerasMlpParams
 THREADS = 2
 MODEL_FILE = "model.keras"
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up banner
+# Hide TensorFlow's C++ INFO/WARNING logs (lines printed before absl starts still show).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
@@ -52,13 +53,15 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     return optimizers[name]()
 
 
-def _output(n_classes: int) -> tuple[keras.layers.Layer, keras.losses.Loss]:
-    """Logit output and its loss: one sigmoid unit for 2 classes, as in the seeds."""
+def _output_layer(n_classes: int) -> keras.layers.Layer:
+    """Logits: one sigmoid unit for 2 classes, as in the seeds, else one per class."""
+    return keras.layers.Dense(1 if n_classes == 2 else n_classes)
+
+
+def _loss(n_classes: int) -> keras.losses.Loss:
     if n_classes == 2:
-        return keras.layers.Dense(1), keras.losses.BinaryCrossentropy(from_logits=True)
-    return keras.layers.Dense(n_classes), keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True
-    )
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def build_mlp(
@@ -70,14 +73,13 @@ def build_mlp(
         hidden.append(keras.layers.Dense(units, activation=params.activation))
         if params.dropout:
             hidden.append(keras.layers.Dropout(params.dropout))
-    output, _ = _output(n_classes)
     return keras.Sequential(
         [
             keras.Input(shape=input_shape),
             keras.layers.Rescaling(1 / 255),
             keras.layers.Flatten(),
             *hidden,
-            output,
+            _output_layer(n_classes),
         ],
         name="keras_mlp",
     )
@@ -99,7 +101,6 @@ def build_cnn(
     for units in params.dense_units:
         dense.append(keras.layers.Dense(units, activation="relu"))
         dense.append(keras.layers.Dropout(params.dense_dropout))
-    output, _ = _output(n_classes)
     return keras.Sequential(
         [
             keras.Input(shape=input_shape),
@@ -107,7 +108,7 @@ def build_cnn(
             *blocks,
             keras.layers.Flatten(),
             *dense,
-            output,
+            _output_layer(n_classes),
         ],
         name="cnn",
     )
@@ -133,7 +134,6 @@ class _KerasClassifier(ImageClassifier):
         configure_determinism(self.seed)
         images, labels = train
         self.model = self.build(tuple(images.shape[1:]), n_classes)
-        _, loss = _output(n_classes)
         accuracy = (
             keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)  # on logits
             if n_classes == 2
@@ -141,7 +141,7 @@ class _KerasClassifier(ImageClassifier):
         )
         self.model.compile(
             optimizer=_optimizer(self.params.optimizer, self.params.learning_rate),
-            loss=loss,
+            loss=_loss(n_classes),
             metrics=[accuracy],
             # Run a whole epoch per call: small models are dominated by per-step overhead.
             steps_per_execution=math.ceil(len(labels) / self.params.batch_size),

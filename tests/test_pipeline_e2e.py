@@ -132,3 +132,22 @@ def test_exp_run_reruns_only_the_changed_model(project: Path) -> None:
     assert runs[0].data.tags["model"] == "numpy_dnn"
     assert runs[0].data.tags["dvc.exp_name"] not in ("", "workspace")
     assert "test.accuracy" in runs[0].data.metrics
+
+
+def test_dvc_shows_metrics_plots_and_experiments(project: Path) -> None:
+    metrics = _run(["dvc", "metrics", "show", "--json"], project)
+    for model in MODELS:
+        assert f"reports/{model}/metrics.json" in metrics
+    assert json.loads(metrics), "dvc metrics show printed no JSON"
+
+    plots = _run(["dvc", "plots", "show", "--json", "--split"], project)
+    assert "Validation accuracy per epoch" in plots
+    for model in MODELS:
+        assert f"reports/{model}/confusion.csv" in plots
+
+    experiments = json.loads(_run(["dvc", "exp", "show", "--json"], project))
+    text = json.dumps(experiments)
+    for model in MODELS:
+        assert f'"reports/{model}/metrics.json"' in text
+    assert '"accuracy"' in text and '"f1_macro"' in text
+    assert '"learning_rate": 0.005' in text  # the experiment of the previous test
