@@ -13,10 +13,17 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-MODEL_NAMES = ("numpy_dnn", "keras_mlp", "cnn", "logreg")
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
-INITS = ("zeros", "random", "he", "xavier")
-NUMPY_OPTIMIZERS = ("sgd", "momentum", "adam")
+from nnlab.models import MODELS
+from nnlab.numpy_dnn.layers import ACTIVATIONS as NUMPY_ACTIVATIONS
+from nnlab.numpy_dnn.network import INITS as NUMPY_INITS
+from nnlab.numpy_dnn.optimizers import OPTIMIZERS
+
+# Allowed names come from the registries that implement them (pure NumPy, cheap to import),
+# so the schema can never accept a name the code does not know.
+MODEL_NAMES = tuple(MODELS)
+ACTIVATIONS = tuple(NUMPY_ACTIVATIONS)
+INITS = NUMPY_INITS
+NUMPY_OPTIMIZERS = tuple(OPTIMIZERS)
 KERAS_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 
 
