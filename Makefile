@@ -33,13 +33,13 @@ run: install
 	@echo "Compare runs in the MLflow UI:  make ui   (then open http://127.0.0.1:$(UI_PORT))"
 
 lint: install
-	ruff check nnlab stages tests
+	ruff check nnlab stages tests benchmarks
 
 typecheck: install
 	mypy nnlab
 
 test: install
-	ruff check nnlab stages tests
+	ruff check nnlab stages tests benchmarks
 	mypy nnlab
 	python -m pytest
 

@@ -28,10 +28,11 @@ class NumpyDnnClassifier(ImageClassifier):
         n_classes: int,
     ) -> History:
         p = self.params
-        rng = np.random.default_rng(self.seed)  # the only randomness: init + shuffling
+        rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
         x_train, x_val = to_features(train[0]), to_features(val[0])
         self.network = build_mlp(
-            x_train.shape[1], p.hidden_layers, n_classes, p.activation, p.init, rng, l2=p.l2
+            x_train.shape[1], p.hidden_layers, n_classes, p.activation, p.init, rng,
+            l2=p.l2, dropout=p.dropout, batch_norm=p.batch_norm,
         )
         optimizer = make_optimizer(
             p.optimizer, p.learning_rate,
@@ -40,6 +41,8 @@ class NumpyDnnClassifier(ImageClassifier):
         return fit(
             self.network, optimizer, x_train, train[1], x_val, val[1],
             epochs=p.epochs, batch_size=p.batch_size, rng=rng,
+            learning_rate_decay=p.learning_rate_decay, decay_rate=p.decay_rate,
+            decay_epochs=p.decay_epochs, early_stopping_patience=p.early_stopping_patience,
         )
 
     def _trained(self) -> Network:

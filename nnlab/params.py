@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nnlab.models import MODELS
 from nnlab.numpy_dnn.layers import ACTIVATIONS as NUMPY_ACTIVATIONS
 from nnlab.numpy_dnn.network import INITS as NUMPY_INITS
-from nnlab.numpy_dnn.optimizers import OPTIMIZERS
+from nnlab.numpy_dnn.optimizers import LR_SCHEDULES, OPTIMIZERS
 
 # Allowed names come from the registries that implement them (pure NumPy, cheap to import),
 # so the schema can never accept a name the code does not know.
@@ -24,6 +24,7 @@ MODEL_NAMES = tuple(MODELS)
 ACTIVATIONS = tuple(NUMPY_ACTIVATIONS)
 INITS = NUMPY_INITS
 NUMPY_OPTIMIZERS = tuple(OPTIMIZERS)
+NUMPY_LR_SCHEDULES = tuple(LR_SCHEDULES)
 KERAS_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 
 
@@ -77,7 +78,7 @@ class DataParams(_Section):
 
 
 class NumpyDnnParams(_Section):
-    hidden_layers: Units = [128, 64]
+    hidden_layers: Units = [256, 128]
     activation: Activation = "relu"
     init: Annotated[str, _one_of(INITS, "init")] = "he"
     optimizer: Annotated[str, _one_of(NUMPY_OPTIMIZERS, "optimizer")] = "adam"
@@ -86,9 +87,26 @@ class NumpyDnnParams(_Section):
     beta1: Probability = 0.9
     beta2: Probability = 0.999
     epsilon: float = Field(1e-7, gt=0)
+    learning_rate_decay: (
+        Annotated[str, _one_of(NUMPY_LR_SCHEDULES, "learning_rate_decay")] | None
+    ) = None
+    decay_rate: float = Field(0.5, gt=0)
+    decay_epochs: Positive = 10
     l2: float = Field(0.0, ge=0)
-    batch_size: Positive | None = 32  # None: full-batch gradient descent
+    dropout: Probability = 0.2
+    batch_norm: bool = False
+    batch_size: Positive | None = 64  # None: full-batch gradient descent
     epochs: Positive = 60
+    early_stopping_patience: Positive | None = 10  # None: train every epoch
+
+    @model_validator(mode="after")
+    def _step_decay_shrinks(self) -> NumpyDnnParams:
+        if self.learning_rate_decay == "step" and not self.decay_rate < 1:
+            raise ValueError(
+                f"decay_rate={self.decay_rate!r}: step decay multiplies the learning rate by "
+                "decay_rate every decay_epochs, so it must be in (0, 1)"
+            )
+        return self
 
 
 class KerasMlpParams(_Section):
@@ -156,6 +174,8 @@ def _check_model(model: str) -> None:
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
+    if isinstance(error["input"], dict) and error["type"] == "value_error":
+        return f"{key}.{message}"  # a check across keys: the message starts with "key=value"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (misspelled?); remove it or fix its name"
     if error["type"] == "missing":

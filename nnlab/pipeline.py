@@ -30,6 +30,7 @@ from nnlab.params import Params, flatten
 # A fixed seed for the test hold-out: the test set must not move when `seed` changes,
 # or test metrics of two experiments would not be comparable.
 TEST_HOLDOUT_SEED = 20240101
+# Every model's history.csv has these columns; a model may add more (numpy_dnn: learning_rate).
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 TRAIN_INFO_FILE = "train_info.json"
 
@@ -143,7 +144,8 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
         param_count = model.count_params()
         tracking.log_history(history)
         history_path = layout.report_dir(model_name) / "history.csv"
-        write_csv(history_path, HISTORY_COLUMNS, history)
+        extra = [key for key in history[0] if key not in HISTORY_COLUMNS] if history else []
+        write_csv(history_path, HISTORY_COLUMNS + extra, history)
         info: dict[str, object] = {
             "model": model_name,
             "mlflow_run_id": run_id,

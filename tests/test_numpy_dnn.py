@@ -1,16 +1,37 @@
-"""The from-scratch network: gradients, optimizers, learning, saving, divergence."""
+"""The from-scratch network: gradients, optimizers, schedules, learning, saving, divergence."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from nnlab.errors import DivergenceError
-from nnlab.numpy_dnn import Network, build_mlp, fit, make_optimizer
-from nnlab.numpy_dnn.optimizers import SGD, Adam, Momentum
+from nnlab.numpy_dnn import Network, build_mlp, evaluate, fit, make_optimizer
+from nnlab.numpy_dnn.layers import (
+    BatchNorm,
+    Dense,
+    Dropout,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
+from nnlab.numpy_dnn.optimizers import (
+    SGD,
+    Adagrad,
+    Adam,
+    Momentum,
+    Nesterov,
+    RMSprop,
+    scheduled_learning_rate,
+)
 
 
-def _numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _numeric_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of f() with respect to every element of x (changed in place)."""
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         old = x[index]
@@ -27,47 +48,154 @@ def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
 
 
+def _dense(rng: np.random.Generator) -> Layer:
+    return Dense(rng.standard_normal((6, 4)), rng.standard_normal(4))
+
+
+def _batch_norm(rng: np.random.Generator) -> Layer:
+    layer = BatchNorm(6, dtype=np.float64)
+    layer.params["gamma"][...] = rng.uniform(0.5, 1.5, 6)
+    layer.params["beta"][...] = rng.standard_normal(6)
+    return layer
+
+
+LAYERS: dict[str, Callable[[np.random.Generator], Layer]] = {
+    "dense": _dense,
+    "relu": lambda rng: ReLU(),
+    "leaky_relu": lambda rng: LeakyReLU(),
+    "tanh": lambda rng: Tanh(),
+    "sigmoid": lambda rng: Sigmoid(),
+    "batch_norm": _batch_norm,
+    "dropout": lambda rng: Dropout(0.4, np.random.default_rng(3)),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_gradients_match_central_differences(name: str) -> None:
+    """dx and every parameter gradient of each layer type, in training mode, float64."""
+    rng = np.random.default_rng(0)
+    layer = LAYERS[name](rng)
+    x = rng.standard_normal((7, 6))
+    x[np.abs(x) < 1e-3] = 0.5  # keep ReLU kinks away from the finite-difference step
+    upstream = rng.standard_normal(layer.forward(x.copy(), training=True).shape)
+
+    def f() -> float:
+        if isinstance(layer, Dropout):
+            layer.rng = np.random.default_rng(3)  # the same (fixed) mask on every call
+        return float(np.sum(layer.forward(x, training=True) * upstream))
+
+    f()
+    dx = layer.backward(upstream.copy())
+    analytic = {key: grad.copy() for key, grad in layer.grads.items()}
+    assert _relative_error(dx, _numeric_grad(f, x)) < 1e-6, "dx"
+    for key, param in layer.params.items():
+        assert _relative_error(analytic[key], _numeric_grad(f, param)) < 1e-6, key
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("n_classes", [2, 4])
 @pytest.mark.parametrize("l2", [0.0, 0.1])
-def test_gradients_match_central_differences(activation: str, n_classes: int, l2: float) -> None:
+def test_network_gradients_match_central_differences(
+    activation: str, n_classes: int, l2: float
+) -> None:
+    """Both losses (sigmoid + BCE for 2 classes, softmax + CE otherwise), with and without L2."""
     rng = np.random.default_rng(0)
     network = build_mlp(5, [7, 6], n_classes, activation, "xavier", rng, l2=l2, dtype=np.float64)
     x = rng.standard_normal((11, 5))
     labels = rng.integers(0, n_classes, 11).astype(np.int64)
-    network.loss_and_backward(x, labels)
+    _check_network_gradients(network, x, labels)
+
+
+def test_gradients_with_batch_norm_and_fixed_dropout_mask() -> None:
+    rng = np.random.default_rng(0)
+    network = build_mlp(
+        5, [7, 6], 3, "tanh", "xavier", rng, l2=0.01, dropout=0.3, batch_norm=True,
+        dtype=np.float64,
+    )
+    dropouts = [layer for layer in network.layers if isinstance(layer, Dropout)]
+    assert len(dropouts) == 2 and any(isinstance(la, BatchNorm) for la in network.layers)
+    x = rng.standard_normal((11, 5))
+    labels = rng.integers(0, 3, 11).astype(np.int64)
+
+    def reset_masks() -> None:
+        for index, layer in enumerate(dropouts):
+            layer.rng = np.random.default_rng(index)
+
+    _check_network_gradients(network, x, labels, before_each=reset_masks)
+
+
+def _check_network_gradients(
+    network: Network,
+    x: np.ndarray,
+    labels: np.ndarray,
+    before_each: Callable[[], None] = lambda: None,
+) -> None:
+    def loss() -> float:
+        before_each()
+        return network.loss_and_backward(x, labels)[0]
+
+    loss()
     params, grads = network.parameters()
     analytic = {key: grad.copy() for key, grad in grads.items()}
     for key, param in params.items():
-        numeric = _numeric_grad(lambda: network.loss_and_backward(x, labels)[0], param)
+        numeric = _numeric_grad(loss, param)
         assert _relative_error(analytic[key], numeric) < 1e-6, key
 
 
-def test_sgd_momentum_adam_one_step_by_hand() -> None:
-    # f(w) = 0.5 * w^2, so the gradient is w itself.
-    w = np.array([2.0, -1.0])
-    SGD(0.1).update({"w": w}, {"w": w.copy()})
-    np.testing.assert_allclose(w, [1.8, -0.9])
+# -- optimizers: one or two steps on f(w) = 0.5 * w^2 (gradient = w), by hand ----------------
+def _steps(optimizer: object, w0: float, steps: int) -> float:
+    w = np.array([w0])
+    for _ in range(steps):
+        optimizer.update({"w": w}, {"w": w.copy()})  # type: ignore[attr-defined]
+    return float(w[0])
 
-    w = np.array([2.0])
-    momentum = Momentum(0.1, momentum=0.9)
-    momentum.update({"w": w}, {"w": w.copy()})  # v = -0.2, w = 1.8
-    momentum.update({"w": w}, {"w": w.copy()})  # v = 0.9*-0.2 - 0.18 = -0.36
-    np.testing.assert_allclose(w, [1.44])
 
-    w = np.array([2.0])
-    adam = Adam(0.1, beta1=0.9, beta2=0.999, epsilon=1e-8)
-    adam.update({"w": w}, {"w": w.copy()})
+def test_sgd_and_momentum_by_hand() -> None:
+    assert _steps(SGD(0.1), 2.0, 1) == pytest.approx(1.8, rel=1e-12)
+    # v1 = -0.2, w1 = 1.8; v2 = 0.9 * -0.2 - 0.18 = -0.36, w2 = 1.44
+    assert _steps(Momentum(0.1, momentum=0.9), 2.0, 2) == pytest.approx(1.44, rel=1e-12)
+
+
+def test_nesterov_by_hand() -> None:
+    # Step 1: v1 = -0.2, w1 = 2 + 0.9 * -0.2 - 0.2 = 1.62.
+    # Step 2: g = 1.62, v2 = 0.9 * -0.2 - 0.162 = -0.342, w2 = 1.62 + 0.9 * -0.342 - 0.162
+    assert _steps(Nesterov(0.1, momentum=0.9), 2.0, 1) == pytest.approx(1.62, rel=1e-12)
+    assert _steps(Nesterov(0.1, momentum=0.9), 2.0, 2) == pytest.approx(
+        1.62 - 0.3078 - 0.162, rel=1e-12
+    )
+
+
+def test_adagrad_by_hand() -> None:
+    # h1 = 4, w1 = 2 - 0.5 * 2 / (2 + eps) = 1 (up to eps); h2 = 4 + w1^2
+    w1 = 2 - 0.5 * 2 / (2 + 1e-7)
+    w2 = w1 - 0.5 * w1 / (np.sqrt(4 + w1**2) + 1e-7)
+    assert _steps(Adagrad(0.5, epsilon=1e-7), 2.0, 2) == pytest.approx(w2, rel=1e-12)
+
+
+def test_rmsprop_by_hand() -> None:
+    # s1 = 0.1 * 4 = 0.4, w1 = 2 - 0.1 * 2 / (sqrt(0.4) + eps)
+    w1 = 2 - 0.1 * 2 / (np.sqrt(0.4) + 1e-7)
+    s2 = 0.9 * 0.4 + 0.1 * w1**2
+    w2 = w1 - 0.1 * w1 / (np.sqrt(s2) + 1e-7)
+    assert _steps(RMSprop(0.1, beta2=0.9, epsilon=1e-7), 2.0, 2) == pytest.approx(w2, rel=1e-12)
+
+
+def test_adam_by_hand_with_bias_correction() -> None:
     # Bias-corrected m_hat = g and v_hat = g^2, so the first step is lr * g / (|g| + eps').
-    np.testing.assert_allclose(w, [1.9], rtol=1e-8)
-    w1 = w[0]
-    adam.update({"w": w}, {"w": w.copy()})
+    assert _steps(Adam(0.1, epsilon=1e-8), 2.0, 1) == pytest.approx(1.9, rel=1e-8)
+    w1 = _steps(Adam(0.1, epsilon=1e-8), 2.0, 1)
     m = 0.9 * (0.1 * 2.0) + 0.1 * w1
     v = 0.999 * (0.001 * 2.0**2) + 0.001 * w1**2
-    # Keras's form: bias corrections folded into the step size, epsilon added to sqrt(v).
+    # Without bias correction the step would be lr * m / sqrt(v), about 3x larger here.
     step = 0.1 * np.sqrt(1 - 0.999**2) / (1 - 0.9**2) * m / (np.sqrt(v) + 1e-8)
-    np.testing.assert_allclose(w, [w1 - step], rtol=1e-12)
-    assert adam.step == 2
+    assert _steps(Adam(0.1, epsilon=1e-8), 2.0, 2) == pytest.approx(w1 - step, rel=1e-12)
+
+
+def test_float32_weights_stay_float32() -> None:
+    for name in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"):
+        w = np.ones(3, dtype=np.float32)
+        make_optimizer(name, 0.1).update({"w": w}, {"w": w.copy()})
+        assert w.dtype == np.float32 and np.all(w < 1), name
 
 
 def test_unknown_optimizer_lists_valid_names() -> None:
@@ -75,6 +203,44 @@ def test_unknown_optimizer_lists_valid_names() -> None:
         make_optimizer("lbfgs", 0.1)
 
 
+def test_learning_rate_schedules() -> None:
+    rates = [scheduled_learning_rate("inverse_time", 0.1, epoch, 1.0, 2) for epoch in range(5)]
+    assert rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.1 / 3])
+    rates = [scheduled_learning_rate("step", 0.1, epoch, 0.5, 2) for epoch in range(5)]
+    assert rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    assert scheduled_learning_rate(None, 0.1, 9, 0.5, 2) == 0.1
+    with pytest.raises(ValueError, match="unknown learning_rate_decay 'cosine'"):
+        scheduled_learning_rate("cosine", 0.1, 0, 0.5, 2)
+
+
+# -- layers' behaviour -------------------------------------------------------------------
+def test_dropout_is_inverted_and_only_active_in_training() -> None:
+    layer = Dropout(0.25, np.random.default_rng(0))
+    x = np.ones((400, 50), dtype=np.float32)
+    assert layer.forward(x, training=False) is x
+    out = layer.forward(x, training=True)
+    dropped = np.mean(out == 0)
+    assert 0.22 < dropped < 0.28
+    np.testing.assert_allclose(out[out != 0], 1 / 0.75)  # scaled so the expectation stays x
+    assert abs(out.mean() - 1) < 0.03
+
+
+def test_batch_norm_normalises_in_training_and_uses_running_stats_at_inference() -> None:
+    rng = np.random.default_rng(0)
+    layer = BatchNorm(3)
+    x = (rng.standard_normal((256, 3)) * [1, 5, 10] + [3, -2, 7]).astype(np.float32)
+    out = layer.forward(x, training=True)
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-2)
+    # One update with momentum 0.99 moves the running mean 1% of the way to the batch mean.
+    np.testing.assert_allclose(layer.state["running_mean"], 0.01 * x.mean(axis=0), rtol=1e-5)
+    for _ in range(2000):
+        layer.forward(x, training=True)
+    inference = layer.forward(x, training=False)
+    np.testing.assert_allclose(inference, out, atol=0.01)
+
+
+# -- learning -------------------------------------------------------------------------------
 def _blobs(n: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_classes, n).astype(np.int64)
@@ -82,24 +248,66 @@ def _blobs(n: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return x, labels
 
 
-def test_overfits_64_samples_to_full_training_accuracy() -> None:
-    x, labels = _blobs(64, 3)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_overfits_64_samples_to_full_training_accuracy(batch_norm: bool) -> None:
+    x, labels = _blobs(64, 3)  # random labels: only memorising reaches 100%
     rng = np.random.default_rng(1)
-    network = build_mlp(10, [64], 3, "relu", "he", rng)
-    history = fit(network, make_optimizer("adam", 0.01), x, labels, x, labels,
-                  epochs=200, batch_size=None, rng=rng)
-    assert history[-1]["val_accuracy"] == 1.0
+    network = build_mlp(10, [64], 3, "relu", "he", rng, batch_norm=batch_norm)
+    fit(network, make_optimizer("adam", 0.01), x, labels, x, labels,
+        epochs=200, batch_size=None, rng=rng)
+    assert evaluate(network, x, labels, 64)[1] == 1.0
 
 
 def test_zeros_init_keeps_hidden_units_identical() -> None:
     x, labels = _blobs(64, 3)
     rng = np.random.default_rng(1)
-    network = build_mlp(10, [8, 8], 3, "relu", "zeros", rng)
-    fit(network, make_optimizer("adam", 0.01), x, labels, x, labels,
-        epochs=5, batch_size=16, rng=rng)
+    # sigmoid(0) = 0.5, so the layers above do get gradients; relu and tanh output 0 and
+    # leave every hidden weight at exactly zero.
+    network = build_mlp(10, [8, 8], 3, "sigmoid", "zeros", rng)
+    history = fit(network, make_optimizer("adam", 0.01), x, labels, x, labels,
+                  epochs=5, batch_size=16, rng=rng)
     for dense in network.dense_layers[:-1]:
         W = dense.params["W"]
         assert np.all(W == W[:, :1]), "zero init must leave every hidden unit identical"
+    # The weights did change: it trains, it just cannot break the symmetry.
+    assert np.any(network.dense_layers[-1].params["W"] != 0)
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_full_batch_takes_one_step_per_epoch() -> None:
+    x, labels = _blobs(50, 3)
+    rng = np.random.default_rng(0)
+    network = build_mlp(10, [8], 3, "relu", "he", rng)
+    optimizer = make_optimizer("adam", 0.01)
+    assert isinstance(optimizer, Adam)
+    fit(network, optimizer, x, labels, x, labels, epochs=4, batch_size=None, rng=rng)
+    assert optimizer.step == 4
+    fit(network, optimizer, x, labels, x, labels, epochs=1, batch_size=16, rng=rng)
+    assert optimizer.step == 4 + 4  # ceil(50 / 16)
+
+
+def test_learning_rate_decay_is_applied_per_epoch() -> None:
+    x, labels = _blobs(32, 3)
+    rng = np.random.default_rng(0)
+    network = build_mlp(10, [8], 3, "relu", "he", rng)
+    history = fit(network, make_optimizer("sgd", 0.1), x, labels, x, labels, epochs=4,
+                  batch_size=None, rng=rng, learning_rate_decay="step", decay_rate=0.5,
+                  decay_epochs=1)
+    assert [row["learning_rate"] for row in history] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+
+
+def test_early_stopping_restores_the_best_epoch(capsys: pytest.CaptureFixture[str]) -> None:
+    x, labels = _blobs(64, 3)
+    x_val, y_val = _blobs(64, 3, seed=1)  # unrelated labels: validation loss soon rises
+    rng = np.random.default_rng(0)
+    network = build_mlp(10, [64], 3, "relu", "he", rng)
+    history = fit(network, make_optimizer("adam", 0.01), x, labels, x_val, y_val, epochs=100,
+                  batch_size=16, rng=rng, early_stopping_patience=3)
+    val_losses = [row["val_loss"] for row in history]
+    best_epoch = int(np.argmin(val_losses)) + 1
+    assert len(history) == best_epoch + 3 < 100
+    assert evaluate(network, x_val, y_val, 16)[0] == pytest.approx(min(val_losses), rel=1e-6)
+    assert f"restored epoch {best_epoch}" in capsys.readouterr().err
 
 
 def test_same_seed_gives_bit_identical_weights() -> None:
@@ -107,15 +315,14 @@ def test_same_seed_gives_bit_identical_weights() -> None:
 
     def train() -> dict[str, np.ndarray]:
         rng = np.random.default_rng(7)
-        network = build_mlp(10, [16], 4, "relu", "he", rng)
+        network = build_mlp(10, [16], 4, "relu", "he", rng, dropout=0.3, batch_norm=True)
         fit(network, make_optimizer("adam", 0.01), x, labels, x, labels,
             epochs=3, batch_size=16, rng=rng)
         return network.to_arrays()
 
     first, second = train(), train()
     for key in first:
-        if key != "architecture":
-            assert np.array_equal(first[key], second[key]), key
+        assert np.array_equal(first[key], second[key]), key
 
 
 def test_divergence_names_epoch_and_fix() -> None:
@@ -129,15 +336,25 @@ def test_divergence_names_epoch_and_fix() -> None:
             epochs=3, batch_size=None, rng=rng)
 
 
-def test_arrays_round_trip_and_shape_check() -> None:
+# -- saving ---------------------------------------------------------------------------------
+def test_arrays_round_trip_with_batch_norm_state_and_shape_check() -> None:
+    x, labels = _blobs(64, 3)
     rng = np.random.default_rng(0)
-    network = build_mlp(10, [16, 8], 3, "tanh", "he", rng)
+    network = build_mlp(10, [16, 8], 3, "tanh", "he", rng, dropout=0.2, batch_norm=True)
+    fit(network, make_optimizer("adam", 0.01), x, labels, x, labels, epochs=2, batch_size=16,
+        rng=rng)
     arrays = network.to_arrays()
+    assert np.any(arrays["1.running_mean"] != 0), "batch-norm statistics must be saved"
     restored = Network.from_arrays(arrays)
-    x = rng.standard_normal((5, 10)).astype(np.float32)
+    assert restored.architecture == network.architecture
     np.testing.assert_array_equal(network.predict_proba(x), restored.predict_proba(x))
-    arrays["W1"] = np.zeros((16, 9), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"W1 has shape \(16, 9\), architecture says \(16, 8\)"):
+
+    wrong_shape = {**arrays, "4.W": np.zeros((16, 9), dtype=np.float32)}
+    expected = r"'4.W' has shape \(16, 9\), architecture says \(16, 8\)"
+    with pytest.raises(ValueError, match=expected):
+        Network.from_arrays(wrong_shape)
+    del arrays["5.running_var"]
+    with pytest.raises(ValueError, match=r"weights are missing '5.running_var'"):
         Network.from_arrays(arrays)
 
 
@@ -147,3 +364,14 @@ def test_two_classes_use_one_sigmoid_unit() -> None:
     probs = network.predict_proba(np.ones((3, 10), dtype=np.float32))
     assert probs.shape == (3, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_layer_order_and_parameter_count() -> None:
+    network = build_mlp(64, [32, 16], 10, "relu", "he", np.random.default_rng(0),
+                        dropout=0.5, batch_norm=True)
+    names = [type(layer).__name__ for layer in network.layers]
+    assert names == ["Dense", "BatchNorm", "ReLU", "Dropout"] * 2 + ["Dense"]
+    # Hidden Dense layers lose their bias to batch norm's beta; gamma and beta count, the
+    # running statistics do not (as in Keras).
+    expected = 64 * 32 + 32 * 16 + (16 * 10 + 10) + 2 * (32 + 16)
+    assert network.count_params() == expected

@@ -24,7 +24,7 @@ def _with(section: str, key: str, value: Any) -> dict[str, Any]:
 def test_project_params_are_valid() -> None:
     params = load_params(ROOT / "params.yaml")
     assert params.data.dataset == "digits"
-    assert params.numpy_dnn.hidden_layers == [128, 64]
+    assert params.numpy_dnn.hidden_layers == [256, 128]
 
 
 def test_schema_defaults_match_params_yaml() -> None:
@@ -51,6 +51,11 @@ def test_schema_defaults_match_params_yaml() -> None:
         ("numpy_dnn", "epochs", "ten", r"numpy_dnn\.epochs='ten': .*valid integer"),
         ("logreg", "C", "strong", r"logreg\.C='strong': .*valid number"),
         ("numpy_dnn", "hidden_layers", [128, 0], r"every layer needs at least 1 unit"),
+        ("numpy_dnn", "dropout", 1.5, r"numpy_dnn\.dropout=1\.5: .*less than 1"),
+        ("numpy_dnn", "optimizer", "lbfgs", r"choose one of: sgd, momentum, nesterov, adagrad"),
+        ("numpy_dnn", "learning_rate_decay", "cosine", r"choose one of: inverse_time, step"),
+        ("numpy_dnn", "early_stopping_patience", 0, r"early_stopping_patience=0"),
+        ("numpy_dnn", "batch_norm", "yes please", r"numpy_dnn\.batch_norm='yes please'"),
     ],
 )
 def test_bad_values_name_key_value_and_rule(
@@ -82,6 +87,16 @@ def test_error_is_one_line_listing_every_problem() -> None:
     message = str(info.value)
     assert "\n" not in message
     assert "numpy_dnn.learning_rate" in message and "data.val_fraction" in message
+
+
+def test_step_decay_needs_a_rate_below_one() -> None:
+    raw = _with("numpy_dnn", "learning_rate_decay", "step")
+    raw["numpy_dnn"]["decay_rate"] = 1.5
+    expected = r"^numpy_dnn\.decay_rate=1\.5: step decay .* must be in \(0, 1\)$"
+    with pytest.raises(ParamsError, match=expected):
+        validate(raw)
+    raw["numpy_dnn"]["learning_rate_decay"] = "inverse_time"  # lr / (1 + 1.5 k) is fine
+    assert validate(raw).numpy_dnn.decay_rate == 1.5
 
 
 def test_null_batch_size_means_full_batch() -> None:

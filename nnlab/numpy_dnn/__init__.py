@@ -3,8 +3,18 @@
 No I/O, no yaml, no mlflow and no TensorFlow here: only arrays in, arrays out.
 """
 
-from nnlab.numpy_dnn.network import Network, build_mlp
-from nnlab.numpy_dnn.optimizers import OPTIMIZERS, make_optimizer
-from nnlab.numpy_dnn.training import DivergenceError, fit
+from nnlab.numpy_dnn.network import INITS, Network, build_mlp
+from nnlab.numpy_dnn.optimizers import LR_SCHEDULES, OPTIMIZERS, make_optimizer
+from nnlab.numpy_dnn.training import DivergenceError, evaluate, fit
 
-__all__ = ["OPTIMIZERS", "DivergenceError", "Network", "build_mlp", "fit", "make_optimizer"]
+__all__ = [
+    "INITS",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "DivergenceError",
+    "Network",
+    "build_mlp",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+]

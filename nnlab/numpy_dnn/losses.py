@@ -1,4 +1,8 @@
-"""Output losses, fused with their output activation so that backward is `(y - t) / N`."""
+"""Output losses, fused with their output activation so that backward is `(y - t) / N`.
+
+`forward` also keeps the class probabilities (N, n_classes), so the training loop can count
+correct predictions without a second softmax.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,21 @@ class SoftmaxCrossEntropy:
     """Softmax over C logits + categorical cross-entropy, for C > 2 classes."""
 
     def probabilities(self, logits: Array) -> Array:
-        shifted = logits - logits.max(axis=1, keepdims=True)  # avoid exp overflow
-        exp = np.exp(shifted)
-        return exp / exp.sum(axis=1, keepdims=True)  # (N, C)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))  # shift: exp never overflows
+        exp /= exp.sum(axis=1, keepdims=True)
+        return exp  # (N, C)
 
     def forward(self, logits: Array, labels: NDArray[np.int64]) -> float:
-        self._probs = self.probabilities(logits)
+        self.probs = self.probabilities(logits)
         self._labels = labels
-        picked = self._probs[np.arange(labels.shape[0]), labels]
+        picked = self.probs[np.arange(labels.shape[0]), labels]  # (N,)
         return float(-np.mean(np.log(np.maximum(picked, np.finfo(picked.dtype).tiny))))
 
     def backward(self) -> Array:
-        grad = self._probs.copy()
+        grad = self.probs.copy()
         grad[np.arange(self._labels.shape[0]), self._labels] -= 1
-        return grad / self._labels.shape[0]
+        grad /= self._labels.shape[0]
+        return grad  # (N, C)
 
 
 class SigmoidBinaryCrossEntropy:
@@ -36,12 +41,16 @@ class SigmoidBinaryCrossEntropy:
         return np.stack([1 - p, p], axis=1)  # (N, 2), like softmax output
 
     def forward(self, logits: Array, labels: NDArray[np.int64]) -> float:
-        z = logits[:, 0]
+        z = logits[:, 0]  # (N,)
         self._p = sigmoid(z)
+        self.probs = np.stack([1 - self._p, self._p], axis=1)
         self._labels = labels.astype(logits.dtype)
         # log(1 + exp(-|z|)) + max(z, 0) - z*t is BCE written so it never overflows.
         loss = np.logaddexp(0, -np.abs(z)) + np.maximum(z, 0) - z * self._labels
         return float(np.mean(loss))
 
     def backward(self) -> Array:
-        return ((self._p - self._labels) / self._labels.shape[0])[:, np.newaxis]
+        return ((self._p - self._labels) / self._labels.shape[0])[:, np.newaxis]  # (N, 1)
+
+
+Loss = SoftmaxCrossEntropy | SigmoidBinaryCrossEntropy

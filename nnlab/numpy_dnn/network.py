@@ -1,56 +1,58 @@
-"""The network: a stack of layers ending in a fused output loss."""
+"""The network: a stack of layers ending in a fused output loss, and the MLP builder."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.numpy_dnn.layers import ACTIVATIONS, Array, Dense, Layer
-from nnlab.numpy_dnn.losses import SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from nnlab.numpy_dnn.layers import ACTIVATIONS, Array, BatchNorm, Dense, Dropout, Layer
+from nnlab.numpy_dnn.losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+
+# Weight scale per init name, as a function of fan-in. `zeros` is kept on purpose: the seeds
+# use it to show that identical units never become different (symmetry is never broken).
+INIT_SCALES = {
+    "zeros": lambda n_in: 0.0,
+    "random": lambda n_in: 0.01,
+    "he": lambda n_in: np.sqrt(2.0 / n_in),
+    "xavier": lambda n_in: np.sqrt(1.0 / n_in),
+}
+INITS = tuple(INIT_SCALES)
 
 
-def _init_weights(
-    init: str, n_in: int, n_out: int, rng: np.random.Generator, dtype: type
+def init_weights(
+    init: str, n_in: int, n_out: int, rng: np.random.Generator, dtype: type = np.float32
 ) -> Array:
-    if init == "zeros":  # every hidden unit stays identical: the seeds' cautionary case
-        return np.zeros((n_in, n_out), dtype=dtype)
-    if init == "random":
-        scale = 0.01
-    elif init == "he":
-        scale = np.sqrt(2.0 / n_in)
-    elif init == "xavier":
-        scale = np.sqrt(1.0 / n_in)
-    else:
+    """A weight matrix (n_in, n_out) drawn as standard normal x the init's scale."""
+    if init not in INIT_SCALES:
         raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
-    return (rng.standard_normal((n_in, n_out)) * scale).astype(dtype)
-
-
-INITS = ("zeros", "random", "he", "xavier")
+    return (rng.standard_normal((n_in, n_out)) * INIT_SCALES[init](n_in)).astype(dtype)
 
 
 class Network:
-    """[LINEAR -> ACTIVATION] x (L-1) -> LINEAR -> SOFTMAX (or SIGMOID for 2 classes)."""
+    """[LINEAR -> (BATCHNORM) -> ACTIVATION -> (DROPOUT)] x (L-1) -> LINEAR -> SOFTMAX
+    (or a single SIGMOID unit for 2 classes).
 
-    def __init__(
-        self,
-        layers: list[Layer],
-        n_classes: int,
-        activation: str,
-        l2: float = 0.0,
-    ) -> None:
+    `architecture` holds the builder's arguments, so a saved network can be rebuilt.
+    """
+
+    def __init__(self, layers: list[Layer], architecture: dict[str, Any]) -> None:
         self.layers = layers
-        self.n_classes = n_classes
-        self.activation = activation
-        self.l2 = l2
-        self.loss = SigmoidBinaryCrossEntropy() if n_classes == 2 else SoftmaxCrossEntropy()
+        self.architecture = architecture
+        self.n_classes: int = architecture["n_classes"]
+        self.l2: float = architecture.get("l2", 0.0)
+        self.loss: Loss = (
+            SigmoidBinaryCrossEntropy() if self.n_classes == 2 else SoftmaxCrossEntropy()
+        )
 
     @property
     def dense_layers(self) -> list[Dense]:
         return [layer for layer in self.layers if isinstance(layer, Dense)]
 
     def logits(self, x: Array, training: bool = False) -> Array:
+        """Forward pass: x (N, D) -> logits (N, n_outputs)."""
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -60,21 +62,24 @@ class Network:
         return self.loss.probabilities(self.logits(x))
 
     def loss_and_backward(self, x: Array, labels: NDArray[np.int64]) -> tuple[float, Array]:
-        """Forward + backward on one batch; fills every layer's grads. Returns (loss, probs)."""
-        logits = self.logits(x, training=True)
-        loss = self.loss.forward(logits, labels)
+        """Forward + backward on one batch in training mode; fills every layer's grads.
+
+        Returns:
+            (loss including the L2 term, class probabilities (N, n_classes)).
+        """
+        loss = self.loss.forward(self.logits(x, training=True), labels)
         dout = self.loss.backward()
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
         if self.l2:
             for dense in self.dense_layers:
                 W = dense.params["W"]
-                loss += 0.5 * self.l2 * float(np.sum(W * W))
+                loss += 0.5 * self.l2 * float(np.vdot(W, W))  # vdot: no (n_in, n_out) temporary
                 dense.grads["W"] += self.l2 * W
-        return loss, self.loss.probabilities(logits)
+        return loss, self.loss.probs
 
     def parameters(self) -> tuple[dict[str, Array], dict[str, Array]]:
-        """(params, grads): flat dicts with the same keys ("0.W", "0.b", ...).
+        """(params, grads): flat dicts with the same keys ("0.W", "0.b", "1.gamma", ...).
 
         The arrays are the layers' own, so an optimizer's in-place update changes the layers.
         """
@@ -87,48 +92,50 @@ class Network:
         return params, grads
 
     def count_params(self) -> int:
+        """Trainable parameters (batch-norm running statistics are not counted, as in Keras)."""
         return sum(param.size for param in self.parameters()[0].values())
 
-    # -- state as plain arrays (the caller decides how to store them) --------------------
-    def architecture(self) -> dict[str, object]:
-        sizes = [self.dense_layers[0].params["W"].shape[0]]
-        sizes += [dense.params["W"].shape[1] for dense in self.dense_layers]
-        return {
-            "layer_sizes": [int(size) for size in sizes],
-            "activation": self.activation,
-            "n_classes": self.n_classes,
-            "l2": self.l2,
-        }
+    def weights(self) -> dict[str, Array]:
+        """Every array inference needs (params and state), keyed "index.name"; live views."""
+        arrays: dict[str, Array] = {}
+        for index, layer in enumerate(self.layers):
+            for name, array in (*layer.params.items(), *layer.state.items()):
+                arrays[f"{index}.{name}"] = array
+        return arrays
 
-    def to_arrays(self) -> dict[str, NDArray]:
-        arrays: dict[str, NDArray] = {"architecture": np.array(json.dumps(self.architecture()))}
-        for index, dense in enumerate(self.dense_layers):
-            arrays[f"W{index}"] = dense.params["W"]
-            arrays[f"b{index}"] = dense.params["b"]
+    def set_weights(self, arrays: dict[str, NDArray[Any]]) -> None:
+        """Copy arrays into the network, checking that every key and shape matches."""
+        for key, target in self.weights().items():
+            if key not in arrays:
+                raise ValueError(f"weights are missing {key!r} {target.shape}")
+            if arrays[key].shape != target.shape:
+                raise ValueError(
+                    f"{key!r} has shape {arrays[key].shape}, architecture says {target.shape}"
+                )
+            target[...] = arrays[key]
+
+    # -- saving: plain arrays only; the caller decides where they go ----------------------
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        arrays: dict[str, NDArray[Any]] = {
+            "architecture": np.array(json.dumps(self.architecture))
+        }
+        arrays.update({key: array.copy() for key, array in self.weights().items()})
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, NDArray]) -> Network:
-        """Rebuild a network saved by `to_arrays`, checking every shape."""
+    def from_arrays(cls, arrays: dict[str, NDArray[Any]]) -> Network:
+        """Rebuild a network saved by `to_arrays`, checking each shape against its architecture."""
         if "architecture" not in arrays:
             raise ValueError("not a numpy_dnn model: no 'architecture' entry")
-        arch = json.loads(str(arrays["architecture"]))
-        sizes = arch["layer_sizes"]
-        network = build_mlp(
-            sizes[0], sizes[1:-1], arch["n_classes"], arch["activation"], "zeros",
-            np.random.default_rng(0), l2=arch.get("l2", 0.0),
-        )
-        for index, dense in enumerate(network.dense_layers):
-            for name in ("W", "b"):
-                key = f"{name}{index}"
-                expected = dense.params[name].shape
-                if key not in arrays:
-                    raise ValueError(f"model is missing {key} {expected}")
-                if arrays[key].shape != expected:
-                    raise ValueError(
-                        f"{key} has shape {arrays[key].shape}, architecture says {expected}"
-                    )
-                dense.params[name][...] = arrays[key]
+        try:
+            architecture = json.loads(str(arrays["architecture"]))
+            network = build_mlp(
+                **architecture, init="zeros", rng=np.random.default_rng(0),
+                dtype=arrays["0.W"].dtype.type if "0.W" in arrays else np.float32,
+            )
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"unreadable numpy_dnn architecture: {error}") from None
+        network.set_weights(arrays)
         return network
 
 
@@ -140,11 +147,16 @@ def build_mlp(
     init: str,
     rng: np.random.Generator,
     l2: float = 0.0,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
     dtype: type = np.float32,
 ) -> Network:
     """Build the L-layer MLP. `hidden_layers=[]` gives logistic (softmax) regression.
 
+    Each hidden layer is Dense -> BatchNorm (optional) -> activation -> Dropout (optional);
+    with batch norm the Dense layers have no bias (beta takes its place), as in Keras.
     For 2 classes the output is one sigmoid unit, as in the seeds; otherwise n_classes logits.
+    `rng` draws the initial weights and, later, every dropout mask.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(
@@ -152,13 +164,27 @@ def build_mlp(
         )
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes; Received: n_classes={n_classes}")
-    n_outputs = 1 if n_classes == 2 else n_classes
-    sizes = [n_inputs, *hidden_layers, n_outputs]
+    sizes = [n_inputs, *hidden_layers, 1 if n_classes == 2 else n_classes]
     layers: list[Layer] = []
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(
-            Dense(_init_weights(init, n_in, n_out, rng, dtype), np.zeros(n_out, dtype=dtype))
-        )
-        if index < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
-    return Network(layers, n_classes, activation, l2)
+        is_output = index == len(sizes) - 2
+        W = init_weights(init, n_in, n_out, rng, dtype)
+        b: Array | None = None if batch_norm and not is_output else np.zeros(n_out, dtype=dtype)
+        layers.append(Dense(W, b, input_grad=index > 0))
+        if is_output:
+            break  # the output layer's activation is fused into the loss
+        if batch_norm:
+            layers.append(BatchNorm(n_out, dtype=dtype))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout:
+            layers.append(Dropout(dropout, rng))
+    architecture = {
+        "n_inputs": n_inputs,
+        "hidden_layers": list(hidden_layers),
+        "n_classes": n_classes,
+        "activation": activation,
+        "l2": l2,
+        "dropout": dropout,
+        "batch_norm": batch_norm,
+    }
+    return Network(layers, architecture)

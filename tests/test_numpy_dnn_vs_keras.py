@@ -1,0 +1,134 @@
+"""numpy_dnn is the network it claims to be: the same MLP built in Keras, with numpy_dnn's
+weights copied in, gives the same outputs, and the same weights after SGD and Adam steps.
+
+Keras is the reference implementation here, as torch is for micrograd.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from nnlab.numpy_dnn import Network, build_mlp, make_optimizer
+from nnlab.numpy_dnn.layers import BatchNorm, Dense, LeakyReLU, ReLU, Sigmoid, Tanh
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras  # noqa: E402  (after the backend is chosen)
+
+TOLERANCE = 1e-5
+N_INPUTS, BATCH = 20, 16
+
+
+def _keras_twin(network: Network) -> keras.Sequential:
+    """The same layers in Keras, with numpy_dnn's current weights copied in."""
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(N_INPUTS,))]
+    for layer in network.layers:
+        if isinstance(layer, Dense):
+            layers.append(keras.layers.Dense(layer.params["W"].shape[1],
+                                             use_bias="b" in layer.params))
+        elif isinstance(layer, BatchNorm):
+            layers.append(keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3))
+        elif isinstance(layer, LeakyReLU):
+            layers.append(keras.layers.LeakyReLU(negative_slope=layer.slope))
+        else:
+            activation = {ReLU: "relu", Tanh: "tanh", Sigmoid: "sigmoid"}[type(layer)]  # type: ignore[index]
+            layers.append(keras.layers.Activation(activation))
+    model = keras.Sequential(layers)
+    for ours, theirs in zip(network.layers, model.layers, strict=True):
+        if isinstance(ours, Dense):
+            theirs.set_weights(list(ours.params.values()))
+        elif isinstance(ours, BatchNorm):
+            theirs.set_weights([ours.params["gamma"], ours.params["beta"],
+                                ours.state["running_mean"], ours.state["running_var"]])
+    return model
+
+
+def _network(activation: str, n_classes: int = 5, batch_norm: bool = False) -> Network:
+    rng = np.random.default_rng(0)
+    return build_mlp(N_INPUTS, [16, 12], n_classes, activation, "he", rng, batch_norm=batch_norm)
+
+
+def _batch(n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((BATCH, N_INPUTS)).astype(np.float32)
+    return x, rng.integers(0, n_classes, BATCH).astype(np.int64)
+
+
+def _assert_same_weights(network: Network, model: keras.Sequential) -> None:
+    for ours, theirs in zip(network.layers, model.layers, strict=True):
+        ours_arrays = [*ours.params.values(), *ours.state.values()]
+        for mine, reference in zip(ours_arrays, theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(mine, reference, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("activation", "batch_norm"),
+    [("relu", False), ("leaky_relu", False), ("tanh", False), ("sigmoid", False),
+     ("relu", True)],
+)
+def test_forward_matches_keras(activation: str, batch_norm: bool) -> None:
+    network = _network(activation, batch_norm=batch_norm)
+    if batch_norm:  # non-trivial inference statistics
+        for layer in network.layers:
+            if isinstance(layer, BatchNorm):
+                layer.state["running_mean"][...] = 0.3
+                layer.state["running_var"][...] = 2.0
+    model = _keras_twin(network)
+    x, _ = _batch(5)
+    logits = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(network.logits(x), logits, rtol=0, atol=TOLERANCE)
+    softmax = np.asarray(keras.activations.softmax(logits))
+    np.testing.assert_allclose(network.predict_proba(x), softmax, rtol=0, atol=TOLERANCE)
+
+
+def _train_both(
+    network: Network, optimizer_name: str, keras_optimizer: keras.optimizers.Optimizer,
+    steps: int, n_classes: int,
+) -> keras.Sequential:
+    model = _keras_twin(network)
+    binary = n_classes == 2
+    loss = (keras.losses.BinaryCrossentropy(from_logits=True) if binary
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=keras_optimizer, loss=loss, run_eagerly=True)
+    x, labels = _batch(n_classes)
+    target = labels.astype(np.float32)[:, None] if binary else labels
+    optimizer = make_optimizer(optimizer_name, 0.01, momentum=0.9)
+    params, grads = network.parameters()
+    for _ in range(steps):
+        ours, _ = network.loss_and_backward(x, labels)
+        optimizer.update(params, grads)
+        theirs = model.train_on_batch(x, target)
+        assert ours == pytest.approx(float(theirs), abs=TOLERANCE)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("optimizer_name", "steps"), [("sgd", 1), ("momentum", 3), ("nesterov", 3), ("adam", 3)]
+)
+def test_weights_match_keras_after_training_steps(optimizer_name: str, steps: int) -> None:
+    keras_optimizers = {
+        "sgd": lambda: keras.optimizers.SGD(0.01),
+        "momentum": lambda: keras.optimizers.SGD(0.01, momentum=0.9),
+        "nesterov": lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+        "adam": lambda: keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+    }
+    network = _network("relu")
+    model = _train_both(network, optimizer_name, keras_optimizers[optimizer_name](), steps, 5)
+    _assert_same_weights(network, model)
+
+
+def test_two_class_sigmoid_output_matches_keras_after_adam_steps() -> None:
+    network = _network("tanh", n_classes=2)
+    assert network.dense_layers[-1].params["W"].shape == (12, 1)
+    model = _train_both(network, "adam", keras.optimizers.Adam(0.01), 3, 2)
+    _assert_same_weights(network, model)
+
+
+def test_batch_norm_training_matches_keras_after_adam_steps() -> None:
+    """Training-mode batch statistics, gamma/beta updates and the running averages."""
+    network = _network("relu", batch_norm=True)
+    model = _train_both(network, "adam", keras.optimizers.Adam(0.01), 3, 5)
+    _assert_same_weights(network, model)
