@@ -102,7 +102,8 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
         artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
         assert {"history.csv", "confusion.csv", "metrics.json"} <= artifacts
     numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
-    assert numpy_run.data.params["hidden_layers"] == "[128, 64]"
+    assert numpy_run.data.params["hidden_layers"] == "[256, 128]"
+    assert numpy_run.data.params["early_stopping_patience"] == "10"
 
     again = _run(["dvc", "repro"], project)
     assert _ran_stages(again) == set()

@@ -61,11 +61,15 @@ class Optimizer:
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         self.begin_step()
         tasks = [task for key in params for task in self._chunks(key, params[key], grads[key])]
-        if len(tasks) == 1:
-            self.update_arrays(*tasks[0])
-        else:
-            for _ in _thread_pool().map(lambda task: self.update_arrays(*task), tasks):
-                pass
+        # Only full-size chunks are worth a thread; small ones (biases, small layers) run
+        # here while the pool works.
+        large = [task for task in tasks if task[0].size == CHUNK]
+        futures = [_thread_pool().submit(self.update_arrays, *task) for task in large[1:]]
+        for task in tasks:
+            if task[0].size < CHUNK or task is large[0]:
+                self.update_arrays(*task)
+        for future in futures:
+            future.result()
 
     def _chunks(self, key: str, param: Array, grad: Array) -> list[tuple[Array, ...]]:
         """(param, grad, tmp, *slots) views per chunk; built once per parameter array."""
