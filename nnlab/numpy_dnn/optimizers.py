@@ -47,10 +47,6 @@ class Optimizer:
         self._state: dict[str, dict[str, Array]] = {}  # slot -> key -> array
         self._tasks: dict[str, tuple[int, int, list[tuple[Array, ...]]]] = {}
 
-    def state(self, slot: str, key: str) -> Array:
-        """The slot's array for parameter `key` (e.g. Adam's "m"), shaped like the parameter."""
-        return self._state[slot][key]
-
     def begin_step(self) -> None:
         """Called once per update, before any parameter (e.g. Adam's step count)."""
 

@@ -107,7 +107,8 @@ def fit(
             if early_stopping_patience is None:
                 continue
             if val_loss < best_loss:
-                best_loss, best_epoch, best_weights = val_loss, epoch, network.to_arrays()
+                best_loss, best_epoch = val_loss, epoch
+                best_weights = {key: array.copy() for key, array in network.weights().items()}
             elif epoch - best_epoch >= early_stopping_patience:
                 break
     if early_stopping_patience is not None and best_epoch:
