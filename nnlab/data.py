@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ class RawDataset:
     classes: list[str]
     test_images: NDArray[np.uint8] | None = None  # official test split, if the source has one
     test_labels: NDArray[np.int64] | None = None
+    skipped: list[str] = field(default_factory=list)  # unreadable inputs, one line each
 
 
 def check_contract(images: NDArray, labels: NDArray, n_classes: int, name: str) -> None:

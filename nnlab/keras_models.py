@@ -95,7 +95,7 @@ def build_cnn(
             blocks.append(
                 keras.layers.Conv2D(block.filters, 3, padding="same", activation="relu")
             )
-        blocks.append(keras.layers.MaxPooling2D(2))
+        blocks.append(keras.layers.MaxPooling2D(2, padding="same"))  # any input size
         blocks.append(keras.layers.Dropout(params.block_dropout))
     dense: list[keras.layers.Layer] = []
     for units in params.dense_units:

@@ -26,6 +26,7 @@ INITS = NUMPY_INITS
 NUMPY_OPTIMIZERS = tuple(OPTIMIZERS)
 NUMPY_LR_SCHEDULES = tuple(LR_SCHEDULES)
 KERAS_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+PLANAR_SHAPES = ("flower", "moons")
 
 
 class ParamsError(ValueError):
@@ -75,6 +76,8 @@ class DataParams(_Section):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     image_size: Positive = 64
     grayscale: bool = False
+    planar_shape: Annotated[str, _one_of(PLANAR_SHAPES, "planar_shape")] = "flower"
+    planar_samples: int = Field(400, ge=20)
 
 
 class NumpyDnnParams(_Section):

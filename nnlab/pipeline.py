@@ -33,6 +33,7 @@ TEST_HOLDOUT_SEED = 20240101
 # Every model's history.csv has these columns; a model may add more (numpy_dnn: learning_rate).
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 TRAIN_INFO_FILE = "train_info.json"
+SKIPPED_FILE = "skipped.txt"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def download(params: Params, layout: Layout) -> None:
 def prepare(params: Params, layout: Layout) -> dict[str, int]:
     """Convert raw files to the data contract; hold out a fixed stratified test set if needed.
 
-    Returns the number of train and test samples written.
+    Returns the number of train and test samples written, and of unreadable files skipped.
     """
     source = get_dataset(params.data.dataset)
     raw = source.load(layout.raw, params.data)
@@ -89,7 +90,17 @@ def prepare(params: Params, layout: Layout) -> dict[str, int]:
     save_split(layout.prepared, "train", train_images, train_labels)
     save_split(layout.prepared, "test", test_images, test_labels)
     save_classes(layout.prepared, raw.classes)
-    return {"train": int(train_labels.shape[0]), "test": int(test_labels.shape[0])}
+    # Always written (empty when nothing was skipped), so the output set never changes.
+    write_text(
+        layout.prepared / SKIPPED_FILE,
+        f"# {len(raw.skipped)} unreadable input(s) skipped\n"
+        + "".join(f"{line}\n" for line in raw.skipped),
+    )
+    return {
+        "train": int(train_labels.shape[0]),
+        "test": int(test_labels.shape[0]),
+        "skipped": len(raw.skipped),
+    }
 
 
 def split(params: Params, layout: Layout) -> dict[str, int]:

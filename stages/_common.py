@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from nnlab.errors import DivergenceError
+from nnlab.errors import DivergenceError, DownloadError
 from nnlab.params import MODEL_NAMES, Params, ParamsError, load_params
 
 # Errors a user can cause (bad params, missing inputs, diverging loss): print one line, exit 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ParamsError, ValueError, FileNotFoundError, DivergenceError,
+    ParamsError, ValueError, FileNotFoundError, DivergenceError, DownloadError,
 )
 
 

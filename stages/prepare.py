@@ -11,6 +11,11 @@ def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
         counts = pipeline.prepare(params, pipeline.Layout())
         print(f"prepare: {counts['train']} train+val and {counts['test']} test images")
+        if counts["skipped"]:
+            print(
+                f"prepare: skipped {counts['skipped']} unreadable file(s); "
+                f"see data/prepared/{pipeline.SKIPPED_FILE}"
+            )
 
     run("prepare", body)
 

@@ -1,25 +1,44 @@
-"""Dataset sources. Each module turns one source into the data contract (see nnlab.data).
+"""Dataset sources. Each one turns its raw files into the data contract (see nnlab.data).
 
-A source module exposes:
-- ``HAS_TEST_SET``: whether the source ships an official test split;
-- ``download(raw_dir, data)``: put the raw files under ``raw_dir`` (or nothing, if bundled);
+A source has two functions (a module or an object):
+- ``download(raw_dir, data)``: put verified raw files under ``raw_dir`` (DVC's `data/raw`);
 - ``load(raw_dir, data)``: return a :class:`nnlab.data.RawDataset` built from those files.
+Sources with an official test split fill ``RawDataset.test_images``; the others get a fixed
+stratified hold-out in the `prepare` stage.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from nnlab.datasets import digits
+from nnlab.datasets import cifar10, digits, image_folder, planar
+from nnlab.datasets.idx import FASHION_MNIST, MNIST
 
-# params.yaml's `data.dataset` values, mapped to their source module.
-DATASETS: dict[str, ModuleType] = {
+if TYPE_CHECKING:
+    from nnlab.data import RawDataset
+    from nnlab.params import DataParams
+
+
+class Source(Protocol):
+    def download(self, raw_dir: Path, data: DataParams) -> None: ...
+
+    def load(self, raw_dir: Path, data: DataParams) -> RawDataset: ...
+
+
+# params.yaml's `data.dataset` values, mapped to their source.
+DATASETS: dict[str, Source] = {
     "digits": digits,
+    "mnist": MNIST,
+    "fashion_mnist": FASHION_MNIST,
+    "cifar10": cifar10,
+    "image_folder": image_folder,
+    "planar": planar,
 }
 
 
-def get_dataset(name: str) -> ModuleType:
-    """The source module for `data.dataset`, or a ValueError listing the valid names."""
+def get_dataset(name: str) -> Source:
+    """The source for `data.dataset`, or a ValueError listing the valid names."""
     try:
         return DATASETS[name]
     except KeyError:

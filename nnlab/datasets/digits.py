@@ -15,7 +15,6 @@ from nnlab.data import RawDataset
 if TYPE_CHECKING:
     from nnlab.params import DataParams
 
-HAS_TEST_SET = False
 MAX_PIXEL = 16  # digits pixels are counts in 0..16
 
 
