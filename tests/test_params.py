@@ -36,6 +36,8 @@ def test_schema_defaults_match_params_yaml() -> None:
     ("section", "key", "value", "expected"),
     [
         ("data", "dataset", "imagenet", r"data\.dataset='imagenet': unknown dataset; choose"),
+        ("data", "planar_shape", "spiral", r"data\.planar_shape='spiral': .*flower, moons"),
+        ("data", "planar_samples", 5, r"data\.planar_samples=5: .*greater than or equal to 20"),
         ("numpy_dnn", "optimizer", "adamw", r"numpy_dnn\.optimizer='adamw': unknown optimizer"),
         ("numpy_dnn", "activation", "gelu", r"unknown activation; choose one of: relu"),
         ("numpy_dnn", "init", "orthogonal", r"numpy_dnn\.init='orthogonal': unknown init"),

@@ -12,6 +12,7 @@ import pytest
 from nnlab import pipeline
 from nnlab.files import write_json
 from tests.conftest import ROOT
+from tests.loopback import closed_port_url
 
 
 def _stage(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -38,6 +39,19 @@ def test_missing_inputs_name_the_file_and_the_fix(tmp_path: Path) -> None:
     assert "data/split/train_images.npy: missing; run `dvc repro`" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "models").exists()
+
+
+def test_download_with_no_reachable_mirror_is_one_line_with_the_offline_fix(
+    tmp_path: Path,
+) -> None:
+    dead = closed_port_url()
+    (tmp_path / "params.yaml").write_text(f"data:\n  dataset: mnist\n  source: {dead}\n")
+    result = _stage(["stages.download"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("download: error: could not download train-images-idx3-ubyte.gz")
+    assert f"{dead}/train-images-idx3-ubyte.gz" in error and "data.source=<folder>" in error
+    assert not (tmp_path / "data" / "raw").exists()
 
 
 def test_unknown_model_argument(tmp_path: Path) -> None:

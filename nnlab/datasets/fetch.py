@@ -4,7 +4,8 @@
   so a failed or corrupt download never leaves a file that looks complete.
 - A partial `.part` (dropped connection, Ctrl-C) is resumed with an HTTP Range request.
 - Transient errors (connection refused or reset, timeouts, HTTP 5xx/429) are retried with
-  exponential backoff; a 404 or other client error moves on to the next mirror at once.
+  exponential backoff; a 404, another client error or an unknown host moves on to the next
+  mirror at once.
 - A file that is already present and verified is not fetched again.
 
 Downloads are kept in `data/downloads/<dataset>/` at the repository root (`DVC_ROOT` under
@@ -18,6 +19,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import sys
 import tarfile
 import time
@@ -31,9 +33,9 @@ from tqdm import tqdm
 
 from nnlab.errors import ChecksumError, DataFormatError, DownloadError
 
-RETRIES = 4  # attempts per mirror for transient errors
+RETRIES = 3  # attempts per mirror for transient errors (an unknown host is not retried)
 BACKOFF = 1.0  # seconds before the first retry, doubled after each further failure
-TIMEOUT = 30.0  # seconds without data before an attempt counts as failed
+TIMEOUT = 20.0  # seconds without data before an attempt counts as failed
 CHUNK = 1 << 16
 USER_AGENT = "nnlab (+https://github.com/nnlab; dataset download)"
 
@@ -186,9 +188,13 @@ def _get_with_retries(
                 raise _MirrorFailed(f"HTTP {error.code} {error.reason}") from None
             reason = f"HTTP {error.code} {error.reason}"
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-            reason = str(getattr(error, "reason", None) or error) or type(error).__name__
+            cause = getattr(error, "reason", None) or error
+            reason = str(cause) or type(cause).__name__
+            if isinstance(cause, socket.gaierror):
+                raise _MirrorFailed(f"host not found: {reason}") from None
         if attempt == retries:
             raise _MirrorFailed(f"{reason}, after {retries} attempts")
+        print(f"download: {url}: {reason}; retrying in {delay:g} s", file=sys.stderr)
         time.sleep(delay)
         delay *= 2
 
