@@ -38,10 +38,11 @@ lint: install
 typecheck: install
 	mypy nnlab
 
+# Two pytest workers (one per core): the end-to-end files run side by side (see tests/conftest.py).
 test: install
 	ruff check nnlab stages tests benchmarks
 	mypy nnlab
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 ui: install
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \

@@ -69,9 +69,9 @@ def bench_mnist(folder: Path) -> None:
         pipeline.prepare(params, pipeline.Layout(folder))
         prepare_times.append(time.perf_counter() - start)
     print(f"MNIST-sized IDX ({size / 1e6:.1f} MB gzip'd, 70,000 images):")
-    print(f"  parse 4 files (MNIST.load):         best {min(load_times):.2f} s "
+    print(f"  parse the 4 files (MNIST.load):        best {min(load_times):.2f} s "
           f"of {', '.join(f'{t:.2f}' for t in load_times)}")
-    print(f"  prepare (parse + check + write .npy): best {min(prepare_times):.2f} s "
+    print(f"  prepare (parse, check, write .npy):    best {min(prepare_times):.2f} s "
           f"of {', '.join(f'{t:.2f}' for t in prepare_times)}   target < 2 s")
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.model_selection import train_test_split
 
 CLASSES_FILE = "classes.json"
 
@@ -95,6 +94,8 @@ def stratified_split(
 
     Works on indices only, so callers can slice memory-mapped arrays without copying all.
     """
+    from sklearn.model_selection import train_test_split  # late: sklearn takes ~10 s to import
+
     indices = np.arange(labels.shape[0])
     try:
         kept, held = train_test_split(

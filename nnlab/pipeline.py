@@ -22,7 +22,6 @@ from nnlab.data import (
     stratified_split,
 )
 from nnlab.datasets import get_dataset
-from nnlab.evaluation import classification_metrics, write_confusion
 from nnlab.files import read_json, write_csv, write_json, write_text
 from nnlab.models import get_model_class
 from nnlab.params import Params, flatten
@@ -179,6 +178,9 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
 
 def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[str, float]]:
     """Score a trained model on validation and test data; write metrics and confusion."""
+    # late: sklearn.metrics takes ~10 s to import, and download/prepare/split never need it
+    from nnlab.evaluation import classification_metrics, write_confusion
+
     model_dir = layout.model_dir(model_name)
     info = read_json(model_dir / TRAIN_INFO_FILE)
     model = get_model_class(model_name).load(model_dir)

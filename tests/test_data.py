@@ -76,7 +76,7 @@ def test_prepare_and_split_digits(tmp_path: Path) -> None:
     layout = pipeline.Layout(tmp_path)
     pipeline.download(params, layout)
     counts = pipeline.prepare(params, layout)
-    assert counts == {"train": 1437, "test": 360}
+    assert counts == {"train": 1437, "test": 360, "skipped": 0}
     test_images, test_labels = load_split(layout.prepared, "test")
     assert test_images.shape == (360, 8, 8, 1) and test_images.max() == 255
     assert np.bincount(test_labels).min() >= 35  # stratified: ~36 per digit

@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.test_datasets import make_image_folder
-from tests.test_pipeline_e2e import COPY_IGNORE, MODELS, _ran_stages, _run
+from tests.test_pipeline_e2e import COPY_IGNORE, _ran_stages, _run
 
 pytestmark = pytest.mark.slow
 
@@ -33,18 +33,19 @@ def _project(path: Path, data: dict[str, object], numpy_epochs: int = 3) -> Path
     return path
 
 
-def test_planar_runs_every_model(tmp_path: Path) -> None:
+def test_planar_points_train_and_evaluate(tmp_path: Path) -> None:
+    # The Keras models' train/evaluate stages are covered on digits by test_pipeline_e2e, and
+    # on 1x2 planar inputs in-process by test_models; here the planar data goes end to end.
     project = _project(tmp_path / "project", {"dataset": "planar", "planar_samples": 200})
-    output = _run(["dvc", "repro"], project)
-    assert {f"evaluate@{model}" for model in MODELS} <= _ran_stages(output)
+    targets = ["evaluate@numpy_dnn", "evaluate@logreg"]
+    output = _run(["dvc", "repro", *targets], project)
+    assert {"download", "prepare", "split", *targets} <= _ran_stages(output)
     assert json.loads((project / "data/prepared/classes.json").read_text()) == ["red", "blue"]
     images = np.load(project / "data/split/train_images.npy", allow_pickle=False)
     assert images.shape == (128, 1, 2, 1)  # 200 points - 40 test - 32 validation
-    for model in MODELS:
+    for model in ("numpy_dnn", "logreg"):
         metrics = json.loads((project / "reports" / model / "metrics.json").read_text())
-        assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
-    summary = (project / "reports" / "summary.md").read_text()
-    assert all(f"| {model} |" in summary for model in MODELS)
+        assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["loss"] > 0
 
 
 def test_image_folder_with_bad_files_trains_and_reports_skips(tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_image_folder_with_bad_files_trains_and_reports_skips(tmp_path: Path) ->
         {"dataset": "image_folder", "source": "../pets", "image_size": 16},
         numpy_epochs=20,
     )
-    targets = ["evaluate@numpy_dnn", "evaluate@logreg"]  # the Keras models run in the test above
+    targets = ["evaluate@numpy_dnn", "evaluate@logreg"]
     output = _run(["dvc", "repro", *targets], project)
     assert "prepare: skipped 3 unreadable file(s); see data/prepared/skipped.txt" in output
     assert set(targets) <= _ran_stages(output)

@@ -101,3 +101,15 @@ def test_keras_divergence_is_a_clear_error() -> None:
     model = get_model_class("keras_mlp")(params.keras_mlp, seed=0)
     with pytest.raises(DivergenceError, match=r"lower keras_mlp\.learning_rate \(now 1e\+12\)"):
         model.fit((images, labels), (images, labels), 3)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_learns_planar_points(name: str) -> None:
+    # planar data is 1x2 one-channel "images": the CNN's 3x3 convs and 2x2 pools must cope.
+    from nnlab.datasets import planar
+
+    dataset = planar.load(Path("unused"), validate({"data": {"planar_shape": "moons"}}).data)
+    model = get_model_class(name)(validate({name: FAST[name]}).model_params(name), seed=0)
+    model.fit((dataset.images, dataset.labels), (dataset.images[:50], dataset.labels[:50]), 2)
+    accuracy = (model.predict_proba(dataset.images).argmax(axis=1) == dataset.labels).mean()
+    assert accuracy > 0.75, f"{name} reached only {accuracy:.2f} on the two moons"

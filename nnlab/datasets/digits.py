@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import sklearn
-from sklearn.datasets import load_digits
 
 from nnlab.data import RawDataset
 
@@ -24,7 +23,7 @@ def download(raw_dir: Path, data: DataParams) -> None:
     manifest = {
         "dataset": "digits",
         "source": "sklearn.datasets.load_digits (bundled with scikit-learn)",
-        "scikit_learn_version": sklearn.__version__,
+        "scikit_learn_version": version("scikit-learn"),
     }
     (raw_dir / "manifest.json").write_text(
         json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -32,6 +31,8 @@ def download(raw_dir: Path, data: DataParams) -> None:
 
 
 def load(raw_dir: Path, data: DataParams) -> RawDataset:
+    from sklearn.datasets import load_digits  # late: download needs no sklearn import
+
     bunch = load_digits()
     # (N, 8, 8) float counts 0..16 -> uint8 0..255, with a channel axis: (N, 8, 8, 1).
     images = np.rint(bunch.images * (255 / MAX_PIXEL)).astype(np.uint8)[..., np.newaxis]

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.datasets import make_moons
 
 from nnlab.data import RawDataset
 from nnlab.files import write_json
@@ -45,6 +44,8 @@ def load(raw_dir: Path, data: DataParams) -> RawDataset:
 def make_points(shape: str, samples: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """(samples, 2) points and their 0/1 labels, half of each class."""
     if shape == "moons":
+        from sklearn.datasets import make_moons  # late: sklearn takes seconds to import
+
         points, labels = make_moons(samples, noise=0.2, random_state=SEED)
         return points, labels.astype(np.int64)
     if shape != "flower":
