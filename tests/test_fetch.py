@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_good_download_is_verified_and_not_fetched_again(server: Loopback, tmp_p
     server.serve(f"/mirror/{SPEC.name}", BODY)
     (path,) = fetch.fetch([SPEC], tmp_path, [server.url + "/mirror"], **FAST)
     assert path == tmp_path / SPEC.name and path.read_bytes() == BODY
-    assert not list(tmp_path.glob("*.part"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".lock", SPEC.name]
     fetch.fetch([SPEC], tmp_path, [server.url + "/mirror"], **FAST)
     assert len(server.requests) == 1  # already downloaded and verified: no second request
 
@@ -83,7 +84,7 @@ def test_corrupt_bytes_raise_a_checksum_error_and_leave_no_file(
     actual = hashlib.sha256(bytes(corrupt)).hexdigest()
     assert SPEC.name in message and SPEC.sha256 in message and actual in message
     assert url in message
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == [".lock"]
 
 
 def test_server_down_gives_the_offline_message(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_server_down_gives_the_offline_message(tmp_path: Path) -> None:
     assert "after 3 attempts" in message
     assert "data.source=<folder>" in message and other.name in message and "mirror URL" in message
     assert "\n" not in message
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == [".lock"]
 
 
 def test_source_url_is_the_only_mirror_tried(server: Loopback, tmp_path: Path) -> None:
@@ -126,3 +127,14 @@ def test_a_damaged_download_is_fetched_again(server: Loopback, tmp_path: Path) -
     (tmp_path / SPEC.name).write_bytes(b"damaged")
     (result,) = fetch.fetch([SPEC], tmp_path, [server.url + "/m"], **FAST)
     assert result.read_bytes() == BODY and len(server.requests) == 1
+
+
+def test_parallel_fetches_of_one_dataset_download_once(server: Loopback, tmp_path: Path) -> None:
+    # Two queued experiments switching to the same dataset run `download` at the same time.
+    server.serve(f"/m/{SPEC.name}", BODY)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(
+            lambda _: fetch.fetch([SPEC], tmp_path, [server.url + "/m"], **FAST), range(2)
+        ))
+    assert results[0] == results[1] and results[0][0].read_bytes() == BODY
+    assert len(server.requests) == 1

@@ -15,6 +15,8 @@ downloads outside `data/raw` is what lets a rerun skip the network and resume a 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import os
@@ -25,7 +27,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +100,20 @@ def fetch(
     if source is not None and not is_url(source):
         return [_verified_local(file, local_path(source), files) for file in files]
     bases = [source] if source is not None else list(mirrors)
-    return [
-        _download(file, target, bases, files, retries=retries, backoff=backoff, timeout=timeout)
-        for file in files
-    ]
+    with _locked(target):  # queued experiments may fetch the same dataset at the same time
+        return [
+            _download(file, target, bases, files, retries=retries, backoff=backoff,
+                      timeout=timeout)
+            for file in files
+        ]
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _checksum_message(file: RemoteFile, actual: str, origin: str) -> str:
@@ -145,7 +157,6 @@ def _download(
     backoff: float,
     timeout: float,
 ) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
     final = target / file.name
     if final.is_file():
         if sha256_of(final) == file.sha256:
