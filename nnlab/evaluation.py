@@ -1,4 +1,4 @@
-"""Metrics and confusion data for a trained model (computed with sklearn.metrics)."""
+"""Metrics, per-class scores and confusion data for a trained model (from sklearn.metrics)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.metrics import accuracy_score, log_loss, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    log_loss,
+    precision_recall_fscore_support,
+)
 
 from nnlab.files import write_csv
 
@@ -34,6 +39,31 @@ def classification_metrics(
         "recall_macro": float(recall),
         "f1_macro": float(f1),
     }
+
+
+def per_class_metrics(
+    labels: NDArray[np.int64], predicted: NDArray[np.int64], classes: list[str]
+) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of every class, keyed by class name."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=range(len(classes)), average=None, zero_division=0
+    )
+    return {
+        name: {
+            "precision": float(precision[index]),
+            "recall": float(recall[index]),
+            "f1": float(f1[index]),
+            "support": int(support[index]),
+        }
+        for index, name in enumerate(classes)
+    }
+
+
+def confusion_counts(
+    labels: NDArray[np.int64], predicted: NDArray[np.int64], n_classes: int
+) -> NDArray[np.int64]:
+    """(n_classes, n_classes) counts: rows are true classes, columns predicted ones."""
+    return confusion_matrix(labels, predicted, labels=range(n_classes)).astype(np.int64)
 
 
 def write_confusion(

@@ -6,11 +6,14 @@ every step can be unit-tested on a temporary folder.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from nnlab import tracking
 from nnlab.data import (
@@ -33,6 +36,8 @@ TEST_HOLDOUT_SEED = 20240101
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 TRAIN_INFO_FILE = "train_info.json"
 SKIPPED_FILE = "skipped.txt"
+PLOTS_DIR = "plots"  # reports/<model>/plots/*.png
+PLANAR_SHAPE = (1, 2, 1)  # planar points are 1x2 one-channel images: plot a decision boundary
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,10 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
             "training_seconds": round(seconds, 3),
             "samples_per_second": round(len(history) * len(train_set[1]) / seconds, 1),
             "epochs": len(history),
+            # what `nnlab predict` needs to preprocess an image exactly like the training data
+            "input_shape": [int(size) for size in train_set[0].shape[1:]],
+            "classes": classes,
+            "dataset": dataset,
         }
         try:
             model.save(partial_dir)
@@ -177,9 +186,16 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
 
 
 def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[str, float]]:
-    """Score a trained model on validation and test data; write metrics and confusion."""
-    # late: sklearn.metrics takes ~10 s to import, and download/prepare/split never need it
-    from nnlab.evaluation import classification_metrics, write_confusion
+    """Score a trained model on validation and test data; write metrics, per-class scores,
+    confusion data and the PNG plots, and add them all to the model's MLflow run."""
+    # late: sklearn.metrics and matplotlib take seconds to import; other stages never need them
+    from nnlab import plots
+    from nnlab.evaluation import (
+        classification_metrics,
+        confusion_counts,
+        per_class_metrics,
+        write_confusion,
+    )
 
     model_dir = layout.model_dir(model_name)
     info = read_json(model_dir / TRAIN_INFO_FILE)
@@ -190,21 +206,58 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         "test": load_split(layout.prepared, "test"),
     }
     report_dir = layout.report_dir(model_name)
+    plot_dir = report_dir / PLOTS_DIR
+    shutil.rmtree(plot_dir, ignore_errors=True)
+    title = f"{model_name} on {params.data.dataset}"
     with tracking.resume_run(params.data.dataset, info["mlflow_run_id"], f"evaluate@{model_name}"):
-        metrics: dict[str, dict[str, float]] = {}
-        for name, (images, labels) in sets.items():
-            probabilities = model.predict_proba(images)
-            metrics[name] = classification_metrics(labels, probabilities, len(classes))
-            if name == "test":
-                predicted = probabilities.argmax(axis=1)
-                write_confusion(report_dir / "confusion.csv", labels, predicted, classes)
+        outputs = {name: model.predict_proba(images) for name, (images, _) in sets.items()}
+        metrics = {name: classification_metrics(sets[name][1], outputs[name], len(classes))
+                   for name in sets}
+        images, labels = sets["test"]
+        probabilities = outputs["test"]
+        predicted = probabilities.argmax(axis=1)
+        write_confusion(report_dir / "confusion.csv", labels, predicted, classes)
+        write_json(report_dir / "per_class.json", per_class_metrics(labels, predicted, classes))
         write_json(report_dir / "metrics.json", metrics)
+        plots.confusion_matrix_png(
+            plot_dir / "confusion_matrix.png",
+            confusion_counts(labels, predicted, len(classes)), classes, f"{title}: test set",
+        )
+        plots.misclassified_png(
+            plot_dir / "misclassified.png", np.asarray(images), labels, probabilities, classes,
+            title,
+        )
+        history = read_history(report_dir / "history.csv")
+        if history:
+            plots.learning_curves_png(plot_dir / "learning_curves.png", history, title)
+        if images.shape[1:] == PLANAR_SHAPE:
+            from nnlab.datasets import planar
+
+            plots.decision_boundary_png(
+                plot_dir / "decision_boundary.png",
+                lambda points: model.predict_proba(planar.to_pixels(points)),
+                planar.coordinates(np.asarray(images)), labels, classes, planar.LIMIT,
+                f"{title}: decision boundary and test points",
+            )
         # "test.accuracy" etc., as `dvc exp show` names them; the per-epoch history owns the
         # Keras-style names ("val_accuracy"), so the two never collide in one run.
         flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
-        tracking.log_results(flat, [report_dir / "metrics.json", report_dir / "confusion.csv"])
+        tracking.log_results(
+            flat,
+            [report_dir / name for name in ("metrics.json", "per_class.json", "confusion.csv")],
+            folders={PLOTS_DIR: plot_dir},
+        )
     return metrics
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """history.csv as rows of floats (empty if the model has no per-epoch history)."""
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [{key: float(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)]
 
 
 # Column -> how summary.md shows it (summary.csv keeps the raw values).
@@ -222,7 +275,7 @@ SUMMARY_COLUMNS = list(SUMMARY_FORMATS)
 
 
 def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
-    """One row per model in reports/summary.csv and reports/summary.md."""
+    """One row per model in reports/summary.csv and summary.md; summary.png compares them."""
     rows: list[dict[str, object]] = []
     for model_name in models:
         metrics = read_json(layout.report_dir(model_name) / "metrics.json")
@@ -261,5 +314,8 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
         ]
     )
     write_text(layout.reports / "summary.md", text)
+    from nnlab import plots  # late: matplotlib takes seconds to import
+
+    plots.summary_png(layout.reports / "summary.png", rows)
     return rows
 

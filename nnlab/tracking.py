@@ -169,13 +169,19 @@ def log_history(history: list[dict[str, float]]) -> None:
 
 
 def log_results(
-    metrics: Mapping[str, float], artifacts: list[Path], tags: Mapping[str, str] | None = None
+    metrics: Mapping[str, float],
+    artifacts: list[Path],
+    tags: Mapping[str, str] | None = None,
+    folders: Mapping[str, Path] | None = None,
 ) -> None:
-    """Final metrics, files and tags of the active run."""
+    """Final metrics, files and tags of the active run; `folders` maps artifact folder names
+    to local folders whose files are logged under them (e.g. "plots" -> reports/cnn/plots)."""
     import mlflow
 
     mlflow.log_metrics(dict(metrics))
     for path in artifacts:
         mlflow.log_artifact(str(path))
+    for name, folder in (folders or {}).items():
+        mlflow.log_artifacts(str(folder), artifact_path=name)
     if tags:
         mlflow.set_tags(dict(tags))

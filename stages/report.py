@@ -10,7 +10,7 @@ from stages._common import run
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
         pipeline.report(list(MODEL_NAMES), pipeline.Layout())
-        print("report: wrote reports/summary.md and reports/summary.csv")
+        print("report: wrote reports/summary.md, summary.csv and summary.png")
 
     run("report", body)
 

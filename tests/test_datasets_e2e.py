@@ -46,6 +46,8 @@ def test_planar_points_train_and_evaluate(tmp_path: Path) -> None:
     for model in ("numpy_dnn", "logreg"):
         metrics = json.loads((project / "reports" / model / "metrics.json").read_text())
         assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["loss"] > 0
+        # 2-D points get a decision-boundary plot on top of the usual ones
+        assert (project / "reports" / model / "plots" / "decision_boundary.png").is_file()
 
 
 def test_image_folder_with_bad_files_trains_and_reports_skips(tmp_path: Path) -> None:

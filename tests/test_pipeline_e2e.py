@@ -73,11 +73,17 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
         assert history[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy")
         confusion = (project / "reports" / model / "confusion.csv").read_text().splitlines()
         assert confusion[0] == "actual,predicted" and len(confusion) == 1 + 360
+        per_class = json.loads((project / "reports" / model / "per_class.json").read_text())
+        assert sorted(per_class) == [str(digit) for digit in range(10)]
+        assert sum(scores["support"] for scores in per_class.values()) == 360
+        plots = sorted(path.name for path in (project / "reports" / model / "plots").iterdir())
+        assert plots == ["confusion_matrix.png", "learning_curves.png", "misclassified.png"]
     # logreg is a real baseline, not a placeholder: it must beat chance by far.
     logreg = json.loads((project / "reports/logreg/metrics.json").read_text())
     assert logreg["test"]["accuracy"] > 0.9
     summary = (project / "reports" / "summary.md").read_text()
     assert all(f"| {m} |" in summary for m in MODELS)
+    assert (project / "reports" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     import mlflow
 
@@ -101,7 +107,9 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
         steps = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [metric.step for metric in steps] == list(range(1, epochs + 1))
         artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
-        assert {"history.csv", "confusion.csv", "metrics.json"} <= artifacts
+        assert {"history.csv", "confusion.csv", "metrics.json", "per_class.json"} <= artifacts
+        pngs = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
+        assert "plots/confusion_matrix.png" in pngs and "plots/misclassified.png" in pngs
     numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
     assert numpy_run.data.params["hidden_layers"] == "[256, 128]"
     assert numpy_run.data.params["early_stopping_patience"] == "10"
@@ -146,6 +154,8 @@ def test_dvc_shows_metrics_plots_and_experiments(project: Path) -> None:
     assert "Validation accuracy per epoch" in plots
     for model in MODELS:
         assert f"reports/{model}/confusion.csv" in plots
+        assert f"reports/{model}/plots/learning_curves.png" in plots  # image plots too
+    assert "reports/summary.png" in plots
 
     experiments = json.loads(_run(["dvc", "exp", "show", "--json"], project))
     text = json.dumps(experiments)

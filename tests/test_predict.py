@@ -1,0 +1,85 @@
+"""`nnlab predict` on PNGs made here, against models trained by the real `train` step."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nnlab import pipeline
+from nnlab.data import save_classes, save_split
+from nnlab.params import validate
+from tests.conftest import ROOT, make_images
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """numpy_dnn and logreg trained on 8x8 grey images of 2 classes: top or bottom half lit."""
+    root = tmp_path_factory.mktemp("predict")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DVC_ROOT", str(root))  # the MLflow store goes under root
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        layout = pipeline.Layout(root)
+        save_split(layout.split, "train", *make_images(30, 2, seed=1))
+        save_split(layout.split, "val", *make_images(8, 2, seed=2))
+        save_classes(layout.prepared, ["top", "bottom"])
+        params = validate({"numpy_dnn": {"epochs": 20, "hidden_layers": [16]},
+                           "logreg": {"max_iter": 200}})
+        for model in ("numpy_dnn", "logreg"):
+            pipeline.train(model, params, layout)
+    return root
+
+
+def _png(path: Path, top_bright: bool, mode: str = "RGB") -> Path:
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    if top_bright:
+        pixels[:16] = 230
+    else:
+        pixels[16:] = 230
+    Image.fromarray(pixels).convert(mode).save(path)
+    return path
+
+
+def _nnlab(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "nnlab.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("model", ["numpy_dnn", "logreg"])
+def test_predict_prints_the_top_classes(model: str, trained: Path) -> None:
+    top = _png(trained / "top.png", top_bright=True)
+    bottom = _png(trained / "bottom.png", top_bright=False, mode="L")
+    result = _nnlab(["predict", "--model", model, str(top), str(bottom)], trained)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{top}: top ") and lines[1].startswith(f"{bottom}: bottom ")
+    as_json = _nnlab(["predict", "--model", model, "--json", str(top)], trained)
+    (entry,) = json.loads(as_json.stdout)
+    assert entry["image"] == str(top) and [item["class"] for item in entry["top"]] == [
+        "top", "bottom"
+    ]
+    assert sum(item["probability"] for item in entry["top"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_errors_are_one_line_with_exit_2(trained: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.png").write_text("not an image")
+    cases = {
+        str(tmp_path / "missing.png"): "missing.png: no such file",
+        str(tmp_path / "notes.png"): "notes.png: not a readable image",
+    }
+    for path, message in cases.items():
+        result = _nnlab(["predict", "--model", "logreg", path], trained)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1
+        assert lines[0].startswith("nnlab predict: error: ") and message in lines[0]
+    untrained = _nnlab(["predict", "--model", "cnn", str(_png(tmp_path / "a.png", True))],
+                       trained)
+    assert untrained.returncode == 2
+    assert "no trained cnn model; run `dvc repro` first" in untrained.stderr
