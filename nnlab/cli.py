@@ -7,10 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from nnlab.errors import DownloadError
+from nnlab.errors import USER_ERRORS
 from nnlab.params import MODEL_NAMES
-
-USER_ERRORS = (FileNotFoundError, ValueError, DownloadError)
 
 
 def _parser() -> argparse.ArgumentParser:

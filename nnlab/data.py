@@ -7,12 +7,13 @@ with `allow_pickle=False`, so neither size nor a hostile file can hurt the reade
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+from nnlab.files import atomic_path
 
 CLASSES_FILE = "classes.json"
 
@@ -46,10 +47,8 @@ def check_contract(images: NDArray, labels: NDArray, n_classes: int, name: str) 
 
 def _save_npy(path: Path, array: NDArray) -> None:
     # Write next to the target, then rename: a crash never leaves a valid-looking half file.
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as part, open(part, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def save_split(

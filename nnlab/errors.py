@@ -15,3 +15,11 @@ class ChecksumError(DownloadError):
 
 class DataFormatError(ValueError):
     """A raw file is truncated, corrupt or not in the format its dataset promises."""
+
+
+# Errors a user can cause (bad params, missing or corrupt inputs, no network, a diverging loss):
+# the stages and the `nnlab` command print them as one line and exit 2. ParamsError and
+# DataFormatError are ValueErrors; ChecksumError is a DownloadError.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, DivergenceError, DownloadError,
+)

@@ -6,21 +6,35 @@ half-written file that looks valid.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 
-def write_text(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A `<name>.part` sibling to write to; renamed onto `path` only if the block succeeds.
+
+    On an error the `.part` is removed, so nothing half-written is ever left behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+    part = path.with_name(path.name + ".part")
+    try:
+        yield part
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as part, open(part, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, data: Any) -> None:

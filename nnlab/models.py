@@ -8,12 +8,13 @@ Model classes are imported lazily: asking for `numpy_dnn` never imports TensorFl
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from nnlab.files import atomic_path
 
 # params.yaml model key -> "module:Class". Modules load on first use.
 MODELS: dict[str, str] = {
@@ -72,11 +73,8 @@ def trained_file(directory: Path, filename: str, model_name: str) -> Path:
 
 def save_arrays(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
     """Write plain arrays (no pickles) to an .npz, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as part, open(part, "wb") as handle:
         np.savez(handle, allow_pickle=False, **arrays)
-    os.replace(tmp, path)
 
 
 def get_model_class(name: str) -> type[ImageClassifier]:

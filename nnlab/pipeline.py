@@ -37,7 +37,6 @@ HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 TRAIN_INFO_FILE = "train_info.json"
 SKIPPED_FILE = "skipped.txt"
 PLOTS_DIR = "plots"  # reports/<model>/plots/*.png
-PLANAR_SHAPE = (1, 2, 1)  # planar points are 1x2 one-channel images: plot a decision boundary
 
 
 @dataclass(frozen=True)
@@ -230,7 +229,7 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         history = read_history(report_dir / "history.csv")
         if history:
             plots.learning_curves_png(plot_dir / "learning_curves.png", history, title)
-        if images.shape[1:] == PLANAR_SHAPE:
+        if params.data.dataset == "planar":  # 2-D points: show the decision boundary
             from nnlab.datasets import planar
 
             plots.decision_boundary_png(

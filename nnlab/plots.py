@@ -6,7 +6,6 @@ and DPI and no timestamp in the metadata, so the same inputs give the same bytes
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,17 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
+from nnlab.files import atomic_path  # noqa: E402
+
 DPI = 100
 
 
 def _save(figure: Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    figure.savefig(part, format="png", dpi=DPI, metadata={"Software": None})
-    plt.close(figure)
-    os.replace(part, path)
+    try:
+        with atomic_path(path) as part:
+            figure.savefig(part, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        plt.close(figure)
 
 
 def confusion_matrix_png(

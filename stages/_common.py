@@ -6,13 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from nnlab.errors import DivergenceError, DownloadError
-from nnlab.params import MODEL_NAMES, Params, ParamsError, load_params
-
-# Errors a user can cause (bad params, missing inputs, diverging loss): print one line, exit 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ParamsError, ValueError, FileNotFoundError, DivergenceError, DownloadError,
-)
+from nnlab.errors import USER_ERRORS
+from nnlab.params import MODEL_NAMES, Params, load_params
 
 
 def parse_model(argv: list[str] | None, stage: str) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnlab.errors import ChecksumError, DataFormatError, DownloadError
+from nnlab.files import atomic_path
 
 RETRIES = 3  # attempts per mirror for transient errors (an unknown host is not retried)
 BACKOFF = 1.0  # seconds before the first retry, doubled after each further failure
@@ -140,10 +141,8 @@ def copy_into(path: Path, folder: Path) -> Path:
     """Copy `path` into `folder` under the same name, atomically; return the copy."""
     final = folder / path.name
     if final.resolve() != path.resolve():
-        folder.mkdir(parents=True, exist_ok=True)
-        part = final.with_name(final.name + ".part")
-        shutil.copyfile(path, part)
-        os.replace(part, final)
+        with atomic_path(final) as part:
+            shutil.copyfile(path, part)
     return final
 
 
