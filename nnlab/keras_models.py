@@ -53,9 +53,13 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     return optimizers[name]()
 
 
-def _output_layer(n_classes: int) -> keras.layers.Layer:
+# params `init` -> Keras initializer: Xavier is Keras's default, He suits ReLU nets.
+INITIALIZERS = {"xavier": "glorot_uniform", "he": "he_normal"}
+
+
+def _output_layer(n_classes: int, init: str) -> keras.layers.Layer:
     """Logits: one sigmoid unit for 2 classes, as in the seeds, else one per class."""
-    return keras.layers.Dense(1 if n_classes == 2 else n_classes)
+    return keras.layers.Dense(1 if n_classes == 2 else n_classes, kernel_initializer=init)
 
 
 def _loss(n_classes: int) -> keras.losses.Loss:
@@ -67,10 +71,21 @@ def _loss(n_classes: int) -> keras.losses.Loss:
 def build_mlp(
     input_shape: tuple[int, int, int], n_classes: int, params: KerasMlpParams
 ) -> keras.Sequential:
-    """Flatten -> [Dense(units, activation) -> Dropout] x len(hidden_units) -> logits."""
+    """Flatten -> [Dense -> (BatchNorm) -> activation -> (Dropout)] x hidden_units -> logits."""
+    init = INITIALIZERS[params.init]
     hidden: list[keras.layers.Layer] = []
     for units in params.hidden_units:
-        hidden.append(keras.layers.Dense(units, activation=params.activation))
+        if params.batch_norm:
+            # Normalise before the activation, as numpy_dnn does; BN's beta makes a bias redundant.
+            hidden += [
+                keras.layers.Dense(units, use_bias=False, kernel_initializer=init),
+                keras.layers.BatchNormalization(),
+                keras.layers.Activation(params.activation),
+            ]
+        else:
+            hidden.append(
+                keras.layers.Dense(units, activation=params.activation, kernel_initializer=init)
+            )
         if params.dropout:
             hidden.append(keras.layers.Dropout(params.dropout))
     return keras.Sequential(
@@ -79,43 +94,77 @@ def build_mlp(
             keras.layers.Rescaling(1 / 255),
             keras.layers.Flatten(),
             *hidden,
-            _output_layer(n_classes),
+            _output_layer(n_classes, init),
         ],
         name="keras_mlp",
     )
+
+
+def _augmentation(params: CnnParams) -> list[keras.layers.Layer]:
+    """Random shifts and flips. Keras runs these layers in training only; inference and
+    `predict` see the images unchanged."""
+    layers: list[keras.layers.Layer] = []
+    if params.augment.shift:
+        shift = params.augment.shift
+        layers.append(keras.layers.RandomTranslation(shift, shift, fill_mode="constant"))
+    if params.augment.flip:
+        layers.append(keras.layers.RandomFlip("horizontal"))
+    return layers
 
 
 def build_cnn(
     input_shape: tuple[int, int, int], n_classes: int, params: CnnParams
 ) -> keras.Sequential:
     """[Conv3x3 x convs -> MaxPool2x2 -> Dropout] per block -> Flatten -> Dense... -> logits."""
+    init = INITIALIZERS[params.init]
     blocks: list[keras.layers.Layer] = []
     for block in params.blocks:
         for _ in range(block.convs):
             blocks.append(
-                keras.layers.Conv2D(block.filters, 3, padding="same", activation="relu")
+                keras.layers.Conv2D(
+                    block.filters, 3, padding="same", activation="relu", kernel_initializer=init
+                )
             )
         blocks.append(keras.layers.MaxPooling2D(2, padding="same"))  # any input size
-        blocks.append(keras.layers.Dropout(params.block_dropout))
+        if params.block_dropout:
+            blocks.append(keras.layers.Dropout(params.block_dropout))
     dense: list[keras.layers.Layer] = []
     for units in params.dense_units:
-        dense.append(keras.layers.Dense(units, activation="relu"))
-        dense.append(keras.layers.Dropout(params.dense_dropout))
+        dense.append(keras.layers.Dense(units, activation="relu", kernel_initializer=init))
+        if params.dense_dropout:
+            dense.append(keras.layers.Dropout(params.dense_dropout))
     return keras.Sequential(
         [
             keras.Input(shape=input_shape),
+            *_augmentation(params),
             keras.layers.Rescaling(1 / 255),
             *blocks,
             keras.layers.Flatten(),
             *dense,
-            _output_layer(n_classes),
+            _output_layer(n_classes, init),
         ],
         name="cnn",
     )
 
 
+def with_probabilities(model: keras.Model) -> keras.Sequential:
+    """The logits model plus its output activation: (N, n_classes) probabilities, the same
+    columns as `predict_proba`. This is the model logged to MLflow."""
+    layers: list[keras.layers.Layer] = [keras.Input(shape=model.input_shape[1:]), model]
+    if model.output_shape[-1] == 1:
+        # One sigmoid logit z -> softmax over (0, z) = (1 - sigmoid(z), sigmoid(z)).
+        pad = keras.layers.Dense(2, trainable=False, name="binary_to_two_columns")
+        layers.append(pad)
+    layers.append(keras.layers.Softmax())
+    wrapped = keras.Sequential(layers, name=f"{model.name}_probabilities")
+    if model.output_shape[-1] == 1:
+        pad.set_weights([np.array([[0.0, 1.0]], np.float32), np.zeros(2, np.float32)])
+    return wrapped
+
+
 class _KerasClassifier(ImageClassifier):
     name: str  # the params.yaml key
+    flavor = "keras"
     params: KerasMlpParams | CnnParams
 
     def __init__(self, params: KerasMlpParams | CnnParams, seed: int) -> None:
@@ -153,7 +202,7 @@ class _KerasClassifier(ImageClassifier):
             batch_size=self.params.batch_size,
             shuffle=True,
             verbose="auto" if sys.stdout.isatty() else 2,  # one line per epoch in logs
-            callbacks=[keras.callbacks.TerminateOnNaN()],
+            callbacks=self._callbacks(),
         )
         rows = [
             {"epoch": epoch + 1, **{key: float(values[epoch]) for key, values in
@@ -170,6 +219,20 @@ class _KerasClassifier(ImageClassifier):
             )
         return rows
 
+    def _callbacks(self) -> list[keras.callbacks.Callback]:
+        callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+        if self.params.early_stopping_patience is not None:
+            # Keras restores the best epoch's weights at the end, stopped early or not.
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss",
+                    patience=self.params.early_stopping_patience,
+                    restore_best_weights=True,
+                    verbose=1,
+                )
+            )
+        return callbacks
+
     def _trained(self) -> keras.Model:
         if self.model is None:
             raise RuntimeError("fit() or load() the model first")
@@ -184,6 +247,10 @@ class _KerasClassifier(ImageClassifier):
 
     def count_params(self) -> int:
         return int(self._trained().count_params())
+
+    def probability_model(self) -> keras.Model:
+        """The trained model with a softmax head, as logged to MLflow."""
+        return with_probabilities(self._trained())
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,10 @@ History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, va
 class ImageClassifier:
     """Base class: fit on uint8 images, predict class probabilities, save and load."""
 
+    # How tracking.log_model logs it: "pyfunc" (nnlab/mlflow_pyfunc.py over the saved
+    # folder) or "keras" (the Keras flavor, from `probability_model()`).
+    flavor = "pyfunc"
+
     def __init__(self, params: Any, seed: int) -> None:
         self.params = params
         self.seed = seed

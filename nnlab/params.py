@@ -26,6 +26,7 @@ INITS = NUMPY_INITS
 NUMPY_OPTIMIZERS = tuple(OPTIMIZERS)
 NUMPY_LR_SCHEDULES = tuple(LR_SCHEDULES)
 KERAS_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+KERAS_INITS = ("xavier", "he")  # Keras's glorot_uniform (its default) and he_normal
 PLANAR_SHAPES = ("flower", "moons")
 
 
@@ -112,14 +113,21 @@ class NumpyDnnParams(_Section):
         return self
 
 
+KerasOptimizer = Annotated[str, _one_of(KERAS_OPTIMIZERS, "optimizer")]
+KerasInit = Annotated[str, _one_of(KERAS_INITS, "init")]
+
+
 class KerasMlpParams(_Section):
     hidden_units: Units = [128]
     activation: Activation = "relu"
+    init: KerasInit = "xavier"
     dropout: Probability = 0.0
-    optimizer: Annotated[str, _one_of(KERAS_OPTIMIZERS, "optimizer")] = "adam"
+    batch_norm: bool = False
+    optimizer: KerasOptimizer = "adam"
     learning_rate: LearningRate = 0.003
     batch_size: Positive = 64
     epochs: Positive = 20
+    early_stopping_patience: Positive | None = 5  # None: train every epoch
 
 
 class ConvBlock(_Section):
@@ -133,7 +141,27 @@ def _at_least_one_block(value: list[ConvBlock]) -> list[ConvBlock]:
     return value
 
 
+class Augment(_Section):
+    shift: float = Field(0.0, ge=0, le=0.5)  # random translation, fraction of height/width
+    flip: bool = False  # random horizontal flips
+
+
+# The seeds' DeepConvNet ("Deep Learning from Scratch", ch. 8): conv-conv-pool x 3 at
+# 16/32/64 filters, Dense 50, dropout 0.5, He init, Adam. It replaces these keys.
+DEEP_CNN = {
+    "blocks": [ConvBlock(filters=16, convs=2), ConvBlock(filters=32, convs=2),
+               ConvBlock(filters=64, convs=2)],
+    "block_dropout": 0.0,
+    "dense_units": [50],
+    "dense_dropout": 0.5,
+    "init": "he",
+    "optimizer": "adam",
+}
+PRESETS = {"deep": DEEP_CNN}
+
+
 class CnnParams(_Section):
+    preset: Annotated[str, _one_of(tuple(PRESETS), "preset")] | None = None
     blocks: Annotated[list[ConvBlock], AfterValidator(_at_least_one_block)] = [
         ConvBlock(filters=32),
         ConvBlock(filters=64),
@@ -141,10 +169,20 @@ class CnnParams(_Section):
     block_dropout: Probability = 0.25
     dense_units: Units = [512]
     dense_dropout: Probability = 0.5
-    optimizer: Annotated[str, _one_of(KERAS_OPTIMIZERS, "optimizer")] = "adam"
+    init: KerasInit = "xavier"
+    augment: Augment = Augment()
+    optimizer: KerasOptimizer = "adam"
     learning_rate: LearningRate = 0.001
     batch_size: Positive = 32
     epochs: Positive = 15
+    early_stopping_patience: Positive | None = 5  # None: train every epoch
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> CnnParams:
+        # The preset's values win, so MLflow logs the architecture that was really trained.
+        if self.preset is None:
+            return self
+        return self.model_copy(update=PRESETS[self.preset])
 
 
 class LogregParams(_Section):

@@ -174,6 +174,9 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
         }
         try:
             model.save(partial_dir)
+            info["mlflow_model_uri"] = tracking.log_model(
+                model, model_name, partial_dir, train_set[0][:5]
+            )
             write_json(partial_dir / TRAIN_INFO_FILE, info)
             partial_dir.rename(model_dir)
         finally:

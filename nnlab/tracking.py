@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,54 @@ def log_history(history: list[dict[str, float]]) -> None:
         if key != "epoch"
     ]
     mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+
+
+MODEL_NAME = "model"  # the MLflow model's name inside its run
+PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
+
+
+def _pins(*packages: str) -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in packages]
+
+
+def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any) -> str:
+    """Log a trained model to the active run with a signature inferred from `sample` images;
+    returns its `models:/` URI.
+
+    Keras models use the Keras flavor (with a softmax head, so both flavors output
+    probabilities); the others are the pyfunc in `mlflow_pyfunc.py` over `model_dir`.
+    Requirements are pinned from the installed versions: MLflow would otherwise infer them by
+    loading the model in a subprocess, which costs a TensorFlow import per stage.
+    """
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(sample, classifier.predict_proba(sample))
+    with warnings.catch_warnings():
+        # The signature above is what an input example would give.
+        warnings.filterwarnings("ignore", ".*An input example was not provided")
+        return _log_model(classifier, model_name, model_dir, signature)
+
+
+def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any) -> str:
+    import mlflow
+
+    if classifier.flavor == "keras":
+        info = mlflow.keras.log_model(
+            classifier.probability_model(), name=MODEL_NAME, signature=signature,
+            pip_requirements=_pins("keras", "tensorflow-cpu", "numpy"),
+        )
+    else:
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(PYFUNC_CODE),
+            artifacts={"model": str(model_dir)},
+            model_config={"model": model_name},
+            signature=signature,
+            pip_requirements=_pins("numpy", "scikit-learn"),
+        )
+    return str(info.model_uri)
 
 
 def log_results(

@@ -24,7 +24,9 @@ FAST = {
 
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_fit_save_load_predict(name: str, n_classes: int, tmp_path: Path) -> None:
+def test_fit_save_load_predict_and_mlflow_agree(
+    name: str, n_classes: int, tmp_path: Path, mlflow_store: str
+) -> None:
     params = validate({name: FAST[name]})
     images, labels = make_images(20, n_classes, seed=1)
     val_images, val_labels = make_images(6, n_classes, seed=2)
@@ -44,6 +46,24 @@ def test_fit_save_load_predict(name: str, n_classes: int, tmp_path: Path) -> Non
     assert not list((tmp_path / name).glob("*.part")) and not list(
         (tmp_path / name).glob("partial.*")
     )
+
+    # The MLflow model, loaded as pyfunc, predicts what the project's own model predicts.
+    import mlflow
+
+    from nnlab import tracking
+
+    with tracking.training_run("tiny", name, {}, {}) as run_id:
+        uri = tracking.log_model(model, name, tmp_path / name, images[:5])
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    np.testing.assert_allclose(pyfunc.predict(val_images), probabilities, atol=1e-6)
+    assert pyfunc.metadata.run_id == run_id
+    flavors = set(pyfunc.metadata.flavors)
+    assert ("keras" in flavors) == (name in ("keras_mlp", "cnn")), flavors
+    signature = pyfunc.metadata.signature
+    assert signature is not None
+    assert signature.inputs.to_dict()[0]["tensor-spec"] == {"dtype": "uint8",
+                                                           "shape": (-1, 8, 8, 1)}
+    assert signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, n_classes)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -70,8 +90,59 @@ def test_seed_model_shapes() -> None:
     assert cnn.output_shape == (None, 10)
 
 
+def test_mlp_builder_options() -> None:
+    from nnlab.keras_models import build_mlp
+
+    params = validate({"keras_mlp": {"hidden_units": [32, 16], "batch_norm": True,
+                                     "dropout": 0.2, "init": "he"}})
+    mlp = build_mlp((8, 8, 1), 2, params.keras_mlp)
+    kinds = [type(layer).__name__ for layer in mlp.layers]
+    assert kinds == ["Rescaling", "Flatten"] + ["Dense", "BatchNormalization", "Activation",
+                                                "Dropout"] * 2 + ["Dense"]
+    # Dense without bias + BN's gamma, beta, moving mean and variance; one sigmoid unit out.
+    assert mlp.count_params() == (64 * 32 + 4 * 32) + (32 * 16 + 4 * 16) + (16 + 1)
+    assert mlp.output_shape == (None, 1)
+    assert type(mlp.layers[2].kernel_initializer).__name__ == "HeNormal"
+
+
+def test_deep_preset_is_the_seeds_deep_conv_net() -> None:
+    from nnlab.keras_models import build_cnn
+
+    params = validate({"cnn": {"preset": "deep"}})
+    assert [(block.filters, block.convs) for block in params.cnn.blocks] == [
+        (16, 2), (32, 2), (64, 2)
+    ]
+    cnn = build_cnn((28, 28, 1), 10, params.cnn)
+    kinds = [type(layer).__name__ for layer in cnn.layers]
+    assert kinds.count("Conv2D") == 6 and kinds.count("MaxPooling2D") == 3
+    convs = (9 * 1 * 16 + 16) + (9 * 16 * 16 + 16) + (9 * 16 * 32 + 32) + (9 * 32 * 32 + 32) \
+        + (9 * 32 * 64 + 64) + (9 * 64 * 64 + 64)
+    # 28 -> 14 -> 7 -> 4 ('same' pooling), then Dense 50 and the output
+    assert cnn.count_params() == convs + (4 * 4 * 64 * 50 + 50) + (50 * 10 + 10) == 123_552
+    assert kinds[-4:] == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert cnn.layers[-2].rate == 0.5
+    assert all(type(layer.kernel_initializer).__name__ == "HeNormal"
+               for layer in cnn.layers if hasattr(layer, "kernel_initializer"))
+
+
+def test_augmentation_runs_in_training_only() -> None:
+    from nnlab.keras_models import build_cnn
+
+    params = validate({"cnn": FAST["cnn"] | {"augment": {"shift": 0.25, "flip": True}}})
+    cnn = build_cnn((8, 8, 1), 3, params.cnn)
+    kinds = [type(layer).__name__ for layer in cnn.layers]
+    assert kinds[:3] == ["RandomTranslation", "RandomFlip", "Rescaling"]
+    images, _ = make_images(4, 3, seed=3)
+    inference = [np.asarray(cnn(images, training=False)) for _ in range(2)]
+    np.testing.assert_array_equal(inference[0], inference[1])
+    assert not np.allclose(np.asarray(cnn(images, training=True)), inference[0])
+
+
 def test_keras_training_is_deterministic() -> None:
-    params = validate({"cnn": FAST["cnn"] | {"epochs": 2}})
+    # augmentation, dropout and early stopping: every random draw comes from the seed
+    params = validate({"cnn": FAST["cnn"] | {"epochs": 2, "block_dropout": 0.2,
+                                             "augment": {"shift": 0.1, "flip": True},
+                                             "early_stopping_patience": 1}})
     images, labels = make_images(10, 3, seed=1)
 
     def train() -> list[dict[str, float]]:

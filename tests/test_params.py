@@ -58,6 +58,12 @@ def test_schema_defaults_match_params_yaml() -> None:
         ("numpy_dnn", "learning_rate_decay", "cosine", r"choose one of: inverse_time, step"),
         ("numpy_dnn", "early_stopping_patience", 0, r"early_stopping_patience=0"),
         ("numpy_dnn", "batch_norm", "yes please", r"numpy_dnn\.batch_norm='yes please'"),
+        ("cnn", "preset", "resnet", r"cnn\.preset='resnet': unknown preset; choose one of: deep"),
+        ("cnn", "init", "orthogonal", r"cnn\.init='orthogonal': unknown init; .*xavier, he"),
+        ("keras_mlp", "optimizer", "nesterov", r"keras_mlp\.optimizer='nesterov'"),
+        ("cnn", "augment", {"shift": 0.9}, r"cnn\.augment\.shift=0\.9: .*less than or equal"),
+        ("cnn", "augment", {"rotate": 10}, r"cnn\.augment\.rotate: unknown key"),
+        ("keras_mlp", "early_stopping_patience", 0, r"keras_mlp\.early_stopping_patience=0"),
     ],
 )
 def test_bad_values_name_key_value_and_rule(
@@ -118,6 +124,13 @@ def test_unknown_model_section() -> None:
     params = validate(_defaults())
     with pytest.raises(ParamsError, match="unknown model 'resnet'; choose one of: numpy_dnn"):
         params.model_params("resnet")
+
+
+def test_deep_preset_replaces_the_architecture_keys() -> None:
+    params = validate({"cnn": {"preset": "deep", "dense_units": [512], "learning_rate": 0.01}})
+    assert params.cnn.dense_units == [50] and params.cnn.init == "he"
+    assert params.cnn.block_dropout == 0.0 and params.cnn.dense_dropout == 0.5
+    assert params.cnn.learning_rate == 0.01  # training knobs stay the user's
 
 
 def test_flatten_nested_blocks() -> None:

@@ -110,6 +110,10 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
         assert {"history.csv", "confusion.csv", "metrics.json", "per_class.json"} <= artifacts
         pngs = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
         assert "plots/confusion_matrix.png" in pngs and "plots/misclassified.png" in pngs
+        info = json.loads((project / "models" / model / "train_info.json").read_text())
+        logged = mlflow.models.get_model_info(info["mlflow_model_uri"])
+        assert logged.run_id == run.info.run_id and logged.signature is not None
+        assert ("keras" in logged.flavors) == (model in ("keras_mlp", "cnn"))
     numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
     assert numpy_run.data.params["hidden_layers"] == "[256, 128]"
     assert numpy_run.data.params["early_stopping_patience"] == "10"
