@@ -27,7 +27,8 @@ def make_images(
 
 # The longest files first. `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`:
 # the two end-to-end files start at once on separate workers, and the unit tests fill in.
-LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_datasets_e2e.py": 1}
+LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep.py": 1, "test_datasets_e2e.py": 2,
+                 "test_mlflow_ui.py": 3}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,8 +8,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -33,6 +35,16 @@ def _run(args: list[str], cwd: Path) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
     return output
+
+
+def _model_info(project: Path, uri: str) -> mlflow.models.model.ModelInfo:
+    """The MLflow model behind a `models:/` URI in the project's store."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        return mlflow.models.get_model_info(uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def _ran_stages(output: str) -> set[str]:
@@ -85,8 +97,6 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
     assert all(f"| {m} |" in summary for m in MODELS)
     assert (project / "reports" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    import mlflow
-
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digits")
     assert experiment is not None
@@ -111,7 +121,7 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
         pngs = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
         assert "plots/confusion_matrix.png" in pngs and "plots/misclassified.png" in pngs
         info = json.loads((project / "models" / model / "train_info.json").read_text())
-        logged = mlflow.models.get_model_info(info["mlflow_model_uri"])
+        logged = _model_info(project, info["mlflow_model_uri"])
         assert logged.run_id == run.info.run_id and logged.signature is not None
         assert ("keras" in logged.flavors) == (model in ("keras_mlp", "cnn"))
     numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
@@ -133,8 +143,6 @@ def test_exp_run_reruns_only_the_changed_model(project: Path) -> None:
         if lock_after["stages"][name] != lock_before["stages"].get(name)
     }
     assert changed == {"train@numpy_dnn", "evaluate@numpy_dnn", "report"}
-
-    import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digits")
@@ -167,3 +175,111 @@ def test_dvc_shows_metrics_plots_and_experiments(project: Path) -> None:
         assert f'"reports/{model}/metrics.json"' in text
     assert '"accuracy"' in text and '"f1_macro"' in text
     assert '"learning_rate": 0.005' in text  # the experiment of the previous test
+
+
+def test_each_models_params_invalidate_only_its_own_train_stage(project: Path) -> None:
+    # `dvc repro --dry` asks DVC's own graph what a change would rerun, without starting
+    # TensorFlow; numpy_dnn and logreg experiments run for real in the tests around this one.
+    original = (project / "params.yaml").read_text()
+    changes = {"keras_mlp": "learning_rate", "cnn": "learning_rate"}
+    try:
+        for model, key in changes.items():
+            params = yaml.safe_load(original)
+            params[model][key] = params[model][key] * 0.5 + 1e-4
+            (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            output = _run(["dvc", "repro", "--dry"], project)
+            # Only this model's train stage sees a change. (--dry does not follow it
+            # downstream: evaluate@<model> and report rerun when models/<model> changes.)
+            assert _ran_stages(output) == {f"train@{model}"}
+    finally:
+        (project / "params.yaml").write_text(original)
+    assert _ran_stages(_run(["dvc", "repro", "--dry"], project)) == set()
+
+
+def _git(project: Path, *args: str) -> str:
+    return _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], project).strip()
+
+
+def _wait_for_queue(project: Path, names: list[str], timeout: float = 1500) -> dict[str, str]:
+    """Poll `dvc queue status` until every named experiment has finished; name -> status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, str] = {}
+        for line in _run(["dvc", "queue", "status"], project).splitlines():
+            words = line.split()
+            for name in names:
+                if name in words:
+                    status[name] = words[-1]
+        if all(status.get(name) in ("Success", "Failed") for name in names):
+            return status
+        assert time.monotonic() < deadline, f"queue still busy: {status}"
+        time.sleep(5)
+
+
+# Four experiments that each retrain one model, and one whose loss diverges.
+QUEUED = {
+    "q-numpy-fast": ["-S", "numpy_dnn.learning_rate=0.004"],
+    "q-numpy-deep": ["-S", "numpy_dnn.hidden_layers=[32,16,16]"],
+    "q-logreg-c": ["-S", "logreg.C=0.25"],
+    "q-numpy-l2": ["-S", "numpy_dnn.l2=0.001"],
+    "q-diverges": ["-S", "numpy_dnn.optimizer=sgd", "-S", "numpy_dnn.learning_rate=100000000.0",
+                   "-S", "numpy_dnn.init=random"],
+}
+
+
+def test_queued_experiments_lose_no_mlflow_run(project: Path) -> None:
+    # A queued experiment starts from a commit: commit the workspace, results included.
+    _git(project, "add", "-A")
+    _git(project, "commit", "-qm", "baseline for queued experiments")
+    baseline = _git(project, "rev-parse", "HEAD")
+    for name, settings in QUEUED.items():
+        _run(["dvc", "exp", "run", "--queue", "--name", name, *settings], project)
+    _run(["dvc", "queue", "start", "-j", "2"], project)
+    status = _wait_for_queue(project, list(QUEUED))
+    assert status == {name: "Failed" if name == "q-diverges" else "Success" for name in QUEUED}
+
+    logs = {name: _run(["dvc", "queue", "logs", name], project) for name in QUEUED}
+    for name, log in logs.items():
+        assert "database is locked" not in log, name
+    assert _ran_stages(logs["q-logreg-c"]) == {"train@logreg", "evaluate@logreg", "report"}
+    assert _ran_stages(logs["q-numpy-fast"]) == {"train@numpy_dnn", "evaluate@numpy_dnn",
+                                                 "report"}
+    assert "lower numpy_dnn.learning_rate" in logs["q-diverges"]
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], "tags.`dvc.exp_name` LIKE 'q-%'")
+    by_name = {run.data.tags["dvc.exp_name"]: run for run in runs}
+    assert len(runs) == len(QUEUED) and set(by_name) == set(QUEUED), "a run went missing"
+    expected = {"q-numpy-fast": ("learning_rate", "0.004"),
+                "q-numpy-deep": ("hidden_layers", "[32, 16, 16]"),
+                "q-logreg-c": ("C", "0.25"), "q-numpy-l2": ("l2", "0.001")}
+    for name, (key, value) in expected.items():
+        run = by_name[name]
+        assert run.data.params[key] == value, name
+        assert run.info.status == "FINISHED" and "test.accuracy" in run.data.metrics, name
+        assert run.data.tags["dvc.baseline_rev"] == baseline
+        assert run.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
+    failed = by_name["q-diverges"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["error"].startswith("DivergenceError: numpy_dnn: training loss")
+    assert "test.accuracy" not in failed.data.metrics
+    # No stray store in the temporary workspaces.
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+    shown = json.dumps(json.loads(_run(["dvc", "exp", "show", "--json"], project)))
+    for name in expected:
+        assert f'"{name}"' in shown
+
+
+def test_applied_experiment_reproduces_bit_identical_metrics(project: Path) -> None:
+    _run(["dvc", "exp", "apply", "q-numpy-deep"], project)
+    applied = yaml.safe_load((project / "params.yaml").read_text())
+    assert applied["numpy_dnn"]["hidden_layers"] == [32, 16, 16]
+    before = {model: (project / "reports" / model / "metrics.json").read_bytes()
+              for model in ("numpy_dnn", "logreg")}
+    output = _run(["dvc", "repro", "-f", "evaluate@numpy_dnn", "evaluate@logreg"], project)
+    assert {"train@numpy_dnn", "train@logreg", "split"} <= _ran_stages(output)
+    for model, metrics in before.items():
+        assert (project / "reports" / model / "metrics.json").read_bytes() == metrics, model
