@@ -133,29 +133,6 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(project: Path) -> Non
     assert "up to date" in again
 
 
-def test_exp_run_reruns_only_the_changed_model(project: Path) -> None:
-    lock_before = yaml.safe_load((project / "dvc.lock").read_text())
-    output = _run(["dvc", "exp", "run", "-S", "numpy_dnn.learning_rate=0.005"], project)
-    assert _ran_stages(output) == {"train@numpy_dnn", "evaluate@numpy_dnn", "report"}
-    lock_after = yaml.safe_load((project / "dvc.lock").read_text())
-    changed = {
-        name for name in lock_after["stages"]
-        if lock_after["stages"][name] != lock_before["stages"].get(name)
-    }
-    assert changed == {"train@numpy_dnn", "evaluate@numpy_dnn", "report"}
-
-    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("digits")
-    assert experiment is not None
-    runs = client.search_runs(
-        [experiment.experiment_id], "params.learning_rate = '0.005'"
-    )
-    assert len(runs) == 1
-    assert runs[0].data.tags["model"] == "numpy_dnn"
-    assert runs[0].data.tags["dvc.exp_name"] not in ("", "workspace")
-    assert "test.accuracy" in runs[0].data.metrics
-
-
 def test_dvc_shows_metrics_plots_and_experiments(project: Path) -> None:
     metrics = _run(["dvc", "metrics", "show", "--json"], project)
     for model in MODELS:
@@ -174,7 +151,6 @@ def test_dvc_shows_metrics_plots_and_experiments(project: Path) -> None:
     for model in MODELS:
         assert f'"reports/{model}/metrics.json"' in text
     assert '"accuracy"' in text and '"f1_macro"' in text
-    assert '"learning_rate": 0.005' in text  # the experiment of the previous test
 
 
 def test_each_models_params_invalidate_only_its_own_train_stage(project: Path) -> None:
@@ -273,13 +249,18 @@ def test_queued_experiments_lose_no_mlflow_run(project: Path) -> None:
         assert f'"{name}"' in shown
 
 
-def test_applied_experiment_reproduces_bit_identical_metrics(project: Path) -> None:
+def test_applied_experiment_reproduces_its_metrics(project: Path) -> None:
     _run(["dvc", "exp", "apply", "q-numpy-deep"], project)
     applied = yaml.safe_load((project / "params.yaml").read_text())
     assert applied["numpy_dnn"]["hidden_layers"] == [32, 16, 16]
     before = {model: (project / "reports" / model / "metrics.json").read_bytes()
-              for model in ("numpy_dnn", "logreg")}
-    output = _run(["dvc", "repro", "-f", "evaluate@numpy_dnn", "evaluate@logreg"], project)
-    assert {"train@numpy_dnn", "train@logreg", "split"} <= _ran_stages(output)
-    for model, metrics in before.items():
-        assert (project / "reports" / model / "metrics.json").read_bytes() == metrics, model
+              for model in MODELS}
+    output = _run(["dvc", "repro", "-f", *(f"evaluate@{model}" for model in MODELS)], project)
+    assert {f"train@{model}" for model in MODELS} | {"split"} <= _ran_stages(output)
+    for model in ("numpy_dnn", "logreg"):  # bit-identical
+        assert (project / "reports" / model / "metrics.json").read_bytes() == before[model]
+    for model in ("keras_mlp", "cnn"):  # TensorFlow: equal to 1e-6 on the same machine
+        again = json.loads((project / "reports" / model / "metrics.json").read_text())
+        for split, values in json.loads(before[model]).items():
+            for name, value in values.items():
+                assert again[split][name] == pytest.approx(value, abs=1e-6), (model, name)
