@@ -46,7 +46,7 @@ test: install
 
 ui: install
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--host 127.0.0.1 --port $(UI_PORT)
+		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 # Re-resolve every pinned version from pyproject.toml in a throw-away venv.
 lock:

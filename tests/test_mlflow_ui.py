@@ -41,7 +41,8 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 class Server:
     """`mlflow ui` as `make ui` runs it, on an ephemeral loopback port, in its own process
-    group: the server starts helper processes that would outlive a plain kill."""
+    group: the server starts helper processes that would outlive a plain kill. One worker:
+    on a loaded machine uvicorn's supervisor kept killing slow-starting workers of four."""
 
     def __init__(self, store: str, log: Path) -> None:
         self.url = f"http://127.0.0.1:{_free_port()}"
@@ -49,7 +50,7 @@ class Server:
         with open(log, "wb") as handle:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
-                 "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1]],
+                 "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1], "--workers", "1"],
                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
