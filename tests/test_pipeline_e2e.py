@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +32,13 @@ def _run(args: list[str], cwd: Path) -> str:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE"):
         env.pop(name, None)
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
-    output = result.stdout + result.stderr
+    # Output goes to a file, not a pipe: `dvc queue start` leaves daemon workers that inherit
+    # its stdout, and reading a pipe to EOF would wait for them to finish the whole queue.
+    with tempfile.TemporaryFile("w+") as log:
+        result = subprocess.run(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                text=True, timeout=1800)
+        log.seek(0)
+        output = log.read()
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
     return output
 
