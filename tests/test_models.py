@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from nnlab.models import MODELS, get_model_class
 from nnlab.params import validate
@@ -22,16 +24,21 @@ FAST = {
 }
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("n_classes", [2, 3])
-def test_fit_save_load_predict_and_mlflow_agree(
-    name: str, n_classes: int, tmp_path: Path, mlflow_store: str
-) -> None:
+def _fit(name: str, n_classes: int
+         ) -> tuple[Any, list[dict[str, float]], NDArray[np.uint8], NDArray[np.int64]]:
+    """A model trained on tiny learnable data, its history, validation images and labels."""
     params = validate({name: FAST[name]})
     images, labels = make_images(20, n_classes, seed=1)
     val_images, val_labels = make_images(6, n_classes, seed=2)
     model = get_model_class(name)(params.model_params(name), seed=0)
     history = model.fit((images, labels), (val_images, val_labels), n_classes)
+    return model, history, val_images, val_labels
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_fit_save_load_predict(name: str, n_classes: int, tmp_path: Path) -> None:
+    model, history, val_images, val_labels = _fit(name, n_classes)
     assert history and set(history[0]) >= {"epoch", "loss", "accuracy", "val_loss",
                                            "val_accuracy"}
     probabilities = model.predict_proba(val_images)
@@ -47,13 +54,23 @@ def test_fit_save_load_predict_and_mlflow_agree(
         (tmp_path / name).glob("partial.*")
     )
 
-    # The MLflow model, loaded as pyfunc, predicts what the project's own model predicts.
+
+# Both flavors and both output kinds: the Keras sigmoid unit behind its 2-column head, the
+# Keras softmax, numpy_dnn's sigmoid unit and a 3-class scikit-learn model.
+@pytest.mark.parametrize(("name", "n_classes"),
+                         [("keras_mlp", 2), ("cnn", 3), ("numpy_dnn", 2), ("logreg", 3)])
+def test_mlflow_pyfunc_predicts_what_the_model_predicts(
+    name: str, n_classes: int, tmp_path: Path, mlflow_store: str
+) -> None:
     import mlflow
 
     from nnlab import tracking
 
+    model, _, val_images, _ = _fit(name, n_classes)
+    probabilities = model.predict_proba(val_images)
+    model.save(tmp_path / name)
     with tracking.training_run("tiny", name, {}, {}) as run_id:
-        uri = tracking.log_model(model, name, tmp_path / name, images[:5])
+        uri = tracking.log_model(model, name, tmp_path / name, val_images[:5])
     pyfunc = mlflow.pyfunc.load_model(uri)
     np.testing.assert_allclose(pyfunc.predict(val_images), probabilities, atol=1e-6)
     assert pyfunc.metadata.run_id == run_id
