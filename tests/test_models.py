@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from nnlab.models import MODELS, get_model_class
+from nnlab.models import MODELS, History, ImageClassifier, get_model_class
 from nnlab.params import validate
 from tests.conftest import make_images
 
@@ -24,8 +23,9 @@ FAST = {
 }
 
 
-def _fit(name: str, n_classes: int
-         ) -> tuple[Any, list[dict[str, float]], NDArray[np.uint8], NDArray[np.int64]]:
+def _fit(
+    name: str, n_classes: int
+) -> tuple[ImageClassifier, History, NDArray[np.uint8], NDArray[np.int64]]:
     """A model trained on tiny learnable data, its history, validation images and labels."""
     params = validate({name: FAST[name]})
     images, labels = make_images(20, n_classes, seed=1)
