@@ -8,19 +8,20 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 UI_PORT ?= 5000
 
-.PHONY: help install run test lint typecheck ui lock clean
+.PHONY: help install run test test-fast lint typecheck ui lock lock-upgrade clean
 
 help:
 	@echo "make run    install the pinned environment, run the pipeline, print the comparison"
 	@echo "make test   the whole test suite, lint and type checks included"
+	@echo "make test-fast  unit tests only (no TensorFlow, no dvc subprocesses): the coding loop"
 	@echo "make ui     open the MLflow UI on http://127.0.0.1:$(UI_PORT)"
-	@echo "make lock   re-pin requirements.lock after changing pyproject.toml"
+	@echo "make lock   re-pin requirements.lock after changing pyproject.toml (uv pip compile)"
 
 # The stamp is rebuilt whenever the lock file or the project metadata changes.
-$(VENV)/.installed: requirements.lock pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+# uv installs it (pip only if uv cannot be installed); tools/install.py passes pip's configured
+# sources (index, extra indexes, find-links, CA certificate) on to uv.
+$(VENV)/.installed: requirements.lock pyproject.toml tools/install.py
+	$(PYTHON) tools/install.py sync $(VENV) requirements.lock
 	@touch $@
 
 install: $(VENV)/.installed
@@ -40,21 +41,27 @@ typecheck: install
 
 # Two pytest workers (one per core): the end-to-end files run side by side (see tests/conftest.py).
 test: install
-	ruff check nnlab stages tests benchmarks
+	ruff check nnlab stages tests benchmarks tools
 	mypy nnlab
 	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+
+# The loop while coding: unit tests only. No TensorFlow import (tests/conftest.py refuses it)
+# and no `dvc` or server subprocess; `make test` runs everything.
+test-fast: install
+	ruff check nnlab stages tests benchmarks tools
+	NNLAB_TEST_FAST=1 python -m pytest -n 2 -m "not slow and not tensorflow" -q
 
 ui: install
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
-# Re-resolve every pinned version from pyproject.toml in a throw-away venv.
-lock:
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check ".[dev]"
-	.lock-venv/bin/python -m pip freeze --exclude-editable --all \
-		| grep -v -E '^(nnlab|pip)==' > requirements.lock
-	rm -rf .lock-venv
+# Re-pin requirements.lock from pyproject.toml with `uv pip compile`: versions already pinned
+# stay unless they no longer fit; `make lock-upgrade` moves everything to the newest allowed.
+lock: install
+	$(PYTHON) tools/install.py lock $(VENV) requirements.lock
+
+lock-upgrade: install
+	$(PYTHON) tools/install.py lock $(VENV) requirements.lock --upgrade
 
 clean:
 	rm -rf data models mlflow.db mlartifacts .mlflow.lock

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,24 @@ LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep.py": 1, "test_datasets_e
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: LONGEST_FIRST.get(item.path.name, len(LONGEST_FIRST)))
+
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    """`make test-fast` promises no TensorFlow import (40-50 s on the CI machine): a test that
+    imports it, directly or through nnlab, fails at once and says how to fix that."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] in ("tensorflow", "keras"):
+            raise ImportError(
+                f"`make test-fast` does not import {name}: mark the test that needs it "
+                "@pytest.mark.slow (the full `make test` runs it)")
+
+
+FAST = os.environ.get("NNLAB_TEST_FAST") == "1"
+if FAST:
+    sys.meta_path.insert(0, _NoTensorFlow())
+# Test modules that import TensorFlow as they are collected: only the full suite collects them.
+collect_ignore = ["test_numpy_dnn_vs_keras.py"] if FAST else []
 
 
 @pytest.fixture(scope="session")

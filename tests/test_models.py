@@ -12,6 +12,11 @@ from nnlab.models import MODELS, History, ImageClassifier, get_model_class
 from nnlab.params import validate
 from tests.conftest import make_images
 
+TENSORFLOW = pytest.mark.tensorflow
+# Every model, the Keras ones marked: `make test-fast` leaves those to the full suite.
+ALL_MODELS = [pytest.param(name, marks=TENSORFLOW) if name in ("keras_mlp", "cnn") else name
+              for name in MODELS]
+
 FAST = {
     # batch_norm: the saved .npz must carry the running statistics too.
     "numpy_dnn": {"epochs": 30, "hidden_layers": [32], "learning_rate": 0.01,
@@ -35,7 +40,7 @@ def _fit(
     return model, history, val_images, val_labels
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", ALL_MODELS)
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_fit_save_load_predict(name: str, n_classes: int, tmp_path: Path) -> None:
     model, history, val_images, val_labels = _fit(name, n_classes)
@@ -58,7 +63,9 @@ def test_fit_save_load_predict(name: str, n_classes: int, tmp_path: Path) -> Non
 # Both flavors and both output kinds: the Keras sigmoid unit behind its 2-column head, the
 # Keras softmax, numpy_dnn's sigmoid unit and a 3-class scikit-learn model.
 @pytest.mark.parametrize(("name", "n_classes"),
-                         [("keras_mlp", 2), ("cnn", 3), ("numpy_dnn", 2), ("logreg", 3)])
+                         [pytest.param("keras_mlp", 2, marks=TENSORFLOW),
+                          pytest.param("cnn", 3, marks=TENSORFLOW), ("numpy_dnn", 2),
+                          ("logreg", 3)])
 def test_mlflow_pyfunc_predicts_what_the_model_predicts(
     name: str, n_classes: int, tmp_path: Path, mlflow_store: str
 ) -> None:
@@ -83,7 +90,7 @@ def test_mlflow_pyfunc_predicts_what_the_model_predicts(
     assert signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, n_classes)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", ALL_MODELS)
 def test_loading_an_untrained_model_names_the_fix(name: str, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run `dvc repro` first"):
         get_model_class(name).load(tmp_path)
@@ -94,6 +101,7 @@ def test_unknown_model_lists_valid_names() -> None:
         get_model_class("resnet")
 
 
+@TENSORFLOW
 def test_seed_model_shapes() -> None:
     from nnlab.keras_models import build_cnn, build_mlp
 
@@ -107,6 +115,7 @@ def test_seed_model_shapes() -> None:
     assert cnn.output_shape == (None, 10)
 
 
+@TENSORFLOW
 def test_mlp_builder_options() -> None:
     from nnlab.keras_models import build_mlp
 
@@ -122,6 +131,7 @@ def test_mlp_builder_options() -> None:
     assert type(mlp.layers[2].kernel_initializer).__name__ == "HeNormal"
 
 
+@TENSORFLOW
 def test_deep_preset_is_the_seeds_deep_conv_net() -> None:
     from nnlab.keras_models import build_cnn
 
@@ -142,6 +152,7 @@ def test_deep_preset_is_the_seeds_deep_conv_net() -> None:
                for layer in cnn.layers if hasattr(layer, "kernel_initializer"))
 
 
+@TENSORFLOW
 def test_augmentation_runs_in_training_only() -> None:
     from nnlab.keras_models import build_cnn
 
@@ -155,6 +166,7 @@ def test_augmentation_runs_in_training_only() -> None:
     assert not np.allclose(np.asarray(cnn(images, training=True)), inference[0])
 
 
+@TENSORFLOW
 def test_keras_training_is_deterministic() -> None:
     # augmentation, dropout and early stopping: every random draw comes from the seed
     params = validate({"cnn": FAST["cnn"] | {"epochs": 2, "block_dropout": 0.2,
@@ -181,6 +193,7 @@ def test_numpy_dnn_never_imports_tensorflow() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
+@TENSORFLOW
 def test_keras_divergence_is_a_clear_error() -> None:
     from nnlab.errors import DivergenceError
 
@@ -191,7 +204,7 @@ def test_keras_divergence_is_a_clear_error() -> None:
         model.fit((images, labels), (images, labels), 3)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_model_learns_planar_points(name: str) -> None:
     # planar data is 1x2 one-channel "images": the CNN's 3x3 convs and 2x2 pools must cope.
     from nnlab.datasets import planar

@@ -18,6 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402  (after the backend is chosen)
 
+pytestmark = pytest.mark.tensorflow
+
 TOLERANCE = 1e-5
 N_INPUTS, BATCH = 20, 16
 
