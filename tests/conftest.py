@@ -30,9 +30,11 @@ def make_images(
 
 
 # The longest files first. `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`:
-# the two end-to-end files start at once on separate workers, and the unit tests fill in.
-LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep.py": 1, "test_datasets_e2e.py": 2,
-                 "test_mlflow_ui.py": 3}
+# one worker trains the shared baseline (test_pipeline_e2e) while the other runs the sweep;
+# whichever is free next takes the queued experiments (which copy the baseline), and the
+# unit tests fill in.
+LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep.py": 1, "test_queue_e2e.py": 2,
+                 "test_datasets_e2e.py": 3, "test_mlflow_ui.py": 4}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,6 +57,15 @@ if FAST:
     sys.meta_path.insert(0, _NoTensorFlow())
 # Test modules that import TensorFlow as they are collected: only the full suite collects them.
 collect_ignore = ["test_numpy_dnn_vs_keras.py"] if FAST else []
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained baseline project, shared by every worker: read it, or copy it to change it
+    (tests/e2e.py)."""
+    from tests.e2e import shared_baseline
+
+    return shared_baseline(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.conftest import ROOT
+from tests.e2e import make_project
+from tests.e2e import ran_stages as _ran_stages
+from tests.e2e import run as _run
 from tests.test_datasets import make_image_folder
-from tests.test_pipeline_e2e import COPY_IGNORE, _ran_stages, _run
 
 pytestmark = pytest.mark.slow
 
 
 def _project(path: Path, data: dict[str, object]) -> Path:
-    shutil.copytree(ROOT, path, ignore=COPY_IGNORE)
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["data"].update(data)
-    params["numpy_dnn"].update(epochs=3, hidden_layers=[16])
-    params["keras_mlp"].update(epochs=1, hidden_units=[16])
-    params["cnn"].update(epochs=1, dense_units=[16], blocks=[{"filters": 4, "convs": 1}])
-    params["logreg"]["max_iter"] = 200
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (path / "dvc.lock").unlink(missing_ok=True)
-    _run(["git", "init", "-q"], path)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], path)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], path)
-    return path
+    return make_project(path, {
+        "data": data,
+        # enough training for the 2-D flower to be learnt (about 0.8 accuracy; chance is 0.5)
+        "numpy_dnn": {"epochs": 300, "hidden_layers": [32, 32], "learning_rate": 0.01,
+                      "batch_size": 32, "dropout": 0.0, "early_stopping_patience": None},
+        "keras_mlp": {"epochs": 1, "hidden_units": [16]},
+        "cnn": {"epochs": 1, "dense_units": [16], "blocks": [{"filters": 4, "convs": 1}]},
+        "logreg": {"max_iter": 200},
+    })
 
 
 # Every model's train/evaluate stages run under `dvc repro` on digits in test_pipeline_e2e,
@@ -48,7 +43,7 @@ def test_planar_points_train_and_evaluate(tmp_path: Path) -> None:
     images = np.load(project / "data/split/train_images.npy", allow_pickle=False)
     assert images.shape == (128, 1, 2, 1)  # 200 points - 40 test - 32 validation
     metrics = json.loads((project / "reports/numpy_dnn/metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["loss"] > 0
+    assert metrics["test"]["accuracy"] >= 0.7 and metrics["val"]["accuracy"] >= 0.7, metrics
     # 2-D points get a decision-boundary plot on top of the usual ones
     plots = project / "reports/numpy_dnn/plots"
     assert sorted(path.name for path in plots.iterdir()) == [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nnlab.errors import DivergenceError
-from nnlab.numpy_dnn import Network, build_mlp, evaluate, fit, make_optimizer
+from nnlab.numpy_dnn import Network, build_mlp, evaluate, fit, make_optimizer, optimizers
 from nnlab.numpy_dnn.layers import (
     BatchNorm,
     Dense,
@@ -20,6 +20,7 @@ from nnlab.numpy_dnn.layers import (
     Tanh,
 )
 from nnlab.numpy_dnn.optimizers import (
+    OPTIMIZERS,
     SGD,
     Adagrad,
     Adam,
@@ -375,3 +376,43 @@ def test_layer_order_and_parameter_count() -> None:
     # running statistics do not (as in Keras).
     expected = 64 * 32 + 32 * 16 + (16 * 10 + 10) + 2 * (32 + 16)
     assert network.count_params() == expected
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_threaded_update_equals_the_sequential_one_exactly(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large weights are updated in chunks by a thread pool; the result must be bit-identical
+    to one sequential pass over whole arrays."""
+    rng = np.random.default_rng(0)
+    shape = (1100, 500)  # 550,000 weights: two full chunks of optimizers.CHUNK, one partial
+    params = {"W": rng.standard_normal(shape).astype(np.float32),
+              "b": rng.standard_normal(500).astype(np.float32)}
+    grads_per_step = [{key: rng.standard_normal(value.shape).astype(np.float32)
+                       for key, value in params.items()} for _ in range(3)]
+
+    submitted = []
+    pool = optimizers._thread_pool()
+    real_submit = pool.submit
+    monkeypatch.setattr(pool, "submit",
+                        lambda *args: submitted.append(args) or real_submit(*args))
+    threaded = {key: value.copy() for key, value in params.items()}
+    optimizer = make_optimizer(name, 0.01, momentum=0.9)
+    grads = {key: np.empty_like(value) for key, value in params.items()}
+    for step_grads in grads_per_step:
+        for key in grads:
+            grads[key][...] = step_grads[key]
+        optimizer.update(threaded, grads)
+    assert submitted, "the threaded path did not run"
+    monkeypatch.undo()
+
+    monkeypatch.setattr(optimizers, "CHUNK", 1 << 40)  # one chunk per array, no threads
+    sequential = {key: value.copy() for key, value in params.items()}
+    reference = make_optimizer(name, 0.01, momentum=0.9)
+    for step_grads in grads_per_step:
+        for key in grads:
+            grads[key][...] = step_grads[key]
+        reference.update(sequential, grads)
+    for key in params:
+        assert not np.array_equal(sequential[key], params[key])
+        np.testing.assert_array_equal(threaded[key], sequential[key])

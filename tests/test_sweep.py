@@ -19,7 +19,8 @@ from nnlab import cli, sweep
 from nnlab.params import ParamsError
 from nnlab.sweep import Range, Trial, narrow, narrow_all, parse_spec, rank, sample
 from tests.conftest import ROOT
-from tests.test_pipeline_e2e import COPY_IGNORE, _run
+from tests.e2e import COPY_IGNORE
+from tests.e2e import run as _run
 
 # --------------------------------------------------------------------------------------------
 # parse_spec
@@ -342,7 +343,6 @@ def test_sweep_ranks_trials_by_validation_and_nests_mlflow_runs(project: Path) -
          "--jobs", "2", "--sample", SAMPLE, "--set", "numpy_dnn.epochs=1"],
         project,
     )
-    print(output)
     lines = output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("rank  trial"))
     assert lines[header].split() == ["rank", "trial", "val.accuracy", "val.loss",

@@ -109,8 +109,11 @@ def sync(venv: Path, lock: Path, use_pip: bool) -> None:
     uv = None if use_pip else install_uv(python, locked_version(lock, "uv"))
     if uv:
         options, env = uv_arguments(pip_config(python))
-        # sync: exactly the lock, nothing more (leftovers from an older lock are removed)
-        run([uv, "pip", "sync", "--python", python, *options, "--quiet", str(lock)], env)
+        # sync: exactly the lock, nothing more (leftovers from an older lock are removed).
+        # Bytecode is compiled now, as pip does: otherwise the first run of every stage
+        # process compiles TensorFlow's and MLflow's modules again.
+        run([uv, "pip", "sync", "--python", python, *options, "--compile-bytecode", "--quiet",
+             str(lock)], env)
         run([uv, "pip", "install", "--python", python, *options, "--no-deps",
              "--no-build-isolation", "--quiet", "-e", "."], env)
     else:

@@ -1,0 +1,130 @@
+"""Helpers for the end-to-end tests: projects in temporary git repos, `dvc` commands, and one
+trained baseline shared by every pytest worker.
+
+Training the baseline (`dvc repro` of every model) is the costliest step of the suite, so it
+is done once per run: the first worker that needs it builds it under a file lock, and each
+test that changes a project works in its own copy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "data", "models", "mlflow.db", "mlartifacts", ".mlflow.lock", "cache",
+    "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+    ".nnlab",
+)
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+# Short training that still learns digits well enough for the accuracy floors in
+# test_pipeline_e2e.FLOORS.
+BASELINE_PARAMS = {
+    "numpy_dnn": {"epochs": 3},
+    "keras_mlp": {"epochs": 2},
+    "cnn": {"epochs": 4, "dense_units": [32]},
+    "logreg": {"max_iter": 200},
+}
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> str:
+    """Run a command in a project as a user would (the venv first on PATH); its output."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE"):
+        env.pop(name, None)
+    # Output goes to a file, not a pipe: `dvc queue start` leaves daemon workers that inherit
+    # its stdout, and reading a pipe to EOF would wait for them to finish the whole queue.
+    with tempfile.TemporaryFile("w+") as log:
+        result = subprocess.run(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                text=True, timeout=1800)
+        log.seek(0)
+        output = log.read()
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
+    return output
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def git(project: Path, *args: str) -> str:
+    return run([*GIT, *args], project).strip()
+
+
+def make_project(path: Path, changes: dict[str, dict[str, object]]) -> Path:
+    """A copy of this repository, with `changes` merged into params.yaml's sections and no
+    dvc.lock, committed in a new git repo."""
+    shutil.copytree(ROOT, path, ignore=COPY_IGNORE)
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (path / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q"], path)
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "init")
+    return path
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A working copy of a trained project: git history, DVC cache, outputs and MLflow store.
+
+    The MLflow store records absolute artifact locations under the project root; they are
+    moved to the copy, so runs logged there land in the copy's own mlartifacts/.
+    """
+    shutil.copytree(source, target, symlinks=True,
+                    ignore=shutil.ignore_patterns("tmp", "__pycache__"))  # .dvc/tmp: locks
+    database = target / "mlflow.db"
+    if database.exists():
+        old, new = source.resolve().as_uri(), target.resolve().as_uri()
+        with sqlite3.connect(database) as connection:
+            tables = [row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                for column in connection.execute(f"PRAGMA table_info('{table}')").fetchall():
+                    if column[2].upper().startswith(("VARCHAR", "TEXT")):
+                        connection.execute(
+                            f'UPDATE "{table}" SET "{column[1]}" = '
+                            f'replace("{column[1]}", ?, ?) WHERE "{column[1]}" LIKE ?',
+                            (old, new, f"{old}%"))
+        connection.close()
+    return target
+
+
+def shared_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository with BASELINE_PARAMS, trained by one `dvc repro` and committed, made once
+    per test run whichever worker asks first. Its `dvc repro` output is in repro.log beside it.
+    Read it; copy it (copy_project) to change anything."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / "shared-baseline"
+    project, log, failure = folder / "project", folder / "repro.log", folder / "failed.log"
+    folder.mkdir(exist_ok=True)
+    with FileLock(str(folder / "build.lock")):
+        if failure.exists():
+            pytest.fail(f"the shared baseline failed to build earlier:\n{failure.read_text()}")
+        if not log.exists():
+            try:
+                make_project(project, BASELINE_PARAMS)
+                output = run(["dvc", "repro"], project)
+                git(project, "add", "-A")
+                git(project, "commit", "-qm", "trained baseline")
+            except BaseException as error:
+                failure.write_text(str(error)[-6000:])
+                raise
+            log.write_text(output)
+    return project
