@@ -1,6 +1,6 @@
 """The `nnlab` command.
 
-    nnlab predict --model cnn img.png [more.png ...] [--json]
+    nnlab predict --model cnn img.png [more.png | folder ...] [--json]
     nnlab sweep --model numpy_dnn --trials 20 --jobs 2 \\
         --sample 'learning_rate=loguniform(1e-4,1e-1)' [--set numpy_dnn.epochs=5] [--rounds 2]
 """
@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         "models/<model> and the preprocessing it was trained with (size, grey/RGB, scaling).",
     )
     predict.add_argument("--model", required=True, choices=MODEL_NAMES)
-    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                         help="image files, or folders searched for images (recursively)")
     predict.add_argument("--models-dir", type=Path, default=Path("models"),
                          help="where `dvc repro` put the models (default: models)")
     predict.add_argument("--top", type=int, default=3, help="classes per image (default: 3)")
@@ -73,20 +74,25 @@ def main(argv: list[str] | None = None) -> None:
     from nnlab.predict import predict  # late: `nnlab --help` should not load TensorFlow
 
     try:
-        predictions = predict(args.models_dir / args.model, args.images, top=args.top)
+        predictions, skipped = predict(args.models_dir / args.model, args.images, top=args.top)
     except USER_ERRORS as error:
         print(f"nnlab predict: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     if args.json:
         print(json.dumps([item.as_dict() for item in predictions], indent=2))
-        return
-    for item in predictions:
-        ranked = ", ".join(f"{name} {probability:.1%}" for name, probability in item.top)
-        print(f"{item.image}: {ranked}")
+    else:
+        for item in predictions:
+            ranked = ", ".join(f"{name} {probability:.1%}" for name, probability in item.top)
+            print(f"{item.image}: {ranked}")
+    for path, reason in skipped:  # stderr: stdout stays one line (or JSON) per prediction
+        print(f"nnlab predict: skipped {path}: {reason}", file=sys.stderr)
+    if skipped:
+        print(f"nnlab predict: {len(predictions)} image(s) predicted, {len(skipped)} "
+              "file(s) skipped", file=sys.stderr)
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from nnlab.sweep import SweepError, run_sweep
+    from nnlab.sweep import SweepError, SweepInterrupted, run_sweep
 
     try:
         run_sweep(
@@ -100,6 +106,12 @@ def _sweep(args: argparse.Namespace) -> None:
     except SweepError as error:
         print(f"nnlab sweep: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    except SweepInterrupted as error:
+        print(f"nnlab sweep: {error}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # before any trial was queued
+        print("nnlab sweep: interrupted before any trial was queued", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

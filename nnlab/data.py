@@ -7,13 +7,15 @@ with `allow_pickle=False`, so neither size nor a hostile file can hurt the reade
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.files import atomic_path
+from nnlab.errors import DataFormatError
+from nnlab.files import RESTORE, atomic_path, load_npy, reading
 
 CLASSES_FILE = "classes.json"
 
@@ -45,6 +47,21 @@ def check_contract(images: NDArray, labels: NDArray, n_classes: int, name: str) 
         raise ValueError(f"{name}: labels must be in [0, {n_classes}); got {labels.max()}")
 
 
+def check_memory(shape: tuple[int, ...], cause: str, fix: str) -> None:
+    """Refuse, before allocating, uint8 arrays of `shape` that cannot fit: prepare holds the
+    images about twice (all of them, then the train and test parts)."""
+    import psutil
+
+    need = 2 * math.prod(shape)
+    available = psutil.virtual_memory().available
+    if need > available // 2:
+        raise ValueError(
+            f"{cause}: {shape[0]:,} images of {'x'.join(map(str, shape[1:]))} need about "
+            f"{need / 2**30:.1f} GiB, more than half of the {available / 2**30:.1f} GiB of "
+            f"memory available; {fix}"
+        )
+
+
 def _save_npy(path: Path, array: NDArray) -> None:
     # Write next to the target, then rename: a crash never leaves a valid-looking half file.
     with atomic_path(path) as part, open(part, "wb") as handle:
@@ -66,8 +83,14 @@ def load_split(directory: Path, name: str) -> tuple[NDArray[np.uint8], NDArray[n
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run `dvc repro` to create it")
-    images = np.load(paths[0], mmap_mode="r", allow_pickle=False)
-    labels = np.load(paths[1], allow_pickle=False)
+    images = load_npy(paths[0], mmap=True)
+    labels = load_npy(paths[1])
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise DataFormatError(f"{paths[0]}: expected uint8 images (N, H, W, C), got "
+                              f"{images.dtype} {images.shape}; {RESTORE}")
+    if labels.dtype != np.int64 or labels.shape != images.shape[:1]:
+        raise DataFormatError(f"{paths[1]}: expected {images.shape[0]} int64 labels, got "
+                              f"{labels.dtype} {labels.shape}; {RESTORE}")
     return images, labels
 
 
@@ -80,7 +103,8 @@ def load_classes(directory: Path) -> list[str]:
     path = directory / CLASSES_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; run `dvc repro` to create it")
-    classes = json.loads(path.read_text(encoding="utf-8"))
+    with reading(path, "the class list"):
+        classes = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
         raise ValueError(f"{path}: must be a JSON list of class names")
     return classes

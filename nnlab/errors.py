@@ -2,7 +2,8 @@
 
 
 class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite (message names the epoch and the fix)."""
+    """The training loss became NaN or infinite, or stayed far above a chance-level model's
+    (message names the model, the epoch, the learning rate and the fix)."""
 
 
 class DownloadError(RuntimeError):
@@ -14,7 +15,19 @@ class ChecksumError(DownloadError):
 
 
 class DataFormatError(ValueError):
-    """A raw file is truncated, corrupt or not in the format its dataset promises."""
+    """A file is truncated, corrupt or not in the format it promises (message names the
+    path and how to restore it)."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT reached a stage: unwinds like KeyboardInterrupt, so every `finally`
+    and `with` runs (partial outputs removed, the MLflow run marked KILLED), then the stage
+    prints one line. A BaseException, so that `except Exception` blocks never swallow it."""
+
+    def __init__(self, signal_name: str, signal_number: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.signal_number = signal_number
 
 
 # Errors a user can cause (bad params, missing or corrupt inputs, no network, a diverging loss):

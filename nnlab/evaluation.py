@@ -9,11 +9,11 @@ from numpy.typing import NDArray
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
-    log_loss,
     precision_recall_fscore_support,
 )
 
 from nnlab.files import write_csv
+from nnlab.numpy_dnn.losses import cross_entropy
 
 
 def classification_metrics(
@@ -29,12 +29,10 @@ def classification_metrics(
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, predicted, labels=range(n_classes), average="macro", zero_division=0
     )
-    # Clip like Keras does so that one confident mistake gives a large, finite loss.
-    clipped = np.clip(probabilities.astype(np.float64), 1e-7, 1.0)
-    clipped /= clipped.sum(axis=1, keepdims=True)
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
-        "loss": float(log_loss(labels, clipped, labels=list(range(n_classes)))),
+        # the loss training reports for the same weights (history.csv's val_loss)
+        "loss": cross_entropy(probabilities, labels),
         "precision_macro": float(precision),
         "recall_macro": float(recall),
         "f1_macro": float(f1),

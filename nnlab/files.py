@@ -15,6 +15,45 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from nnlab.errors import DataFormatError
+
+RESTORE = "restore it with `dvc checkout`, or rebuild it with `dvc repro`"
+
+
+@contextlib.contextmanager
+def reading(path: Path, what: str, fix: str = RESTORE) -> Iterator[None]:
+    """Turn any failure to parse `path` (truncated, corrupt, wrong format) into one
+    DataFormatError that names the file, what it should hold and how to get it back.
+
+    A missing file stays a FileNotFoundError; callers say how to create it.
+    """
+    try:
+        yield
+    except (FileNotFoundError, DataFormatError):
+        raise
+    except Exception as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise DataFormatError(
+            f"{path}: {what} is truncated or corrupt ({type(error).__name__}: {reason}); {fix}"
+        ) from None
+
+
+def load_npy(path: Path, mmap: bool = False, fix: str = RESTORE) -> NDArray[Any]:
+    """A .npy array (never unpickled), optionally memory-mapped, or one clear error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run `dvc repro` to create it")
+    with reading(path, "the NumPy array", fix):
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def load_npz(path: Path, what: str, fix: str = RESTORE) -> dict[str, NDArray[Any]]:
+    """Every array of a .npz archive (never unpickled), or one clear error."""
+    with reading(path, what, fix), np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -44,7 +83,8 @@ def write_json(path: Path, data: Any) -> None:
 def read_json(path: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; run `dvc repro` to create it")
-    return json.loads(path.read_text(encoding="utf-8"))
+    with reading(path, "the JSON file"):
+        return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.errors import DivergenceError
-from nnlab.models import History, ImageClassifier, trained_file
+from nnlab.divergence import DivergenceGuard
+from nnlab.files import reading
+from nnlab.models import RESTORE_MODEL, History, ImageClassifier, trained_file
 from nnlab.params import CnnParams, KerasMlpParams
 
 # Fixed thread counts: with op determinism, same params + seed give identical weights.
@@ -162,6 +163,17 @@ def with_probabilities(model: keras.Model) -> keras.Sequential:
     return wrapped
 
 
+class _GuardCallback(keras.callbacks.Callback):
+    """Stops a diverging fit as soon as nnlab.divergence's rule says so."""
+
+    def __init__(self, guard: DivergenceGuard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.guard.check_epoch(float((logs or {}).get("loss", math.nan)), epoch + 1)
+
+
 class _KerasClassifier(ImageClassifier):
     name: str  # the params.yaml key
     flavor = "keras"
@@ -195,6 +207,7 @@ class _KerasClassifier(ImageClassifier):
             # Run a whole epoch per call: small models are dominated by per-step overhead.
             steps_per_execution=math.ceil(len(labels) / self.params.batch_size),
         )
+        guard = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
         result = self.model.fit(
             np.asarray(images), labels,
             validation_data=(np.asarray(val[0]), val[1]),
@@ -202,21 +215,22 @@ class _KerasClassifier(ImageClassifier):
             batch_size=self.params.batch_size,
             shuffle=True,
             verbose="auto" if sys.stdout.isatty() else 2,  # one line per epoch in logs
-            callbacks=self._callbacks(),
+            callbacks=[*self._callbacks(), _GuardCallback(guard)],
         )
         rows = [
             {"epoch": epoch + 1, **{key: float(values[epoch]) for key, values in
                                     result.history.items()}}
             for epoch in range(len(result.history["loss"]))
         ]
-        # TerminateOnNaN stops mid-epoch; the weights tell even if no logged loss does.
-        bad = next((row for row in rows if not math.isfinite(row["loss"])), None)
-        if bad or not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
-            epoch = bad["epoch"] if bad else len(rows)
-            raise DivergenceError(
-                f"{self.name}: training loss became NaN or inf in epoch {epoch:g}; "
-                f"lower {self.name}.learning_rate (now {self.params.learning_rate:g})"
-            )
+        # The whole history once more, now that the end of training is known (early
+        # stopping); TerminateOnNaN stops mid-epoch, and the weights tell even if no logged
+        # loss does.
+        final = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
+        for row in rows:
+            final.check_epoch(row["loss"], int(row["epoch"]), row.get("accuracy"),
+                              last=row is rows[-1])
+        if not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
+            final.check_batch(math.nan, len(rows))
         return rows
 
     def _callbacks(self) -> list[keras.callbacks.Callback]:
@@ -264,7 +278,8 @@ class _KerasClassifier(ImageClassifier):
         path = trained_file(directory, MODEL_FILE, cls.name)
         classifier = cls.__new__(cls)
         ImageClassifier.__init__(classifier, None, seed=0)
-        classifier.model = keras.models.load_model(path, safe_mode=True, compile=False)
+        with reading(path, f"the {cls.name} model", RESTORE_MODEL):
+            classifier.model = keras.models.load_model(path, safe_mode=True, compile=False)
         return classifier
 
 

@@ -8,9 +8,18 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, log_loss
+from sklearn.metrics import accuracy_score
 
-from nnlab.models import History, ImageClassifier, save_arrays, to_features, trained_file
+from nnlab.files import load_npz, reading
+from nnlab.models import (
+    RESTORE_MODEL,
+    History,
+    ImageClassifier,
+    save_arrays,
+    to_features,
+    trained_file,
+)
+from nnlab.numpy_dnn.losses import cross_entropy
 from nnlab.params import LogregParams
 
 COEF_FILE = "model.npz"
@@ -34,15 +43,14 @@ class LogregClassifier(ImageClassifier):
             C=self.params.C, max_iter=self.params.max_iter, random_state=self.seed
         )
         self.model.fit(x_train, train[1])
-        labels = list(range(n_classes))
         # One solver run, so the "history" is a single row, in the same columns as the others.
         train_probs, val_probs = self.model.predict_proba(x_train), self.model.predict_proba(x_val)
         return [
             {
                 "epoch": 1,
-                "loss": float(log_loss(train[1], train_probs, labels=labels)),
+                "loss": cross_entropy(train_probs, train[1]),
                 "accuracy": float(accuracy_score(train[1], train_probs.argmax(axis=1))),
-                "val_loss": float(log_loss(val[1], val_probs, labels=labels)),
+                "val_loss": cross_entropy(val_probs, val[1]),
                 "val_accuracy": float(accuracy_score(val[1], val_probs.argmax(axis=1))),
             }
         ]
@@ -73,7 +81,8 @@ class LogregClassifier(ImageClassifier):
     @classmethod
     def load(cls, directory: Path) -> LogregClassifier:
         path = trained_file(directory, COEF_FILE, "logreg")
-        with np.load(path, allow_pickle=False) as archive:
+        archive = load_npz(path, "the logreg model", RESTORE_MODEL)
+        with reading(path, "the logreg model", RESTORE_MODEL):
             params = LogregParams(**json.loads(str(archive["params"])))
             model = LogisticRegression(C=params.C, max_iter=params.max_iter)
             model.coef_ = archive["coef"]

@@ -67,6 +67,9 @@ def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:
     return np.asarray(images, dtype=np.float32).reshape(images.shape[0], -1) / np.float32(255)
 
 
+RESTORE_MODEL = "restore it with `dvc checkout`, or retrain it with `dvc repro`"
+
+
 def trained_file(directory: Path, filename: str, model_name: str) -> Path:
     """The saved model file, or a FileNotFoundError that says how to create it."""
     path = directory / filename

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.models import History, ImageClassifier, save_arrays, to_features, trained_file
+from nnlab.files import load_npz, reading
+from nnlab.models import (
+    RESTORE_MODEL,
+    History,
+    ImageClassifier,
+    save_arrays,
+    to_features,
+    trained_file,
+)
 from nnlab.numpy_dnn import Network, build_mlp, fit, make_optimizer
 from nnlab.params import NumpyDnnParams
 
@@ -62,12 +70,9 @@ class NumpyDnnClassifier(ImageClassifier):
     @classmethod
     def load(cls, directory: Path) -> NumpyDnnClassifier:
         path = trained_file(directory, WEIGHTS_FILE, "numpy_dnn")
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-        try:
+        arrays = load_npz(path, "the numpy_dnn model", RESTORE_MODEL)
+        with reading(path, "the numpy_dnn model", RESTORE_MODEL):
             network = Network.from_arrays(arrays)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
         model = cls(NumpyDnnParams(), seed=0)
         model.network = network
         return model

@@ -49,6 +49,8 @@ def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
 
 
 def _positive_units(value: list[int]) -> list[int]:
+    if len(value) > MAX_LAYERS or any(units > MAX_UNITS for units in value):
+        raise ValueError(f"at most {MAX_LAYERS} layers of at most {MAX_UNITS} units each")
     if any(units <= 0 for units in value):
         raise ValueError("every layer needs at least 1 unit")
     return value
@@ -65,20 +67,24 @@ def _known_dataset(value: str) -> str:
 # Reusable field types. Defaults below match params.yaml (a test keeps them in sync).
 Units = Annotated[list[int], AfterValidator(_positive_units)]
 Activation = Annotated[str, _one_of(ACTIVATIONS, "activation")]
+# Sane bounds: beyond them a value is a typo or a mistake, never an experiment.
+MAX_LAYERS, MAX_UNITS = 64, 16384
 Probability = Annotated[float, Field(ge=0, lt=1)]
-LearningRate = Annotated[float, Field(gt=0)]
-Positive = Annotated[int, Field(gt=0)]
+LearningRate = Annotated[float, Field(gt=0, le=10)]  # Adam diverges far below 10
+Epochs = Annotated[int, Field(gt=0, le=100_000)]
+BatchSize = Annotated[int, Field(gt=0, le=65_536)]
+Patience = Annotated[int, Field(gt=0, le=10_000)]
 
 
 class DataParams(_Section):
     dataset: Annotated[str, AfterValidator(_known_dataset)] = "digits"
     source: str | None = None
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    image_size: Positive = 64
+    test_fraction: float = Field(0.2, gt=0, le=0.5)
+    val_fraction: float = Field(0.2, gt=0, le=0.5)
+    image_size: int = Field(64, ge=4, le=1024)  # prepare also checks the memory it needs
     grayscale: bool = False
     planar_shape: Annotated[str, _one_of(PLANAR_SHAPES, "planar_shape")] = "flower"
-    planar_samples: int = Field(400, ge=20)
+    planar_samples: int = Field(400, ge=20, le=1_000_000)
 
 
 class NumpyDnnParams(_Section):
@@ -90,18 +96,18 @@ class NumpyDnnParams(_Section):
     momentum: Probability = 0.9
     beta1: Probability = 0.9
     beta2: Probability = 0.999
-    epsilon: float = Field(1e-7, gt=0)
+    epsilon: float = Field(1e-7, gt=0, le=1)
     learning_rate_decay: (
         Annotated[str, _one_of(NUMPY_LR_SCHEDULES, "learning_rate_decay")] | None
     ) = None
-    decay_rate: float = Field(0.5, gt=0)
-    decay_epochs: Positive = 10
-    l2: float = Field(0.0, ge=0)
+    decay_rate: float = Field(0.5, gt=0, le=100)
+    decay_epochs: Epochs = 10
+    l2: float = Field(0.0, ge=0, le=10)
     dropout: Probability = 0.2
     batch_norm: bool = False
-    batch_size: Positive | None = 64  # None: full-batch gradient descent
-    epochs: Positive = 60
-    early_stopping_patience: Positive | None = 10  # None: train every epoch
+    batch_size: BatchSize | None = 64  # None: full-batch gradient descent
+    epochs: Epochs = 60
+    early_stopping_patience: Patience | None = 10  # None: train every epoch
 
     @model_validator(mode="after")
     def _step_decay_shrinks(self) -> NumpyDnnParams:
@@ -125,19 +131,19 @@ class KerasMlpParams(_Section):
     batch_norm: bool = False
     optimizer: KerasOptimizer = "adam"
     learning_rate: LearningRate = 0.003
-    batch_size: Positive = 64
-    epochs: Positive = 20
-    early_stopping_patience: Positive | None = 5  # None: train every epoch
+    batch_size: BatchSize = 64
+    epochs: Epochs = 20
+    early_stopping_patience: Patience | None = 5  # None: train every epoch
 
 
 class ConvBlock(_Section):
-    filters: Positive
-    convs: Positive = 1
+    filters: int = Field(gt=0, le=4096)
+    convs: int = Field(1, gt=0, le=8)
 
 
 def _at_least_one_block(value: list[ConvBlock]) -> list[ConvBlock]:
-    if not value:
-        raise ValueError("needs at least one conv block, e.g. [{filters: 32}]")
+    if not value or len(value) > 8:
+        raise ValueError("needs 1 to 8 conv blocks, e.g. [{filters: 32}]")
     return value
 
 
@@ -173,9 +179,9 @@ class CnnParams(_Section):
     augment: Augment = Augment()
     optimizer: KerasOptimizer = "adam"
     learning_rate: LearningRate = 0.001
-    batch_size: Positive = 32
-    epochs: Positive = 15
-    early_stopping_patience: Positive | None = 5  # None: train every epoch
+    batch_size: BatchSize = 32
+    epochs: Epochs = 15
+    early_stopping_patience: Patience | None = 5  # None: train every epoch
 
     @model_validator(mode="after")
     def _apply_preset(self) -> CnnParams:
@@ -186,12 +192,12 @@ class CnnParams(_Section):
 
 
 class LogregParams(_Section):
-    C: float = Field(1.0, gt=0)
-    max_iter: Positive = 2000
+    C: float = Field(1.0, gt=0, le=1e6)
+    max_iter: int = Field(2000, gt=0, le=1_000_000)
 
 
 class Params(_Section):
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)
     data: DataParams = DataParams()
     numpy_dnn: NumpyDnnParams = NumpyDnnParams()
     keras_mlp: KerasMlpParams = KerasMlpParams()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nnlab import tracking
 from nnlab.data import (
@@ -25,7 +26,7 @@ from nnlab.data import (
     stratified_split,
 )
 from nnlab.datasets import get_dataset
-from nnlab.files import read_json, write_csv, write_json, write_text
+from nnlab.files import read_json, reading, write_csv, write_json, write_text
 from nnlab.models import get_model_class
 from nnlab.params import Params, flatten
 
@@ -67,6 +68,23 @@ class Layout:
     def reports(self) -> Path:
         return self.root / "reports"
 
+    def outputs(self, stage: str, model: str | None = None) -> list[Path]:
+        """What a stage writes (dvc.yaml's outs): removed when the stage fails or is stopped,
+        so that no stale or half-written result looks valid. data/raw is not listed: a
+        download resumes from its `.part` files."""
+        if stage == "train" and model:
+            model_dir = self.model_dir(model)
+            return [model_dir, model_dir.with_name(model_dir.name + ".partial"),
+                    self.report_dir(model) / "history.csv"]
+        if stage == "evaluate" and model:
+            return [self.report_dir(model) / name for name in
+                    ("metrics.json", "per_class.json", "confusion.csv", PLOTS_DIR)]
+        return {
+            "prepare": [self.prepared],
+            "split": [self.split],
+            "report": [self.reports / f"summary.{kind}" for kind in ("md", "csv", "png")],
+        }.get(stage, [])
+
 
 def download(params: Params, layout: Layout) -> None:
     """Fetch and verify the raw files of `data.dataset` into data/raw."""
@@ -106,10 +124,27 @@ def prepare(params: Params, layout: Layout) -> dict[str, int]:
     }
 
 
+# Fewer training images than this in a class, and a model cannot learn it: refuse the split.
+MIN_TRAIN_PER_CLASS = 5
+
+
+def check_training_counts(labels: NDArray[np.int64], classes: list[str],
+                          val_fraction: float) -> None:
+    counts = np.bincount(labels, minlength=len(classes))
+    if counts.min() < MIN_TRAIN_PER_CLASS:
+        poorest = int(counts.argmin())
+        raise ValueError(
+            f"data.val_fraction={val_fraction:g} leaves {counts[poorest]} training image(s) "
+            f"of class {classes[poorest]!r} (at least {MIN_TRAIN_PER_CLASS} per class are "
+            "needed); lower data.val_fraction or data.test_fraction, or add images"
+        )
+
+
 def split(params: Params, layout: Layout) -> dict[str, int]:
     """Take a stratified, seeded `data.val_fraction` validation set out of the training part."""
     images, labels = load_split(layout.prepared, "train")
     kept, held = stratified_split(labels, params.data.val_fraction, params.seed)
+    check_training_counts(labels[kept], load_classes(layout.prepared), params.data.val_fraction)
     save_split(layout.split, "train", images[kept], labels[kept])
     save_split(layout.split, "val", images[held], labels[held])
     return {"train": int(kept.shape[0]), "val": int(held.shape[0])}
@@ -257,7 +292,8 @@ def read_history(path: Path) -> list[dict[str, float]]:
     """history.csv as rows of floats (empty if the model has no per-epoch history)."""
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with reading(path, "the training history"), \
+            open(path, encoding="utf-8", newline="") as handle:
         return [{key: float(value) for key, value in row.items()}
                 for row in csv.DictReader(handle)]
 

@@ -33,28 +33,58 @@ class Prediction:
         }
 
 
-def load_images(paths: list[Path], input_shape: tuple[int, int, int]) -> np.ndarray:
-    """(N, H, W, C) uint8, or a one-line error naming the first bad file."""
+def image_paths(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(named files, files found in named folders): folders are searched recursively, in
+    sorted order, hidden files left out. A named path that does not exist is an error."""
+    named, found = [], []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(item for item in path.rglob("*") if item.is_file()
+                            and not any(part.startswith(".") for part in
+                                        item.relative_to(path).parts))
+        elif path.is_file():
+            named.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return named, found
+
+
+def read_images(
+    paths: list[Path], input_shape: tuple[int, int, int], skip_unreadable: bool
+) -> tuple[list[Path], np.ndarray, list[tuple[Path, str]]]:
+    """The readable images as (N, H, W, C) uint8 with their paths, and the skipped files
+    with the reason. Unless `skip_unreadable`, the first unreadable file is a one-line error."""
     height, width, channels = input_shape
     if channels not in (1, 3) or height != width:
         raise ValueError(
             f"the model takes {height}x{width}x{channels} inputs, not images; "
             "predict works for models trained on image datasets"
         )
-    batch = np.empty((len(paths), height, width, channels), dtype=np.uint8)
-    for index, path in enumerate(paths):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
+    kept, pixels, skipped = [], [], []
+    for path in paths:
         try:
-            pixels = read_image(path, "L" if channels == 1 else "RGB", height)
+            image = read_image(path, "L" if channels == 1 else "RGB", height)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-            raise ValueError(f"{path}: not a readable image ({error})") from None
-        batch[index] = pixels.reshape(height, width, channels)
-    return batch
+            reason = f"not a readable image ({' '.join(str(error).split())})"
+            if not skip_unreadable:
+                raise ValueError(f"{path}: {reason}") from None
+            skipped.append((path, reason))
+            continue
+        kept.append(path)
+        pixels.append(image.reshape(height, width, channels))
+    batch = np.stack(pixels) if pixels else np.empty((0, height, width, channels), np.uint8)
+    return kept, batch, skipped
 
 
-def predict(model_dir: Path, paths: list[Path], top: int = 3) -> list[Prediction]:
-    """The `top` most likely classes of each image, for the model saved in `model_dir`."""
+def predict(
+    model_dir: Path, paths: list[Path], top: int = 3
+) -> tuple[list[Prediction], list[tuple[Path, str]]]:
+    """The `top` most likely classes of each image, for the model saved in `model_dir`, and
+    the files skipped with the reason.
+
+    `paths` are image files or folders of them. A named file that is missing or unreadable
+    is an error; inside a folder, files that are not readable images are skipped.
+    """
     model_name = model_dir.name
     info_path = model_dir / TRAIN_INFO_FILE
     if not info_path.is_file():
@@ -65,13 +95,20 @@ def predict(model_dir: Path, paths: list[Path], top: int = 3) -> list[Prediction
     if "input_shape" not in info or "classes" not in info:
         raise ValueError(f"{model_dir}: saved by an older nnlab; run `dvc repro` to retrain it")
     classes: list[str] = info["classes"]
-    images = load_images(paths, tuple(info["input_shape"]))
+    shape = tuple(info["input_shape"])
+    named, found = image_paths(paths)
+    kept, images, _ = read_images(named, shape, skip_unreadable=False)
+    kept_found, found_images, skipped = read_images(found, shape, skip_unreadable=True)
+    if not kept and not kept_found:
+        folders = ", ".join(str(path) for path in paths if path.is_dir())
+        raise ValueError(f"{folders}: no readable image in the folder "
+                         f"({len(skipped)} other file(s) skipped)")
     model = get_model_class(info.get("model", model_name)).load(model_dir)
-    probabilities = model.predict_proba(images)
+    probabilities = model.predict_proba(np.concatenate([images, found_images]))
     predictions = []
-    for path, row in zip(paths, probabilities, strict=True):
+    for path, row in zip(kept + kept_found, probabilities, strict=True):
         order = np.argsort(-row, kind="stable")[:top]
         predictions.append(
             Prediction(str(path), [(classes[index], float(row[index])) for index in order])
         )
-    return predictions
+    return predictions, skipped

@@ -10,6 +10,7 @@ Everything above the "DVC and MLflow" line is pure and unit-tested without DVC.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -34,6 +35,10 @@ SIGNIFICANT_DIGITS = 4  # sampled floats: readable in tables, and exact through 
 RANK_METRIC = "val.accuracy"  # validation only: the test set is used once, in evaluate
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep; its trials are stopped and its parent run marked KILLED."""
 
 
 class SweepError(RuntimeError):
@@ -619,6 +624,7 @@ def run_sweep(
     })
     result = SweepResult(sweep_id, parent_id, [], [ranges])
     status = "FAILED"
+    batch: list[Trial] = []
     try:
         for round_number in range(1, rounds + 1):
             if round_number > 1:
@@ -642,6 +648,8 @@ def run_sweep(
                 if trial.status == "success" and trial.run_id is None:
                     report(f"note: {trial.name} has no MLflow run of its own: DVC restored it "
                            "from its run-cache (an earlier run had the same params)")
+            if not any(trial.score is not None for trial in batch):
+                raise SweepError(failure_summary(root, batch))
             ranges = narrow_all(ranges, batch)
             result.ranges.append(ranges)
             best = top_quarter(batch)
@@ -651,9 +659,41 @@ def run_sweep(
                 report(f"  --sample '{item}'")
             report("")
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        unfinished = [trial.name for batch in [*result.rounds, batch] for trial in batch
+                      if trial.status in ("queued", "running")]
+        with contextlib.suppress(SweepError):
+            if unfinished:
+                _dvc(["queue", "kill", *unfinished], root, timeout=120)
+            _dvc(["queue", "remove", "--queued"], root, timeout=120)
+        raise SweepInterrupted(
+            f"interrupted: stopped {len(unfinished)} unfinished trial(s) of sweep {sweep_id} "
+            f"(`dvc queue kill`); its MLflow parent run {parent_id} is marked KILLED") from None
     finally:
         finish_parent_run(parent_id, summarize(result), status)
     return result
+
+
+def failure_summary(root: Path, trials: Sequence[Trial]) -> str:
+    """Why every trial failed: the commonest error line in their `dvc queue logs`, and where
+    to read one such log."""
+    causes: dict[str, list[str]] = {}
+    for trial in trials:
+        try:
+            log = _dvc(["queue", "logs", trial.name], root, timeout=120)
+        except SweepError:
+            log = ""
+        lines = [line.strip() for line in log.splitlines()]
+        # A stage's own one-line error names the cause; DVC's "ERROR: failed to reproduce"
+        # after it only names the stage.
+        ours = [line for line in lines if ": error: " in line]
+        theirs = [line for line in lines if line.startswith(("ERROR", "Error"))]
+        cause = (ours or theirs or ["no error line in its log"])[-1]
+        causes.setdefault(cause, []).append(trial.name)
+    cause, names = max(causes.items(), key=lambda item: len(item[1]))
+    return (f"all {len(trials)} trials failed; the commonest cause ({len(names)} of "
+            f"{len(trials)}): {cause}; full log: `dvc queue logs {names[0]}`")
 
 
 def summarize(result: SweepResult) -> dict[str, Any]:

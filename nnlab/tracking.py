@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from nnlab.errors import Interrupted
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -76,6 +79,70 @@ def setup(experiment_name: str) -> str:
             return str(experiment.experiment_id)
 
 
+# Which process holds a run open: a run left RUNNING by a process that is gone (SIGKILL, a
+# power cut) is marked FAILED by the next stage that starts (fail_dead_runs).
+PID_TAG, STARTED_TAG, HOST_TAG = "nnlab.pid", "nnlab.pid_started", "nnlab.host"
+END_TAG = "nnlab.end_reason"
+
+
+def owner_tags() -> dict[str, str]:
+    """This process: pid, its start time (pids are reused) and host."""
+    import psutil
+
+    return {PID_TAG: str(os.getpid()), STARTED_TAG: f"{psutil.Process().create_time():.2f}",
+            HOST_TAG: socket.gethostname()}
+
+
+def _owner_alive(tags: Mapping[str, str]) -> bool:
+    """Whether the process recorded in a run's tags still runs (True when unknown)."""
+    import psutil
+
+    if tags.get(HOST_TAG) != socket.gethostname() or PID_TAG not in tags:
+        return True  # another machine's process: only that machine can tell
+    try:
+        process = psutil.Process(int(tags[PID_TAG]))
+        return abs(process.create_time() - float(tags.get(STARTED_TAG, "0"))) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def fail_dead_runs(experiment_id: str) -> list[str]:
+    """Mark FAILED (tag nnlab.end_reason "process died") every RUNNING run of the experiment
+    whose process, on this host, no longer runs. SIGKILL cannot be caught, so this is where
+    such runs end. Works the same on a tracking server. Returns the run ids it ended."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    ended = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'",
+                                  max_results=1000):
+        if _owner_alive(run.data.tags):
+            continue
+        client.set_tag(run.info.run_id, END_TAG, "process died")
+        client.set_terminated(run.info.run_id, "FAILED")
+        ended.append(run.info.run_id)
+    return ended
+
+
+@contextlib.contextmanager
+def _final_state(run_id: str) -> Iterator[None]:
+    """Give the active run its final state whatever happens inside: FAILED with the error as
+    tag `error` on an exception, KILLED with the signal as tag on SIGTERM/SIGINT."""
+    import mlflow
+
+    try:
+        yield
+    except Interrupted as stop:
+        mlflow.set_tags({END_TAG: f"stopped by {stop.signal_name}",
+                         "error": f"Interrupted: stopped by {stop.signal_name}"})
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as error:
+        mlflow.set_tags({END_TAG: "error", "error": f"{type(error).__name__}: {error}"[:5000]})
+        mlflow.end_run("FAILED")
+        raise
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(
@@ -112,18 +179,20 @@ def training_run(
     """Open the one MLflow run of a trained model; yields its run id.
 
     On an exception the run is marked FAILED and the error message is stored as the tag
-    `error`, so a failed experiment never looks like a successful row.
+    `error`, so a failed experiment never looks like a successful row; on SIGTERM/SIGINT it
+    is marked KILLED. The run is tagged with this process (owner_tags), so that if the
+    process dies uncaught, the next stage marks the run FAILED.
     """
     import mlflow
 
     experiment_id = setup(experiment_name)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
-        try:
-            mlflow.log_params({key: _param_value(value) for key, value in params.items()})
-            yield run.info.run_id
-        except BaseException as error:
-            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
-            raise
+    fail_dead_runs(experiment_id)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                           tags={**tags, **owner_tags()})
+    with _final_state(run.info.run_id):
+        mlflow.log_params({key: _param_value(value) for key, value in params.items()})
+        yield run.info.run_id
+    mlflow.end_run("FINISHED")
 
 
 @contextlib.contextmanager
@@ -137,18 +206,17 @@ def resume_run(experiment_name: str, run_id: str, stage: str) -> Iterator[str]:
     from mlflow.exceptions import MlflowException
 
     experiment_id = setup(experiment_name)
+    fail_dead_runs(experiment_id)
     try:
         mlflow.MlflowClient().get_run(run_id)
-        context = mlflow.start_run(run_id=run_id)
+        run = mlflow.start_run(run_id=run_id)
+        mlflow.set_tags(owner_tags())
     except MlflowException:
-        tags = {**dvc_tags(stage), "nnlab.missing_train_run": run_id}
-        context = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
-    with context as run:
-        try:
-            yield run.info.run_id
-        except BaseException as error:
-            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
-            raise
+        tags = {**dvc_tags(stage), "nnlab.missing_train_run": run_id, **owner_tags()}
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
+    with _final_state(run.info.run_id):
+        yield run.info.run_id
+    mlflow.end_run("FINISHED")
 
 
 def log_history(history: list[dict[str, float]]) -> None:

@@ -1,12 +1,17 @@
-"""What every stage shares: argument parsing and turning user errors into one clean line."""
+"""What every stage shares: argument parsing, one clean line for user errors, and a clean
+stop on SIGTERM/SIGINT (no traceback, no partial outputs, no MLflow run left RUNNING)."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
 
-from nnlab.errors import USER_ERRORS
+from nnlab.errors import USER_ERRORS, Interrupted
 from nnlab.params import MODEL_NAMES, Params, load_params
 
 
@@ -16,10 +21,51 @@ def parse_model(argv: list[str] | None, stage: str) -> str:
     return str(parser.parse_args(argv).model)
 
 
-def run(stage: str, body: Callable[[Params], None]) -> None:
-    """Load and validate params.yaml, then run `body`; user errors exit 2 with one line."""
+def _interrupt(number: int, frame: FrameType | None) -> None:
+    # Once is enough: a second Ctrl-C while cleaning up must not cut the cleanup short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(number).name, number)
+
+
+def remove_outputs(outputs: Sequence[Path]) -> None:
+    for path in outputs:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def run(
+    stage: str,
+    body: Callable[[Params], None],
+    outputs: Sequence[Path] = (),
+    mlflow_run: bool = False,
+) -> None:
+    """Load and validate params.yaml, then run `body`.
+
+    - A user error (bad params, a missing or corrupt file, a diverging loss) exits 2 with
+      one line.
+    - SIGTERM (`kill`, `timeout`, a cancelled CI job) and SIGINT (Ctrl-C) unwind like an
+      exception: the MLflow run is marked KILLED on the way out, and the stage exits
+      128 + the signal number with one line.
+    - Whatever stopped it, `outputs` are removed, so DVC never sees a stale or half-written
+      result that looks valid.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         body(load_params())
+    except Interrupted as stop:
+        remove_outputs(outputs)
+        marked = "its MLflow run is marked KILLED, " if mlflow_run else ""
+        print(f"{stage}: stopped by {stop.signal_name}; {marked}partial outputs removed; "
+              "`dvc repro` starts it again", file=sys.stderr)
+        raise SystemExit(128 + stop.signal_number) from None
     except USER_ERRORS as error:
+        remove_outputs(outputs)
         print(f"{stage}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except BaseException:
+        remove_outputs(outputs)
+        raise

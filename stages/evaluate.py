@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
             f"test accuracy {metrics['test']['accuracy']:.4f}"
         )
 
-    run(f"evaluate@{model}", body)
+    run(f"evaluate@{model}", body, pipeline.Layout().outputs("evaluate", model), mlflow_run=True)
 
 
 if __name__ == "__main__":

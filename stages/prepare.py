@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"see data/prepared/{pipeline.SKIPPED_FILE}"
             )
 
-    run("prepare", body)
+    run("prepare", body, pipeline.Layout().outputs("prepare"))
 
 
 if __name__ == "__main__":

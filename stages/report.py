@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> None:
         pipeline.report(list(MODEL_NAMES), pipeline.Layout())
         print("report: wrote reports/summary.md, summary.csv and summary.png")
 
-    run("report", body)
+    run("report", body, pipeline.Layout().outputs("report"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = pipeline.split(params, pipeline.Layout())
         print(f"split: {counts['train']} train, {counts['val']} validation images")
 
-    run("split", body)
+    run("split", body, pipeline.Layout().outputs("split"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
             f"MLflow run {info['mlflow_run_id']}"
         )
 
-    run(f"train@{model}", body)
+    run(f"train@{model}", body, pipeline.Layout().outputs("train", model), mlflow_run=True)
 
 
 if __name__ == "__main__":

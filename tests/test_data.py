@@ -8,12 +8,14 @@ import pytest
 from nnlab import pipeline
 from nnlab.data import (
     check_contract,
+    check_memory,
     load_classes,
     load_split,
     save_classes,
     save_split,
     stratified_split,
 )
+from nnlab.errors import DataFormatError
 from nnlab.params import validate
 from tests.conftest import make_images
 
@@ -90,3 +92,49 @@ def test_prepare_and_split_digits(tmp_path: Path) -> None:
     pipeline.download(reseeded, other)
     pipeline.prepare(reseeded, other)
     assert np.array_equal(load_split(other.prepared, "test")[1], test_labels)
+
+
+def test_a_truncated_array_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    images, labels = make_images(5, 2)
+    save_split(tmp_path, "train", images, labels)
+    path = tmp_path / "train_images.npy"
+    path.write_bytes(path.read_bytes()[:200])  # the header survives, the data does not
+    with pytest.raises(DataFormatError) as error:
+        load_split(tmp_path, "train")
+    message = str(error.value)
+    assert message.startswith(f"{path}: the NumPy array is truncated or corrupt (")
+    assert message.endswith("restore it with `dvc checkout`, or rebuild it with `dvc repro`")
+    assert "\n" not in message
+
+
+def test_arrays_that_do_not_match_are_refused(tmp_path: Path) -> None:
+    images, labels = make_images(5, 2)
+    save_split(tmp_path, "train", images, labels[:-1])  # one label short
+    with pytest.raises(DataFormatError, match=r"train_labels\.npy: expected 10 int64 labels"):
+        load_split(tmp_path, "train")
+
+
+def test_a_split_that_leaves_too_few_training_images_is_refused() -> None:
+    labels = np.repeat(np.arange(3), [40, 40, 4]).astype(np.int64)
+    with pytest.raises(ValueError) as error:
+        pipeline.check_training_counts(labels, ["cat", "dog", "bird"], 0.5)
+    assert str(error.value) == (
+        "data.val_fraction=0.5 leaves 4 training image(s) of class 'bird' (at least 5 per "
+        "class are needed); lower data.val_fraction or data.test_fraction, or add images")
+    pipeline.check_training_counts(labels[:80], ["cat", "dog"], 0.5)  # enough: no error
+
+
+def test_an_allocation_that_cannot_fit_is_refused_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psutil
+
+    # The one fault here that cannot be caused for real: a machine with 8 GiB available.
+    available = 8 * 2**30
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("M", (), {"available": available}))
+    check_memory((1000, 256, 256, 3), "data.image_size=256", "lower data.image_size")
+    with pytest.raises(ValueError) as error:
+        check_memory((25_000, 1024, 1024, 3), "data.image_size=1024", "lower data.image_size")
+    assert str(error.value) == (
+        "data.image_size=1024: 25,000 images of 1024x1024x3 need about 146.5 GiB, more than "
+        "half of the 8.0 GiB of memory available; lower data.image_size")

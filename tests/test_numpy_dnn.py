@@ -331,7 +331,7 @@ def test_divergence_names_epoch_and_fix() -> None:
     x *= 1e30
     rng = np.random.default_rng(0)
     network = build_mlp(10, [8], 3, "relu", "he", rng)
-    expected = r"in epoch \d+; lower numpy_dnn\.learning_rate \(now 10\)"
+    expected = r"in epoch \d+: it diverged; lower numpy_dnn\.learning_rate \(now 10\), e\.g\. to 1$"  # noqa: E501
     with pytest.raises(DivergenceError, match=expected):
         fit(network, make_optimizer("sgd", 10.0), x, labels, x, labels,
             epochs=3, batch_size=None, rng=rng)

@@ -15,9 +15,13 @@ def _defaults() -> dict[str, Any]:
     return raw
 
 
-def _with(section: str, key: str, value: Any) -> dict[str, Any]:
+def _with(section: str, key: str | None, value: Any) -> dict[str, Any]:
+    """The defaults with section.key = value (section = value for a top-level key)."""
     raw = _defaults()
-    raw[section][key] = value
+    if key is None:
+        raw[section] = value
+    else:
+        raw[section][key] = value
     return raw
 
 
@@ -45,8 +49,17 @@ def test_schema_defaults_match_params_yaml() -> None:
         ("keras_mlp", "learning_rate", -0.1, r"keras_mlp\.learning_rate=-0\.1"),
         ("keras_mlp", "dropout", 1.5, r"keras_mlp\.dropout=1\.5: .*less than 1"),
         ("cnn", "block_dropout", -0.1, r"cnn\.block_dropout=-0\.1"),
-        ("cnn", "blocks", [], r"cnn\.blocks=\[\]: needs at least one conv block"),
+        ("cnn", "blocks", [], r"cnn\.blocks=\[\]: needs 1 to 8 conv blocks"),
         ("data", "val_fraction", 1.0, r"data\.val_fraction=1\.0"),
+        # sane bounds: beyond them a value is a typo, never an experiment
+        ("data", "image_size", 100_000, r"data\.image_size=100000: .*less than or equal to 1024"),
+        ("data", "val_fraction", 0.9, r"data\.val_fraction=0\.9: .*less than or equal to 0\.5"),
+        ("numpy_dnn", "learning_rate", 1e6, r"learning_rate=1000000\.0: .*less than or equal"),
+        ("numpy_dnn", "hidden_layers", [10**6], r"at most 64 layers of at most 16384 units"),
+        ("numpy_dnn", "epochs", 10**7, r"numpy_dnn\.epochs=10000000: .*less than or equal"),
+        ("cnn", "blocks", [{"filters": 10**6}], r"cnn\.blocks\.0\.filters=1000000"),
+        ("logreg", "max_iter", 10**9, r"logreg\.max_iter=1000000000"),
+        ("seed", None, -1, r"seed=-1: .*greater than or equal to 0"),
         ("data", "val_fraction", 0, r"data\.val_fraction=0"),
         ("numpy_dnn", "batch_size", 0, r"numpy_dnn\.batch_size=0"),
         ("cnn", "batch_size", -4, r"cnn\.batch_size=-4"),
@@ -67,7 +80,7 @@ def test_schema_defaults_match_params_yaml() -> None:
     ],
 )
 def test_bad_values_name_key_value_and_rule(
-    section: str, key: str, value: Any, expected: str
+    section: str, key: str | None, value: Any, expected: str
 ) -> None:
     with pytest.raises(ParamsError, match=expected):
         validate(_with(section, key, value))

@@ -83,3 +83,31 @@ def test_predict_errors_are_one_line_with_exit_2(trained: Path, tmp_path: Path) 
                        trained)
     assert untrained.returncode == 2
     assert "no trained cnn model; run `dvc repro` first" in untrained.stderr
+
+
+def test_a_folder_is_predicted_image_by_image_with_skips_reported(
+    trained: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    top = _png(folder / "a_top.png", top_bright=True)
+    bottom = _png(folder / "more" / "b_bottom.png", top_bright=False)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_text("left out")
+    result = _nnlab(["predict", "--model", "numpy_dnn", str(folder)], trained)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(top), str(bottom)]
+    assert lines[0].startswith(f"{top}: top ") and lines[1].startswith(f"{bottom}: bottom ")
+    assert result.stderr.strip().splitlines() == [
+        f"nnlab predict: skipped {folder / 'notes.txt'}: not a readable image "
+        f"(cannot identify image file '{folder / 'notes.txt'}')",
+        "nnlab predict: 2 image(s) predicted, 1 file(s) skipped",
+    ]
+    (folder / "a_top.png").unlink()
+    (folder / "more" / "b_bottom.png").unlink()
+    empty = _nnlab(["predict", "--model", "numpy_dnn", str(folder)], trained)
+    assert empty.returncode == 2
+    assert empty.stderr.strip().splitlines() == [
+        f"nnlab predict: error: {folder}: no readable image in the folder "
+        "(1 other file(s) skipped)"]

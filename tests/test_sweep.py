@@ -492,3 +492,26 @@ def test_wait_retries_exp_show_races_and_times_out_clearly(
     stuck = [_trial(2, None, 0.1, status="running")]
     with pytest.raises(sweep.SweepError, match=r"trials still unfinished after 0 s: t02; .*gone"):
         sweep.wait(Path("."), stuck, "numpy_dnn", "HEAD", 0, poll_seconds=0, report=print)
+
+
+def test_a_sweep_whose_trials_all_fail_names_the_commonest_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in `dvc` whose `queue logs NAME` prints what a failed trial's log holds.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dvc"
+    fake.write_text(
+        '#!/bin/sh\n'
+        'echo "Running stage \'train@numpy_dnn\':"\n'
+        'case "$3" in\n'
+        '  *t03) echo "train@numpy_dnn: error: data/split/train_images.npy: missing" ;;\n'
+        '  *) echo "train@numpy_dnn: error: numpy_dnn: training loss blew up" ;;\n'
+        'esac\n'
+        'echo "ERROR: failed to reproduce \'train@numpy_dnn\'"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    trials = [Trial(f"sweep-abc-r1-t0{i}", 1, {}, status="failed") for i in (1, 2, 3)]
+    assert sweep.failure_summary(tmp_path, trials) == (
+        "all 3 trials failed; the commonest cause (2 of 3): train@numpy_dnn: error: "
+        "numpy_dnn: training loss blew up; full log: `dvc queue logs sweep-abc-r1-t01`")

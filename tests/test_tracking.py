@@ -91,7 +91,7 @@ def test_diverging_training_leaves_no_model_and_a_failed_run(
     from nnlab.params import validate
 
     params = validate(
-        {"numpy_dnn": {"optimizer": "sgd", "learning_rate": 1e8, "epochs": 5, "init": "random"}}
+        {"numpy_dnn": {"learning_rate": 10.0, "epochs": 5}}  # Adam blows up, ends at chance
     )
     layout = pipeline.Layout(tmp_path)
     pipeline.download(params, layout)
@@ -106,4 +106,47 @@ def test_diverging_training_leaves_no_model_and_a_failed_run(
     assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
-    assert run.data.tags["error"].startswith("DivergenceError: numpy_dnn: training loss became")
+    assert run.data.tags["error"].startswith("DivergenceError: numpy_dnn: training loss blew up")
+    assert run.data.tags["nnlab.end_reason"] == "error"
+
+
+def test_runs_of_dead_processes_are_failed_and_live_ones_kept(mlflow_store: str) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    # A real process that has ended: its pid is free (or reused with another start time).
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    experiment_id = tracking.setup("digits")
+    client = mlflow.MlflowClient(mlflow_store)
+    host = socket.gethostname()
+    dead = client.create_run(experiment_id, tags={
+        tracking.PID_TAG: str(finished.pid), tracking.STARTED_TAG: "1.0",
+        tracking.HOST_TAG: host}).info.run_id
+    alive = client.create_run(experiment_id, tags=tracking.owner_tags()).info.run_id
+    elsewhere = client.create_run(experiment_id, tags={
+        tracking.PID_TAG: "1", tracking.STARTED_TAG: "1.0",
+        tracking.HOST_TAG: "another-machine"}).info.run_id
+    untagged = client.create_run(experiment_id).info.run_id  # e.g. a sweep's parent run
+
+    assert tracking.fail_dead_runs(experiment_id) == [dead]
+    assert client.get_run(dead).info.status == "FAILED"
+    assert client.get_run(dead).data.tags[tracking.END_TAG] == "process died"
+    for run_id in (alive, elsewhere, untagged):
+        assert client.get_run(run_id).info.status == "RUNNING"
+
+
+def test_an_interrupted_run_is_killed_with_the_signal_as_tag(mlflow_store: str) -> None:
+    from nnlab.errors import Interrupted
+
+    with pytest.raises(Interrupted):
+        with tracking.training_run("digits", "cnn", {}, {"model": "cnn"}):
+            raise Interrupted("SIGTERM", 15)
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "KILLED"
+    assert run.data.tags[tracking.END_TAG] == "stopped by SIGTERM"
+    assert mlflow.active_run() is None

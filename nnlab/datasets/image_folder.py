@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from nnlab.data import RawDataset
+from nnlab.data import RawDataset, check_memory
 from nnlab.datasets import fetch
 from nnlab.files import read_json, write_json
 
@@ -72,7 +72,9 @@ def load(raw_dir: Path, data: DataParams) -> RawDataset:
     mode = "L" if data.grayscale else "RGB"
     side = data.image_size
     entries = manifest["files"]
-    images = np.empty((len(entries), side, side, 1 if data.grayscale else 3), dtype=np.uint8)
+    shape = (len(entries), side, side, 1 if data.grayscale else 3)
+    check_memory(shape, f"data.image_size={side}", "lower data.image_size")
+    images = np.empty(shape, dtype=np.uint8)
     labels = np.empty(len(entries), dtype=np.int64)
     found: dict[str, int] = {}
     skipped = []

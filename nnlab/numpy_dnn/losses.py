@@ -11,6 +11,18 @@ from numpy.typing import NDArray
 
 from nnlab.numpy_dnn.layers import Array, sigmoid
 
+# Training and evaluation compute the loss the same way, for every model: the probability of
+# the true class is floored at float32's smallest normal number before the log, so one
+# sample's loss is at most -ln(1.18e-38) = 87.3 (and never inf).
+PROBABILITY_FLOOR = float(np.finfo(np.float32).tiny)
+MAX_SAMPLE_LOSS = -float(np.log(PROBABILITY_FLOOR))
+
+
+def cross_entropy(probabilities: NDArray[np.floating], labels: NDArray[np.int64]) -> float:
+    """Mean cross-entropy of class probabilities (N, C) against integer labels (N,)."""
+    picked = np.asarray(probabilities, dtype=np.float64)[np.arange(labels.shape[0]), labels]
+    return float(-np.mean(np.log(np.maximum(picked, PROBABILITY_FLOOR))))
+
 
 class SoftmaxCrossEntropy:
     """Softmax over C logits + categorical cross-entropy, for C > 2 classes."""
@@ -23,8 +35,7 @@ class SoftmaxCrossEntropy:
     def forward(self, logits: Array, labels: NDArray[np.int64]) -> float:
         self.probs = self.probabilities(logits)
         self._labels = labels
-        picked = self.probs[np.arange(labels.shape[0]), labels]  # (N,)
-        return float(-np.mean(np.log(np.maximum(picked, np.finfo(picked.dtype).tiny))))
+        return cross_entropy(self.probs, labels)
 
     def backward(self) -> Array:
         grad = self.probs.copy()
@@ -47,7 +58,7 @@ class SigmoidBinaryCrossEntropy:
         self._labels = labels.astype(logits.dtype)
         # log(1 + exp(-|z|)) + max(z, 0) - z*t is BCE written so it never overflows.
         loss = np.logaddexp(0, -np.abs(z)) + np.maximum(z, 0) - z * self._labels
-        return float(np.mean(loss))
+        return float(np.mean(np.minimum(loss, MAX_SAMPLE_LOSS)))  # as cross_entropy()
 
     def backward(self) -> Array:
         return ((self._p - self._labels) / self._labels.shape[0])[:, np.newaxis]  # (N, 1)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from nnlab.errors import DivergenceError
+from nnlab.divergence import DivergenceGuard
 from nnlab.numpy_dnn.network import Network
 from nnlab.numpy_dnn.optimizers import Optimizer, scheduled_learning_rate
 
@@ -56,7 +56,8 @@ def fit(
         progress: show a tqdm bar per epoch; None means only when stderr is a terminal.
 
     Raises:
-        DivergenceError: the loss became NaN or inf (names the epoch and the fix).
+        DivergenceError: the loss became NaN or inf, or stayed far above chance level
+            (nnlab.divergence; names the epoch and the fix).
     """
     n_samples = x_train.shape[0]
     batch = n_samples if batch_size is None else min(batch_size, n_samples)
@@ -66,6 +67,8 @@ def fit(
     history: list[dict[str, float]] = []
     best_loss, best_epoch = math.inf, 0
     best_weights: dict[str, NDArray[np.floating]] = {}
+    outputs = network.dense_layers[-1].params["W"].shape[1]  # 1: a sigmoid unit, 2 classes
+    guard = DivergenceGuard("numpy_dnn", max(outputs, 2), base_learning_rate)
     # A diverging run overflows before its loss turns NaN: raise one clear error instead of
     # a stream of NumPy warnings.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -83,17 +86,17 @@ def fit(
                 index = order[start : start + batch]
                 labels = y_train[index]
                 loss, probs = network.loss_and_backward(x_train[index], labels)
-                if not math.isfinite(loss):
-                    raise DivergenceError(
-                        f"numpy_dnn: training loss became {loss} in epoch {epoch}; "
-                        f"lower numpy_dnn.learning_rate (now {base_learning_rate:g})"
-                    )
+                guard.check_batch(loss, epoch)
                 optimizer.update(params, grads)
                 loss_sum += loss * labels.shape[0]
                 correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
                 if show:
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             val_loss, val_accuracy = evaluate(network, x_val, y_val, batch)
+            stopping = (early_stopping_patience is not None and val_loss >= best_loss
+                        and epoch - best_epoch >= early_stopping_patience)
+            guard.check_epoch(loss_sum / n_samples, epoch, correct / n_samples,
+                              last=epoch == epochs or stopping)
             history.append(
                 {
                     "epoch": epoch,
