@@ -247,11 +247,7 @@ def test_a_truncated_keras_model_is_one_line_at_predict(
 ) -> None:
     # A .keras file cut short (an interrupted copy): not "File not found" about a file that
     # exists, but the file, what is wrong with it and the fix.
-    models = project / "models/cnn"
-    models.mkdir(parents=True)
-    info = (project / "models/numpy_dnn/train_info.json").read_text()
-    (models / "train_info.json").write_text(info.replace('"numpy_dnn"', '"cnn"'))
-    (models / "model.keras").write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    _truncate(project / "models/cnn/model.keras")  # the baseline's trained CNN
     from PIL import Image
 
     Image.new("L", (8, 8), 200).save(project / "digit.png")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import yaml
@@ -515,3 +516,37 @@ def test_a_sweep_whose_trials_all_fail_names_the_commonest_cause(
     assert sweep.failure_summary(tmp_path, trials) == (
         "all 3 trials failed; the commonest cause (2 of 3): train@numpy_dnn: error: "
         "numpy_dnn: training loss blew up; full log: `dvc queue logs sweep-abc-r1-t01`")
+
+
+def test_ctrl_c_stops_the_trials_and_kills_the_parent_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str
+) -> None:
+    # A stand-in `dvc` that records every call; Ctrl-C arrives while the sweep waits.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    (bin_dir / "dvc").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (bin_dir / "dvc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    for args in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                                  "-q", "--allow-empty", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "wait", interrupted)
+    with pytest.raises(sweep.SweepInterrupted) as error:
+        sweep.run_sweep("numpy_dnn", [SAMPLE], 2, root=tmp_path, report=lambda line: None)
+    message = str(error.value)
+    assert message.startswith("interrupted: stopped 2 unfinished trial(s) of sweep ")
+    assert message.endswith("is marked KILLED")
+    recorded = calls.read_text().splitlines()
+    assert recorded[-2].startswith("queue kill sweep-") and len(recorded[-2].split()) == 4
+    assert recorded[-1] == "queue remove --queued"
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    (parent,) = client.search_runs([experiment.experiment_id])
+    assert parent.info.status == "KILLED"
