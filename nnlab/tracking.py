@@ -125,7 +125,7 @@ def fail_dead_runs(experiment_id: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _final_state(run_id: str) -> Iterator[None]:
+def _final_state() -> Iterator[None]:
     """Give the active run its final state whatever happens inside: FAILED with the error as
     tag `error` on an exception, KILLED with the signal as tag on SIGTERM/SIGINT."""
     import mlflow
@@ -189,7 +189,7 @@ def training_run(
     fail_dead_runs(experiment_id)
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
                            tags={**tags, **owner_tags()})
-    with _final_state(run.info.run_id):
+    with _final_state():
         mlflow.log_params({key: _param_value(value) for key, value in params.items()})
         yield run.info.run_id
     mlflow.end_run("FINISHED")
@@ -214,7 +214,7 @@ def resume_run(experiment_name: str, run_id: str, stage: str) -> Iterator[str]:
     except MlflowException:
         tags = {**dvc_tags(stage), "nnlab.missing_train_run": run_id, **owner_tags()}
         run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
-    with _final_state(run.info.run_id):
+    with _final_state():
         yield run.info.run_id
     mlflow.end_run("FINISHED")
 
