@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,8 +91,23 @@ def test_pinned_sources_are_the_published_ones() -> None:
             "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
         ]
-        assert all(len(file.sha256) == 64 for file in source.files)
+        assert all(re.fullmatch(r"[0-9a-f]{64}", file.sha256) for file in source.files)
+    assert MNIST.files[0].sha256 == (  # as published for train-images-idx3-ubyte.gz
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609")
     assert cifar10.ARCHIVE.size == 170_052_171 and cifar10.CLASSES[0] == "airplane"
+
+
+# FIPS 180-2's published SHA-256 test vectors: the checksum that guards every download
+# must give exactly these.
+@pytest.mark.parametrize(("content", "digest"), [
+    (b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    (b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+    (b"a" * 1_000_000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+])
+def test_sha256_of_known_fixtures_is_exact(tmp_path: Path, content: bytes, digest: str) -> None:
+    path = tmp_path / "fixture.bin"
+    path.write_bytes(content)
+    assert fetch.sha256_of(path) == digest
 
 
 def test_truncated_idx_is_a_clear_error() -> None:
