@@ -11,11 +11,12 @@ UI_PORT ?= 5000
 .PHONY: help install run test test-fast lint typecheck ui lock lock-upgrade clean
 
 help:
-	@echo "make run    install the pinned environment, run the pipeline, print the comparison"
-	@echo "make test   the whole test suite, lint and type checks included"
-	@echo "make test-fast  unit tests only (no TensorFlow, no dvc subprocesses): the coding loop"
-	@echo "make ui     open the MLflow UI on http://127.0.0.1:$(UI_PORT)"
-	@echo "make lock   re-pin requirements.lock after changing pyproject.toml (uv pip compile)"
+	@echo "make run        install the pinned environment, run the pipeline, print the comparison"
+	@echo "make test       the whole test suite, lint and type checks included"
+	@echo "make test-fast  unit tests only (no TensorFlow, no dvc subprocess): the coding loop"
+	@echo "make ui         open the MLflow UI on http://127.0.0.1:$(UI_PORT)"
+	@echo "make lock       re-pin requirements.lock after changing pyproject.toml (uv pip compile)"
+	@echo "make lock-upgrade  the same, moving every package to its newest allowed version"
 
 # The stamp is rebuilt whenever the lock file or the project metadata changes.
 # uv installs it (pip only if uv cannot be installed); tools/install.py passes pip's configured
@@ -34,7 +35,7 @@ run: install
 	@echo "Compare runs in the MLflow UI:  make ui   (then open http://127.0.0.1:$(UI_PORT))"
 
 lint: install
-	ruff check nnlab stages tests benchmarks
+	ruff check nnlab stages tests benchmarks tools
 
 typecheck: install
 	mypy nnlab

@@ -49,7 +49,7 @@ class _NoTensorFlow(importlib.abc.MetaPathFinder):
         if name.partition(".")[0] in ("tensorflow", "keras"):
             raise ImportError(
                 f"`make test-fast` does not import {name}: mark the test that needs it "
-                "@pytest.mark.slow (the full `make test` runs it)")
+                "@pytest.mark.tensorflow (the full `make test` runs it)")
 
 
 FAST = os.environ.get("NNLAB_TEST_FAST") == "1"
