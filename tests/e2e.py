@@ -39,12 +39,19 @@ BASELINE_PARAMS = {
 }
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> str:
-    """Run a command in a project as a user would (the venv first on PATH); its output."""
+def user_env() -> dict[str, str]:
+    """The environment a user's shell gives commands: the venv first on PATH, and none of the
+    variables that DVC or a test's MLflow store set."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE"):
         env.pop(name, None)
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> str:
+    """Run a command in a project as a user would (user_env); its output."""
+    env = user_env()
     # Output goes to a file, not a pipe: `dvc queue start` leaves daemon workers that inherit
     # its stdout, and reading a pipe to EOF would wait for them to finish the whole queue.
     with tempfile.TemporaryFile("w+") as log:

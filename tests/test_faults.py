@@ -22,7 +22,7 @@ import mlflow
 import pytest
 import yaml
 
-from tests.e2e import copy_project, git
+from tests.e2e import copy_project, git, user_env
 
 pytestmark = pytest.mark.slow
 
@@ -65,15 +65,8 @@ def _messages(output: str) -> list[str]:
             if line.strip() and not line.startswith(NARRATION)]
 
 
-def _env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_STAGE")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
-
-
 def _command(args: list[str], cwd: Path) -> tuple[int, str]:
-    result = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True,
+    result = subprocess.run(args, cwd=cwd, env=user_env(), capture_output=True, text=True,
                             timeout=600)
     return result.returncode, result.stdout + result.stderr
 
@@ -84,7 +77,7 @@ def _stop_training(project: Path, signal_number: int) -> tuple[int, str, str]:
     cancelled CI job does. Returns the exit code, the output and the run id."""
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(["dvc", "repro", "train@numpy_dnn"], cwd=project,
-                                   env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                   env=user_env(), stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
             deadline = time.monotonic() + 300
