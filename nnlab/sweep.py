@@ -15,6 +15,7 @@ import json
 import math
 import re
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -403,11 +404,9 @@ def experiment_states(root: Path, model: str, baseline: str) -> States:
     Metrics are kept only for finished experiments: a queued, running or failed one shows the
     baseline commit's metrics.json, which must never be taken for a trial's result.
     """
-    import dvc.api
-
     prefix = f"reports/{model}/metrics.json:"
     states: States = {}
-    for row in dvc.api.exp_show(repo=str(root), revs=[baseline]):
+    for row in _exp_show_rows(root, baseline):
         name = row.get("Experiment")
         if not name or row.get("typ") == "baseline":
             continue
@@ -418,6 +417,28 @@ def experiment_states(root: Path, model: str, baseline: str) -> States:
         } if state == "Success" else {}
         states[str(name)] = (state, metrics)
     return states
+
+
+# `dvc.api.exp_show` in a child process: in-process, it once hung for good in pygit2's blob
+# reader (a thread waiting on an event that never came) after every trial had finished.
+# A child can be given a deadline, and the next poll simply asks again.
+_EXP_SHOW = ("import json, sys, dvc.api; print(json.dumps(dvc.api.exp_show("
+             "repo=sys.argv[1], revs=[sys.argv[2]]), default=str))")
+
+
+def _exp_show_rows(root: Path, baseline: str, timeout: float = 300) -> list[dict[str, Any]]:
+    from dvc.exceptions import DvcException
+
+    try:
+        result = subprocess.run([sys.executable, "-c", _EXP_SHOW, str(root), baseline],
+                                capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DvcException(f"`dvc exp show` did not answer within {timeout:.0f} s") from None
+    if result.returncode != 0 or not result.stdout.strip():
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        raise DvcException(f"`dvc exp show` failed: {lines[-1]}")
+    rows: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return rows
 
 
 def update_trials(trials: Sequence[Trial], states: States, missing: dict[str, int]) -> None:
