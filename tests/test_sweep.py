@@ -20,7 +20,7 @@ from nnlab import cli, sweep
 from nnlab.params import ParamsError
 from nnlab.sweep import Range, Trial, narrow, narrow_all, parse_spec, rank, sample
 from tests.conftest import ROOT
-from tests.e2e import COPY_IGNORE
+from tests.e2e import git, make_project
 from tests.e2e import run as _run
 
 # --------------------------------------------------------------------------------------------
@@ -323,18 +323,21 @@ SAMPLE = "learning_rate=loguniform(1e-3,1e-1)"
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of this repository with a tiny numpy_dnn and its data stages already run, so
     each trial only trains and evaluates."""
-    path = tmp_path_factory.mktemp("sweep") / "project"
-    shutil.copytree(ROOT, path, ignore=COPY_IGNORE)
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["numpy_dnn"].update(hidden_layers=[16], epochs=3, early_stopping_patience=None)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (path / "dvc.lock").unlink(missing_ok=True)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q"], path)
+    path = make_project(tmp_path_factory.mktemp("sweep") / "project", {
+        "numpy_dnn": {"hidden_layers": [16], "epochs": 3, "early_stopping_patience": None}})
     _run(["dvc", "repro", "split"], path)
-    _run([*git, "add", "-A"], path)
-    _run([*git, "commit", "-qm", "init"], path)
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "data stages run")
     return path
+
+
+def _fake_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """A stand-in `dvc` (a shell script body) first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dvc").write_text(f"#!/bin/sh\n{script}")
+    (bin_dir / "dvc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
 
 
 @pytest.mark.slow
@@ -419,12 +422,8 @@ def test_dvc_calls_do_not_wait_for_daemons_they_leave(
 ) -> None:
     # `dvc queue start` daemonizes workers that inherit its stdout; reading a pipe to EOF
     # would block until they exit. A fake `dvc` that leaves a 30 s child stands in for it.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "dvc"
-    fake.write_text('#!/bin/sh\necho "dvc $*"\nsleep 30 &\n[ "$1" != fail ] || exit 3\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    _fake_dvc(tmp_path, monkeypatch,
+              'echo "dvc $*"\nsleep 30 &\n[ "$1" != fail ] || exit 3\n')
     start = time.monotonic()
     assert sweep._dvc(["queue", "start", "-j", "2"], tmp_path) == "dvc queue start -j 2\n"
     with pytest.raises(sweep.SweepError, match=r"`dvc fail now` failed: dvc fail now"):
@@ -499,19 +498,13 @@ def test_a_sweep_whose_trials_all_fail_names_the_commonest_cause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A stand-in `dvc` whose `queue logs NAME` prints what a failed trial's log holds.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "dvc"
-    fake.write_text(
-        '#!/bin/sh\n'
+    _fake_dvc(tmp_path, monkeypatch, (
         'echo "Running stage \'train@numpy_dnn\':"\n'
         'case "$3" in\n'
         '  *t03) echo "train@numpy_dnn: error: data/split/train_images.npy: missing" ;;\n'
         '  *) echo "train@numpy_dnn: error: numpy_dnn: training loss blew up" ;;\n'
         'esac\n'
-        'echo "ERROR: failed to reproduce \'train@numpy_dnn\'"\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+        'echo "ERROR: failed to reproduce \'train@numpy_dnn\'"\n'))
     trials = [Trial(f"sweep-abc-r1-t0{i}", 1, {}, status="failed") for i in (1, 2, 3)]
     assert sweep.failure_summary(tmp_path, trials) == (
         "all 3 trials failed; the commonest cause (2 of 3): train@numpy_dnn: error: "
@@ -522,12 +515,8 @@ def test_ctrl_c_stops_the_trials_and_kills_the_parent_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str
 ) -> None:
     # A stand-in `dvc` that records every call; Ctrl-C arrives while the sweep waits.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     calls = tmp_path / "calls.txt"
-    (bin_dir / "dvc").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
-    (bin_dir / "dvc").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    _fake_dvc(tmp_path, monkeypatch, f'echo "$*" >> {calls}\n')
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     for args in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit",
                                   "-q", "--allow-empty", "-m", "init"]):

@@ -93,10 +93,6 @@ def fit(
                 if show:
                     bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             val_loss, val_accuracy = evaluate(network, x_val, y_val, batch)
-            stopping = (early_stopping_patience is not None and val_loss >= best_loss
-                        and epoch - best_epoch >= early_stopping_patience)
-            guard.check_epoch(loss_sum / n_samples, epoch, correct / n_samples,
-                              last=epoch == epochs or stopping)
             history.append(
                 {
                     "epoch": epoch,
@@ -107,12 +103,17 @@ def fit(
                     "learning_rate": optimizer.learning_rate,
                 }
             )
-            if early_stopping_patience is None:
-                continue
-            if val_loss < best_loss:
-                best_loss, best_epoch = val_loss, epoch
-                best_weights = {key: array.copy() for key, array in network.weights().items()}
-            elif epoch - best_epoch >= early_stopping_patience:
+            stop = False
+            if early_stopping_patience is not None:
+                if val_loss < best_loss:
+                    best_loss, best_epoch = val_loss, epoch
+                    best_weights = {key: array.copy()
+                                    for key, array in network.weights().items()}
+                else:
+                    stop = epoch - best_epoch >= early_stopping_patience
+            guard.check_epoch(loss_sum / n_samples, epoch, correct / n_samples,
+                              last=epoch == epochs or stop)
+            if stop:
                 break
     if early_stopping_patience is not None and best_epoch:
         network.set_weights(best_weights)
