@@ -8,13 +8,16 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 UI_PORT ?= 5000
 
-.PHONY: help install run test test-fast lint typecheck ui lock lock-upgrade clean
+.PHONY: help install run test test-fast lint typecheck ui server server-status server-stop \
+	lock lock-upgrade clean
 
 help:
 	@echo "make run        install the pinned environment, run the pipeline, print the comparison"
 	@echo "make test       the whole test suite, lint and type checks included"
 	@echo "make test-fast  unit tests only (no TensorFlow, no dvc subprocess): the coding loop"
 	@echo "make ui         open the MLflow UI on http://127.0.0.1:$(UI_PORT)"
+	@echo "make server     start the team stack: MLflow server on PostgreSQL, S3 artifacts, DVC remote"
+	@echo "make server-status / server-stop   what runs / stop it all"
 	@echo "make lock       re-pin requirements.lock after changing pyproject.toml (uv pip compile)"
 	@echo "make lock-upgrade  the same, moving every package to its newest allowed version"
 
@@ -55,6 +58,17 @@ test-fast: install
 ui: install
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+# The team stack (nnlab/server/): PostgreSQL, SeaweedFS S3, `mlflow server` and Optuna's gRPC
+# proxy, all from the lock file. Options: `nnlab server start --help`.
+server: install
+	nnlab server start
+
+server-status: install
+	nnlab server status
+
+server-stop: install
+	nnlab server stop
 
 # Re-pin requirements.lock from pyproject.toml with `uv pip compile`: versions already pinned
 # stay unless they no longer fit; `make lock-upgrade` moves everything to the newest allowed.

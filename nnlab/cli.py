@@ -1,6 +1,8 @@
 """The `nnlab` command.
 
     nnlab predict --model cnn img.png [more.png | folder ...] [--json]
+    nnlab server start [--host 0.0.0.0 --auth] | status | stop
+    nnlab push | pull [dvc push/pull options]   (checks the DVC remote first)
     nnlab sweep --model numpy_dnn --trials 20 --jobs 2 \\
         --sample 'learning_rate=loguniform(1e-4,1e-1)' [--set numpy_dnn.epochs=5] [--rounds 2]
 """
@@ -34,7 +36,43 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, help="classes per image (default: 3)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_sweep(commands)
+    _add_server(commands)
+    for name in ("push", "pull"):
+        transfer = commands.add_parser(
+            name, help=f"`dvc {name}`, after checking that the DVC remote answers",
+            description=f"Check the DVC remote (the default one, or -r NAME) with one S3 call, "
+            f"then run `dvc {name}` with the same arguments. An unreachable remote, or one "
+            "that refuses its credentials, fails in one line that says what to do.")
+        transfer.add_argument("-r", "--remote", help="remote name (default: the default remote)")
+        transfer.add_argument("dvc_args", nargs=argparse.REMAINDER,
+                              help=f"passed on to `dvc {name}`")
     return parser
+
+
+def _add_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    server = commands.add_parser(
+        "server", help="the team stack: MLflow server on PostgreSQL, S3 artifacts, DVC remote",
+        description="Start, inspect or stop the team stack: PostgreSQL (pgserver), SeaweedFS "
+        "S3, `mlflow server` (artifacts in S3) and Optuna's gRPC storage proxy, all from the "
+        "lock file. Everything lives in --data-dir; a restart loses nothing.",
+    )
+    server.add_argument("action", choices=["start", "status", "stop"])
+    server.add_argument("--data-dir", type=Path, default=None,
+                        help="where the stack keeps its data (default: .nnlab/server at the "
+                        "project root)")
+    given = "default: 127.0.0.1, or what the first start used"
+    server.add_argument("--host", help=f"address MLflow and S3 bind to ({given}); a "
+                        "non-loopback host needs --auth or --insecure")
+    server.add_argument("--mlflow-port", type=int, help="default: 5000")
+    server.add_argument("--s3-port", type=int, help="default: 8333")
+    server.add_argument("--grpc-port", type=int, help="Optuna's gRPC proxy (default: 13000)")
+    server.add_argument("--database-url", metavar="postgresql+psycopg://...",
+                        help="an existing PostgreSQL instead of the bundled one")
+    server.add_argument("--auth", action="store_true", default=None,
+                        help="MLflow's basic-auth app (user admin, password in credentials.json)")
+    server.add_argument("--insecure", action="store_true", default=None,
+                        help="allow a non-loopback --host without MLflow authentication")
+    server.add_argument("--workers", type=int, help="MLflow server workers (default: 2)")
 
 
 def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,6 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "sweep":
         _sweep(args)
+        return
+    if args.command == "server":
+        _server(args)
+        return
+    if args.command in ("push", "pull"):
+        _transfer(args)
         return
     from nnlab.predict import predict  # late: `nnlab --help` should not load TensorFlow
 
@@ -112,6 +156,55 @@ def _sweep(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:  # before any trial was queued
         print("nnlab sweep: interrupted before any trial was queued", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def _transfer(args: argparse.Namespace) -> None:
+    import os
+
+    from nnlab.server import remote
+    from nnlab.server.settings import ServerError
+    from nnlab.tracking import project_root
+
+    try:
+        remote.check(project_root(), args.remote)
+    except ServerError as error:
+        print(f"nnlab {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    argv = ["dvc", args.command, *(["-r", args.remote] if args.remote else []), *args.dvc_args]
+    sys.stdout.flush()
+    os.execvp("dvc", argv)
+
+
+def _server(args: argparse.Namespace) -> None:
+    from nnlab.server import stack
+    from nnlab.server.settings import ServerError
+    from nnlab.tracking import project_root
+
+    project = project_root()
+    data_dir = (args.data_dir or project / ".nnlab" / "server").resolve()
+    try:
+        if args.action == "start":
+            options = {name: getattr(args, name) for name in (
+                "host", "mlflow_port", "s3_port", "grpc_port", "database_url", "auth",
+                "insecure", "workers")}
+            stack.start(data_dir, options, project if (project / ".dvc").is_dir() else None,
+                        report=lambda line: print(line, flush=True))
+        elif args.action == "stop":
+            if not stack.stop(data_dir, report=lambda line: print(line, flush=True)):
+                print(f"nnlab server: nothing to stop: no stack was started in {data_dir}")
+        else:
+            rows = stack.status(data_dir)
+            if not rows:
+                print(f"nnlab server: no stack in {data_dir}: start one with `make server`")
+                raise SystemExit(3)
+            print(f"{'part':<12} {'state':<5} address (data in {data_dir})")
+            for row in rows:
+                print(f"{row.name:<12} {'up' if row.up else 'down':<5} {row.address}")
+            if not all(row.up for row in rows):
+                raise SystemExit(3)
+    except ServerError as error:
+        print(f"nnlab server: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ class DataFormatError(ValueError):
     path and how to restore it)."""
 
 
+class TrackingServerError(RuntimeError):
+    """MLFLOW_TRACKING_URI names a server that does not answer or refuses us (message names
+    the URI and the fix). Raised before training starts, never after."""
+
+
 class Interrupted(BaseException):
     """SIGTERM or SIGINT reached a stage: unwinds like KeyboardInterrupt, so every `finally`
     and `with` runs (partial outputs removed, the MLflow run marked KILLED), then the stage
@@ -30,9 +35,10 @@ class Interrupted(BaseException):
         self.signal_number = signal_number
 
 
-# Errors a user can cause (bad params, missing or corrupt inputs, no network, a diverging loss):
+# Errors a user can cause (bad params, missing or corrupt inputs, no network, a diverging loss,
+# a tracking server that is down):
 # the stages and the `nnlab` command print them as one line and exit 2. ParamsError and
 # DataFormatError are ValueErrors; ChecksumError is a DownloadError.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, FileNotFoundError, DivergenceError, DownloadError,
+    ValueError, FileNotFoundError, DivergenceError, DownloadError, TrackingServerError,
 )

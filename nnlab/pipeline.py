@@ -165,6 +165,7 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
     The model is written to a temporary folder and renamed into place only after training
     succeeded, so a failed run (e.g. a diverging loss) never leaves a model that looks valid.
     """
+    tracking.check_server()  # a server that is down fails here, not after training
     model_class = get_model_class(model_name)
     model_params = params.model_params(model_name)
     train_set = load_split(layout.split, "train")
@@ -225,6 +226,7 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
 def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[str, float]]:
     """Score a trained model on validation and test data; write metrics, per-class scores,
     confusion data and the PNG plots, and add them all to the model's MLflow run."""
+    tracking.check_server()  # a server that is down fails before the model is loaded
     # late: sklearn.metrics and matplotlib take seconds to import; other stages never need them
     from nnlab import plots
     from nnlab.evaluation import (

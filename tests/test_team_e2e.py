@@ -1,0 +1,234 @@
+"""The team stack with its real engines: `nnlab server start` (PostgreSQL from pgserver,
+SeaweedFS S3, `mlflow server`, Optuna's gRPC proxy) on free loopback ports, a `dvc exp run`
+that logs to it, a restart, a DVC remote round trip, and what happens when it is down.
+
+No test here may skip: every part comes from a wheel in requirements.lock.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e import GIT, copy_project, git, ran_stages, run, user_env
+
+from nnlab.server.settings import free_port
+
+pytestmark = pytest.mark.slow
+MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]
+# Short, so the four train stages rerun quickly; accuracy floors are test_pipeline_e2e's job.
+CHANGES = ["numpy_dnn.epochs=2", "keras_mlp.epochs=1", "cnn.epochs=1", "logreg.max_iter=150"]
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    ports: dict[str, int]
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.ports['mlflow']}"
+
+    def nnlab(self, action: str, cwd: Path, check: bool = True, *extra: str) -> str:
+        return run(["nnlab", "server", action, "--data-dir", str(self.data_dir), *extra],
+                   cwd, check=check)
+
+    def start(self, cwd: Path) -> str:
+        return self.nnlab("start", cwd, True, "--mlflow-port", str(self.ports["mlflow"]),
+                          "--s3-port", str(self.ports["s3"]),
+                          "--grpc-port", str(self.ports["grpc"]))
+
+    def api(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.uri}{path}", data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            result: dict[str, Any] = json.load(response)
+            return result
+
+    def runs(self) -> list[dict[str, Any]]:
+        experiment = self.api("/api/2.0/mlflow/experiments/get-by-name?experiment_name=digits")
+        found = self.api("/api/2.0/mlflow/runs/search", {
+            "experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 100})
+        return list(found.get("runs", []))
+
+    def s3_keys(self, bucket: str) -> list[str]:
+        import boto3
+
+        credentials = json.loads((self.data_dir / "credentials.json").read_text())
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.ports['s3']}",
+                          region_name="us-east-1",
+                          aws_access_key_id=credentials["s3_access_key"],
+                          aws_secret_access_key=credentials["s3_secret_key"])
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp("team")
+    ports = {"mlflow": free_port(), "s3": free_port(), "grpc": free_port()}
+    stack = Stack(folder / "server", ports)
+    try:
+        stack.start(folder)
+        yield stack
+    finally:
+        stack.nnlab("stop", folder, False)
+
+
+@pytest.fixture(scope="module")
+def team_project(stack: Stack, baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained baseline, rerun as one `dvc exp run` that logs to the team server."""
+    project = copy_project(baseline, tmp_path_factory.mktemp("team-project") / "project")
+    output = run(["dvc", "exp", "run", "-n", "team-exp",
+                  *(arg for change in CHANGES for arg in ("-S", change))],
+                 project, env={"MLFLOW_TRACKING_URI": stack.uri})
+    assert {f"train@{model}" for model in MODELS} <= ran_stages(output)
+    return project
+
+
+def _check_runs(stack: Stack, project: Path) -> dict[str, dict[str, Any]]:
+    """The experiment's runs on the server, by model: one per model, finished, with params,
+    the test and validation metrics of the project's reports/, and per-epoch history."""
+    runs = {_tags(found).get("model"): found for found in stack.runs()}
+    assert set(runs) == set(MODELS), f"runs on the server: {sorted(map(str, runs))}"
+    for model, found in runs.items():
+        assert found["info"]["status"] == "FINISHED", model
+        assert _tags(found)["dvc.exp_name"] == "team-exp"
+        metrics = {metric["key"]: metric["value"] for metric in found["data"]["metrics"]}
+        reported = json.loads((project / "reports" / model / "metrics.json").read_text())
+        assert metrics["test.accuracy"] == pytest.approx(reported["test"]["accuracy"])
+        assert metrics["val.accuracy"] == pytest.approx(reported["val"]["accuracy"])
+        params = {param["key"] for param in found["data"]["params"]}
+        assert {"seed", "dataset"} <= params
+        history = stack.api(f"/api/2.0/mlflow/metrics/get-history?run_id="
+                            f"{found['info']['run_id']}&metric_key=val_accuracy")["metrics"]
+        assert len(history) >= 1 and history[0]["step"] in (0, 1)
+    return runs
+
+
+def _tags(found: dict[str, Any]) -> dict[str, str]:
+    return {tag["key"]: tag["value"] for tag in found["data"].get("tags", [])}
+
+
+def _download_model(stack: Stack, project: Path, model: str) -> tuple[str, str]:
+    """(model id, its MLmodel file) of the model that `train@<model>` logged, downloaded
+    through the server, which reads it from S3."""
+    info = json.loads((project / "models" / model / "train_info.json").read_text())
+    model_id = info["mlflow_model_uri"].removeprefix("models:/")
+    logged = stack.api(f"/api/2.0/mlflow/logged-models/{model_id}")["model"]["info"]
+    assert logged["source_run_id"] == info["mlflow_run_id"]
+    location = logged["artifact_uri"].removeprefix("mlflow-artifacts:/").strip("/")
+    url = f"{stack.uri}/api/2.0/mlflow-artifacts/artifacts/{location}/MLmodel"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return model_id, str(response.read().decode())
+
+
+def test_dvc_exp_run_logs_every_model_to_the_server(stack: Stack, team_project: Path) -> None:
+    _check_runs(stack, team_project)
+    keys = stack.s3_keys("mlflow")
+    for model in MODELS:
+        model_id, mlmodel = _download_model(stack, team_project, model)
+        flavor = "keras" if model in ("keras_mlp", "cnn") else "python_function"
+        assert flavor in mlmodel and "signature" in mlmodel, mlmodel
+        # The model lives in the S3 bucket, not on this disk.
+        assert f"{model_id}/artifacts/MLmodel" in "\n".join(keys)
+        assert not list(team_project.rglob(f"*{model_id}*"))
+
+
+def test_a_stage_fails_in_one_line_when_the_server_is_down(stack: Stack,
+                                                           team_project: Path) -> None:
+    """Stop the stack: training refuses to start, fast, and no run is left RUNNING; start it
+    again: the same runs and artifacts are there."""
+    before = {found["info"]["run_id"] for found in stack.runs()}
+    stack.nnlab("stop", team_project)
+    status = subprocess.run(["nnlab", "server", "status", "--data-dir", str(stack.data_dir)],
+                            capture_output=True, text=True, env=_env())
+    assert status.returncode == 3 and "down" in status.stdout and " up " not in status.stdout
+    began = time.monotonic()
+    stage = subprocess.run(["python", "-m", "stages.train", "logreg"], cwd=team_project,
+                           capture_output=True, text=True, env=_env(stack.uri))
+    seconds = time.monotonic() - began
+    errors = [line for line in stage.stderr.splitlines() if line.strip()]
+    assert stage.returncode == 2, stage.stderr
+    assert len(errors) == 1 and stack.uri in errors[0] and "make server" in errors[0], errors
+    assert seconds < 10, f"the error took {seconds:.1f} s"
+    assert not (team_project / "models" / "logreg").exists()  # no stale model left behind
+
+    stack.start(team_project)
+    runs = _check_runs(stack, team_project)
+    assert {found["info"]["run_id"] for found in runs.values()} == before
+    assert "keras" in _download_model(stack, team_project, "cnn")[1]
+    assert not [found for found in stack.runs() if found["info"]["status"] == "RUNNING"]
+
+
+def test_dvc_push_then_a_clone_pulls_everything(stack: Stack, baseline: Path,
+                                                tmp_path: Path) -> None:
+    project = copy_project(baseline, tmp_path / "project")
+    stack.start(project)  # already up: only configures the `team` remote of this repo
+    local = (project / ".dvc" / "config.local").read_text()
+    assert "team" in local and "secret_access_key" in local
+    assert ".dvc/config.local" not in git(project, "status", "--porcelain", "--ignored=no")
+    assert git(project, "check-ignore", ".dvc/config.local") == ".dvc/config.local"
+    run(["dvc", "push"], project)
+    assert stack.s3_keys("dvc"), "dvc push sent nothing to the bucket"
+
+    clone = tmp_path / "clone"
+    run([*GIT, "clone", "-q", str(project), str(clone)], tmp_path)
+    # Join as another machine would: the commands in the env file.
+    joins = [line.removeprefix("#").strip() for line in
+             (stack.data_dir / "env").read_text().splitlines() if line.startswith("#   dvc")]
+    assert len(joins) == 4
+    for command in joins:
+        run(command.split(), clone)
+    run(["dvc", "pull"], clone)
+    assert "up to date" in run(["dvc", "status"], clone)
+    assert not ran_stages(run(["dvc", "repro"], clone))
+
+
+def test_an_unreachable_remote_fails_in_one_line(stack: Stack, baseline: Path,
+                                                 tmp_path: Path) -> None:
+    project = copy_project(baseline, tmp_path / "project")
+    stack.start(project)
+    run(["dvc", "remote", "modify", "--local", "team", "endpointurl",
+         f"http://127.0.0.1:{free_port()}"], project)
+    result = subprocess.run(["nnlab", "push"], cwd=project, capture_output=True, text=True,
+                            env=_env(), timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "`team`" in lines[0] and "nnlab server status" in lines[0]
+
+
+def test_a_failed_start_stops_what_it_started(tmp_path: Path) -> None:
+    """The MLflow port is taken: the error names MLflow, and the parts started before it
+    (PostgreSQL, SeaweedFS, S3) are stopped again."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ["nnlab", "server", "start", "--data-dir", str(tmp_path / "server"),
+             "--mlflow-port", str(port), "--s3-port", str(free_port()),
+             "--grpc-port", str(free_port())],
+            cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=300)
+    assert result.returncode == 2
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("nnlab server: error: mlflow failed to start") and str(port) in error
+    assert "stopped what this start had started (postgres, seaweedfs, s3)" in error
+    status = subprocess.run(["nnlab", "server", "status", "--data-dir",
+                             str(tmp_path / "server")], capture_output=True, text=True,
+                            env=_env())
+    assert status.returncode == 3 and " up " not in status.stdout
+
+
+def _env(uri: str | None = None) -> dict[str, str]:
+    return {**user_env(), **({"MLFLOW_TRACKING_URI": uri} if uri else {})}
