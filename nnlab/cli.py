@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -159,8 +160,6 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> None:
-    import os
-
     from nnlab.server import remote
     from nnlab.server.settings import ServerError
     from nnlab.tracking import project_root
@@ -173,6 +172,14 @@ def _transfer(args: argparse.Namespace) -> None:
     argv = ["dvc", args.command, *(["-r", args.remote] if args.remote else []), *args.dvc_args]
     sys.stdout.flush()
     os.execvp("dvc", argv)
+
+
+def _say(line: str) -> None:
+    """Print a progress line; a closed stdout (`| head`) must not abort a start half-way."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
 
 
 def _server(args: argparse.Namespace) -> None:
@@ -188,9 +195,9 @@ def _server(args: argparse.Namespace) -> None:
                 "host", "mlflow_port", "s3_port", "grpc_port", "database_url", "auth",
                 "insecure", "workers")}
             stack.start(data_dir, options, project if (project / ".dvc").is_dir() else None,
-                        report=lambda line: print(line, flush=True))
+                        report=_say)
         elif args.action == "stop":
-            if not stack.stop(data_dir, report=lambda line: print(line, flush=True)):
+            if not stack.stop(data_dir, report=_say):
                 print(f"nnlab server: nothing to stop: no stack was started in {data_dir}")
         else:
             rows = stack.status(data_dir)

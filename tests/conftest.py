@@ -33,8 +33,8 @@ def make_images(
 # one worker trains the shared baseline (test_pipeline_e2e) while the other runs the sweep;
 # whichever is free next takes the queued experiments (which copy the baseline), and the
 # unit tests fill in.
-LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep.py": 1, "test_queue_e2e.py": 2,
-                 "test_datasets_e2e.py": 3, "test_mlflow_ui.py": 4}
+LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_team_e2e.py": 1, "test_sweep.py": 2,
+                 "test_queue_e2e.py": 3, "test_datasets_e2e.py": 4, "test_mlflow_ui.py": 5}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -121,11 +121,11 @@ class Process:
             time.sleep(0.1)
 
     def last_line(self) -> str:
-        try:
-            lines = [line for line in self.log.read_text(errors="replace").splitlines()
-                     if line.strip() and not line.startswith("---")]
+        try:  # this start's lines only: the log is appended to at every start
+            text = self.log.read_text(errors="replace").rsplit("\n--- ", 1)[-1]
         except OSError:
             return "no log"
+        lines = [line for line in text.splitlines()[1:] if line.strip()]
         errors = [line for line in lines if "error" in line.lower() or "fail" in line.lower()]
         return (errors or lines or ["no output"])[-1].strip()[:300]
 
@@ -372,6 +372,7 @@ class MlflowServer:
         if settings.auth:
             argv += ["--app-name", "basic-auth"]
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(self._auth_config())
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.credentials.mlflow_secret_key
         if not is_loopback(settings.host):
             argv += ["--allowed-hosts", ",".join(allowed_hosts(settings.mlflow_port))]
         self.process.spawn(argv, env)

@@ -164,21 +164,26 @@ class Credentials:
     s3_access_key: str
     s3_secret_key: str
     mlflow_admin_password: str
+    mlflow_secret_key: str  # signs the basic-auth app's CSRF tokens
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Credentials:
-        """The stack's credentials, made at the first start and kept in a 0600 file."""
+        """The stack's credentials, made at the first start and kept in a 0600 file (one
+        missing from an older file is made and added)."""
         file = data_dir / "credentials.json"
-        if file.exists():
-            return cls(**json.loads(file.read_text()))
+        known = json.loads(file.read_text()) if file.exists() else {}
         alphabet = string.ascii_uppercase + string.digits
-        made = cls(
-            s3_access_key="NNLAB" + "".join(secrets.choice(alphabet) for _ in range(15)),
-            s3_secret_key=secrets.token_urlsafe(30),
-            mlflow_admin_password=secrets.token_urlsafe(18),
-        )
-        write_private(file, json.dumps(dataclasses.asdict(made), indent=2) + "\n")
-        return made
+        made = {
+            "s3_access_key": lambda: "NNLAB" + "".join(secrets.choice(alphabet)
+                                                       for _ in range(15)),
+            "s3_secret_key": lambda: secrets.token_urlsafe(30),
+            "mlflow_admin_password": lambda: secrets.token_urlsafe(18),
+            "mlflow_secret_key": lambda: secrets.token_hex(32),
+        }
+        values = {name: known.get(name) or make() for name, make in made.items()}
+        if values != known:
+            write_private(file, json.dumps(values, indent=2) + "\n")
+        return cls(**values)
 
 
 def write_private(path: Path, text: str) -> None:
