@@ -270,7 +270,7 @@ class Seaweed:
         folder.mkdir(parents=True, exist_ok=True)
         self.process.spawn([
             weed(), "mini", f"-dir={folder}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
-            "-s3=false", "-webdav=false", "-admin.ui=false",
+            "-s3=false", "-webdav=false", "-admin.ui=false", "-volume.preStopSeconds=0",
             *(f"-{name.replace('_grpc', '.port.grpc')}={ports[name]}" if name.endswith("_grpc")
               else f"-{name}.port={ports[name]}"
               for name in ("master", "master_grpc", "volume", "volume_grpc", "filer",

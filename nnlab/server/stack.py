@@ -139,6 +139,8 @@ def stop(data_dir: Path, report: Report = print) -> bool:
     credentials = Credentials.load_or_create(data_dir)
     for part in reversed(parts(settings, credentials)):
         was_up = part.is_up()
+        began = time.perf_counter()
         part.stop()
-        report(f"{part.name:<12} {'stopped' if was_up else 'was not running'}")
+        report(f"{part.name:<12} " + (f"stopped in {time.perf_counter() - began:.1f} s"
+                                      if was_up else "was not running"))
     return True
