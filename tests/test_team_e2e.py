@@ -235,31 +235,46 @@ def _env(uri: str | None = None) -> dict[str, str]:
     return {**user_env(), **({"MLFLOW_TRACKING_URI": uri} if uri else {})}
 
 
-def test_with_auth_only_the_env_file_credentials_get_in(tmp_path: Path) -> None:
+def test_with_auth_only_the_env_file_credentials_get_in(stack: Stack, tmp_path: Path) -> None:
     """`--auth`: MLflow's basic-auth app. Anonymous API calls get 401, a stage fails in one line
-    before training, and the credentials of the env file log a run."""
-    stack = Stack(tmp_path / "server", {"mlflow": free_port(), "s3": free_port(),
-                                        "grpc": free_port()})
+    before training, and the credentials of the env file log a run. This second stack uses
+    the first one's PostgreSQL as an existing server (--database-url)."""
+    import psycopg
+
+    socket_dir = stack.data_dir / "postgres"  # pgserver puts its socket in its data dir
+    with psycopg.connect(f"postgresql://postgres:@/postgres?host={socket_dir}",
+                         autocommit=True) as connection:
+        connection.execute("CREATE DATABASE second")
+    database_url = f"postgresql+psycopg://postgres:@/second?host={socket_dir}"
+    second = Stack(tmp_path / "server", {"mlflow": free_port(), "s3": free_port(),
+                                         "grpc": free_port()})
     try:
-        output = stack.nnlab("start", tmp_path, True, "--auth", "--mlflow-port",
-                             str(stack.ports["mlflow"]), "--s3-port", str(stack.ports["s3"]),
-                             "--grpc-port", str(stack.ports["grpc"]))
-        password = json.loads((stack.data_dir / "credentials.json").read_text())[
+        output = second.nnlab("start", tmp_path, True, "--auth", "--database-url", database_url,
+                              "--mlflow-port",
+                              str(second.ports["mlflow"]), "--s3-port", str(second.ports["s3"]),
+                              "--grpc-port", str(second.ports["grpc"]))
+        assert "external" in output
+        password = json.loads((second.data_dir / "credentials.json").read_text())[
             "mlflow_admin_password"]
         assert password not in output  # never printed in full
         with pytest.raises(urllib.error.HTTPError, match="401"):
-            stack.api("/api/2.0/mlflow/experiments/search?max_results=1")
+            second.api("/api/2.0/mlflow/experiments/search?max_results=1")
         check = ("from nnlab import tracking; tracking.check_server(); "
                  "import mlflow; mlflow.set_experiment('auth'); "
                  "mlflow.start_run(); mlflow.log_metric('m', 1.0); mlflow.end_run()")
         refused = subprocess.run(["python", "-c", check], capture_output=True, text=True,
-                                 env=_env(stack.uri))
+                                 env=_env(second.uri))
         assert "refused our credentials (HTTP 401" in refused.stderr
         exports = dict(line.removeprefix("export ").split("=", 1) for line in
-                       (stack.data_dir / "env").read_text().splitlines()
+                       (second.data_dir / "env").read_text().splitlines()
                        if line.startswith("export "))
         logged = subprocess.run(["python", "-c", check], capture_output=True, text=True,
                                 env={**_env(), **exports})
         assert logged.returncode == 0, logged.stderr
     finally:
-        stack.nnlab("stop", tmp_path, False)
+        stopped = second.nnlab("stop", tmp_path, False)
+    assert "postgres     external: left running" in stopped
+    with psycopg.connect(database_url.replace("+psycopg", "")) as connection:  # still up
+        tables = {row[0] for row in connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"experiments", "runs", "metrics"} <= tables

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from nnlab.server.settings import (
     write_private,
 )
 
+EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Exit)\b")  # a traceback's last line
 START_TIMEOUT = 180.0  # seconds; MLflow's first start on PostgreSQL migrates its schema
 
 
@@ -126,8 +128,10 @@ class Process:
         except OSError:
             return "no log"
         lines = [line for line in text.splitlines()[1:] if line.strip()]
-        errors = [line for line in lines if "error" in line.lower() or "fail" in line.lower()]
-        return (errors or lines or ["no output"])[-1].strip()[:300]
+        exceptions = [line for line in lines if EXCEPTION_LINE.match(line)]
+        errors = [line for line in lines if ("error" in line.lower() or "fail" in line.lower())
+                  and "sqlalche.me" not in line]
+        return (exceptions or errors or lines or ["no output"])[-1].strip()[:300]
 
 
 class _suppress_lookup:
@@ -156,6 +160,7 @@ class Postgres:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pgdata = settings.path("postgres")
+        self.external = bool(settings.database_url)  # not ours to stop
 
     def url(self, suffix: str = "") -> str:
         """SQLAlchemy URL of one of the stack's databases ("" MLflow, "_auth", "_optuna")."""
@@ -201,8 +206,7 @@ class Postgres:
 
         given = make_url(self.settings.database_url).database if self.settings.database_url \
             else None
-        base = given or DATABASE
-        names = [base, f"{base}_auth", f"{base}_optuna"]
+        names = self._databases()
         try:
             with psycopg.connect(self._libpq(given or "postgres"), autocommit=True,
                                  connect_timeout=10) as connection:
@@ -219,18 +223,29 @@ class Postgres:
                               f"at {where}: {str(error).strip().splitlines()[0]}") from None
 
     def is_up(self) -> bool:
-        if self.settings.database_url:
-            import psycopg
-            from sqlalchemy.engine import make_url
+        """The server answers and holds the stack's three databases."""
+        import psycopg
 
-            try:
-                database = make_url(self.settings.database_url).database or "postgres"
-                with psycopg.connect(self._libpq(database), connect_timeout=3):
-                    return True
-            except psycopg.Error:
+        if not self.settings.database_url:
+            info = _postmaster_info().read_from_pgdata(self.pgdata)
+            if not (info is not None and info.is_running() and info.status == "ready"):
                 return False
-        info = _postmaster_info().read_from_pgdata(self.pgdata)
-        return bool(info is not None and info.is_running() and info.status == "ready")
+        try:
+            with psycopg.connect(self._libpq(self._databases()[0]),
+                                 connect_timeout=3) as connection:
+                existing = {row[0] for row in connection.execute(
+                    "SELECT datname FROM pg_database")}
+        except psycopg.Error:
+            return False
+        return set(self._databases()) <= existing
+
+    def _databases(self) -> list[str]:
+        """MLflow's, its auth app's and Optuna's database names."""
+        from sqlalchemy.engine import make_url
+
+        base = (make_url(self.settings.database_url).database if self.settings.database_url
+                else None) or DATABASE
+        return [base, f"{base}_auth", f"{base}_optuna"]
 
     def stop(self) -> None:
         if self.settings.database_url or not self.is_up():
@@ -383,7 +398,8 @@ class MlflowServer:
         write_private(path, "\n".join([
             "[mlflow]",
             "default_permission = EDIT",  # a team shares its experiments
-            f"database_uri = {self.postgres.url('_auth')}",
+            # configparser interpolates "%": a URL-encoded socket path must be escaped
+            f"database_uri = {self.postgres.url('_auth').replace('%', '%%')}",
             "admin_username = admin",
             f"admin_password = {self.credentials.mlflow_admin_password}",
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",

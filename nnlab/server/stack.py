@@ -138,6 +138,9 @@ def stop(data_dir: Path, report: Report = print) -> bool:
         return False
     credentials = Credentials.load_or_create(data_dir)
     for part in reversed(parts(settings, credentials)):
+        if getattr(part, "external", False):
+            report(f"{part.name:<12} external: left running")
+            continue
         was_up = part.is_up()
         began = time.perf_counter()
         part.stop()
