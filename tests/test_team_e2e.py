@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e import GIT, copy_project, git, ran_stages, run, user_env
+from e2e import GIT, copy_project, git, make_project, ran_stages, run, user_env
 
 from nnlab.server.settings import free_port
 
@@ -85,9 +85,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def team_project(stack: Stack, baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained baseline, rerun as one `dvc exp run` that logs to the team server."""
-    project = copy_project(baseline, tmp_path_factory.mktemp("team-project") / "project")
+def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new project whose first `dvc exp run` logs to the team server. (Not a copy of the
+    shared baseline: this runs while another worker trains that.)"""
+    project = make_project(tmp_path_factory.mktemp("team-project") / "project", {})
     output = run(["dvc", "exp", "run", "-n", "team-exp",
                   *(arg for change in CHANGES for arg in ("-S", change))],
                  project, env={"MLFLOW_TRACKING_URI": stack.uri})
@@ -142,6 +143,9 @@ def test_dvc_exp_run_logs_every_model_to_the_server(stack: Stack, team_project: 
         # The model lives in the S3 bucket, not on this disk.
         assert f"{model_id}/artifacts/MLmodel" in "\n".join(keys)
         assert not list(team_project.rglob(f"*{model_id}*"))
+    # Nothing went to a local store.
+    assert not (team_project / "mlflow.db").exists()
+    assert not (team_project / "mlartifacts").exists()
 
 
 def test_a_stage_fails_in_one_line_when_the_server_is_down(stack: Stack,
