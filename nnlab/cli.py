@@ -160,9 +160,9 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _transfer(args: argparse.Namespace) -> None:
+    from nnlab.files import project_root
     from nnlab.server import remote
     from nnlab.server.settings import ServerError
-    from nnlab.tracking import project_root
 
     try:
         remote.check(project_root(), args.remote)
@@ -183,9 +183,9 @@ def _say(line: str) -> None:
 
 
 def _server(args: argparse.Namespace) -> None:
+    from nnlab.files import project_root
     from nnlab.server import stack
     from nnlab.server.settings import ServerError
-    from nnlab.tracking import project_root
 
     project = project_root()
     data_dir = (args.data_dir or project / ".nnlab" / "server").resolve()

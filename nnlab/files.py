@@ -1,13 +1,15 @@
-"""Small text-file writers with stable output: `\n` line endings, sorted keys, atomic rename.
+"""Files: where the project is, hashing, stable atomic writers, and reads that name a
+corrupt file.
 
-Stable bytes keep DVC hashes stable; the atomic rename means a crash never leaves a
-half-written file that looks valid.
+Stable bytes (`\n` line endings, sorted keys) keep DVC hashes stable; the atomic rename means a
+crash never leaves a half-written file that looks valid.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -21,6 +23,29 @@ from numpy.typing import NDArray
 from nnlab.errors import DataFormatError
 
 RESTORE = "restore it with `dvc checkout`, or rebuild it with `dvc repro`"
+
+
+def project_root() -> Path:
+    """The repository root: DVC_ROOT when DVC runs us (`dvc exp run --queue/--temp` run stages
+    in a temporary copy), else the nearest folder up with a `.dvc` dir, else the working
+    directory."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def sha256(*paths: Path) -> str:
+    """Hex SHA-256 of the files' bytes, one after the other, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

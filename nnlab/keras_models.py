@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from nnlab import keras_spec
 from nnlab.divergence import DivergenceGuard
 from nnlab.files import reading
 from nnlab.models import RESTORE_MODEL, History, ImageClassifier, trained_file
@@ -32,30 +34,41 @@ import tensorflow as tf  # noqa: E402
 
 
 def configure_determinism(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and make TensorFlow ops deterministic."""
+    """Seed Python, NumPy and TensorFlow, make TensorFlow ops deterministic, and fix the
+    thread counts. TensorFlow accepts thread counts only before its runtime starts: when it
+    has already started with other counts (a second model in one process), say so, since
+    results may then differ from a fresh `dvc repro`."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    threading = tf.config.threading
+    if (threading.get_intra_op_parallelism_threads(),
+            threading.get_inter_op_parallelism_threads()) == (THREADS, 1):
+        return
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # already initialised in this process (tests); the counts are then fixed anyway
+        threading.set_intra_op_parallelism_threads(THREADS)
+        threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as error:
+        warnings.warn(f"TensorFlow's thread counts stay at intra="
+                      f"{threading.get_intra_op_parallelism_threads()}, inter="
+                      f"{threading.get_inter_op_parallelism_threads()} ({error}); results may "
+                      f"differ from a fresh process, which uses {THREADS} and 1", stacklevel=2)
 
 
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    optimizers = {
-        "sgd": lambda: keras.optimizers.SGD(learning_rate),
-        "momentum": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9),
-        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
-        "adam": lambda: keras.optimizers.Adam(learning_rate),
-    }
-    if name not in optimizers:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(optimizers)}")
-    return optimizers[name]()
+    if name not in keras_spec.OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: "
+                         f"{', '.join(keras_spec.OPTIMIZERS)}")
+    class_name, arguments = keras_spec.OPTIMIZERS[name]
+    return getattr(keras.optimizers, class_name)(learning_rate, **arguments)
 
 
-# params `init` -> Keras initializer: Xavier is Keras's default, He suits ReLU nets.
-INITIALIZERS = {"xavier": "glorot_uniform", "he": "he_normal"}
+def _activation(name: str) -> keras.layers.Layer:
+    """The activation as its own layer, with numpy_dnn's maths (leaky_relu's slope too)."""
+    class_name, arguments = keras_spec.ACTIVATIONS[name]
+    return getattr(keras.layers, class_name)(**arguments)
+
+
+INITIALIZERS = keras_spec.INITIALIZERS
 
 
 def _output_layer(n_classes: int, init: str) -> keras.layers.Layer:
@@ -81,12 +94,11 @@ def build_mlp(
             hidden += [
                 keras.layers.Dense(units, use_bias=False, kernel_initializer=init),
                 keras.layers.BatchNormalization(),
-                keras.layers.Activation(params.activation),
+                _activation(params.activation),
             ]
         else:
-            hidden.append(
-                keras.layers.Dense(units, activation=params.activation, kernel_initializer=init)
-            )
+            hidden += [keras.layers.Dense(units, kernel_initializer=init),
+                       _activation(params.activation)]
         if params.dropout:
             hidden.append(keras.layers.Dropout(params.dropout))
     return keras.Sequential(

@@ -13,6 +13,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nnlab import keras_spec
+from nnlab.datasets import DATASETS
+from nnlab.datasets.planar import SHAPES as PLANAR_SHAPES
 from nnlab.models import MODELS
 from nnlab.numpy_dnn.layers import ACTIVATIONS as NUMPY_ACTIVATIONS
 from nnlab.numpy_dnn.network import INITS as NUMPY_INITS
@@ -25,9 +28,8 @@ ACTIVATIONS = tuple(NUMPY_ACTIVATIONS)
 INITS = NUMPY_INITS
 NUMPY_OPTIMIZERS = tuple(OPTIMIZERS)
 NUMPY_LR_SCHEDULES = tuple(LR_SCHEDULES)
-KERAS_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
-KERAS_INITS = ("xavier", "he")  # Keras's glorot_uniform (its default) and he_normal
-PLANAR_SHAPES = ("flower", "moons")
+KERAS_OPTIMIZERS = tuple(keras_spec.OPTIMIZERS)
+KERAS_INITS = tuple(keras_spec.INITIALIZERS)  # Keras's glorot_uniform (its default), he_normal
 
 
 class ParamsError(ValueError):
@@ -57,8 +59,6 @@ def _positive_units(value: list[int]) -> list[int]:
 
 
 def _known_dataset(value: str) -> str:
-    from nnlab.datasets import DATASETS  # late import: dataset modules import this module
-
     if value not in DATASETS:
         raise ValueError(f"unknown dataset; choose one of: {', '.join(DATASETS)}")
     return value
@@ -196,8 +196,16 @@ class LogregParams(_Section):
     max_iter: int = Field(2000, gt=0, le=1_000_000)
 
 
+def _every_model(value: tuple[str, ...]) -> tuple[str, ...]:
+    if sorted(value) != sorted(MODEL_NAMES):
+        raise ValueError(f"list every registered model once: {', '.join(MODEL_NAMES)} (the "
+                         "report compares them all; `dvc repro train@cnn` runs just one)")
+    return value
+
+
 class Params(_Section):
     seed: int = Field(42, ge=0, lt=2**32)
+    models: Annotated[tuple[str, ...], AfterValidator(_every_model)] = MODEL_NAMES
     data: DataParams = DataParams()
     numpy_dnn: NumpyDnnParams = NumpyDnnParams()
     keras_mlp: KerasMlpParams = KerasMlpParams()

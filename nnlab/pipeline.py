@@ -7,7 +7,6 @@ every step can be unit-tested on a temporary folder.
 from __future__ import annotations
 
 import csv
-import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from nnlab.data import (
     stratified_split,
 )
 from nnlab.datasets import get_dataset
-from nnlab.files import read_json, reading, write_csv, write_json, write_text
+from nnlab.files import read_json, reading, sha256, write_csv, write_json, write_text
 from nnlab.models import get_model_class
 from nnlab.params import Params, flatten
 
@@ -150,15 +149,6 @@ def split(params: Params, layout: Layout) -> dict[str, int]:
     return {"train": int(kept.shape[0]), "val": int(held.shape[0])}
 
 
-def _digest(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
     """Train one model, log it to MLflow, and write models/<model>/ and its history.csv.
 
@@ -176,10 +166,10 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
         **tracking.dvc_tags(f"train@{model_name}"),
         "model": model_name,
         "dataset": dataset,
-        "dataset.digest": _digest(
-            [layout.split / f"{name}_{kind}.npy" for name in ("train", "val")
-             for kind in ("images", "labels")]
-        ),
+        "dataset.digest": sha256(
+            *(layout.split / f"{name}_{kind}.npy" for name in ("train", "val")
+              for kind in ("images", "labels"))
+        )[:16],
     }
     run_params = {**flatten(model_params), "seed": params.seed, "dataset": dataset}
     model_dir = layout.model_dir(model_name)

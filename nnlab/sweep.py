@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from nnlab.files import project_root
 from nnlab.params import MODEL_NAMES, Params, ParamsError, flatten, validate
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
@@ -609,9 +610,8 @@ def run_sweep(
         ParamsError: a bad spec, key, value or count (before anything is queued).
         SweepError: DVC refused, the queue timed out, or every trial of a round failed.
     """
-    from nnlab import tracking
 
-    root = root or tracking.project_root()
+    root = root or project_root()
     if model not in MODEL_NAMES:
         raise ParamsError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
     if trials < 1 or rounds < 1 or jobs < 1:

@@ -21,22 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from nnlab.errors import Interrupted, TrackingServerError
+from nnlab.files import project_root
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 LOCK_FILE = ".mlflow.lock"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
-
-
-def project_root() -> Path:
-    """The repository root: DVC_ROOT if set, else the nearest folder up with a `.dvc` dir."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir():
-            return folder
-    return here
 
 
 def tracking_uri(root: Path | None = None) -> str:
@@ -304,9 +294,22 @@ PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 
 
 def _pins(*packages: str) -> list[str]:
-    from importlib.metadata import version
+    """`package==version` of installed packages; "tensorflow" pins whichever TensorFlow
+    distribution is installed (tensorflow-cpu here, plain tensorflow elsewhere)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return [f"{package}=={version(package)}" for package in packages]
+    pins = []
+    for package in packages:
+        candidates = ("tensorflow-cpu", "tensorflow") if package == "tensorflow" else (package,)
+        for candidate in candidates:
+            try:
+                pins.append(f"{candidate}=={version(candidate)}")
+                break
+            except PackageNotFoundError:
+                continue
+        else:
+            raise PackageNotFoundError(package)
+    return pins
 
 
 def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any) -> str:
@@ -333,7 +336,7 @@ def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any
     if classifier.flavor == "keras":
         info = mlflow.keras.log_model(
             classifier.probability_model(), name=MODEL_NAME, signature=signature,
-            pip_requirements=_pins("keras", "tensorflow-cpu", "numpy"),
+            pip_requirements=_pins("keras", "tensorflow", "numpy"),
         )
     else:
         info = mlflow.pyfunc.log_model(

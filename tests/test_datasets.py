@@ -107,7 +107,7 @@ def test_pinned_sources_are_the_published_ones() -> None:
 def test_sha256_of_known_fixtures_is_exact(tmp_path: Path, content: bytes, digest: str) -> None:
     path = tmp_path / "fixture.bin"
     path.write_bytes(content)
-    assert fetch.sha256_of(path) == digest
+    assert fetch.sha256(path) == digest
 
 
 def test_truncated_idx_is_a_clear_error() -> None:

@@ -154,3 +154,15 @@ def test_batch_norm_training_matches_keras_after_adam_steps() -> None:
     network = _network("relu", batch_norm=True)
     model = _train_both(network, "adam", keras.optimizers.Adam(0.01), 3, 5)
     _assert_same_weights(network, model)
+
+
+def test_leaky_relu_has_one_slope_in_both_frameworks() -> None:
+    """keras_mlp's leaky_relu is the same function as numpy_dnn's (Keras's own default slope
+    is 0.3 for the layer and 0.2 for the activation)."""
+    from nnlab.keras_models import _activation
+
+    x = np.linspace(-3, 3, 13, dtype=np.float32).reshape(1, -1)
+    expected = LeakyReLU().forward(x)
+    got = np.asarray(_activation("leaky_relu")(x))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert expected[0, 0] == pytest.approx(-3 * 0.01)

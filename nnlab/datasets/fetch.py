@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import http.client
 import os
 import shutil
@@ -34,7 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nnlab.errors import ChecksumError, DataFormatError, DownloadError
-from nnlab.files import atomic_path
+from nnlab.files import atomic_path, project_root, sha256
 
 RETRIES = 3  # attempts per mirror for transient errors (an unknown host is not retried)
 BACKOFF = 1.0  # seconds before the first retry, doubled after each further failure
@@ -61,10 +60,6 @@ def downloads_dir(dataset: str) -> Path:
     return project_root() / "data" / "downloads" / dataset
 
 
-def project_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or ".")
-
-
 def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
@@ -73,14 +68,6 @@ def local_path(source: str) -> Path:
     """`data.source` as a folder: relative paths are relative to the repository root."""
     path = Path(source).expanduser()
     return path if path.is_absolute() else project_root() / path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(
@@ -131,7 +118,7 @@ def _verified_local(file: RemoteFile, folder: Path, all_files: Sequence[RemoteFi
         raise FileNotFoundError(
             f"data.source={str(folder)!r}: {file.name} not found; the folder must hold {names}"
         )
-    actual = sha256_of(path)
+    actual = sha256(path)
     if actual != file.sha256:
         raise ChecksumError(_checksum_message(file, actual, str(path)))
     return path
@@ -158,7 +145,7 @@ def _download(
 ) -> Path:
     final = target / file.name
     if final.is_file():
-        if sha256_of(final) == file.sha256:
+        if sha256(final) == file.sha256:
             return final
         final.unlink()  # damaged since it was verified: fetch it again
     part = final.with_name(final.name + ".part")
@@ -170,7 +157,7 @@ def _download(
         except _MirrorFailed as error:
             failures.append(f"{url} ({error})")
             continue
-        actual = sha256_of(part)
+        actual = sha256(part)
         if actual != file.sha256:
             part.unlink()
             raise ChecksumError(_checksum_message(file, actual, url) + "; deleted it")

@@ -56,7 +56,7 @@ def download(raw_dir: Path, data: DataParams) -> None:
                     "path": relative.as_posix(),
                     "class": name,
                     "bytes": path.stat().st_size,
-                    "sha256": fetch.sha256_of(path),
+                    "sha256": fetch.sha256(path),
                 })
     write_json(raw_dir / MANIFEST, {
         "dataset": "image_folder",

@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 
 from nnlab.data import RawDataset
 from nnlab.files import write_json
-from nnlab.params import PLANAR_SHAPES
 
 if TYPE_CHECKING:
     from nnlab.params import DataParams
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 SEED = 1  # the seeds' np.random.seed(1)
 LIMIT = 5.0  # the flower's petals reach about 4.6; the moons stay within [-1.6, 2.6]
 CLASSES = {"flower": ["red", "blue"], "moons": ["upper", "lower"]}
+SHAPES = tuple(CLASSES)  # params.yaml's `data.planar_shape` values
 
 
 def download(raw_dir: Path, data: DataParams) -> None:
@@ -49,7 +49,7 @@ def make_points(shape: str, samples: int) -> tuple[NDArray[np.float64], NDArray[
         points, labels = make_moons(samples, noise=0.2, random_state=SEED)
         return points, labels.astype(np.int64)
     if shape != "flower":
-        raise ValueError(f"data.planar_shape={shape!r}: choose one of {', '.join(PLANAR_SHAPES)}")
+        raise ValueError(f"data.planar_shape={shape!r}: choose one of {', '.join(SHAPES)}")
     # The seeds' load_planar_dataset: two interleaved sets of petals, r = 4 sin(4t) + noise.
     rng = np.random.default_rng(SEED)
     per_class = samples // 2

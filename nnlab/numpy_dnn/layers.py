@@ -75,8 +75,11 @@ class ReLU(Layer):
         return np.multiply(dout, self._out > 0, out=dout)
 
 
+LEAKY_RELU_SLOPE = 0.01  # the usual choice; keras_spec gives Keras the same (its default: 0.3)
+
+
 class LeakyReLU(Layer):
-    slope = 0.01  # the usual choice (Keras's LeakyReLU layer defaults to 0.3)
+    slope = LEAKY_RELU_SLOPE
 
     def forward(self, x: Array, training: bool = False) -> Array:
         self._positive = x > 0
