@@ -9,7 +9,9 @@ glue (settings, credentials, start/stop, health checks, clear errors):
     Optuna gRPC proxy                 the study storage for sweep workers on other machines
 
     settings.py  where everything lives, ports, credentials (mode 0600), the env file
-    parts.py     one class per engine: start, is_up, stop
+    process.py   a server process of ours: spawn in its own session, find again, stop
+    postgres.py  PostgreSQL: pgserver's, or an existing one (--database-url)
+    parts.py     SeaweedFS, S3, the MLflow server, the Optuna proxy: launch, readiness
     stack.py     start all (idempotent, undone on failure), status, stop
     remote.py    the DVC remote `team` on the stack's S3, and its check before push/pull
     proxy.py     `python -m nnlab.server.proxy`: Optuna's gRPC storage proxy

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nnlab.server import remote
-from nnlab.server.parts import MlflowServer, OptunaProxy, Postgres, S3Gateway, Seaweed
+from nnlab.server.parts import MlflowServer, OptunaProxy, S3Gateway, Seaweed
+from nnlab.server.postgres import Postgres
 from nnlab.server.settings import (
     Credentials,
     ServerError,
