@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from nnlab import keras_spec
 from nnlab.divergence import DivergenceGuard
 from nnlab.files import reading
-from nnlab.models import RESTORE_MODEL, History, ImageClassifier, trained_file
+from nnlab.models import RESTORE_MODEL, History, ImageClassifier, Split, trained_file
 from nnlab.params import CnnParams, KerasMlpParams
 
 # Fixed thread counts: with op determinism, same params + seed give identical weights.
@@ -198,12 +198,7 @@ class _KerasClassifier(ImageClassifier):
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
         raise NotImplementedError
 
-    def fit(
-        self,
-        train: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        val: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        n_classes: int,
-    ) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int) -> History:
         configure_determinism(self.seed)
         images, labels = train
         self.model = self.build(tuple(images.shape[1:]), n_classes)

@@ -15,6 +15,7 @@ from nnlab.models import (
     RESTORE_MODEL,
     History,
     ImageClassifier,
+    Split,
     save_arrays,
     to_features,
     trained_file,
@@ -32,12 +33,7 @@ class LogregClassifier(ImageClassifier):
         super().__init__(params, seed)
         self.model: LogisticRegression | None = None
 
-    def fit(
-        self,
-        train: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        val: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        n_classes: int,
-    ) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int) -> History:
         x_train, x_val = to_features(train[0]), to_features(val[0])
         self.model = LogisticRegression(
             C=self.params.C, max_iter=self.params.max_iter, random_state=self.seed

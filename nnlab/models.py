@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
 }
 
 History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
+Split = tuple[NDArray[np.uint8], NDArray[np.int64]]  # (images (N, H, W, C), labels (N,))
 
 
 class ImageClassifier:
@@ -38,12 +39,7 @@ class ImageClassifier:
         self.params = params
         self.seed = seed
 
-    def fit(
-        self,
-        train: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        val: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        n_classes: int,
-    ) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int) -> History:
         """Train on `train`, monitor on `val`; return the per-epoch history."""
         raise NotImplementedError
 

@@ -12,6 +12,7 @@ from nnlab.models import (
     RESTORE_MODEL,
     History,
     ImageClassifier,
+    Split,
     save_arrays,
     to_features,
     trained_file,
@@ -29,12 +30,7 @@ class NumpyDnnClassifier(ImageClassifier):
         super().__init__(params, seed)
         self.network: Network | None = None
 
-    def fit(
-        self,
-        train: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        val: tuple[NDArray[np.uint8], NDArray[np.int64]],
-        n_classes: int,
-    ) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int) -> History:
         p = self.params
         rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
         x_train, x_val = to_features(train[0]), to_features(val[0])
