@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from nnlab.numpy_dnn import build_mlp, fit, make_optimizer
+from nnlab.numpy_dnn import TrainConfig, build_mlp, fit, make_optimizer
 
 BATCH = 128
 N_CLASSES = 10
@@ -64,8 +64,8 @@ def bench_numpy(sizes: list[int], x, y, epochs: int):  # type: ignore[no-untyped
     for _ in range(epochs):
         peaks.append(peak := matmul_peak())
         seconds = _timed(
-            lambda: fit(network, optimizer, x, y, x_val, y_val, epochs=1, batch_size=BATCH,
-                        rng=rng, progress=False)
+            lambda: fit(network, optimizer, (x, y), (x_val, y_val),
+                        TrainConfig(epochs=1, batch_size=BATCH, progress=False), rng)
         )
         rates.append(x.shape[0] / seconds)
         utilisations.append(rates[-1] * training_flops_per_sample(sizes) / 1e9 / peak)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from nnlab.models import (
     to_features,
     trained_file,
 )
-from nnlab.numpy_dnn import Network, build_mlp, fit, make_optimizer
+from nnlab.numpy_dnn import Network, TrainConfig, build_mlp, fit, make_optimizer
 from nnlab.params import NumpyDnnParams
 
 WEIGHTS_FILE = "model.npz"
@@ -42,12 +43,18 @@ class NumpyDnnClassifier(ImageClassifier):
             p.optimizer, p.learning_rate,
             momentum=p.momentum, beta1=p.beta1, beta2=p.beta2, epsilon=p.epsilon,
         )
-        return fit(
-            self.network, optimizer, x_train, train[1], x_val, val[1],
-            epochs=p.epochs, batch_size=p.batch_size, rng=rng,
-            learning_rate_decay=p.learning_rate_decay, decay_rate=p.decay_rate,
-            decay_epochs=p.decay_epochs, early_stopping_patience=p.early_stopping_patience,
+        config = TrainConfig(
+            epochs=p.epochs, batch_size=p.batch_size, learning_rate_decay=p.learning_rate_decay,
+            decay_rate=p.decay_rate, decay_epochs=p.decay_epochs,
+            early_stopping_patience=p.early_stopping_patience,
         )
+        history = fit(self.network, optimizer, (x_train, train[1]), (x_val, val[1]), config, rng)
+        if history.stopped_early:
+            best = history[history.best_epoch - 1]
+            print(f"numpy_dnn: early stopping after epoch {len(history)}: validation loss has "
+                  f"not improved for {p.early_stopping_patience} epochs; restored epoch "
+                  f"{history.best_epoch} (val_loss {best['val_loss']:.4f})", file=sys.stderr)
+        return history.rows
 
     def _trained(self) -> Network:
         if self.network is None:

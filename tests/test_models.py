@@ -218,3 +218,19 @@ def test_every_model_learns_planar_points(name: str) -> None:
     model.fit((dataset.images, dataset.labels), (dataset.images[:50], dataset.labels[:50]), 2)
     accuracy = (model.predict_proba(dataset.images).argmax(axis=1) == dataset.labels).mean()
     assert accuracy > 0.75, f"{name} reached only {accuracy:.2f} on the two moons"
+
+
+def test_numpy_dnn_says_when_early_stopping_restored_an_epoch(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    params = validate({"numpy_dnn": {"epochs": 200, "hidden_layers": [64],
+                                     "learning_rate": 0.01, "early_stopping_patience": 2}})
+    images, labels = make_images(40, 3, seed=1)
+    other_images, _ = make_images(40, 3, seed=3)
+    rng = np.random.default_rng(0)
+    unrelated = rng.integers(0, 3, len(other_images))  # validation loss soon rises
+    model = get_model_class("numpy_dnn")(params.numpy_dnn, seed=0)
+    history = model.fit((images, labels), (other_images, unrelated), 3)
+    assert len(history) < 200
+    best = int(np.argmin([row["val_loss"] for row in history])) + 1
+    assert f"early stopping after epoch {len(history)}" in capsys.readouterr().err
+    assert len(history) == best + 2

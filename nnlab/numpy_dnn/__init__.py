@@ -6,13 +6,15 @@ No I/O, no yaml, no mlflow and no TensorFlow here: only arrays in, arrays out.
 from nnlab.errors import DivergenceError
 from nnlab.numpy_dnn.network import INITS, Network, build_mlp
 from nnlab.numpy_dnn.optimizers import LR_SCHEDULES, OPTIMIZERS, make_optimizer
-from nnlab.numpy_dnn.training import evaluate, fit
+from nnlab.numpy_dnn.training import History, TrainConfig, evaluate, fit
 
 __all__ = [
     "INITS",
     "LR_SCHEDULES",
     "OPTIMIZERS",
+    "TrainConfig",
     "DivergenceError",
+    "History",
     "Network",
     "build_mlp",
     "evaluate",

