@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from nnlab import pipeline
 from nnlab.params import Params
+from nnlab.pipeline import data_steps
+from nnlab.pipeline.layout import Layout
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        pipeline.download(params, pipeline.Layout())
+        data_steps.download(params, Layout())
         print(f"download: {params.data.dataset} ready in data/raw")
 
     run("download", body)

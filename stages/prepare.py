@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from nnlab import pipeline
 from nnlab.params import Params
+from nnlab.pipeline import data_steps
+from nnlab.pipeline.layout import SKIPPED_FILE, Layout
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        counts = pipeline.prepare(params, pipeline.Layout())
+        counts = data_steps.prepare(params, Layout())
         print(f"prepare: {counts['train']} train+val and {counts['test']} test images")
         if counts["skipped"]:
             print(
                 f"prepare: skipped {counts['skipped']} unreadable file(s); "
-                f"see data/prepared/{pipeline.SKIPPED_FILE}"
+                f"see data/prepared/{SKIPPED_FILE}"
             )
 
-    run("prepare", body, pipeline.Layout().outputs("prepare"))
+    run("prepare", body, Layout().outputs("prepare"))
 
 
 if __name__ == "__main__":

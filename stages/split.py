@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from nnlab import pipeline
 from nnlab.params import Params
+from nnlab.pipeline import data_steps
+from nnlab.pipeline.layout import Layout
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        counts = pipeline.split(params, pipeline.Layout())
+        counts = data_steps.split(params, Layout())
         print(f"split: {counts['train']} train, {counts['val']} validation images")
 
-    run("split", body, pipeline.Layout().outputs("split"))
+    run("split", body, Layout().outputs("split"))
 
 
 if __name__ == "__main__":

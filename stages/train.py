@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nnlab import pipeline
 from nnlab.params import Params
+from nnlab.pipeline import train_step
+from nnlab.pipeline.layout import Layout
 from stages._common import parse_model, run
 
 
@@ -11,13 +12,13 @@ def main(argv: list[str] | None = None) -> None:
     model = parse_model(argv, "train")
 
     def body(params: Params) -> None:
-        info = pipeline.train(model, params, pipeline.Layout())
+        info = train_step.train(model, params, Layout())
         print(
             f"train@{model}: {info['epochs']} epochs in {info['training_seconds']} s, "
             f"MLflow run {info['mlflow_run_id']}"
         )
 
-    run(f"train@{model}", body, pipeline.Layout().outputs("train", model), mlflow_run=True)
+    run(f"train@{model}", body, Layout().outputs("train", model), mlflow_run=True)
 
 
 if __name__ == "__main__":

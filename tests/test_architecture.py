@@ -139,3 +139,73 @@ def test_mlflow_pins_whichever_tensorflow_is_installed(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(metadata, "version", plain_tensorflow_only)
     assert tracking._pins("tensorflow", "numpy")[0] == "tensorflow==2.21.0"
+
+
+# -- dvc.yaml deps: exactly the code each stage runs ------------------------------------------
+def _code_graph() -> tuple[dict[str, set[str]], dict[str, Path]]:
+    paths = {_module_name(path): path for folder in ("nnlab", "stages")
+             for path in (ROOT / folder).rglob("*.py")}
+    modules = set(paths)
+    return ({name: _imports(ast.parse(path.read_text()), modules) for name, path in
+             paths.items()}, paths)
+
+
+def stage_code(stage: str) -> set[str]:
+    """The files `python -m stages.<stage>` runs: its imports, followed (packages' __init__
+    included); for train and evaluate also every registered model's module (loaded by name,
+    nnlab.models.MODELS), and for train the pyfunc code that MLflow logs with a model."""
+    graph, paths = _code_graph()
+    todo = [f"stages.{stage}"]
+    if stage in ("train", "evaluate"):
+        todo += [target.split(":")[0] for target in MODELS.values()]
+    if stage == "train":
+        todo.append("nnlab.mlflow_pyfunc")
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += graph[name]
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))
+                 if ".".join(parts[:i]) in paths]
+    return {paths[name].relative_to(ROOT).as_posix() for name in seen}
+
+
+def as_deps(files: set[str]) -> list[str]:
+    """Files as dvc.yaml lists them: a folder whose .py files are all included, else files."""
+    deps: set[str] = set()
+    for file in files:
+        folder = Path(file).parent
+        while folder.parent != Path(".") and _whole(folder.parent, files):
+            folder = folder.parent
+        deps.add(folder.as_posix() if _whole(folder, files) and folder.as_posix() not in
+                 ("nnlab", "stages") else file)
+    return sorted(deps)
+
+
+def _whole(folder: Path, files: set[str]) -> bool:
+    return all(path.relative_to(ROOT).as_posix() in files
+               for path in (ROOT / folder).rglob("*.py"))
+
+
+def _declared_code(deps: list[str]) -> list[str]:
+    return sorted(dep for dep in deps if dep.startswith(("nnlab", "stages")))
+
+
+@pytest.mark.parametrize("stage", ["download", "prepare", "split", "train", "evaluate",
+                                   "report"])
+def test_each_stage_depends_on_exactly_the_code_it_runs(stage: str) -> None:
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    declared = _declared_code((pipeline.get("do") or pipeline)["deps"])
+    expected = as_deps(stage_code(stage))
+    assert declared == expected, (f"dvc.yaml's code deps of {stage} should be exactly: "
+                                  f"{expected}")
+
+
+def test_training_does_not_depend_on_plots_or_the_report() -> None:
+    assert not {"nnlab/plots.py", "nnlab/evaluation.py",
+                "nnlab/pipeline/report_step.py"} & stage_code("train")
+    assert "nnlab/plots.py" in stage_code("report")
+    assert "nnlab/pipeline/data_steps.py" in stage_code("split")

@@ -1,0 +1,59 @@
+"""Where the pipeline's files live, as dvc.yaml declares them, and the names every stage
+shares (history columns, the train-info file, the plots folder)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Every model's history.csv has these columns; a model may add more (numpy_dnn: learning_rate).
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+TRAIN_INFO_FILE = "train_info.json"
+SKIPPED_FILE = "skipped.txt"
+PLOTS_DIR = "plots"  # reports/<model>/plots/*.png
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the pipeline's outputs live (matches dvc.yaml)."""
+
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "data" / "split"
+
+    def model_dir(self, model: str) -> Path:
+        return self.root / "models" / model
+
+    def report_dir(self, model: str) -> Path:
+        return self.root / "reports" / model
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def outputs(self, stage: str, model: str | None = None) -> list[Path]:
+        """What a stage writes (dvc.yaml's outs): removed when the stage fails or is stopped,
+        so that no stale or half-written result looks valid. data/raw is not listed: a
+        download resumes from its `.part` files."""
+        if stage == "train" and model:
+            model_dir = self.model_dir(model)
+            return [model_dir, model_dir.with_name(model_dir.name + ".partial"),
+                    self.report_dir(model) / "history.csv"]
+        if stage == "evaluate" and model:
+            return [self.report_dir(model) / name for name in
+                    ("metrics.json", "per_class.json", "confusion.csv", PLOTS_DIR)]
+        return {
+            "prepare": [self.prepared],
+            "split": [self.split],
+            "report": [self.reports / f"summary.{kind}" for kind in ("md", "csv", "png")],
+        }.get(stage, [])

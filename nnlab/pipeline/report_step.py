@@ -1,0 +1,66 @@
+"""The report stage: one row per model in reports/summary.csv and summary.md, and
+summary.png comparing them."""
+
+from __future__ import annotations
+
+from nnlab.files import read_json, write_csv, write_text
+from nnlab.pipeline.layout import TRAIN_INFO_FILE, Layout
+
+# Column -> how summary.md shows it (summary.csv keeps the raw values).
+SUMMARY_FORMATS = {
+    "model": "{}",
+    "val_accuracy": "{:.4f}",
+    "test_accuracy": "{:.4f}",
+    "test_f1_macro": "{:.4f}",
+    "param_count": "{:,}",
+    "training_seconds": "{:,.1f}",
+    "samples_per_second": "{:,.0f}",
+    "mlflow_run_id": "{}",
+}
+SUMMARY_COLUMNS = list(SUMMARY_FORMATS)
+
+
+def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
+    """One row per model in reports/summary.csv and summary.md; summary.png compares them."""
+    rows: list[dict[str, object]] = []
+    for model_name in models:
+        metrics = read_json(layout.report_dir(model_name) / "metrics.json")
+        info = read_json(layout.model_dir(model_name) / TRAIN_INFO_FILE)
+        rows.append(
+            {
+                "model": model_name,
+                "val_accuracy": round(metrics["val"]["accuracy"], 4),
+                "test_accuracy": round(metrics["test"]["accuracy"], 4),
+                "test_f1_macro": round(metrics["test"]["f1_macro"], 4),
+                "param_count": info["param_count"],
+                "training_seconds": info["training_seconds"],
+                "samples_per_second": info["samples_per_second"],
+                "mlflow_run_id": info["mlflow_run_id"],
+            }
+        )
+    write_csv(layout.reports / "summary.csv", SUMMARY_COLUMNS, rows)
+    header = "| " + " | ".join(SUMMARY_COLUMNS) + " |"
+    rule = "|---|" + "---:|" * (len(SUMMARY_COLUMNS) - 2) + "---|"
+    lines = [
+        "| " + " | ".join(SUMMARY_FORMATS[key].format(row[key]) for key in SUMMARY_COLUMNS) + " |"
+        for row in rows
+    ]
+    best = max(rows, key=lambda row: float(row["val_accuracy"]))  # type: ignore[arg-type]
+    text = "\n".join(
+        [
+            "# Model comparison",
+            "",
+            header,
+            rule,
+            *lines,
+            "",
+            f"Best by validation accuracy: **{best['model']}**. "
+            "Test metrics are reported, never used to choose.",
+            "",
+        ]
+    )
+    write_text(layout.reports / "summary.md", text)
+    from nnlab import plots  # late: matplotlib takes seconds to import
+
+    plots.summary_png(layout.reports / "summary.png", rows)
+    return rows
