@@ -10,9 +10,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from nnlab.errors import USER_ERRORS, Interrupted
 from nnlab.params import MODEL_NAMES, Params, load_params
+from nnlab.pipeline.layout import Layout
+
+Result = TypeVar("Result")
 
 
 def parse_model(argv: list[str] | None, stage: str) -> str:
@@ -69,3 +73,15 @@ def run(
     except BaseException:
         remove_outputs(outputs)
         raise
+
+
+def run_model_stage(stage: str, argv: list[str] | None,
+                    step: Callable[[str, Params, Layout], Result],
+                    summary: Callable[[Result], str]) -> None:
+    """`python -m stages.<stage> <model>`: run `step` for that model and print one line."""
+    model = parse_model(argv, stage)
+
+    def body(params: Params) -> None:
+        print(f"{stage}@{model}: {summary(step(model, params, Layout()))}")
+
+    run(f"{stage}@{model}", body, Layout().outputs(stage, model), mlflow_run=True)

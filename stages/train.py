@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from nnlab.params import Params
 from nnlab.pipeline import train_step
-from nnlab.pipeline.layout import Layout
-from stages._common import parse_model, run
+from stages._common import run_model_stage
 
 
 def main(argv: list[str] | None = None) -> None:
-    model = parse_model(argv, "train")
-
-    def body(params: Params) -> None:
-        info = train_step.train(model, params, Layout())
-        print(
-            f"train@{model}: {info['epochs']} epochs in {info['training_seconds']} s, "
-            f"MLflow run {info['mlflow_run_id']}"
-        )
-
-    run(f"train@{model}", body, Layout().outputs("train", model), mlflow_run=True)
+    run_model_stage("train", argv, train_step.train, lambda info: (
+        f"{info['epochs']} epochs in {info['training_seconds']} s, "
+        f"MLflow run {info['mlflow_run_id']}"))
 
 
 if __name__ == "__main__":
