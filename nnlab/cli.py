@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from nnlab.sweep import SweepError, SweepInterrupted, run_sweep
+    from nnlab.search import SweepError, SweepInterrupted, run_sweep
 
     try:
         run_sweep(

@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from nnlab import cli, sweep
+from nnlab import cli
 from nnlab.params import ParamsError
-from nnlab.sweep import Range, Trial, narrow, narrow_all, parse_spec, rank, sample
+from nnlab.search import runner as sweep
+from nnlab.search.narrowing import narrow, narrow_all
+from nnlab.search.space import Range, parse_spec, sample
+from nnlab.search.trials import Trial, rank
 from tests.conftest import ROOT
 from tests.e2e import git, make_project
 from tests.e2e import run as _run
@@ -264,7 +267,7 @@ def no_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("a bad spec reached DVC or MLflow")
 
-    monkeypatch.setattr(sweep, "_dvc", forbidden)
+    monkeypatch.setattr(sweep, "run_dvc", forbidden)
     monkeypatch.setattr(sweep, "start_parent_run", forbidden)
     return tmp_path
 
@@ -425,9 +428,9 @@ def test_dvc_calls_do_not_wait_for_daemons_they_leave(
     _fake_dvc(tmp_path, monkeypatch,
               'echo "dvc $*"\nsleep 30 &\n[ "$1" != fail ] || exit 3\n')
     start = time.monotonic()
-    assert sweep._dvc(["queue", "start", "-j", "2"], tmp_path) == "dvc queue start -j 2\n"
+    assert sweep.run_dvc(["queue", "start", "-j", "2"], tmp_path) == "dvc queue start -j 2\n"
     with pytest.raises(sweep.SweepError, match=r"`dvc fail now` failed: dvc fail now"):
-        sweep._dvc(["fail", "now"], tmp_path)
+        sweep.run_dvc(["fail", "now"], tmp_path)
     assert time.monotonic() - start < 20
 
 

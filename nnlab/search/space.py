@@ -1,0 +1,218 @@
+"""The search space: `--sample 'key=dist(args)'` parsed into Ranges checked against the params
+schema, seeded sampling, and the fixed `--set` overrides."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+
+from nnlab.params import MODEL_NAMES, Params, ParamsError, flatten, validate
+
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+
+
+SIGNIFICANT_DIGITS = 4  # sampled floats: readable in tables, and exact through params.yaml
+
+
+_SPEC = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*([A-Za-z_]\w*)\s*\((.*)\)\s*$")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where one param is sampled from. `low`/`high` are inclusive; `values` is for choice."""
+
+    key: str  # full params key, e.g. "numpy_dnn.learning_rate" or "seed"
+    kind: str  # one of DISTRIBUTIONS
+    low: float = 0.0
+    high: float = 0.0
+    values: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        # The same syntax `--sample` accepts, so a printed range can be pasted back.
+        if self.kind == "choice":
+            args = ",".join(yaml_scalar(value) for value in self.values)
+        elif self.kind == "int":
+            args = f"{int(self.low)},{int(self.high)}"
+        else:
+            args = f"{self.low:.{SIGNIFICANT_DIGITS}g},{self.high:.{SIGNIFICANT_DIGITS}g}"
+        return f"{self.key}={self.kind}({args})"
+
+
+def yaml_scalar(value: Any) -> str:
+    return str(yaml.safe_dump(value, default_flow_style=True, width=1 << 16)).strip().removesuffix(
+        "\n..."
+    ).strip()
+
+
+def _number(text: str) -> float | int | None:
+    # Python's own parsing, not YAML's: PyYAML reads "1e-4" (no dot) as a string.
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _choice_value(text: str) -> Any:
+    number = _number(text.strip())
+    if number is not None:
+        return number
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text.strip()
+
+
+def _split_args(text: str) -> list[str]:
+    """Split on commas outside brackets, so `choice([16],[32,16])` has two values."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [part.strip() for part in parts]
+
+
+def param_keys(model: str) -> list[str]:
+    """Params a sweep over `model` may sample or set: its own section's keys, plus `seed`."""
+    if model not in MODEL_NAMES:
+        raise ParamsError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    keys = flatten(Params().model_params(model), f"{model}.")
+    # List items (cnn.blocks.0.filters) are left out: `dvc exp run -S` cannot address them.
+    return ["seed", *(key for key in keys if not any(part.isdigit() for part in key.split(".")))]
+
+
+def resolve_key(name: str, model: str, what: str) -> str:
+    """`learning_rate` -> `<model>.learning_rate`; dotted names must be known params too."""
+    keys = param_keys(model)
+    key = name if name in keys else f"{model}.{name}"
+    if key not in keys:
+        bare = ", ".join(item.removeprefix(f"{model}.") for item in keys)
+        raise ParamsError(f"{what}: unknown param {name!r} for {model}; choose one of: {bare}")
+    return key
+
+
+def parse_spec(text: str, model: str) -> Range:
+    """Parse one `--sample KEY=DIST(ARGS)`, e.g. `learning_rate=loguniform(1e-4,1e-1)`.
+
+    DIST is uniform(low,high), loguniform(low,high) with 0 < low, int(low,high) (inclusive
+    integers) or choice(a,b,...) (YAML scalars, e.g. choice(relu,tanh) or choice([16],[32])).
+
+    Raises:
+        ParamsError: one line naming the spec, what is wrong and what would work.
+    """
+    what = f"--sample {text!r}"
+    match = _SPEC.match(text)
+    if match is None:
+        raise ParamsError(
+            f"{what}: expected KEY=DIST(ARGS), e.g. 'learning_rate=loguniform(1e-4,1e-1)'"
+        )
+    name, kind, inner = match.groups()
+    if kind not in DISTRIBUTIONS:
+        raise ParamsError(
+            f"{what}: unknown distribution {kind!r}; choose one of: {', '.join(DISTRIBUTIONS)}"
+        )
+    key = resolve_key(name, model, what)
+    args = _split_args(inner)
+    if kind == "choice":
+        if args == [""]:
+            raise ParamsError(f"{what}: choice needs at least one value, e.g. choice(relu,tanh)")
+        return Range(key, kind, values=tuple(_choice_value(arg) for arg in args))
+    if len(args) != 2:
+        raise ParamsError(f"{what}: {kind} needs 2 bounds (low,high), got {len(args)}")
+    bounds = [_number(arg) for arg in args]
+    low, high = bounds
+    if low is None or high is None or not all(map(math.isfinite, (low, high))):
+        raise ParamsError(f"{what}: {kind} bounds must be finite numbers, got {inner!r}")
+    if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
+        raise ParamsError(f"{what}: int bounds must be integers, got {inner!r}")
+    if low >= high:
+        raise ParamsError(f"{what}: low must be below high, got low={low}, high={high}")
+    if kind == "loguniform" and low <= 0:
+        raise ParamsError(f"{what}: loguniform needs 0 < low, got low={low}")
+    return Range(key, kind, float(low), float(high))
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def sample(ranges: Sequence[Range], trials: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """`trials` dicts of params key -> value, drawn trial by trial in the order of `ranges`."""
+    drawn: list[dict[str, Any]] = []
+    for _ in range(trials):
+        values: dict[str, Any] = {}
+        for item in ranges:
+            if item.kind == "choice":
+                values[item.key] = item.values[int(rng.integers(len(item.values)))]
+            elif item.kind == "int":
+                values[item.key] = int(rng.integers(int(item.low), int(item.high) + 1))
+            else:
+                if item.kind == "loguniform":
+                    value = math.exp(rng.uniform(math.log(item.low), math.log(item.high)))
+                else:
+                    value = rng.uniform(item.low, item.high)
+                values[item.key] = min(max(_round(value), item.low), item.high)
+        drawn.append(values)
+    return drawn
+
+
+def parse_overrides(pairs: Sequence[str], model: str) -> dict[str, Any]:
+    """`--set KEY=VALUE` pairs (YAML values, bare keys mean `<model>.KEY`) as a dict."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ParamsError(f"--set {pair!r}: expected KEY=VALUE, e.g. numpy_dnn.epochs=5")
+        overrides[resolve_key(name.strip(), model, f"--set {pair!r}")] = _choice_value(value)
+    return overrides
+
+
+def apply_overrides(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of the params mapping with dotted keys set, as `dvc exp run -S` would."""
+    result: dict[str, Any] = json.loads(json.dumps(raw))
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        section = result
+        for part in parents:
+            section = section.setdefault(part, {})
+        section[last] = value
+    return result
+
+
+def check_trials(raw: Mapping[str, Any], overrides: Mapping[str, Any],
+                 trials: Sequence[Mapping[str, Any]]) -> Params:
+    """Validate params.yaml with the `--set` overrides and then each trial's values applied,
+    so a value the schema rejects fails before anything is queued; returns the base params.
+
+    Raises:
+        ParamsError: names the trial's values and the schema's complaint.
+    """
+    base = validate(apply_overrides(raw, overrides))
+    for values in trials:
+        try:
+            validate(apply_overrides(raw, {**overrides, **values}))
+        except ParamsError as error:
+            shown = ", ".join(f"{key}={format_value(value)}" for key, value in values.items())
+            raise ParamsError(f"sampled {shown}: {error}") from None
+    return base
+
+
+def format_value(value: Any) -> str:
+    """A sampled value as tables and messages show it: floats to 4 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.{SIGNIFICANT_DIGITS}g}"
+    return yaml_scalar(value)
