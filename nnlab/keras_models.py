@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,17 @@ def _output_layer(n_classes: int, init: str) -> keras.layers.Layer:
     return keras.layers.Dense(1 if n_classes == 2 else n_classes, kernel_initializer=init)
 
 
+def _sequential(name: str, input_shape: tuple[int, int, int], n_classes: int, init: str, *,
+                augment: Sequence[keras.layers.Layer] = (),
+                features: Sequence[keras.layers.Layer] = (),
+                hidden: Sequence[keras.layers.Layer] = ()) -> keras.Sequential:
+    """Input -> augmentation (training only) -> pixels / 255 -> features -> Flatten ->
+    hidden -> logits: the shape both Keras models share."""
+    return keras.Sequential([keras.Input(shape=input_shape), *augment,
+                             keras.layers.Rescaling(1 / 255), *features, keras.layers.Flatten(),
+                             *hidden, _output_layer(n_classes, init)], name=name)
+
+
 def _loss(n_classes: int) -> keras.losses.Loss:
     if n_classes == 2:
         return keras.losses.BinaryCrossentropy(from_logits=True)
@@ -101,16 +113,7 @@ def build_mlp(
                        _activation(params.activation)]
         if params.dropout:
             hidden.append(keras.layers.Dropout(params.dropout))
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            *hidden,
-            _output_layer(n_classes, init),
-        ],
-        name="keras_mlp",
-    )
+    return _sequential("keras_mlp", input_shape, n_classes, init, hidden=hidden)
 
 
 def _augmentation(params: CnnParams) -> list[keras.layers.Layer]:
@@ -146,18 +149,8 @@ def build_cnn(
         dense.append(keras.layers.Dense(units, activation="relu", kernel_initializer=init))
         if params.dense_dropout:
             dense.append(keras.layers.Dropout(params.dense_dropout))
-    return keras.Sequential(
-        [
-            keras.Input(shape=input_shape),
-            *_augmentation(params),
-            keras.layers.Rescaling(1 / 255),
-            *blocks,
-            keras.layers.Flatten(),
-            *dense,
-            _output_layer(n_classes, init),
-        ],
-        name="cnn",
-    )
+    return _sequential("cnn", input_shape, n_classes, init, augment=_augmentation(params),
+                       features=blocks, hidden=dense)
 
 
 def with_probabilities(model: keras.Model) -> keras.Sequential:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.files import atomic_path
+from nnlab.files import atomic_path, load_npz
 
 # params.yaml model key -> "module:Class". Modules load on first use.
 MODELS: dict[str, str] = {
@@ -56,6 +56,38 @@ class ImageClassifier:
     @classmethod
     def load(cls, directory: Path) -> ImageClassifier:
         raise NotImplementedError
+
+
+ARRAYS_FILE = "model.npz"  # numpy_dnn and logreg: their weights as plain arrays
+
+
+class FeatureClassifier(ImageClassifier):
+    """A classifier on flattened pixels (numpy_dnn, logreg): `self.model` is the trained
+    estimator, anything with `predict_proba(features)`, or None before fit/load."""
+
+    name: str  # the params.yaml key
+
+    def __init__(self, params: Any, seed: int) -> None:
+        super().__init__(params, seed)
+        self.model: Any = None
+
+    def _trained(self) -> Any:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: fit() or load() the model first")
+        return self.model
+
+    def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return np.asarray(self._trained().predict_proba(to_features(images)), np.float32)
+
+    def _save_arrays(self, directory: Path, arrays: dict[str, NDArray[Any]]) -> None:
+        # Plain arrays instead of a pickle: loading a model never executes code.
+        save_arrays(directory / ARRAYS_FILE, arrays)
+
+    @classmethod
+    def _load_arrays(cls, directory: Path) -> tuple[Path, dict[str, NDArray[Any]]]:
+        """The saved file and its arrays, or one error naming the file and the fix."""
+        path = trained_file(directory, ARRAYS_FILE, cls.name)
+        return path, load_npz(path, f"the {cls.name} model", RESTORE_MODEL)
 
 
 def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -6,36 +6,28 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
-from nnlab.files import load_npz, reading
+from nnlab.files import reading
 from nnlab.models import (
     RESTORE_MODEL,
+    FeatureClassifier,
     History,
-    ImageClassifier,
     Split,
-    save_arrays,
     to_features,
-    trained_file,
 )
 from nnlab.numpy_dnn import Network, TrainConfig, build_mlp, fit, make_optimizer
 from nnlab.params import NumpyDnnParams
 
-WEIGHTS_FILE = "model.npz"
 
-
-class NumpyDnnClassifier(ImageClassifier):
+class NumpyDnnClassifier(FeatureClassifier):
+    name = "numpy_dnn"
     params: NumpyDnnParams
-
-    def __init__(self, params: NumpyDnnParams, seed: int) -> None:
-        super().__init__(params, seed)
-        self.network: Network | None = None
 
     def fit(self, train: Split, val: Split, n_classes: int) -> History:
         p = self.params
         rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
         x_train, x_val = to_features(train[0]), to_features(val[0])
-        self.network = build_mlp(
+        self.model = network = build_mlp(
             x_train.shape[1], p.hidden_layers, n_classes, p.activation, p.init, rng,
             l2=p.l2, dropout=p.dropout, batch_norm=p.batch_norm,
         )
@@ -48,7 +40,7 @@ class NumpyDnnClassifier(ImageClassifier):
             decay_rate=p.decay_rate, decay_epochs=p.decay_epochs,
             early_stopping_patience=p.early_stopping_patience,
         )
-        history = fit(self.network, optimizer, (x_train, train[1]), (x_val, val[1]), config, rng)
+        history = fit(network, optimizer, (x_train, train[1]), (x_val, val[1]), config, rng)
         if history.stopped_early:
             best = history[history.best_epoch - 1]
             print(f"numpy_dnn: early stopping after epoch {len(history)}: validation loss has "
@@ -56,26 +48,17 @@ class NumpyDnnClassifier(ImageClassifier):
                   f"{history.best_epoch} (val_loss {best['val_loss']:.4f})", file=sys.stderr)
         return history.rows
 
-    def _trained(self) -> Network:
-        if self.network is None:
-            raise RuntimeError("numpy_dnn: fit() or load() the model first")
-        return self.network
-
-    def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
-        return self._trained().predict_proba(to_features(images)).astype(np.float32)
-
     def count_params(self) -> int:
         return self._trained().count_params()
 
     def save(self, directory: Path) -> None:
-        save_arrays(directory / WEIGHTS_FILE, self._trained().to_arrays())
+        self._save_arrays(directory, self._trained().to_arrays())
 
     @classmethod
     def load(cls, directory: Path) -> NumpyDnnClassifier:
-        path = trained_file(directory, WEIGHTS_FILE, "numpy_dnn")
-        arrays = load_npz(path, "the numpy_dnn model", RESTORE_MODEL)
+        path, arrays = cls._load_arrays(directory)
         with reading(path, "the numpy_dnn model", RESTORE_MODEL):
             network = Network.from_arrays(arrays)
         model = cls(NumpyDnnParams(), seed=0)
-        model.network = network
+        model.model = network
         return model

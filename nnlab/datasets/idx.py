@@ -119,22 +119,25 @@ class IdxSource:
         return images[..., np.newaxis], labels.astype(np.int64)
 
 
-def _files(sizes: dict[str, tuple[str, int]]) -> tuple[RemoteFile, ...]:
-    return tuple(RemoteFile(name, sha, size) for name, (sha, size) in sizes.items())
+# Both datasets ship the same four files; only their bytes differ.
+IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _files(*pins: tuple[str, int]) -> tuple[RemoteFile, ...]:
+    """IDX_FILES with their pinned (sha256, size), in that order."""
+    return tuple(RemoteFile(name, sha, size) for name, (sha, size) in zip(IDX_FILES, pins,
+                                                                           strict=True))
 
 
 MNIST = IdxSource(
     name="mnist",
-    files=_files({
-        "train-images-idx3-ubyte.gz": (
-            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
-        "train-labels-idx1-ubyte.gz": (
-            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28_881),
-        "t10k-images-idx3-ubyte.gz": (
-            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1_648_877),
-        "t10k-labels-idx1-ubyte.gz": (
-            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4_542),
-    }),
+    files=_files(
+        ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
+        ("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28_881),
+        ("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1_648_877),
+        ("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4_542),
+    ),
     mirrors=(
         "https://yann.lecun.com/exdb/mnist",  # the canonical host
         "https://ossci-datasets.s3.amazonaws.com/mnist",  # torchvision's mirror
@@ -145,16 +148,12 @@ MNIST = IdxSource(
 
 FASHION_MNIST = IdxSource(
     name="fashion_mnist",
-    files=_files({
-        "train-images-idx3-ubyte.gz": (
-            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
-        "train-labels-idx1-ubyte.gz": (
-            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29_515),
-        "t10k-images-idx3-ubyte.gz": (
-            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4_422_102),
-        "t10k-labels-idx1-ubyte.gz": (
-            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
-    }),
+    files=_files(
+        ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
+        ("a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29_515),
+        ("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4_422_102),
+        ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
+    ),
     mirrors=(
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",  # the canonical host
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion",
