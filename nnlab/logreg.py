@@ -9,14 +9,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
-from nnlab.files import reading
-from nnlab.models import (
-    RESTORE_MODEL,
-    FeatureClassifier,
-    History,
-    Split,
-    to_features,
-)
+from nnlab.models import FeatureClassifier, History, Split, to_features
 from nnlab.numpy_dnn.losses import cross_entropy
 from nnlab.params import LogregParams
 
@@ -59,8 +52,7 @@ class LogregClassifier(FeatureClassifier):
 
     @classmethod
     def load(cls, directory: Path) -> LogregClassifier:
-        path, archive = cls._load_arrays(directory)
-        with reading(path, "the logreg model", RESTORE_MODEL):
+        with cls._loading(directory) as archive:
             params = LogregParams(**json.loads(str(archive["params"])))
             model = LogisticRegression(C=params.C, max_iter=params.max_iter)
             model.coef_ = archive["coef"]

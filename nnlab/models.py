@@ -7,14 +7,16 @@ Model classes are imported lazily: asking for `numpy_dnn` never imports TensorFl
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.files import atomic_path, load_npz
+from nnlab.files import atomic_path, load_npz, reading
 
 # params.yaml model key -> "module:Class". Modules load on first use.
 MODELS: dict[str, str] = {
@@ -84,10 +86,14 @@ class FeatureClassifier(ImageClassifier):
         save_arrays(directory / ARRAYS_FILE, arrays)
 
     @classmethod
-    def _load_arrays(cls, directory: Path) -> tuple[Path, dict[str, NDArray[Any]]]:
-        """The saved file and its arrays, or one error naming the file and the fix."""
+    @contextlib.contextmanager
+    def _loading(cls, directory: Path) -> Iterator[dict[str, NDArray[Any]]]:
+        """The saved arrays; anything that fails while the `with` block rebuilds the model
+        from them becomes one error naming the file and the fix."""
         path = trained_file(directory, ARRAYS_FILE, cls.name)
-        return path, load_npz(path, f"the {cls.name} model", RESTORE_MODEL)
+        arrays = load_npz(path, f"the {cls.name} model", RESTORE_MODEL)
+        with reading(path, f"the {cls.name} model", RESTORE_MODEL):
+            yield arrays
 
 
 def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -7,14 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnlab.files import reading
-from nnlab.models import (
-    RESTORE_MODEL,
-    FeatureClassifier,
-    History,
-    Split,
-    to_features,
-)
+from nnlab.models import FeatureClassifier, History, Split, to_features
 from nnlab.numpy_dnn import Network, TrainConfig, build_mlp, fit, make_optimizer
 from nnlab.params import NumpyDnnParams
 
@@ -56,8 +49,7 @@ class NumpyDnnClassifier(FeatureClassifier):
 
     @classmethod
     def load(cls, directory: Path) -> NumpyDnnClassifier:
-        path, arrays = cls._load_arrays(directory)
-        with reading(path, "the numpy_dnn model", RESTORE_MODEL):
+        with cls._loading(directory) as arrays:
             network = Network.from_arrays(arrays)
         model = cls(NumpyDnnParams(), seed=0)
         model.model = network
