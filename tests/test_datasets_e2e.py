@@ -72,8 +72,12 @@ def test_image_folder_with_bad_files_trains_and_reports_skips(
     for stage, argv in [(download, None), (prepare, None), (split, None),
                         (train, ["logreg"]), (evaluate, ["logreg"])]:
         stage.main(argv)
-    output = capsys.readouterr().out
+    captured = capsys.readouterr()
+    output = captured.out
     assert "prepare: skipped 3 unreadable file(s); see data/prepared/skipped.txt" in output
+    # ../pets is outside images/: DVC cannot watch it, and download says what to do.
+    assert "is outside images/, which DVC does not watch" in captured.err
+    assert "dvc repro -f download" in captured.err
     skipped = (project / "data/prepared/skipped.txt").read_text()
     assert "broken.jpg" in skipped and "notes.txt" in skipped and "bird/" in skipped
     classes = json.loads((project / "data/prepared/classes.json").read_text())
@@ -85,3 +89,18 @@ def test_image_folder_with_bad_files_trains_and_reports_skips(
     assert metrics["test"]["accuracy"] == 1.0
     per_class = json.loads((project / "reports/logreg/per_class.json").read_text())
     assert sorted(per_class) == ["cat", "dog"]
+
+
+def test_an_image_folder_under_images_is_watched_by_dvc(tmp_path: Path) -> None:
+    """Adding an image under images/ makes `download` out of date; listing it again adds it."""
+    project = _project(tmp_path / "project", {"dataset": "image_folder",
+                                              "source": "images/pets", "image_size": 8})
+    make_image_folder(project / "images" / "pets", per_class=2)
+    assert "download" in _ran_stages(_run(["dvc", "repro", "download"], project))
+    assert "up to date" in _run(["dvc", "status", "download"], project)
+    shutil.copyfile(project / "images/pets/cat/cat.0.png", project / "images/pets/cat/new.png")
+    assert "modified:           images" in _run(["dvc", "status", "download"], project)
+    output = _run(["dvc", "repro", "download"], project)
+    assert "download" in _ran_stages(output) and "outside images/" not in output
+    manifest = json.loads((project / "data/raw/manifest.json").read_text())
+    assert "cat/new.png" in [entry["path"] for entry in manifest["files"]]

@@ -9,6 +9,7 @@ files) are skipped and reported; they never stop the run.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from PIL import Image
 
 from nnlab.data import RawDataset, check_memory
 from nnlab.datasets import fetch
-from nnlab.files import read_json, write_json
+from nnlab.files import project_root, read_json, write_json
 
 if TYPE_CHECKING:
     from nnlab.params import DataParams
@@ -38,9 +39,18 @@ def _root(data: DataParams) -> Path:
     return root
 
 
+WATCHED = "images"  # the folder dvc.yaml's download stage depends on (images/README.md)
+
+
 def download(raw_dir: Path, data: DataParams) -> None:
     """List every file under each class subfolder (hidden files and folders excluded)."""
     root = _root(data)
+    watched = project_root() / WATCHED
+    if not root.resolve().is_relative_to(watched.resolve()):
+        print(f"download: note: data.source={data.source!r} is outside {WATCHED}/, which DVC "
+              f"does not watch: after adding or changing images run `dvc repro -f download`, "
+              f"or move the folder to {WATCHED}/ and point data.source at it",
+              file=sys.stderr)
     classes = sorted(
         entry.name for entry in root.iterdir()
         if entry.is_dir() and not entry.name.startswith(".")
