@@ -68,12 +68,12 @@ def start(data_dir: Path, options: dict[str, Any], project: Path | None,
                 report(f"{part.name:<12} already up   {part.address()}")
                 continue
             began = time.perf_counter()
+            started.append(part)  # before start(): a half-started part is stopped too
             part.start()
-            started.append(part)
             report(f"{part.name:<12} up in {time.perf_counter() - began:4.1f} s  "
                    f"{part.address()}")
     except BaseException as error:
-        undone = [part.name for part in started]
+        undone = [part.name for part in started if part is not current]
         for part in reversed(started):
             part.stop()
         if not isinstance(error, Exception):
