@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
             f"then run `dvc {name}` with the same arguments. An unreachable remote, or one "
             "that refuses its credentials, fails in one line that says what to do.")
         transfer.add_argument("-r", "--remote", help="remote name (default: the default remote)")
-        transfer.add_argument("dvc_args", nargs=argparse.REMAINDER,
-                              help=f"passed on to `dvc {name}`")
+        transfer.add_argument("dvc_args", nargs="*", metavar="DVC_ARGUMENT",
+                              help=f"targets and options, passed on to `dvc {name}` as given")
     return parser
 
 
@@ -106,15 +106,16 @@ def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("push", "pull") and not {"-h", "--help"} & set(argv[1:]):
+        _transfer(argv[0], argv[1:])  # every option is dvc's: passed on as given
+        return
     args = _parser().parse_args(argv)
     if args.command == "sweep":
         _sweep(args)
         return
     if args.command == "server":
         _server(args)
-        return
-    if args.command in ("push", "pull"):
-        _transfer(args)
         return
     from nnlab.predict import predict  # late: `nnlab --help` should not load TensorFlow
 
@@ -159,19 +160,26 @@ def _sweep(args: argparse.Namespace) -> None:
         raise SystemExit(130) from None
 
 
-def _transfer(args: argparse.Namespace) -> None:
+def _transfer(command: str, dvc_args: list[str]) -> None:
+    """`nnlab push|pull [dvc options]`: check the remote (`-r NAME`, else the default one),
+    then become `dvc push|pull` with the same arguments."""
     from nnlab.files import project_root
     from nnlab.server import remote
     from nnlab.server.settings import ServerError
 
+    name = None
+    for index, arg in enumerate(dvc_args):
+        if arg in ("-r", "--remote") and index + 1 < len(dvc_args):
+            name = dvc_args[index + 1]
+        elif arg.startswith("--remote="):
+            name = arg.split("=", 1)[1]
     try:
-        remote.check(project_root(), args.remote)
+        remote.check(project_root(), name)
     except ServerError as error:
-        print(f"nnlab {args.command}: error: {error}", file=sys.stderr)
+        print(f"nnlab {command}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    argv = ["dvc", args.command, *(["-r", args.remote] if args.remote else []), *args.dvc_args]
     sys.stdout.flush()
-    os.execvp("dvc", argv)
+    os.execvp("dvc", ["dvc", command, *dvc_args])
 
 
 def _say(line: str) -> None:
