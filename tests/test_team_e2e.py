@@ -99,11 +99,11 @@ def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path
 def _check_runs(stack: Stack, project: Path) -> dict[str, dict[str, Any]]:
     """The experiment's runs on the server, by model: one per model, finished, with params,
     the test and validation metrics of the project's reports/, and per-epoch history."""
-    runs = {_tags(found).get("model"): found for found in stack.runs()}
+    runs = {_tags(found).get("model"): found for found in stack.runs()
+            if _tags(found).get("dvc.exp_name") == "team-exp"}
     assert set(runs) == set(MODELS), f"runs on the server: {sorted(map(str, runs))}"
     for model, found in runs.items():
         assert found["info"]["status"] == "FINISHED", model
-        assert _tags(found)["dvc.exp_name"] == "team-exp"
         metrics = {metric["key"]: metric["value"] for metric in found["data"]["metrics"]}
         reported = json.loads((project / "reports" / model / "metrics.json").read_text())
         assert metrics["test.accuracy"] == pytest.approx(reported["test"]["accuracy"])
@@ -148,6 +148,30 @@ def test_dvc_exp_run_logs_every_model_to_the_server(stack: Stack, team_project: 
     assert not (team_project / "mlartifacts").exists()
 
 
+def test_a_queued_experiment_logs_to_the_server(stack: Stack, team_project: Path) -> None:
+    """`dvc queue start` runs experiments in DVC's workers, which inherit the environment of
+    the shell that started them: their runs land on the server too."""
+    run(["dvc", "exp", "run", "--queue", "-n", "team-queued", "-S", "logreg.max_iter=120",
+         "evaluate@logreg"], team_project)
+    run(["dvc", "queue", "start", "-j", "1"], team_project,
+        env={"MLFLOW_TRACKING_URI": stack.uri})
+    deadline = time.monotonic() + 900
+    while "team-queued" not in run(["dvc", "exp", "list", "--name-only"], team_project):
+        states = run(["dvc", "queue", "status"], team_project)
+        assert "Failed" not in states, run(["dvc", "queue", "logs", "team-queued"],
+                                           team_project, check=False)
+        assert time.monotonic() < deadline, states
+        time.sleep(3)
+    queued = [found for found in stack.runs() if _tags(found).get("dvc.exp_name") ==
+              "team-queued"]
+    assert len(queued) == 1 and queued[0]["info"]["status"] == "FINISHED"
+    assert _tags(queued[0])["model"] == "logreg"
+    params = {param["key"]: param["value"] for param in queued[0]["data"]["params"]}
+    assert params["max_iter"] == "120"
+    assert "test.accuracy" in {metric["key"] for metric in queued[0]["data"]["metrics"]}
+    assert not (team_project / "mlflow.db").exists()  # nothing went to a local store
+
+
 def test_a_stage_fails_in_one_line_when_the_server_is_down(stack: Stack,
                                                            team_project: Path) -> None:
     """Stop the stack: training refuses to start, fast, and no run is left RUNNING; start it
@@ -168,8 +192,8 @@ def test_a_stage_fails_in_one_line_when_the_server_is_down(stack: Stack,
     assert not (team_project / "models" / "logreg").exists()  # no stale model left behind
 
     stack.start(team_project)
-    runs = _check_runs(stack, team_project)
-    assert {found["info"]["run_id"] for found in runs.values()} == before
+    _check_runs(stack, team_project)
+    assert {found["info"]["run_id"] for found in stack.runs()} == before
     assert "keras" in _download_model(stack, team_project, "cnn")[1]
     assert not [found for found in stack.runs() if found["info"]["status"] == "RUNNING"]
 
