@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from nnlab import pipeline
 from nnlab.datasets import cifar10
 from nnlab.datasets.idx import MNIST, to_idx
 from nnlab.params import DataParams, validate
+from nnlab.pipeline import data_steps
+from nnlab.pipeline.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +67,7 @@ def bench_mnist(folder: Path) -> None:
         assert dataset.images.shape == (60_000, 28, 28, 1)
         params = validate({"data": {"dataset": "mnist"}})
         start = time.perf_counter()
-        pipeline.prepare(params, pipeline.Layout(folder))
+        data_steps.prepare(params, Layout(folder))
         prepare_times.append(time.perf_counter() - start)
     print(f"MNIST-sized IDX ({size / 1e6:.1f} MB gzip'd, 70,000 images):")
     print(f"  parse the 4 files (MNIST.load):        best {min(load_times):.2f} s "

@@ -17,7 +17,7 @@ from PIL import UnidentifiedImageError
 from nnlab.datasets.image_folder import read_image
 from nnlab.files import read_json
 from nnlab.models import get_model_class
-from nnlab.pipeline import TRAIN_INFO_FILE
+from nnlab.pipeline.layout import TRAIN_INFO_FILE
 
 
 @dataclass(frozen=True)

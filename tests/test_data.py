@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlab import pipeline
 from nnlab.data import (
     check_contract,
     check_memory,
@@ -17,6 +16,8 @@ from nnlab.data import (
 )
 from nnlab.errors import DataFormatError
 from nnlab.params import validate
+from nnlab.pipeline import data_steps
+from nnlab.pipeline.layout import Layout
 from tests.conftest import make_images
 
 
@@ -75,22 +76,22 @@ def test_contract_violations(images: np.ndarray, labels: np.ndarray, message: st
 
 def test_prepare_and_split_digits(tmp_path: Path) -> None:
     params = validate({"data": {"val_fraction": 0.25}})
-    layout = pipeline.Layout(tmp_path)
-    pipeline.download(params, layout)
-    counts = pipeline.prepare(params, layout)
+    layout = Layout(tmp_path)
+    data_steps.download(params, layout)
+    counts = data_steps.prepare(params, layout)
     assert counts == {"train": 1437, "test": 360, "skipped": 0}
     test_images, test_labels = load_split(layout.prepared, "test")
     assert test_images.shape == (360, 8, 8, 1) and test_images.max() == 255
     assert np.bincount(test_labels).min() >= 35  # stratified: ~36 per digit
-    split_counts = pipeline.split(params, layout)
+    split_counts = data_steps.split(params, layout)
     assert split_counts["val"] == 360 and split_counts["train"] == 1077
     assert load_classes(layout.prepared) == [str(digit) for digit in range(10)]
 
     # The test hold-out is fixed: changing `seed` moves the validation set, not the test set.
     reseeded = validate({"seed": 7})
-    other = pipeline.Layout(tmp_path / "other")
-    pipeline.download(reseeded, other)
-    pipeline.prepare(reseeded, other)
+    other = Layout(tmp_path / "other")
+    data_steps.download(reseeded, other)
+    data_steps.prepare(reseeded, other)
     assert np.array_equal(load_split(other.prepared, "test")[1], test_labels)
 
 
@@ -117,11 +118,11 @@ def test_arrays_that_do_not_match_are_refused(tmp_path: Path) -> None:
 def test_a_split_that_leaves_too_few_training_images_is_refused() -> None:
     labels = np.repeat(np.arange(3), [40, 40, 4]).astype(np.int64)
     with pytest.raises(ValueError) as error:
-        pipeline.check_training_counts(labels, ["cat", "dog", "bird"], 0.5)
+        data_steps.check_training_counts(labels, ["cat", "dog", "bird"], 0.5)
     assert str(error.value) == (
         "data.val_fraction=0.5 leaves 4 training image(s) of class 'bird' (at least 5 per "
         "class are needed); lower data.val_fraction or data.test_fraction, or add images")
-    pipeline.check_training_counts(labels[:80], ["cat", "dog"], 0.5)  # enough: no error
+    data_steps.check_training_counts(labels[:80], ["cat", "dog"], 0.5)  # enough: no error
 
 
 def test_an_allocation_that_cannot_fit_is_refused_before_it_starts(

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab import pipeline
 from nnlab.datasets import DATASETS, cifar10, fetch, image_folder, planar
 from nnlab.datasets.fetch import RemoteFile
 from nnlab.datasets.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
 from nnlab.errors import DataFormatError
 from nnlab.params import DataParams, validate
+from nnlab.pipeline import data_steps
+from nnlab.pipeline.layout import Layout
 from tests.loopback import Loopback, loopback_server
 
 
@@ -300,9 +301,9 @@ def test_image_folder_needs_a_source_folder(tmp_path: Path) -> None:
 def test_prepare_writes_skipped_txt(root: Path) -> None:
     folder = make_image_folder(root / "pets", per_class=10)
     params = validate({"data": {"dataset": "image_folder", "source": "pets", "image_size": 8}})
-    layout = pipeline.Layout(root)
-    pipeline.download(params, layout)
-    counts = pipeline.prepare(params, layout)
+    layout = Layout(root)
+    data_steps.download(params, layout)
+    counts = data_steps.prepare(params, layout)
     assert counts == {"train": 16, "test": 4, "skipped": 3}
     lines = (layout.prepared / "skipped.txt").read_text().splitlines()
     assert lines[0] == "# 3 unreadable input(s) skipped" and len(lines) == 4

@@ -18,8 +18,9 @@ from typing import Any
 import mlflow
 import pytest
 
-from nnlab import pipeline
 from nnlab.params import validate
+from nnlab.pipeline import data_steps, evaluate_step, train_step
+from nnlab.pipeline.layout import Layout
 
 pytestmark = pytest.mark.slow
 MODELS = ["numpy_dnn", "logreg"]  # no TensorFlow: the server is what is under test here
@@ -89,22 +90,22 @@ def server(mlflow_store: str, tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
-def tiny_pipeline(server: Server, tmp_path: Path) -> pipeline.Layout:
+def tiny_pipeline(server: Server, tmp_path: Path) -> Layout:
     """numpy_dnn and logreg through every stage, while the server starts."""
     params = validate({"numpy_dnn": {"epochs": 2, "hidden_layers": [16]},
                        "logreg": {"max_iter": 100}})
-    layout = pipeline.Layout(tmp_path)
-    pipeline.download(params, layout)
-    pipeline.prepare(params, layout)
-    pipeline.split(params, layout)
+    layout = Layout(tmp_path)
+    data_steps.download(params, layout)
+    data_steps.prepare(params, layout)
+    data_steps.split(params, layout)
     for model in MODELS:
-        pipeline.train(model, params, layout)
-        pipeline.evaluate(model, params, layout)
+        train_step.train(model, params, layout)
+        evaluate_step.evaluate(model, params, layout)
     return layout
 
 
 def test_ui_serves_every_param_metric_and_tag(
-    tiny_pipeline: pipeline.Layout, server: Server
+    tiny_pipeline: Layout, server: Server
 ) -> None:
     server.wait()
     url = server.url

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab import pipeline
 from nnlab.data import save_classes, save_split
 from nnlab.params import validate
+from nnlab.pipeline import train_step
+from nnlab.pipeline.layout import Layout
 from tests.conftest import ROOT, make_images
 
 
@@ -25,14 +26,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DVC_ROOT", str(root))  # the MLflow store goes under root
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        layout = pipeline.Layout(root)
+        layout = Layout(root)
         save_split(layout.split, "train", *make_images(30, 2, seed=1))
         save_split(layout.split, "val", *make_images(8, 2, seed=2))
         save_classes(layout.prepared, ["top", "bottom"])
         params = validate({"numpy_dnn": {"epochs": 20, "hidden_layers": [16]},
                            "logreg": {"max_iter": 200}})
         for model in ("numpy_dnn", "logreg"):
-            pipeline.train(model, params, layout)
+            train_step.train(model, params, layout)
     return root
 
 

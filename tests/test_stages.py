@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nnlab import pipeline
 from nnlab.files import write_json
+from nnlab.pipeline import report_step
+from nnlab.pipeline.layout import TRAIN_INFO_FILE, Layout
 from tests.conftest import ROOT
 from tests.loopback import closed_port_url
 
@@ -60,17 +61,17 @@ def test_unknown_model_argument(tmp_path: Path) -> None:
 
 
 def test_report_table(tmp_path: Path) -> None:
-    layout = pipeline.Layout(tmp_path)
+    layout = Layout(tmp_path)
     for index, model in enumerate(["numpy_dnn", "logreg"]):
         metrics = {split: {"accuracy": 0.9 + index / 20, "f1_macro": 0.8, "loss": 0.3}
                    for split in ("val", "test")}
         write_json(layout.report_dir(model) / "metrics.json", metrics)
         write_json(
-            layout.model_dir(model) / pipeline.TRAIN_INFO_FILE,
+            layout.model_dir(model) / TRAIN_INFO_FILE,
             {"param_count": 1234, "training_seconds": 2.25, "samples_per_second": 99.6,
              "mlflow_run_id": f"run{index}"},
         )
-    rows = pipeline.report(["numpy_dnn", "logreg"], layout)
+    rows = report_step.report(["numpy_dnn", "logreg"], layout)
     assert [row["model"] for row in rows] == ["numpy_dnn", "logreg"]
     summary = (tmp_path / "reports" / "summary.md").read_text()
     assert "| logreg | 0.9500 | 0.9500 | 0.8000 | 1,234 | 2.2 | 100 | run1 |" in summary
@@ -81,4 +82,4 @@ def test_report_table(tmp_path: Path) -> None:
 
 def test_report_without_metrics_names_the_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"reports/cnn/metrics\.json: missing"):
-        pipeline.report(["cnn"], pipeline.Layout(tmp_path))
+        report_step.report(["cnn"], Layout(tmp_path))

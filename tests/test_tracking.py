@@ -86,19 +86,20 @@ def test_evaluating_a_run_missing_from_the_store_opens_a_tagged_run(mlflow_store
 def test_diverging_training_leaves_no_model_and_a_failed_run(
     tmp_path: Path, mlflow_store: str
 ) -> None:
-    from nnlab import pipeline
     from nnlab.errors import DivergenceError
     from nnlab.params import validate
+    from nnlab.pipeline import data_steps, train_step
+    from nnlab.pipeline.layout import Layout
 
     params = validate(
         {"numpy_dnn": {"learning_rate": 10.0, "epochs": 5}}  # Adam blows up, ends at chance
     )
-    layout = pipeline.Layout(tmp_path)
-    pipeline.download(params, layout)
-    pipeline.prepare(params, layout)
-    pipeline.split(params, layout)
+    layout = Layout(tmp_path)
+    data_steps.download(params, layout)
+    data_steps.prepare(params, layout)
+    data_steps.split(params, layout)
     with pytest.raises(DivergenceError, match="lower numpy_dnn.learning_rate"):
-        pipeline.train("numpy_dnn", params, layout)
+        train_step.train("numpy_dnn", params, layout)
     assert not layout.model_dir("numpy_dnn").exists()
     assert not list((tmp_path / "models").glob("*partial*"))
     client = mlflow.MlflowClient(mlflow_store)

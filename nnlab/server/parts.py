@@ -8,9 +8,11 @@ import json
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from nnlab.server.postgres import Postgres
 from nnlab.server.process import ProcessPart, check_port, http_status, tcp_open
+from nnlab.server.remote import s3_client
 from nnlab.server.settings import (
     DVC_BUCKET,
     LOOPBACK,
@@ -19,6 +21,7 @@ from nnlab.server.settings import (
     ServerError,
     Settings,
     is_loopback,
+    reachable,
     write_private,
 )
 
@@ -82,16 +85,9 @@ class S3Gateway(ProcessPart):
             if bucket not in existing:
                 s3.create_bucket(Bucket=bucket)
 
-    def client(self):
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3", endpoint_url=self.settings.s3_endpoint, region_name="us-east-1",
-            aws_access_key_id=self.credentials.s3_access_key,
-            aws_secret_access_key=self.credentials.s3_secret_key,
-            config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3}),
-        )
+    def client(self) -> Any:
+        return s3_client(self.settings.s3_endpoint, self.credentials.s3_access_key,
+                         self.credentials.s3_secret_key)
 
     def answers(self) -> bool:
         # 403: S3 answers and refuses an anonymous request, as it must.
@@ -173,8 +169,7 @@ class OptunaProxy(ProcessPart):
                 "--host", settings.proxy_host, "--port", str(settings.grpc_port)], {}
 
     def answers(self) -> bool:
-        host = self.settings.proxy_host
-        return tcp_open(LOOPBACK if host in ("0.0.0.0", "::") else host, self.settings.grpc_port)
+        return tcp_open(reachable(self.settings.proxy_host), self.settings.grpc_port)
 
     def address(self) -> str:
         return f"{self.settings.grpc_uri} (bound to {self.settings.proxy_host}, no auth)"

@@ -58,21 +58,28 @@ def check(project: Path, name: str | None = None) -> None:
     _check_s3(name, url, remote)
 
 
-def _check_s3(name: str, url: str, remote: dict[str, Any]) -> None:
+def s3_client(endpoint: str | None, key: str | None, secret: str | None, *,
+              region: str = "us-east-1", timeout: float = 30, attempts: int = 3) -> Any:
+    """A boto3 S3 client for an endpoint (None: AWS) and a key pair."""
     import boto3
-    from botocore.config import Config as BotoConfig
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(connect_timeout=min(timeout, 5), read_timeout=timeout,
+                      retries={"max_attempts": attempts}),
+    )
+
+
+def _check_s3(name: str, url: str, remote: dict[str, Any]) -> None:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
     endpoint = remote.get("endpointurl")
     bucket = url.removeprefix("s3://").split("/", 1)[0]
     where = f"DVC remote `{name}` ({url}{f' at {endpoint}' if endpoint else ''})"
-    s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name=remote.get("region", "us-east-1"),
-        aws_access_key_id=remote.get("access_key_id"),
-        aws_secret_access_key=remote.get("secret_access_key"),
-        config=BotoConfig(connect_timeout=CHECK_SECONDS, read_timeout=CHECK_SECONDS,
-                          retries={"max_attempts": 1}),
-    )
+    s3 = s3_client(endpoint, remote.get("access_key_id"), remote.get("secret_access_key"),
+                   region=remote.get("region", "us-east-1"), timeout=CHECK_SECONDS, attempts=1)
     try:
         s3.head_bucket(Bucket=bucket)
     except EndpointConnectionError:

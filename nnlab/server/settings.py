@@ -60,6 +60,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def reachable(host: str) -> str:
+    """The address a client on this machine uses for a server bound to `host`."""
+    return LOOPBACK if host in ("0.0.0.0", "::") or is_loopback(host) else host
+
+
 @dataclass
 class Settings:
     """How the stack is started. `host` is what the public parts (MLflow, S3, the gRPC proxy)
@@ -86,7 +91,7 @@ class Settings:
     @property
     def client_host(self) -> str:
         """The host name clients on this machine use."""
-        return LOOPBACK if self.host in ("0.0.0.0", "::") or is_loopback(self.host) else self.host
+        return reachable(self.host)
 
     @property
     def mlflow_uri(self) -> str:
@@ -104,8 +109,7 @@ class Settings:
 
     @property
     def grpc_uri(self) -> str:
-        host = self.client_host if self.proxy_host == self.host else LOOPBACK
-        return f"grpc://{host}:{self.grpc_port}"
+        return f"grpc://{reachable(self.proxy_host)}:{self.grpc_port}"
 
     def check(self) -> None:
         """Refuse to expose the stack without authentication unless asked to."""

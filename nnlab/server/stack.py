@@ -52,11 +52,11 @@ def start(data_dir: Path, options: dict[str, Any], project: Path | None,
     saved = Settings.load(data_dir)
     settings = (saved or Settings(data_dir=data_dir)).merged(options)
     settings.check()
+    credentials = Credentials.load_or_create(data_dir)
     if saved is not None and _public(saved) != _public(settings) and \
-            any(part.is_up() for part in parts(saved, Credentials.load_or_create(data_dir))):
+            any(part.is_up() for part in parts(saved, credentials)):
         raise ServerError("the stack already runs with other settings: `nnlab server stop` "
                           "first, then start it with the new ones")
-    credentials = Credentials.load_or_create(data_dir)
     settings.assign_internal_ports()
     settings.save()
     started: list[Part] = []
