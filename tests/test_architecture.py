@@ -209,3 +209,33 @@ def test_training_does_not_depend_on_plots_or_the_report() -> None:
                 "nnlab/pipeline/report_step.py"} & stage_code("train")
     assert "nnlab/plots.py" in stage_code("report")
     assert "nnlab/pipeline/data_steps.py" in stage_code("split")
+
+
+# -- shape: files a newcomer can read -------------------------------------------------------
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 350, 60
+
+
+def _sources() -> list[Path]:
+    return sorted([*(ROOT / "nnlab").rglob("*.py"), *(ROOT / "stages").rglob("*.py")])
+
+
+def test_every_module_says_what_it_owns_and_stays_small() -> None:
+    too_long = {}
+    for path in _sources():
+        text = path.read_text()
+        name = path.relative_to(ROOT).as_posix()
+        assert ast.get_docstring(ast.parse(text)), f"{name} has no module docstring"
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            too_long[name] = len(text.splitlines())
+    assert not too_long, f"files over {MAX_FILE_LINES} lines: {too_long}"
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    too_long = {}
+    for path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long[f"{path.relative_to(ROOT).as_posix()}:{node.name}"] = lines
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines: {too_long}"
