@@ -3,8 +3,10 @@
     nnlab predict --model cnn img.png [more.png | folder ...] [--json]
     nnlab server start [--host 0.0.0.0 --auth] | status | stop
     nnlab push | pull [dvc push/pull options]   (checks the DVC remote first)
-    nnlab sweep --model numpy_dnn --trials 20 --jobs 2 \\
-        --sample 'learning_rate=loguniform(1e-4,1e-1)' [--set numpy_dnn.epochs=5] [--rounds 2]
+    nnlab sweep --study lr --model numpy_dnn --trials 20 --workers 2 \\
+        --sample 'learning_rate=loguniform(1e-4,1e-1)' [--set numpy_dnn.epochs=5]
+        [--storage URL] [--sampler tpe|random|narrowing] [--pruner median|hyperband|none]
+    nnlab sweep --study lr --report | --apply-best
 """
 
 from __future__ import annotations
@@ -78,31 +80,53 @@ def _add_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = commands.add_parser(
-        "sweep", help="random hyperparameter search as queued DVC experiments, ranked by "
-        "validation accuracy",
-        description="Sample params at random, run each trial as a queued DVC experiment, rank "
-        "the trials by validation accuracy (never test) and narrow the ranges around the top "
-        "quarter for the next round. Trials are MLflow runs nested under one parent run.",
+        "sweep", help="hyperparameter search: an Optuna study shared by any number of workers, "
+        "each trial a DVC experiment and an MLflow child run",
+        description="Search params with an Optuna study: K workers here, and any number of "
+        "the same command on other machines, share it until it has N finished trials. Each "
+        "trial is a DVC experiment (<study>-t<number>) and an MLflow run nested under the "
+        "study's parent run, scored by validation accuracy (never test). A killed worker's "
+        "trial is retried; the same command resumes an interrupted study.",
     )
-    # No argparse `choices`/`type` checks for model and counts: run_sweep reports them in
-    # one line (exit 2), like every other bad spec.
-    sweep.add_argument("--model", required=True, help=f"one of: {', '.join(MODEL_NAMES)}")
-    sweep.add_argument("--trials", type=int, default=20, help="trials per round (default: 20)")
-    sweep.add_argument("--jobs", type=int, default=2,
-                       help="experiments run at a time, `dvc queue start -j` (default: 2)")
+    # No argparse `choices`/`type` checks for model, counts, sampler and pruner: run_sweep
+    # reports them in one line (exit 2), like every other bad spec.
+    sweep.add_argument("--study", required=True, help="the study's name (names its trials)")
+    sweep.add_argument("--model", help=f"one of: {', '.join(MODEL_NAMES)}")
+    sweep.add_argument("--trials", type=int, default=20,
+                       help="finished trials (complete + pruned) the study ends with "
+                       "(default: 20)")
+    sweep.add_argument("--workers", "--jobs", type=int, default=1, dest="workers",
+                       help="worker processes on this machine (default: 1)")
+    sweep.add_argument("--storage", help="Optuna storage URL: sqlite:///..., postgresql://..., "
+                       "grpc://host:port (default: $NNLAB_OPTUNA_STORAGE, else "
+                       "sqlite:///.nnlab/optuna.db)")
+    sweep.add_argument("--sampler", help="tpe (default) | random | narrowing (the seeds' "
+                       "random search narrowed round by round)")
+    sweep.add_argument("--pruner", default="median",
+                       help="median (default) | hyperband | none: stop trials whose "
+                       "validation accuracy lags, epoch by epoch")
     sweep.add_argument("--sample", action="append", default=[], metavar="KEY=DIST(ARGS)",
                        help="uniform(a,b), loguniform(a,b), int(a,b) or choice(x,y,...); a bare "
                        "KEY means <model>.KEY. Repeat for each param.")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="a fixed param for every trial, e.g. numpy_dnn.epochs=5")
     sweep.add_argument("--rounds", type=int, default=1,
-                       help="rounds 2..N sample from the previous round's narrowed ranges")
+                       help="narrowing: rounds 2..R sample from ranges narrowed to the top "
+                       "quarter so far (implies --sampler narrowing)")
     sweep.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     sweep.add_argument("--target", action="append", default=[], metavar="STAGE",
                        help="what each trial runs, as `dvc exp run` targets (default: "
                        "evaluate@<model> and the stages it needs, not the other models)")
-    sweep.add_argument("--timeout", type=float, default=6 * 3600,
-                       help="seconds to wait for one round (default: 21600)")
+    sweep.add_argument("--heartbeat", type=int, default=20,
+                       help="seconds between a worker's heartbeats; a trial whose worker is "
+                       "silent for 3x this is failed and retried (default: 20)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue an existing study even though its search differs")
+    sweep.add_argument("--report", action="store_true",
+                       help="print the study's trials, ranked, and exit")
+    sweep.add_argument("--apply-best", action="store_true",
+                       help="apply the best trial: `dvc exp apply` if its experiment is here, "
+                       "else its params into params.yaml")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,26 +162,48 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from nnlab.search import SweepError, SweepInterrupted, run_sweep
+    from nnlab.search.storage import StorageError
+    from nnlab.search.study import SweepError
 
     try:
-        run_sweep(
-            args.model, args.sample, args.trials, jobs=args.jobs, overrides=args.set,
-            rounds=args.rounds, seed=args.seed, targets=args.target, timeout=args.timeout,
-            report=lambda line: print(line, flush=True),
-        )
+        _run_sweep(args)
     except USER_ERRORS as error:
         print(f"nnlab sweep: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except SweepError as error:
+    except (SweepError, StorageError) as error:
         print(f"nnlab sweep: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    except SweepInterrupted as error:
-        print(f"nnlab sweep: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"nnlab sweep: interrupted; the study keeps its finished trials: the same "
+              f"command resumes it (`nnlab sweep --study {args.study} --report` shows it)",
+              file=sys.stderr)
         raise SystemExit(130) from None
-    except KeyboardInterrupt:  # before any trial was queued
-        print("nnlab sweep: interrupted before any trial was queued", file=sys.stderr)
-        raise SystemExit(130) from None
+
+
+def _run_sweep(args: argparse.Namespace) -> None:
+    from nnlab.files import project_root
+    from nnlab.search import runner
+
+    report = lambda line: print(line, flush=True)  # noqa: E731
+    if args.report or args.apply_best:
+        from nnlab.search.apply import apply_best
+        from nnlab.search.report import study_report
+        from nnlab.search.storage import default_url
+        from nnlab.search.study import check_name, open_study
+
+        study, plan = open_study(args.storage or default_url(), check_name(args.study))
+        if args.report:
+            report(study_report(study, plan))
+        if args.apply_best:
+            apply_best(study, plan, project_root(), report)
+        return
+    if not args.model:
+        raise ValueError(f"--model is required to run a study; choose one of: "
+                         f"{', '.join(MODEL_NAMES)}")
+    runner.run_sweep(runner.Options(
+        args.model, args.study, args.sample, args.trials, args.workers, args.storage,
+        args.sampler, args.pruner, args.set, args.rounds, args.seed, args.target, args.resume,
+        args.heartbeat), report=report)
 
 
 def _transfer(command: str, dvc_args: list[str]) -> None:

@@ -19,6 +19,15 @@ class DataFormatError(ValueError):
     path and how to restore it)."""
 
 
+class Pruned(Exception):
+    """The sweep's pruner stopped a trial's training after an epoch (nnlab/search/link.py).
+    Not an error: the train stage records the trial as pruned and saves no model."""
+
+    def __init__(self, epoch: int, message: str) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+
 class TrackingServerError(RuntimeError):
     """MLFLOW_TRACKING_URI names a server that does not answer or refuses us (message names
     the URI and the fix). Raised before training starts, never after."""

@@ -19,7 +19,14 @@ from numpy.typing import NDArray
 from nnlab import keras_spec
 from nnlab.divergence import DivergenceGuard
 from nnlab.files import reading
-from nnlab.models import RESTORE_MODEL, History, ImageClassifier, Split, trained_file
+from nnlab.models import (
+    RESTORE_MODEL,
+    EpochHook,
+    History,
+    ImageClassifier,
+    Split,
+    trained_file,
+)
 from nnlab.params import CnnParams, KerasMlpParams
 
 # Fixed thread counts: with op determinism, same params + seed give identical weights.
@@ -169,14 +176,19 @@ def with_probabilities(model: keras.Model) -> keras.Sequential:
 
 
 class _GuardCallback(keras.callbacks.Callback):
-    """Stops a diverging fit as soon as nnlab.divergence's rule says so."""
+    """Stops a diverging fit as soon as nnlab.divergence's rule says so, then hands the
+    epoch's row to `on_epoch` (which may raise to stop training: a sweep's pruner)."""
 
-    def __init__(self, guard: DivergenceGuard) -> None:
+    def __init__(self, guard: DivergenceGuard, on_epoch: EpochHook | None = None) -> None:
         super().__init__()
         self.guard = guard
+        self.on_epoch = on_epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.guard.check_epoch(float((logs or {}).get("loss", math.nan)), epoch + 1)
+        if self.on_epoch is not None:
+            self.on_epoch({"epoch": epoch + 1,
+                           **{key: float(value) for key, value in (logs or {}).items()}})
 
 
 class _KerasClassifier(ImageClassifier):
@@ -191,7 +203,8 @@ class _KerasClassifier(ImageClassifier):
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
         raise NotImplementedError
 
-    def fit(self, train: Split, val: Split, n_classes: int) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int,
+            on_epoch: EpochHook | None = None) -> History:
         configure_determinism(self.seed)
         images, labels = train
         self.model = self.build(tuple(images.shape[1:]), n_classes)
@@ -215,7 +228,7 @@ class _KerasClassifier(ImageClassifier):
             batch_size=self.params.batch_size,
             shuffle=True,
             verbose="auto" if sys.stdout.isatty() else 2,  # one line per epoch in logs
-            callbacks=[*self._callbacks(), _GuardCallback(guard)],
+            callbacks=[*self._callbacks(), _GuardCallback(guard, on_epoch)],
         )
         rows = [
             {"epoch": epoch + 1, **{key: float(values[epoch]) for key, values in

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
-from nnlab.models import FeatureClassifier, History, Split, to_features
+from nnlab.models import EpochHook, FeatureClassifier, History, Split, to_features
 from nnlab.numpy_dnn.losses import cross_entropy
 from nnlab.params import LogregParams
 
@@ -18,7 +18,8 @@ class LogregClassifier(FeatureClassifier):
     name = "logreg"
     params: LogregParams
 
-    def fit(self, train: Split, val: Split, n_classes: int) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int,
+            on_epoch: EpochHook | None = None) -> History:
         x_train, x_val = to_features(train[0]), to_features(val[0])
         model = LogisticRegression(
             C=self.params.C, max_iter=self.params.max_iter, random_state=self.seed

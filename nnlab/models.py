@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ MODELS: dict[str, str] = {
 }
 
 History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
+# Called with each epoch's history row as soon as it is known (a sweep's pruning reports
+# val_accuracy through it, and may raise nnlab.errors.Pruned to stop training).
+EpochHook = Callable[[dict[str, float]], None]
 Split = tuple[NDArray[np.uint8], NDArray[np.int64]]  # (images (N, H, W, C), labels (N,))
 
 
@@ -41,8 +44,10 @@ class ImageClassifier:
         self.params = params
         self.seed = seed
 
-    def fit(self, train: Split, val: Split, n_classes: int) -> History:
-        """Train on `train`, monitor on `val`; return the per-epoch history."""
+    def fit(self, train: Split, val: Split, n_classes: int,
+            on_epoch: EpochHook | None = None) -> History:
+        """Train on `train`, monitor on `val`; return the per-epoch history. `on_epoch` gets
+        each epoch's row as it ends (models without epochs never call it)."""
         raise NotImplementedError
 
     def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -107,6 +112,10 @@ RESTORE_MODEL = "restore it with `dvc checkout`, or retrain it with `dvc repro`"
 def trained_file(directory: Path, filename: str, model_name: str) -> Path:
     """The saved model file, or a FileNotFoundError that says how to create it."""
     path = directory / filename
+    info = directory / "train_info.json"
+    if not path.is_file() and info.is_file() and "pruned_reason" in info.read_text("utf-8"):
+        raise FileNotFoundError(f"{directory}: a sweep trial that was pruned, so it has no "
+                                f"weights; `dvc repro -f train@{model_name}` trains a model")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trained {model_name} model; run `dvc repro` first")
     return path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnlab.models import FeatureClassifier, History, Split, to_features
+from nnlab.models import EpochHook, FeatureClassifier, History, Split, to_features
 from nnlab.numpy_dnn import Network, TrainConfig, build_mlp, fit, make_optimizer
 from nnlab.params import NumpyDnnParams
 
@@ -16,7 +16,8 @@ class NumpyDnnClassifier(FeatureClassifier):
     name = "numpy_dnn"
     params: NumpyDnnParams
 
-    def fit(self, train: Split, val: Split, n_classes: int) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int,
+            on_epoch: EpochHook | None = None) -> History:
         p = self.params
         rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
         x_train, x_val = to_features(train[0]), to_features(val[0])
@@ -31,7 +32,7 @@ class NumpyDnnClassifier(FeatureClassifier):
         config = TrainConfig(
             epochs=p.epochs, batch_size=p.batch_size, learning_rate_decay=p.learning_rate_decay,
             decay_rate=p.decay_rate, decay_epochs=p.decay_epochs,
-            early_stopping_patience=p.early_stopping_patience,
+            early_stopping_patience=p.early_stopping_patience, on_epoch=on_epoch,
         )
         history = fit(network, optimizer, (x_train, train[1]), (x_val, val[1]), config, rng)
         if history.stopped_early:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nnlab.errors import Interrupted
+from nnlab.errors import Interrupted, Pruned
 from nnlab.files import project_root
 from nnlab.server.client import check_server
 
@@ -119,11 +119,17 @@ def fail_dead_runs(experiment_id: str) -> list[str]:
 @contextlib.contextmanager
 def _final_state() -> Iterator[None]:
     """Give the active run its final state whatever happens inside: FAILED with the error as
-    tag `error` on an exception, KILLED with the signal as tag on SIGTERM/SIGINT."""
+    tag `error` on an exception, KILLED with the signal as tag on SIGTERM/SIGINT, KILLED with
+    tag nnlab.end_reason "pruned" when a sweep's pruner stopped the training."""
     import mlflow
 
     try:
         yield
+    except Pruned as stop:
+        mlflow.set_tags({END_TAG: "pruned", "nnlab.trial_state": "PRUNED",
+                         "nnlab.pruned": str(stop)[:5000]})
+        mlflow.end_run("KILLED")
+        raise
     except Interrupted as stop:
         mlflow.set_tags({END_TAG: f"stopped by {stop.signal_name}",
                          "error": f"Interrupted: stopped by {stop.signal_name}"})

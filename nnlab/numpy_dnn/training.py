@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +41,8 @@ class TrainConfig:
         early_stopping_patience: stop after this many epochs without a lower validation
             loss, then restore the weights of the best epoch. None trains every epoch.
         progress: show a tqdm bar per epoch; None means only when stderr is a terminal.
+        on_epoch: called with each epoch's history row once the epoch is checked; it may
+            raise to stop training (a sweep's pruner does).
     """
 
     epochs: int
@@ -50,6 +52,7 @@ class TrainConfig:
     decay_epochs: int = 1
     early_stopping_patience: int | None = None
     progress: bool | None = None
+    on_epoch: Callable[[dict[str, float]], None] | None = None
 
 
 @dataclass
@@ -114,6 +117,8 @@ def fit(network: Network, optimizer: Optimizer, train: Data, val: Data, config: 
                                      and epoch - best_epoch >= patience)
             guard.check_epoch(loss, epoch, accuracy,
                               last=epoch == config.epochs or history.stopped_early)
+            if config.on_epoch is not None:
+                config.on_epoch(dict(history.rows[-1]))
             if history.stopped_early:
                 break
     history.best_epoch = len(history)

@@ -27,6 +27,8 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
 
     model_dir = layout.model_dir(model_name)
     info = read_json(model_dir / TRAIN_INFO_FILE)
+    if info.get("pruned"):
+        return _pruned(model_name, params, layout, info)
     model = get_model_class(model_name).load(model_dir)
     classes = load_classes(layout.prepared)
     sets = {
@@ -57,6 +59,31 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
             [report_dir / name for name in ("metrics.json", "per_class.json", "confusion.csv")],
             folders={PLOTS_DIR: plot_dir},
         )
+    return metrics
+
+
+def _pruned(model_name: str, params: Params, layout: Layout,
+            info: dict[str, object]) -> dict[str, dict[str, float]]:
+    """A sweep's pruned trial has no model to score: its metrics.json says `pruned` and holds
+    the validation metrics of its last epoch; the learning curves are its only plot. Its
+    MLflow run stays KILLED."""
+    report_dir = layout.report_dir(model_name)
+    history = read_history(report_dir / "history.csv")
+    last = history[-1] if history else {}
+    metrics: dict[str, dict[str, float]] = {"val": {
+        key: last[f"val_{key}"] for key in ("accuracy", "loss") if f"val_{key}" in last}}
+    write_json(report_dir / "metrics.json",
+               {"pruned": True, "epochs": info.get("epochs"), **metrics})
+    write_json(report_dir / "per_class.json", {})
+    (report_dir / "confusion.csv").write_text("actual,predicted\n", encoding="utf-8")
+    plot_dir = report_dir / PLOTS_DIR
+    shutil.rmtree(plot_dir, ignore_errors=True)
+    plot_dir.mkdir(parents=True)
+    if history:
+        from nnlab import plots
+
+        plots.learning_curves_png(plot_dir / "learning_curves.png", history,
+                                  f"{model_name} on {params.data.dataset} (pruned)")
     return metrics
 
 

@@ -26,6 +26,10 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
     for model_name in models:
         metrics = read_json(layout.report_dir(model_name) / "metrics.json")
         info = read_json(layout.model_dir(model_name) / TRAIN_INFO_FILE)
+        if info.get("pruned"):
+            raise ValueError(f"{model_name}: models/{model_name} is a sweep trial that was "
+                             "pruned (no model, no test metrics); "
+                             f"`dvc repro -f train@{model_name}` trains it")
         rows.append(
             {
                 "model": model_name,

@@ -1,24 +1,21 @@
-"""`nnlab sweep`: random hyperparameter search over DVC experiments, narrowed round by round.
+"""`nnlab sweep`: hyperparameter search as an Optuna study that any number of workers, on any
+number of machines, share. Each trial is a DVC experiment (`dvc exp run --temp`, named
+`<study>-t<number>`) and an MLflow run nested under the study's parent run; its score is
+validation accuracy, never test.
 
-A round samples every `--sample` param from its range (seeded), queues one DVC experiment per
-trial (`dvc exp run --queue`), runs the queue (`dvc queue start -j N`), waits, and ranks the
-trials by VALIDATION accuracy, never test. The top quarter narrows the ranges of the next round.
-The train stage logs one MLflow run per trial; the sweep nests them under one parent run.
+    space.py       `--sample` parsing, Ranges checked by the params schema, Optuna distributions
+    narrowing.py   the seeds' method as a sampler: ranges narrowed to the top quarter per round
+    storage.py     the study's storage URL, its heartbeat, one-line errors when it is down
+    study.py       the study's plan (kept in the study), create or join, the samplers
+    link.py        what a trial's stages learn from the worker: nesting, per-epoch pruning
+    trial.py       one trial: params, `dvc exp run --temp`, its value and MLflow tags
+    dvc.py         DVC experiments: run, read metrics, remove a killed run's workspace
+    parent_run.py  the MLflow parent run, and runs left RUNNING by killed trials
+    worker.py      a worker process: trials until the study has N finished
+    runner.py      `nnlab sweep`: check, create or join, start and watch K workers
+    report.py      the ranked table, narrowed ranges and summary
+    apply.py       `--apply-best`
 
-    space.py       `--sample` parsing, Ranges checked against the params schema, sampling
-    trials.py      a trial, a sweep's result, ranking by validation accuracy, the errors
-    narrowing.py   the seeds' narrowing of the ranges to the top quarter
-    dvc.py         trials as queued DVC experiments, and their states
-    parent_run.py  the MLflow parent run that nests the trials' runs
-    report.py      the ranked table, failure summary and sweep summary
-    runner.py      `run_sweep`: the rounds
-
-space, trials and narrowing are pure and unit-tested without DVC.
+This file imports nothing: the train stage imports link.py, and must not load Optuna when no
+sweep runs.
 """
-
-from nnlab.search.runner import run_sweep
-from nnlab.search.space import Range, parse_spec, sample
-from nnlab.search.trials import SweepError, SweepInterrupted, Trial
-
-__all__ = ["Range", "SweepError", "SweepInterrupted", "Trial", "parse_spec", "run_sweep",
-           "sample"]

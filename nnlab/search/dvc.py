@@ -1,18 +1,27 @@
-"""The DVC side of a sweep: each trial is a queued `dvc exp run`, whose state is read back from
-`dvc exp show`."""
+"""The DVC side of a trial: `dvc exp run --temp` with the trial's params, its metrics read back
+from the experiment's git ref, the temporary workspaces of killed trials removed, and
+`dvc exp apply` for the best one."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from nnlab.search.space import yaml_scalar
-from nnlab.search.trials import SweepError, Trial
+
+TEMP_ROOT = Path(".dvc/tmp/exps/standalone")  # where `--temp` workspaces live
+INFO_DIRS = (Path(".dvc/tmp/exps/run"), TEMP_ROOT / "run")  # their executor info files
+_FINISHED = 3  # dvc's TaskStatus: SUCCESS and later are finished
+
+
+class DvcError(RuntimeError):
+    """A `dvc` or `git` command failed (the message has its last lines)."""
 
 
 def _cli_value(value: Any) -> str:
@@ -20,34 +29,39 @@ def _cli_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else yaml_scalar(value)
 
 
-def run_dvc(args: list[str], root: Path, timeout: float = 600) -> str:
-    # Output goes to a file, not a pipe: `dvc queue start` leaves daemon workers that inherit
-    # its stdout, and reading a pipe to EOF would block until they exit (after the queue).
+def run_dvc(args: list[str], root: Path, timeout: float = 600,
+            env: Mapping[str, str] | None = None, log: Path | None = None) -> str:
+    """Run `dvc ARGS` in `root`; its output (also written to `log`).
+
+    Raises:
+        DvcError: it failed or did not run; names the command and its last lines.
+    """
+    # Output goes to a file, not a pipe: a daemon that dvc leaves behind would keep a pipe
+    # open, and reading it to EOF would wait for the daemon.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
         try:
             result = subprocess.run(["dvc", *args], cwd=root, stdout=output,
-                                    stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                                    stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                                    env={**os.environ, **(env or {})})
         except (OSError, subprocess.TimeoutExpired) as error:
-            raise SweepError(f"`dvc {' '.join(args)}` did not run: {error}") from None
+            raise DvcError(f"`dvc {' '.join(args[:3])} ...` did not run: {error}") from None
         output.seek(0)
         text = output.read()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(text, encoding="utf-8")
     if result.returncode != 0:
-        tail = text.strip().splitlines()[-3:]
-        raise SweepError(f"`dvc {' '.join(args)}` failed: {' | '.join(tail)}")
+        raise DvcError(cause(text))
     return text
 
 
-def queue_trial(root: Path, trial: Trial, overrides: Mapping[str, Any],
-                targets: Sequence[str]) -> None:
-    """Queue one DVC experiment with the trial's values (and the `--set` overrides)."""
-    sets = [f"{key}={_cli_value(value)}" for key, value in {**overrides, **trial.values}.items()]
-    args = ["exp", "run", "--queue", *targets, "--name", trial.name]
-    for item in sets:
-        args += ["-S", item]
-    run_dvc(args, root)
-
-
-States = dict[str, tuple[str, dict[str, float]]]  # experiment name -> (DVC state, val metrics)
+def cause(log: str) -> str:
+    """The line of a failed run's output that names why: a stage's own one-line error, else
+    DVC's last ERROR line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    ours = [line for line in lines if ": error: " in line]
+    theirs = [line for line in lines if line.startswith(("ERROR", "Error"))]
+    return (ours or theirs or lines[-1:] or ["no output"])[-1]
 
 
 def baseline_rev(root: Path) -> str:
@@ -55,50 +69,67 @@ def baseline_rev(root: Path) -> str:
     result = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=root,
                             capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
-        raise SweepError(f"{root}: not a git repository with a commit; `dvc exp run` needs one "
-                         "(git init && git add -A && git commit)")
+        raise DvcError(f"{root}: not a git repository with a commit; `dvc exp run` needs one "
+                       "(git init && git add -A && git commit)")
     return result.stdout.strip()
 
 
-def experiment_states(root: Path, model: str, baseline: str) -> States:
-    """Experiment name -> (DVC state, validation metrics of `model`) of the baseline commit's
-    experiments (the baseline is pinned: a commit made during the sweep moves HEAD).
-
-    Metrics are kept only for finished experiments: a queued, running or failed one shows the
-    baseline commit's metrics.json, which must never be taken for a trial's result.
-    """
-    prefix = f"reports/{model}/metrics.json:"
-    states: States = {}
-    for row in _exp_show_rows(root, baseline):
-        name = row.get("Experiment")
-        if not name or row.get("typ") == "baseline":
-            continue
-        state = str(row.get("State") or "Success")  # finished experiments have no state
-        metrics = {
-            key.removeprefix(prefix): float(value) for key, value in row.items()
-            if key.startswith(prefix + "val.") and isinstance(value, int | float)
-        } if state == "Success" else {}
-        states[str(name)] = (state, metrics)
-    return states
+def exp_run(root: Path, name: str, values: Mapping[str, Any], targets: Sequence[str],
+            env: Mapping[str, str], log: Path) -> str:
+    """Run one experiment named `name` in a temporary workspace; its baseline commit."""
+    baseline = baseline_rev(root)
+    args = ["exp", "run", "--temp", "--name", name, *targets]
+    for key, value in values.items():
+        args += ["-S", f"{key}={_cli_value(value)}"]
+    run_dvc(args, root, timeout=24 * 3600, env=env, log=log)
+    return baseline
 
 
-# `dvc.api.exp_show` in a child process: in-process, it once hung for good in pygit2's blob
-# reader (a thread waiting on an event that never came) after every trial had finished.
-# A child can be given a deadline, and the next poll simply asks again.
-_EXP_SHOW = ("import json, sys, dvc.api; print(json.dumps(dvc.api.exp_show("
-             "repo=sys.argv[1], revs=[sys.argv[2]]), default=str))")
+def exp_ref(baseline: str, name: str) -> str:
+    return f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
 
 
-def _exp_show_rows(root: Path, baseline: str, timeout: float = 300) -> list[dict[str, Any]]:
-    from dvc.exceptions import DvcException
+def read_metrics(root: Path, baseline: str, name: str, model: str) -> dict[str, Any]:
+    """reports/<model>/metrics.json as the experiment committed it."""
+    path = f"reports/{model}/metrics.json"
+    result = subprocess.run(["git", "show", f"{exp_ref(baseline, name)}:{path}"], cwd=root,
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise DvcError(f"experiment {name} has no {path}: {result.stderr.strip()[:200]}")
+    metrics: dict[str, Any] = json.loads(result.stdout)
+    return metrics
 
-    try:
-        result = subprocess.run([sys.executable, "-c", _EXP_SHOW, str(root), baseline],
-                                capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DvcException(f"`dvc exp show` did not answer within {timeout:.0f} s") from None
-    if result.returncode != 0 or not result.stdout.strip():
-        lines = result.stderr.strip().splitlines() or ["no output"]
-        raise DvcException(f"`dvc exp show` failed: {lines[-1]}")
-    rows: list[dict[str, Any]] = json.loads(result.stdout.strip().splitlines()[-1])
-    return rows
+
+def has_experiment(root: Path, name: str) -> bool:
+    result = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+                            cwd=root, capture_output=True, text=True, timeout=60)
+    return any(line.rsplit("/", 1)[-1] == name for line in result.stdout.splitlines())
+
+
+def remove_workspaces(root: Path, names: Sequence[str]) -> list[str]:
+    """Remove the `--temp` workspaces (and their executor info) of the experiments `names`,
+    left behind by a `dvc exp run` that was killed; the names removed. A finished run's info
+    is left alone, and so is any workspace outside DVC's temp folder."""
+    removed = []
+    temp_root = (root / TEMP_ROOT).resolve()
+    for info_dir in INFO_DIRS:
+        for info_file in sorted((root / info_dir).glob("*/*.run")):
+            try:
+                info = json.loads(info_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if info.get("name") not in names or int(info.get("status", 0)) >= _FINISHED:
+                continue
+            workspace = Path(str(info.get("root_dir", ""))).resolve()
+            if workspace.parent == temp_root and workspace.is_dir():
+                shutil.rmtree(workspace, ignore_errors=True)
+                removed.append(str(info["name"]))
+            shutil.rmtree(info_file.parent, ignore_errors=True)
+    return sorted(set(removed))
+
+
+def leftover_workspaces(root: Path) -> list[Path]:
+    """`--temp` workspaces present now (a finished or failed run removes its own)."""
+    folder = root / TEMP_ROOT
+    return sorted(path for path in folder.glob("tmp*") if path.is_dir()) \
+        if folder.is_dir() else []

@@ -1,86 +1,134 @@
-"""The MLflow side of a sweep: one parent run per sweep, with every trial's run nested under it."""
+"""The MLflow side of a study: one parent run per study (shared by every worker on every
+machine, its id kept in the study), each trial's run nested under it and tagged with the
+trial's state and value, and no run left RUNNING by a killed trial."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from nnlab.search.report import format_value
-from nnlab.search.trials import RANK_METRIC, Trial
+import optuna
 
-_SWEEP_TAG = "nnlab.sweep_id"
+from nnlab.search.link import RUN_ATTR
+from nnlab.search.storage import masked
+from nnlab.search.study import PARENT_ATTR, Plan
+
+KIND_TAG, STUDY_TAG, TRIAL_TAG = "nnlab.kind", "nnlab.study", "nnlab.trial"
+STATE_TAG, VALUE_TAG = "nnlab.trial_state", "nnlab.value"
 
 
-def start_parent_run(experiment_name: str, sweep_id: str, model: str,
-                     params: Mapping[str, Any]) -> str:
-    """Create the sweep's parent MLflow run (and the store, before any worker starts)."""
+def _client() -> Any:
     import mlflow
 
     from nnlab import tracking
 
-    experiment_id = tracking.setup(experiment_name)
-    client = mlflow.MlflowClient(tracking.tracking_uri())
-    run = client.create_run(
-        experiment_id, run_name=f"sweep-{sweep_id}",
-        tags={_SWEEP_TAG: sweep_id, "model": model, "nnlab.kind": "sweep"},
-    )
-    client.log_batch(run.info.run_id, params=[
-        mlflow.entities.Param(key, str(value)[: tracking.MAX_PARAM_LENGTH])
-        for key, value in params.items()
-    ])
+    return mlflow.MlflowClient(tracking.tracking_uri())
+
+
+def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
+    """The study's parent run: made by the first `nnlab sweep`, reopened (RUNNING) by the
+    next one that joins or resumes the study."""
+    from mlflow.exceptions import MlflowException
+
+    from nnlab import tracking
+
+    client = _client()
+    known = study.user_attrs.get(PARENT_ATTR)
+    if known:
+        try:
+            if client.get_run(known).info.status != "RUNNING":
+                client.update_run(known, status="RUNNING")
+            return str(known)
+        except MlflowException:
+            pass  # another tracking store than the one the study was started with
+    experiment_id = tracking.setup(plan.experiment)
+    run = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags={
+        KIND_TAG: "study", STUDY_TAG: study.study_name, "model": plan.model})
+    params = {"model": plan.model, "trials": plan.trials, "sampler": plan.sampler,
+              "pruner": plan.pruner, "rounds": plan.rounds, "seed": plan.seed,
+              "samples": " ".join(plan.space), "storage": masked(url),
+              "set": " ".join(f"{k}={v}" for k, v in plan.fixed.items()),
+              "targets": " ".join(plan.targets)}
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, str(value)[: tracking.MAX_PARAM_LENGTH])
+    study.set_user_attr(PARENT_ATTR, run.info.run_id)
+    winner = optuna.load_study(study_name=study.study_name,
+                               storage=study._storage).user_attrs[PARENT_ATTR]
+    if winner != run.info.run_id:  # another machine made one at the same moment
+        client.delete_run(run.info.run_id)
+    return str(winner)
+
+
+def tag_trial_run(run_id: str, state: str, value: float | None,
+                  values: Mapping[str, Any]) -> None:
+    """The trial's final state and value on its run (the stage made it and nested it)."""
+    client = _client()
+    client.set_tag(run_id, STATE_TAG, state)
+    if value is not None:
+        client.set_tag(run_id, VALUE_TAG, f"{value:.6g}")
+
+
+def restored_trial_run(study: str, number: int, parent_id: str, plan: Plan,
+                       values: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
+    """A run for a trial that DVC restored from its run-cache (an earlier trial had the same
+    params, so no stage ran and none logged): the trial still gets its child run."""
+    from nnlab import tracking
+
+    client = _client()
+    experiment_id = tracking.setup(plan.experiment)
+    run = client.create_run(experiment_id, run_name=plan.model, tags={
+        "mlflow.parentRunId": parent_id, STUDY_TAG: study, TRIAL_TAG: str(number),
+        "model": plan.model, "nnlab.restored": "DVC run-cache: same params as an earlier run"})
+    for key, value in values.items():
+        client.log_param(run.info.run_id, key.removeprefix(f"{plan.model}."), str(value))
+    for split in ("val", "test"):
+        for key, value in (metrics.get(split) or {}).items():
+            client.log_metric(run.info.run_id, f"{split}.{key}", float(value))
+    client.set_terminated(run.info.run_id, "FINISHED")
     return str(run.info.run_id)
 
 
-def adopt_trial_runs(experiment_name: str, parent_id: str, sweep_id: str,
-                     trials: Sequence[Trial]) -> None:
-    """Nest each trial's MLflow run (made by train@<model>, tagged dvc.exp_name) under the
-    parent run. Tags set from here, not env vars: those do not reach DVC's queue workers."""
-    import mlflow
+def end_dead_trial_runs(study: optuna.Study) -> list[str]:
+    """Mark KILLED the MLflow run of every FAIL trial whose run is still RUNNING (its worker
+    was killed, so nothing else will); the run ids ended."""
+    from mlflow.exceptions import MlflowException
 
-    from nnlab import tracking
-
-    client = mlflow.MlflowClient(tracking.tracking_uri())
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        return
-    runs = client.search_runs(
-        [experiment.experiment_id], f"tags.`dvc.exp_name` LIKE 'sweep-{sweep_id}-%'",
-        max_results=10000,
-    )
-    by_name: dict[str, Any] = {}
-    for found in sorted(runs, key=lambda item: item.info.start_time or 0):
-        by_name[found.data.tags["dvc.exp_name"]] = found  # a retried trial: its latest run
-    for trial in trials:
-        run = by_name.get(trial.name)
-        if run is None:
-            continue  # restored from DVC's run-cache, or failed before MLflow started
-        trial.run_id = str(run.info.run_id)
-        for key, value in {"mlflow.parentRunId": parent_id, _SWEEP_TAG: sweep_id,
-                           "nnlab.sweep_round": str(trial.round)}.items():
-            client.set_tag(trial.run_id, key, value)
+    client, ended = None, []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if not run_id or trial.user_attrs.get("nnlab.run_ended"):
+            continue
+        client = client or _client()
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_tag(run_id, "nnlab.end_reason", "its sweep worker died")
+                client.set_tag(run_id, STATE_TAG, "FAIL")
+                client.set_terminated(run_id, "KILLED")
+                ended.append(run_id)
+        except MlflowException:
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, "nnlab.run_ended", True)
+    return ended
 
 
 def finish_parent_run(parent_id: str, summary: Mapping[str, Any], status: str) -> None:
-    """Log the best params, best validation accuracy and every round's ranges; end the run."""
+    """The best trial's params and validation accuracy, the suggested ranges and the whole
+    summary (study.json) on the parent run; then its final status."""
     import mlflow
 
-    from nnlab import tracking
-
-    client = mlflow.MlflowClient(tracking.tracking_uri())
+    client = _client()
     best = summary.get("best")
     if best:
         client.log_batch(
             parent_id,
-            metrics=[mlflow.entities.Metric(f"best.{RANK_METRIC}", best["metrics"][RANK_METRIC],
+            metrics=[mlflow.entities.Metric("best.val.accuracy", best["value"],
                                             int(time.time() * 1000), 0)],
-            params=[mlflow.entities.Param(f"best.{key}", format_value(value))
-                    for key, value in best["values"].items()],
-            tags=[mlflow.entities.RunTag("nnlab.best_trial", best["name"])],
+            tags=[mlflow.entities.RunTag("nnlab.best_trial", str(best["number"])),
+                  mlflow.entities.RunTag("nnlab.best_experiment", best["experiment"])],
         )
-    *sampled, suggested = summary["ranges"]
-    for index, ranges in enumerate(sampled, start=1):
-        client.log_param(parent_id, f"round{index}.ranges", " ".join(ranges)[:6000])
-    client.log_param(parent_id, "suggested.ranges", " ".join(suggested)[:6000])
-    client.log_dict(parent_id, dict(summary), "sweep.json")
+        for key, value in best["values"].items():
+            client.set_tag(parent_id, f"best.{key}", str(value))
+    client.set_tag(parent_id, "suggested.ranges", " ".join(summary["narrowed"])[:5000])
+    client.log_dict(parent_id, dict(summary), "study.json")
     client.set_terminated(parent_id, status)

@@ -1,239 +1,229 @@
-"""`run_sweep`: rounds of sampled trials, queued as DVC experiments, waited for, ranked and
-narrowed."""
+"""`nnlab sweep`: check the search before anything runs, create or join the study, start K
+workers on this machine, watch them (a killed worker's processes and temporary workspace are
+cleaned up at once), and print the ranked trials at the end. Ctrl-C stops the workers; their
+trials end FAIL and the same command resumes the study."""
 
 from __future__ import annotations
 
-import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import optuna
 import yaml
 
 from nnlab.files import project_root
 from nnlab.params import MODEL_NAMES, ParamsError
-from nnlab.search.dvc import States, baseline_rev, experiment_states, queue_trial, run_dvc
-from nnlab.search.narrowing import narrow_all, top_quarter
-from nnlab.search.parent_run import adopt_trial_runs, finish_parent_run, start_parent_run
-from nnlab.search.report import failure_summary, format_table, summarize
-from nnlab.search.space import Range, check_trials, parse_overrides, parse_spec, sample
-from nnlab.search.trials import RANK_METRIC, SweepError, SweepInterrupted, SweepResult, Trial
-
-
-def trial_name(sweep_id: str, round_number: int, index: int, trials: int) -> str:
-    """`sweep-<id>-r1-t01`: sortable, and a valid git ref name as DVC requires."""
-    return f"sweep-{sweep_id}-r{round_number}-t{index:0{max(2, len(str(trials)))}d}"
-
-
-def new_sweep_id() -> str:
-    """A short id that names the sweep's experiments and tags its MLflow runs (not seeded:
-    it identifies a sweep, it never changes what is trained)."""
-    return uuid.uuid4().hex[:6]
-
-
-def update_trials(trials: Sequence[Trial], states: States, missing: dict[str, int]) -> None:
-    """Apply DVC's experiment states to unfinished trials (a pure step of `wait`)."""
-    for trial in trials:
-        if trial.status in ("success", "failed"):
-            continue
-        if trial.name not in states:
-            # Briefly absent while a worker moves it from the queue to a temp dir; gone for
-            # good if someone ran `dvc queue remove` or `dvc exp remove`.
-            missing[trial.name] = missing.get(trial.name, 0) + 1
-            if missing[trial.name] >= 5:
-                trial.status = "failed"
-            continue
-        missing.pop(trial.name, None)
-        state, metrics = states[trial.name]
-        if state == "Success":
-            trial.metrics = metrics
-            trial.status = "success" if RANK_METRIC in metrics else "failed"
-        elif state in ("Failed", "Canceled"):
-            trial.status = "failed"
-        else:
-            trial.status = "running" if state == "Running" else "queued"
-
-
-def wait(root: Path, trials: Sequence[Trial], model: str, baseline: str, timeout: float,
-         poll_seconds: float = 15.0, report: Callable[[str], None] = print) -> None:
-    """Poll DVC until every trial succeeded or failed.
-
-    Raises:
-        SweepError: still unfinished after `timeout` seconds (the workers keep running).
-    """
-    from dvc.exceptions import DvcException
-
-    deadline = time.monotonic() + timeout
-    missing: dict[str, int] = {}
-    last = ""
-    error: DvcException | None = None
-    while True:
-        try:
-            states: States | None = experiment_states(root, model, baseline)
-            error = None
-        except DvcException as failure:
-            # exp show races with workers: a trial's temp repo can be half made or half
-            # removed while it is read (NotDvcRepoError). Retry until the deadline.
-            states, error = None, failure
-        if states is not None:
-            update_trials(trials, states, missing)
-        counts = {status: sum(t.status == status for t in trials)
-                  for status in ("queued", "running", "success", "failed")}
-        progress = ", ".join(f"{count} {status}" for status, count in counts.items() if count)
-        if progress != last:
-            report(f"  {progress}")
-            last = progress
-        if counts["queued"] + counts["running"] == 0:
-            return
-        if time.monotonic() > deadline:
-            waiting = ", ".join(t.name for t in trials if t.status in ("queued", "running"))
-            last_error = f"; last `dvc exp show` error: {error}" if error else ""
-            raise SweepError(
-                f"trials still unfinished after {timeout:.0f} s: {waiting}; they keep running "
-                f"(see `dvc queue status`, `dvc queue logs NAME`); raise --timeout{last_error}"
-            )
-        time.sleep(poll_seconds)
+from nnlab.search import dvc
+from nnlab.search.link import PRUNERS, RUN_ATTR
+from nnlab.search.parent_run import end_dead_trial_runs, ensure_parent_run, finish_parent_run
+from nnlab.search.report import study_report, summarize
+from nnlab.search.space import check_bounds, parse_overrides, parse_spec
+from nnlab.search.storage import MAX_RETRY, default_url, has_heartbeat, masked
+from nnlab.search.study import SAMPLERS, Plan, SweepError, check_name, open_study
+from nnlab.search.trial import EXP_ATTR, WORKER_ATTR
 
 
 @dataclass
-class _Plan:
-    """What every round of one sweep shares."""
+class Options:
+    """The `nnlab sweep` command line."""
 
     model: str
-    keys: list[str]
-    fixed: dict[str, Any]
-    raw: dict[str, Any]
-    targets: list[str]
-    root: Path
-    baseline: str
-    jobs: int
-    timeout: float
+    study: str
+    samples: list[str]
+    trials: int = 20
+    workers: int = 1
+    storage: str | None = None
+    sampler: str | None = None  # tpe, or narrowing when rounds > 1
+    pruner: str = "median"
+    sets: list[str] = field(default_factory=list)
+    rounds: int = 1
+    seed: int = 0
+    targets: list[str] = field(default_factory=list)
+    resume: bool = False
+    heartbeat: int = 20
 
 
-def _checked_ranges(model: str, specs: Sequence[str], trials: int, rounds: int,
-                    jobs: int) -> list[Range]:
-    """The parsed `--sample` ranges, or a ParamsError before anything is queued."""
-    if model not in MODEL_NAMES:
-        raise ParamsError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
-    if trials < 1 or rounds < 1 or jobs < 1:
-        raise ParamsError(
-            f"--trials, --rounds and --jobs must be at least 1, got trials={trials}, "
-            f"rounds={rounds}, jobs={jobs}"
-        )
-    if not specs:
+def make_plan(options: Options, root: Path) -> Plan:
+    """The study's plan from the command line, every bad input refused in one line first.
+
+    Raises:
+        ParamsError: a bad model, count, sampler, pruner, sample, range or --set.
+    """
+    check_name(options.study)
+    if options.model not in MODEL_NAMES:
+        raise ParamsError(f"unknown model {options.model!r}; choose one of: "
+                          f"{', '.join(MODEL_NAMES)}")
+    counts = {"trials": options.trials, "workers": options.workers, "rounds": options.rounds,
+              "heartbeat": options.heartbeat}
+    if any(value < 1 for value in counts.values()):
+        raise ParamsError("--trials, --workers, --rounds and --heartbeat must be at least 1, "
+                          "got " + ", ".join(f"{key}={value}" for key, value in counts.items()))
+    sampler = options.sampler or ("narrowing" if options.rounds > 1 else "tpe")
+    if sampler not in SAMPLERS:
+        raise ParamsError(f"--sampler {sampler!r}: choose one of: {', '.join(SAMPLERS)}")
+    if options.rounds > 1 and sampler != "narrowing":
+        raise ParamsError(f"--rounds {options.rounds} narrows ranges round by round: it needs "
+                          "--sampler narrowing")
+    if options.pruner not in PRUNERS:
+        raise ParamsError(f"--pruner {options.pruner!r}: choose one of: {', '.join(PRUNERS)}")
+    if not options.samples:
         raise ParamsError("give at least one --sample, e.g. 'learning_rate=loguniform(1e-4,1e-1)'")
-    ranges = [parse_spec(text, model) for text in specs]
+    ranges = [parse_spec(text, options.model) for text in options.samples]
     keys = [item.key for item in ranges]
     if len(set(keys)) != len(keys):
         raise ParamsError(f"--sample: a param is sampled twice: {', '.join(keys)}")
-    return ranges
-
-
-def _read_params(root: Path) -> dict[str, Any]:
+    fixed = parse_overrides(options.sets, options.model)
     params_file = root / "params.yaml"
     if not params_file.is_file():
         raise FileNotFoundError(f"{params_file}: not found; run nnlab sweep in the project root")
-    return yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+    raw = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+    base = check_bounds(raw, fixed, ranges)
+    epochs = getattr(base.model_params(options.model), "epochs", None)
+    return Plan(options.model, [str(item) for item in ranges], fixed,
+                list(options.targets) or [f"evaluate@{options.model}"], options.trials,
+                sampler, options.pruner, options.rounds, options.seed, options.heartbeat,
+                base.data.dataset, epochs)
 
 
-def run_sweep(
-    model: str,
-    specs: Sequence[str],
-    trials: int,
-    jobs: int = 2,
-    overrides: Sequence[str] = (),
-    rounds: int = 1,
-    seed: int = 0,
-    targets: Sequence[str] | None = None,
-    timeout: float = 6 * 3600,
-    root: Path | None = None,
-    report: Callable[[str], None] = print,
-) -> SweepResult:
-    """Run the whole sweep; `report` gets progress lines, ranked tables and narrowed ranges.
+def run_sweep(options: Options, root: Path | None = None,
+              report: Callable[[str], None] = print) -> dict[str, Any]:
+    """Create or join the study, run K workers here until it has N finished trials, report.
 
     Raises:
-        ParamsError: a bad spec, key, value or count (before anything is queued).
-        SweepError: DVC refused, the queue timed out, or every trial of a round failed.
+        ParamsError: bad input, before anything runs.
+        StorageError: the storage does not answer.
+        SweepError: DVC refused, a study with another search, or the workers failed.
+        KeyboardInterrupt: Ctrl-C, after the workers stopped and the parent run is KILLED.
     """
     root = root or project_root()
-    ranges = _checked_ranges(model, specs, trials, rounds, jobs)
-    fixed = parse_overrides(overrides, model)
-    raw = _read_params(root)
-    rng = np.random.default_rng(seed)
-    base = check_trials(raw, fixed, sample(ranges, trials, rng))
-    # Only this model's stages (and what they need): `report` would retrain every model.
-    plan = _Plan(model, [item.key for item in ranges], fixed, raw,
-                 list(targets) if targets else [f"evaluate@{model}"], root,
-                 baseline_rev(root), jobs, timeout)
-    rng = np.random.default_rng(seed)  # round 1 samples exactly what was checked above
-    sweep_id = new_sweep_id()
-    experiment_name = base.data.dataset
-    parent_id = start_parent_run(experiment_name, sweep_id, model, {
-        "model": model, "trials": trials, "rounds": rounds, "jobs": jobs, "seed": seed,
-        "samples": " ".join(specs), "set": " ".join(overrides), "targets": " ".join(plan.targets)})
-    result = SweepResult(sweep_id, parent_id, [], [ranges])
-    status = "FAILED"
+    plan = make_plan(options, root)
     try:
-        for round_number in range(1, rounds + 1):
-            values = sample(ranges, trials, rng)
-            check_trials(raw, fixed, values)
-            result.rounds.append([
-                Trial(trial_name(sweep_id, round_number, index, trials), round_number, value)
-                for index, value in enumerate(values, start=1)])
-            report(f"Round {round_number}/{rounds}: queueing {trials} trials of {model} "
-                   f"(sweep {sweep_id}; MLflow parent run {parent_id})")
-            ranges = _run_round(plan, result.rounds[-1], ranges, experiment_name, parent_id,
-                                sweep_id, report)
-            result.ranges.append(ranges)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        stopped = _stop_unfinished(root, result)
-        raise SweepInterrupted(
-            f"interrupted: stopped {stopped} unfinished trial(s) of sweep {sweep_id} "
-            f"(`dvc queue kill`); its MLflow parent run {parent_id} is marked KILLED") from None
+        dvc.baseline_rev(root)
+    except dvc.DvcError as error:
+        raise SweepError(str(error)) from None
+    url = options.storage or default_url(root)
+    study, plan = open_study(url, options.study, plan, resume=options.resume)
+    parent = ensure_parent_run(study, plan, url)
+    report(f"Study {options.study!r} in {masked(url)}: {plan.trials} trials of {plan.model} "
+           f"(sampler {plan.sampler}, pruner {plan.pruner}), {options.workers} worker(s) here; "
+           f"MLflow parent run {parent}")
+    report(f"Watch it: optuna-dashboard {masked(url)}")
+    status, finished = "KILLED", 0
+    try:
+        _watch(_start_workers(url, options, root), study, url, root, report)
+        finished = len(study.get_trials(deepcopy=False, states=(
+            optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+        status = "FINISHED" if finished >= plan.trials else "FAILED"
     finally:
-        finish_parent_run(parent_id, summarize(result), status)
-    return result
-
-
-def _run_round(plan: _Plan, batch: list[Trial], ranges: list[Range], experiment_name: str,
-               parent_id: str, sweep_id: str, report: Callable[[str], None]) -> list[Range]:
-    """Queue, run and rank one round's trials; the ranges narrowed for the next round."""
-    for trial in batch:
-        queue_trial(plan.root, trial, plan.fixed, plan.targets)
-    # Once, after queueing: starting workers early and again later made DVC spawn a
-    # duplicate worker when a busy one missed its 1 s ping (more than `jobs` at once).
-    run_dvc(["queue", "start", "-j", str(plan.jobs)], plan.root)
-    wait(plan.root, batch, plan.model, plan.baseline, plan.timeout, report=report)
-    adopt_trial_runs(experiment_name, parent_id, sweep_id, batch)
+        summary = summarize(study, plan)
+        finish_parent_run(parent, summary, status)
     report("")
-    report(format_table(batch, plan.keys))
-    for trial in batch:
-        if trial.status == "success" and trial.run_id is None:
-            report(f"note: {trial.name} has no MLflow run of its own: DVC restored it "
-                   "from its run-cache (an earlier run had the same params)")
-    if not any(trial.score is not None for trial in batch):
-        raise SweepError(failure_summary(plan.root, batch))
-    narrowed = narrow_all(ranges, batch)
-    report(f"Narrowed ranges from the top {len(top_quarter(batch))} of "
-           f"{sum(t.score is not None for t in batch)} successful trials:")
-    for item in narrowed:
-        report(f"  --sample '{item}'")
-    report("")
-    return narrowed
+    report(study_report(study, plan))
+    if status != "FINISHED":
+        raise SweepError(f"the workers stopped with {finished} of {plan.trials} trials finished; "
+                         "see their lines above")
+    return summary
 
 
-def _stop_unfinished(root: Path, result: SweepResult) -> int:
-    """Ctrl-C: kill the sweep's running trials and drop its queued ones; how many."""
-    unfinished = [trial.name for batch in result.rounds for trial in batch
-                  if trial.status in ("queued", "running")]
-    with contextlib.suppress(SweepError):
-        if unfinished:
-            run_dvc(["queue", "kill", *unfinished], root, timeout=120)
-        run_dvc(["queue", "remove", "--queued"], root, timeout=120)
-    return len(unfinished)
+def _start_workers(url: str, options: Options, root: Path) -> list[subprocess.Popen[bytes]]:
+    # Each worker in its own session: Ctrl-C reaches only this process, which stops the
+    # workers in order; and a killed worker's group (dvc, the stage) can be killed with it.
+    return [subprocess.Popen([sys.executable, "-m", "nnlab.search.worker", "--storage", url,
+                              "--study", options.study, "--index", str(index)],
+                             cwd=root, start_new_session=True)
+            for index in range(1, options.workers + 1)]
+
+
+def _watch(workers: Sequence[subprocess.Popen[bytes]], study: optuna.Study, url: str,
+           root: Path, report: Callable[[str], None]) -> None:
+    """Wait for the workers; clean up after one that a signal killed."""
+    running = list(workers)
+    try:
+        while running:
+            for worker in list(running):
+                code = worker.poll()
+                if code is None:
+                    continue
+                running.remove(worker)
+                if code < 0:
+                    _bury(worker, study, url, root, report)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        report("Interrupted: stopping the workers (their trials end FAIL) ...")
+        _stop(running)
+        raise
+
+
+def _bury(worker: subprocess.Popen[bytes], study: optuna.Study, url: str, root: Path,
+          report: Callable[[str], None]) -> None:
+    """A worker killed by a signal: kill what it started, remove its DVC temp workspace and
+    end its trial's MLflow run. The trial itself becomes FAIL by heartbeat and is retried by
+    a live worker; on a storage without heartbeat (gRPC) that is done here."""
+    with _suppress():
+        os.killpg(worker.pid, signal.SIGKILL)
+    name = signal.Signals(-worker.returncode).name
+    me = f"{socket.gethostname()}:{worker.pid}"
+    dead = [trial for trial in study.get_trials(deepcopy=False, states=(
+        optuna.trial.TrialState.RUNNING,)) if trial.user_attrs.get(WORKER_ATTR) == me]
+    dvc.remove_workspaces(root, [str(t.user_attrs.get(EXP_ATTR)) for t in dead])
+    for trial in dead:
+        if not has_heartbeat(url):
+            study._storage.set_trial_state_values(trial._trial_id,
+                                                  optuna.trial.TrialState.FAIL)
+            optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)(
+                study, study._storage.get_trial(trial._trial_id))
+        _end_run(trial.user_attrs.get(RUN_ATTR))
+    end_dead_trial_runs(study)
+    trials = ", ".join(str(t.number) for t in dead) or "none"
+    report(f"worker pid {worker.pid} was killed by {name}; its trial(s) {trials} will be "
+           "retried by a live worker (once its heartbeat is overdue)")
+
+
+def _end_run(run_id: Any) -> None:
+    if not run_id:
+        return
+    import mlflow
+
+    from nnlab import tracking
+
+    client = mlflow.MlflowClient(tracking.tracking_uri())
+    with _suppress():
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "nnlab.end_reason", "its sweep worker was killed")
+            client.set_terminated(run_id, "KILLED")
+
+
+def _stop(workers: Sequence[subprocess.Popen[bytes]], grace: float = 60.0) -> None:
+    """SIGINT to each worker's group (worker, dvc, stage: each cleans up), then SIGKILL."""
+    for worker in workers:
+        with _suppress():
+            os.killpg(worker.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with _suppress():
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+class _suppress:
+    """contextlib.suppress for the errors of signalling or asking about a gone process."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        return kind is not None and issubclass(kind, (ProcessLookupError, PermissionError,
+                                                      MlflowException))

@@ -216,3 +216,74 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.{SIGNIFICANT_DIGITS}g}"
     return yaml_scalar(value)
+
+
+# Optuna's side of a Range. Choice values are stored as YAML text (Optuna's categorical values
+# must be scalars, and `choice([16],[32,16])` holds lists); `decode` turns them back.
+
+def distribution(item: Range) -> Any:
+    """The Optuna distribution that samples `item`."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    if item.kind == "choice":
+        return CategoricalDistribution([yaml_scalar(value) for value in item.values])
+    if item.kind == "int":
+        return IntDistribution(int(item.low), int(item.high))
+    return FloatDistribution(item.low, item.high, log=item.kind == "loguniform")
+
+
+def from_distribution(key: str, dist: Any) -> Range:
+    """The Range an Optuna distribution stands for (the inverse of `distribution`)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return Range(key, "choice", values=tuple(decode(value) for value in dist.choices))
+    if isinstance(dist, IntDistribution):
+        return Range(key, "int", float(dist.low), float(dist.high))
+    return Range(key, "loguniform" if dist.log else "uniform", float(dist.low), float(dist.high))
+
+
+def decode(value: Any) -> Any:
+    """A sampled value as params.yaml holds it (choices come back from their YAML text)."""
+    return _choice_value(value) if isinstance(value, str) else value
+
+
+def suggest(trial: Any, ranges: Sequence[Range]) -> dict[str, Any]:
+    """The trial's values for `ranges` (key -> value), floats rounded like `sample`'s."""
+    values = {}
+    for item in ranges:
+        if item.kind == "choice":
+            choices = [yaml_scalar(value) for value in item.values]
+            values[item.key] = decode(trial.suggest_categorical(item.key, choices))
+        elif item.kind == "int":
+            values[item.key] = int(trial.suggest_int(item.key, int(item.low), int(item.high)))
+        else:
+            value = trial.suggest_float(item.key, item.low, item.high,
+                                        log=item.kind == "loguniform")
+            values[item.key] = min(max(_round(float(value)), item.low), item.high)
+    return values
+
+
+def check_bounds(raw: Mapping[str, Any], overrides: Mapping[str, Any],
+                 ranges: Sequence[Range]) -> Params:
+    """Every end of every range (each choice value) checked by the params schema, one param
+    at a time, before any trial runs; returns the base params.
+
+    Raises:
+        ParamsError: names the range, the value and the schema's complaint.
+    """
+    base = validate(apply_overrides(raw, overrides))
+    for item in ranges:
+        ends = item.values if item.kind == "choice" else (
+            (int(item.low), int(item.high)) if item.kind == "int" else (item.low, item.high))
+        for value in ends:
+            try:
+                validate(apply_overrides(raw, {**overrides, item.key: value}))
+            except ParamsError as error:
+                raise ParamsError(f"--sample '{item}': {item.key}={format_value(value)} is "
+                                  f"refused: {error}") from None
+    return base

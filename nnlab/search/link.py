@@ -1,0 +1,108 @@
+"""What a trial's stages learn from the sweep worker that runs them, through one environment
+variable: which study and trial they belong to (MLflow nesting and tags), where to report
+validation accuracy after each epoch, and whether the study's pruner stops the training.
+
+The worker sets NNLAB_TRIAL for `dvc exp run --temp`, whose stages inherit it. Outside a sweep
+it is unset and nothing here runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from nnlab.errors import Pruned
+
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
+
+ENV = "NNLAB_TRIAL"
+PRUNERS = ("median", "hyperband", "none")
+MONITOR = "val_accuracy"  # the history column reported per epoch: validation, never test
+RUN_ATTR = "mlflow_run_id"  # the trial's user attr naming its MLflow run
+
+
+def make_pruner(name: str, max_epochs: int | None = None) -> BasePruner:
+    """median: stop a trial whose val_accuracy is below the median of earlier trials at the
+    same epoch (after 4 trials and 1 epoch); hyperband: successive halving over epochs."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs or "auto")
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"--pruner {name!r}: choose one of: {', '.join(PRUNERS)}")
+
+
+@dataclass(frozen=True)
+class TrialLink:
+    """One trial of one study, as its stages see it."""
+
+    storage: str
+    study: str
+    trial_id: int
+    number: int
+    pruner: str
+    max_epochs: int | None
+    parent_run_id: str | None
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV: json.dumps(asdict(self))}
+
+    @classmethod
+    def from_env(cls) -> TrialLink | None:
+        """The trial this process belongs to, or None outside a sweep.
+
+        Raises:
+            ValueError: NNLAB_TRIAL is set but is not what a sweep worker writes.
+        """
+        text = os.environ.get(ENV)
+        if not text:
+            return None
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{ENV} is set but unreadable ({error}); it is set by `nnlab "
+                             "sweep` workers only: unset it to run the pipeline") from None
+
+    def mlflow_tags(self) -> dict[str, str]:
+        """The trial's MLflow run is a child of the study's parent run, tagged with both."""
+        tags = {"nnlab.study": self.study, "nnlab.trial": str(self.number)}
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        return tags
+
+    def _storage(self) -> Any:
+        from nnlab.search.storage import open_storage
+
+        return open_storage(self.storage)
+
+    def record_run(self, run_id: str) -> None:
+        """Tell the study which MLflow run the trial logs to, so that whoever finds the trial
+        dead (its worker was killed) can mark that run KILLED."""
+        self._storage().set_trial_user_attr(self.trial_id, RUN_ATTR, run_id)
+
+    def epoch_reporter(self) -> Callable[[dict[str, float]], None]:
+        """A hook for `fit(on_epoch=...)`: reports each epoch's val_accuracy to the study and
+        raises Pruned when the study's pruner says the trial will not catch up."""
+        import optuna
+
+        study = optuna.load_study(study_name=self.study, storage=self._storage(),
+                                  pruner=make_pruner(self.pruner, self.max_epochs))
+        trial = optuna.trial.Trial(study, self.trial_id)
+
+        def report(row: dict[str, float]) -> None:
+            if MONITOR not in row:
+                return
+            epoch, value = int(row["epoch"]), float(row[MONITOR])
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise Pruned(epoch, f"trial {self.number} of study {self.study!r} pruned by the "
+                             f"{self.pruner} pruner after epoch {epoch} ({MONITOR} {value:.4f})")
+
+        return report

@@ -1,0 +1,100 @@
+"""Where a study lives: the storage URL (a SQLite file by default, PostgreSQL, or Optuna's gRPC
+proxy from `make server`), opened with the heartbeat that makes a killed worker's trial fail
+and be retried, and checked with one clear line when it does not answer."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nnlab.files import project_root
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+DEFAULT_FILE = ".nnlab/optuna.db"  # relative to the project root
+ENV = "NNLAB_OPTUNA_STORAGE"  # set by `.nnlab/server/env` (make server) for a team's workers
+HEARTBEAT_SECONDS = 20  # a RUNNING trial whose worker is silent for 3x this becomes FAIL
+MAX_RETRY = 2  # times a heartbeat-failed trial is run again (Optuna's retry callback)
+
+
+class StorageError(RuntimeError):
+    """The study's storage does not answer or refuses us (the message names the URL and the
+    fix)."""
+
+
+def default_url(root: Path | None = None) -> str:
+    """$NNLAB_OPTUNA_STORAGE when set (the team stack's), else the SQLite file in .nnlab/."""
+    if os.environ.get(ENV):
+        return os.environ[ENV]
+    path = (root or project_root()) / DEFAULT_FILE
+    return f"sqlite:///{path}"
+
+
+def masked(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def _grpc_address(url: str) -> tuple[str, int]:
+    match = re.fullmatch(r"grpc://([^:/]+):(\d+)/?", url)
+    if match is None:
+        raise StorageError(f"{url}: expected grpc://HOST:PORT, e.g. grpc://127.0.0.1:13000")
+    return match.group(1), int(match.group(2))
+
+
+def has_heartbeat(url: str) -> bool:
+    """Optuna's heartbeat lives in RDB storages; its gRPC proxy client does not carry it."""
+    return not url.startswith("grpc://")
+
+
+def open_storage(url: str, heartbeat_seconds: int | None = None,
+                 retry: bool = False) -> BaseStorage:
+    """An Optuna storage for `url`, with a heartbeat every `heartbeat_seconds` (RDB only): a
+    RUNNING trial whose heartbeat stops for 3x that becomes FAIL, and with `retry` a copy of
+    it is queued (RetryHeartbeatStaleTrialCallback) for a live worker to run.
+
+    Raises:
+        StorageError: the storage does not answer (names the URL and the fix).
+    """
+    import optuna
+
+    if url.startswith("grpc://"):
+        host, port = _grpc_address(url)
+        _check_port(url, host, port)
+        return optuna.storages.GrpcStorageProxy(host=host, port=port)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) \
+        if retry else None
+    engine: dict[str, object] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        engine["connect_args"] = {"timeout": 60}  # workers and stages write at once
+    elif url.startswith("postgresql"):
+        engine["connect_args"] = {"connect_timeout": 5}
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine,
+            heartbeat_interval=heartbeat_seconds if heartbeat_seconds else None,
+            grace_period=3 * heartbeat_seconds if heartbeat_seconds else None,
+            heartbeat_stale_trial_callback=callback,
+        )
+    except Exception as error:  # SQLAlchemy's OperationalError, ArgumentError, ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageError(
+            f"Optuna storage {masked(url)} does not answer ({first[:200]}); start it "
+            "(`make server` for the team stack's), or pass another --storage, e.g. "
+            f"sqlite:///{DEFAULT_FILE}") from None
+
+
+def _check_port(url: str, host: str, port: int) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return
+    except OSError as error:
+        raise StorageError(
+            f"Optuna storage {url} does not answer ({error.strerror or error}); start the team "
+            "stack there (`make server`), or pass another --storage") from None

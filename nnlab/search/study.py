@@ -1,0 +1,150 @@
+"""A study: what it searches (its plan, kept in the study's own user attrs so that every worker
+on every machine reads the same one), created or joined, and its sampler."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import optuna
+
+from nnlab.search.link import make_pruner
+from nnlab.search.space import Range, parse_spec
+from nnlab.search.storage import masked, open_storage
+
+SAMPLERS = ("tpe", "random", "narrowing")
+PLAN_ATTR = "nnlab.plan"
+PARENT_ATTR = "nnlab.parent_run_id"
+# Heartbeats and fail_stale_trials are "experimental" in Optuna since 2.9: say it once, here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # also a valid piece of a git ref
+
+
+class SweepError(RuntimeError):
+    """A study could not run or finish (its storage, DVC or every trial refused)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a study searches and how: set once by the `nnlab sweep` that creates it."""
+
+    model: str
+    space: list[str]  # each `--sample` range as text (Range.__str__)
+    fixed: dict[str, Any] = field(default_factory=dict)  # `--set`
+    targets: list[str] = field(default_factory=list)  # `dvc exp run` targets of a trial
+    trials: int = 20  # finished (complete + pruned) trials the study ends with
+    sampler: str = "tpe"
+    pruner: str = "median"
+    rounds: int = 1  # narrowing only
+    seed: int = 0
+    heartbeat: int = 20  # seconds; a silent worker's trial fails after 3x
+    experiment: str = "digits"  # the MLflow experiment (the dataset's name)
+    max_epochs: int | None = None  # the model's epochs, for hyperband
+
+    def ranges(self) -> list[Range]:
+        return [parse_spec(text, self.model) for text in self.space]
+
+    def searches_like(self, other: Plan) -> bool:
+        """Same model, space, fixed params and targets: trials of both are comparable."""
+        keys = ("model", "space", "fixed", "targets")
+        return all(getattr(self, key) == getattr(other, key) for key in keys)
+
+    def difference(self, other: Plan) -> str:
+        keys = ("model", "space", "fixed", "targets")
+        return "; ".join(f"{key} {getattr(self, key)} here, {getattr(other, key)} in the study"
+                         for key in keys if getattr(self, key) != getattr(other, key))
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"--study {name!r}: use 1-64 letters, digits, '-' or '_' (it names "
+                         "the trials' DVC experiments), e.g. --study lr-search")
+    return name
+
+
+def worker_seed(seed: int, host: str, index: int) -> int:
+    """A seed per worker: workers with one seed would propose the same params in parallel."""
+    return int(zlib.crc32(f"{seed}:{host}:{index}".encode()))
+
+
+def make_sampler(plan: Plan, seed: int | None) -> optuna.samplers.BaseSampler:
+    if plan.sampler == "tpe":
+        # constant_liar: parallel workers do not all propose next to the same running trial
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=min(10, max(3, plan.trials // 4)), constant_liar=True)
+    if plan.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    from nnlab.search.narrowing import NarrowingSampler
+
+    return NarrowingSampler(plan.rounds, math.ceil(plan.trials / plan.rounds), seed)
+
+
+def open_study(url: str, name: str, plan: Plan | None = None, resume: bool = False,
+               seed: int | None = None, retry: bool = False) -> tuple[optuna.Study, Plan]:
+    """Join the study `name` in `url`, or create it from `plan`. A worker passes no plan and
+    runs the study's own.
+
+    Raises:
+        StorageError: the storage does not answer.
+        SweepError: no such study (worker), or a study that searches another space and no
+            `resume`.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    heartbeat = plan.heartbeat if plan else _stored_heartbeat(url, name)
+    storage = open_storage(url, heartbeat, retry)
+    existing = {summary.study_name for summary in optuna.get_all_study_summaries(storage)} \
+        if plan else {name}
+    if name in existing:
+        stored = _stored_plan(storage, name, url)
+        if plan is not None and not plan.searches_like(stored) and not resume:
+            raise SweepError(
+                f"study {name!r} in {masked(url)} searches something else ("
+                f"{plan.difference(stored)}); pick a new --study, or pass --resume to continue "
+                "it with this search")
+        if plan is not None and plan != stored:
+            _store_plan(storage, name, plan)  # --resume, or a new --trials target
+        plan = plan or stored
+    elif plan is None:
+        raise SweepError(f"no study {name!r} in {masked(url)}")
+    else:
+        optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                            load_if_exists=True)
+        _store_plan(storage, name, plan)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(plan, seed),
+                              pruner=make_pruner(plan.pruner, plan.max_epochs))
+    return study, plan
+
+
+def _store_plan(storage: Any, name: str, plan: Plan) -> None:
+    study = optuna.load_study(study_name=name, storage=storage)
+    study.set_user_attr(PLAN_ATTR, asdict(plan))
+
+
+def _stored_plan(storage: Any, name: str, url: str) -> Plan:
+    attrs = optuna.load_study(study_name=name, storage=storage).user_attrs
+    if PLAN_ATTR not in attrs:
+        raise SweepError(f"study {name!r} in {masked(url)} was not made by `nnlab sweep`; "
+                         "pick another --study")
+    return Plan(**attrs[PLAN_ATTR])
+
+
+def _stored_heartbeat(url: str, name: str) -> int:
+    try:
+        storage = open_storage(url)
+        return int(_stored_plan(storage, name, url).heartbeat)
+    except KeyError:
+        raise SweepError(f"no study {name!r} in {masked(url)}") from None
+
+
+def with_trials(plan: Plan, trials: int) -> Plan:
+    return replace(plan, trials=trials)
+
+
+def describe(plan: Plan, ranges: Sequence[Range] | None = None) -> str:
+    return json.dumps({**asdict(plan), "space": [str(r) for r in ranges or plan.ranges()]})

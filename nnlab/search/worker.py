@@ -1,0 +1,127 @@
+"""A sweep worker: `python -m nnlab.search.worker --storage URL --study NAME`, started by
+`nnlab sweep --workers K` (K of them per machine). It runs the study's trials one at a time
+until the study has its N finished trials, on whichever machine the others run.
+
+Crash safety is Optuna's: the worker's storage sends a heartbeat while a trial runs; a trial
+whose worker went silent (SIGKILL, a lost machine) is failed by the next live worker that
+asks for a trial, and RetryHeartbeatStaleTrialCallback queues a copy of it, which that worker
+runs. So a worker that sees the last trials running elsewhere waits for them instead of
+leaving: one of them may die.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from nnlab.files import project_root
+from nnlab.search import dvc
+from nnlab.search.parent_run import end_dead_trial_runs
+from nnlab.search.storage import StorageError
+from nnlab.search.study import PARENT_ATTR, SweepError, open_study, worker_seed
+from nnlab.search.trial import (
+    EXP_ATTR,
+    FAILURE_ATTR,
+    SURPLUS_ATTR,
+    Objective,
+    Surplus,
+    TrialFailed,
+)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WAIT_SECONDS = 2.0  # between looks at a study whose last trials run elsewhere
+LOGS = Path(".nnlab/sweep")  # each trial's `dvc exp run` output, per study
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state; FAIL counts only trials whose experiment failed (not surplus ones,
+    not interrupted ones, not heartbeat-failed ones, which are retried)."""
+    found = {state.name: 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state != TrialState.FAIL or FAILURE_ATTR in trial.user_attrs:
+            found[trial.state.name] += 1
+    return found
+
+
+def clean_up_dead_trials(study: optuna.Study, root: Path) -> None:
+    """What killed trials left on this machine: their DVC temp workspaces and RUNNING
+    MLflow runs."""
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    dvc.remove_workspaces(root, [str(t.user_attrs[EXP_ATTR]) for t in failed
+                                 if EXP_ATTR in t.user_attrs])
+    end_dead_trial_runs(study)
+
+
+def work(url: str, name: str, index: int = 1, root: Path | None = None,
+         report: Callable[[str], None] = print) -> int:
+    """Run trials of the study until it has its N finished ones; how many this worker ran."""
+    root = root or project_root()
+    study, plan = open_study(url, name, seed=worker_seed(0, socket.gethostname(), index),
+                             retry=True)
+    raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+    objective = Objective(plan, root, url, study.user_attrs.get(PARENT_ATTR), raw,
+                          root / LOGS / name, lambda line: report(f"[worker {index}] {line}"))
+    ran = 0
+    while True:
+        optuna.storages.fail_stale_trials(study)  # heartbeat: a dead worker's trial -> FAIL
+        clean_up_dead_trials(study, root)
+        found = counts(study)
+        finished = found["COMPLETE"] + found["PRUNED"]
+        if finished >= plan.trials:
+            return ran
+        if found["FAIL"] >= max(3, plan.trials):
+            raise SweepError(f"{found['FAIL']} trials of study {name!r} failed, more than it "
+                             f"needs finished ({plan.trials}); see the logs in {LOGS / name}")
+        if finished + found["RUNNING"] + found["WAITING"] >= plan.trials:
+            time.sleep(WAIT_SECONDS)  # the last trials run elsewhere; one may yet die
+            continue
+        study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
+                       callbacks=[_progress(plan.trials, report, index)], gc_after_trial=False)
+        ran += 1
+
+
+def _progress(target: int, report: Callable[[str], None], index: int) -> Callable[..., None]:
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.user_attrs.get(SURPLUS_ATTR):
+            return
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        value = f" val.accuracy {trial.value:.4f}" if trial.value is not None else ""
+        seconds = trial.user_attrs.get("seconds")
+        took = f" in {seconds:.1f} s" if seconds else ""
+        report(f"[worker {index}] trial {trial.number} {trial.state.name}{value}{took} "
+               f"({finished}/{target} finished)")
+    return callback
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m nnlab.search.worker")
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--index", type=int, default=1, help="this worker's number, for logs")
+    args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: Optuna marks the running trial FAIL, the study resumes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        work(args.storage, args.study, args.index,
+             report=lambda line: print(line, flush=True))
+    except (StorageError, SweepError) as error:
+        print(f"[worker {args.index}] error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print(f"[worker {args.index}] interrupted: its trial is marked FAIL; the study "
+              "resumes with the same `nnlab sweep` command", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()
