@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
+    from nnlab.search.dvc import DvcError
     from nnlab.search.storage import StorageError
     from nnlab.search.study import SweepError
 
@@ -170,7 +171,7 @@ def _sweep(args: argparse.Namespace) -> None:
     except USER_ERRORS as error:
         print(f"nnlab sweep: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except (SweepError, StorageError) as error:
+    except (SweepError, StorageError, DvcError) as error:
         print(f"nnlab sweep: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
@@ -188,8 +189,7 @@ def _run_sweep(args: argparse.Namespace) -> None:
     if args.report or args.apply_best:
         from nnlab.search.apply import apply_best
         from nnlab.search.report import study_report
-        from nnlab.search.storage import default_url
-        from nnlab.search.study import check_name, open_study
+        from nnlab.search.study import check_name, default_url, open_study
 
         study, plan = open_study(args.storage or default_url(), check_name(args.study))
         if args.report:

@@ -1,30 +1,41 @@
-"""`nnlab sweep`: spec parsing, seeded sampling, narrowing and ranking, then one real sweep."""
+"""`nnlab sweep`, without DVC: spec parsing, the schema checks, the narrowing sampler on a toy
+objective, the study's plan and storage errors, surplus trials and the ranked report.
+Real workers, DVC experiments and MLflow runs are in test_sweep_e2e.py."""
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
+import optuna
 import pytest
 import yaml
 
 from nnlab import cli
 from nnlab.params import ParamsError
-from nnlab.search import runner as sweep
-from nnlab.search.narrowing import narrow, narrow_all
-from nnlab.search.space import Range, parse_spec, sample
-from nnlab.search.trials import Trial, rank
+from nnlab.search import runner
+from nnlab.search.narrowing import NarrowingSampler, narrow, narrowed_ranges, top_quarter
+from nnlab.search.report import format_table, study_report
+from nnlab.search.space import (
+    Range,
+    check_bounds,
+    distribution,
+    from_distribution,
+    parse_overrides,
+    parse_spec,
+    sample,
+    suggest,
+)
+from nnlab.search.storage import StorageError, masked, open_storage
+from nnlab.search.study import Plan, SweepError, open_study
+from nnlab.search.trial import SURPLUS_ATTR, exp_name, is_surplus
 from tests.conftest import ROOT
-from tests.e2e import git, make_project
-from tests.e2e import run as _run
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # --------------------------------------------------------------------------------------------
 # parse_spec
@@ -174,101 +185,122 @@ def test_narrow_int_stays_int_and_choice_keeps_the_best_values() -> None:
     assert narrow(choice, ["sigmoid", "relu", "sigmoid"]).values == ("relu", "sigmoid")
 
 
-def _trial(index: int, accuracy: float | None, rate: float, status: str = "success") -> Trial:
-    metrics = {} if accuracy is None else {"val.accuracy": accuracy, "val.loss": 1 - accuracy}
-    return Trial(f"t{index:02d}", 1, {"numpy_dnn.learning_rate": rate}, status, metrics)
+def _toy_study(sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    return optuna.create_study(direction="maximize", sampler=sampler)
 
 
-def test_rank_puts_failed_trials_last_whatever_their_metrics() -> None:
-    trials = [
-        _trial(1, 0.5, 0.1),
-        # failed, but carrying (baseline) metrics that would beat everything: never ranked
-        _trial(2, 0.99, 0.2, status="failed"),
-        _trial(3, 0.9, 0.3),
-        _trial(4, None, 0.4, status="failed"),
-        _trial(5, 0.7, 0.5),
-    ]
-    assert [trial.name for trial in rank(trials)] == ["t03", "t05", "t01", "t02", "t04"]
-    table = sweep.format_table(trials, ["numpy_dnn.learning_rate"]).splitlines()
-    assert table[0].split() == ["rank", "trial", "val.accuracy", "val.loss",
-                                "numpy_dnn.learning_rate"]
-    assert table[1].split() == ["1", "t03", "0.9000", "0.1000", "0.3"]
-    assert table[4].split() == ["-", "t02", "failed", "0.2"]
-    assert table[5].split() == ["-", "t04", "failed", "0.4"]
+def test_narrowing_sampler_narrows_round_two_around_the_best_quarter() -> None:
+    # A toy objective with its peak at x = 0.3: round 1 (20 trials) samples all of [0, 1];
+    # round 2 only the range narrowed around the best 5, which holds the peak.
+    item = Range("numpy_dnn.dropout", "uniform", 0.0, 1.0)
+    study = _toy_study(NarrowingSampler(rounds=2, round_size=20, seed=0))
+    study.optimize(lambda trial: -(suggest(trial, [item])[item.key] - 0.3) ** 2, n_trials=40)
+    first = [t.params[item.key] for t in study.trials[:20]]
+    second = [t.params[item.key] for t in study.trials[20:]]
+    narrowed = narrowed_ranges([item], study.trials[:20])[0]
+    assert narrowed.low <= 0.3 <= narrowed.high
+    assert narrowed.high - narrowed.low < 0.5
+    assert max(first) - min(first) > 0.8  # round 1: the whole range
+    assert all(narrowed.low <= value <= narrowed.high for value in second)
+    best_first = max(t.value for t in study.trials[:20] if t.value is not None)
+    assert study.best_value >= best_first  # the narrowed round finds at least as good
+    assert abs(study.best_params[item.key] - 0.3) < 0.05
 
 
-def test_narrow_all_uses_the_top_quarter_of_successful_trials() -> None:
+def test_narrowing_sampler_is_seeded_and_narrows_choices_and_ints() -> None:
+    ranges = [Range("numpy_dnn.activation", "choice", values=("relu", "tanh", "sigmoid")),
+              Range("numpy_dnn.epochs", "int", 1.0, 41.0)]
+
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, ranges)
+        return (values["numpy_dnn.activation"] == "tanh") - abs(values["numpy_dnn.epochs"] - 20)
+
+    runs = []
+    for _ in range(2):
+        study = _toy_study(NarrowingSampler(rounds=2, round_size=16, seed=3))
+        study.optimize(objective, n_trials=32)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]
+    second = runs[0][16:]
+    assert {params["numpy_dnn.activation"] for params in second} <= {"tanh", "relu", "sigmoid"}
+    narrowed = narrowed_ranges(ranges, study.trials[:16])
+    assert narrowed[0].values and set(narrowed[0].values) < {"relu", "tanh", "sigmoid"}
+    assert all(narrowed[1].low <= params["numpy_dnn.epochs"] <= narrowed[1].high
+               for params in second)
+
+
+def test_choices_that_are_lists_go_through_optuna_and_back() -> None:
+    item = parse_spec("hidden_layers=choice([16],[32, 16],[])", "numpy_dnn")
+    assert from_distribution(item.key, distribution(item)) == item
+    study = _toy_study(optuna.samplers.RandomSampler(seed=0))
+    seen = []
+    study.optimize(lambda trial: float(len(seen.append(suggest(trial, [item])) or seen)),
+                   n_trials=12)
+    assert {tuple(values[item.key]) for values in seen} == {(16,), (32, 16), ()}
+
+
+def test_top_quarter_and_narrowed_ranges_ignore_pruned_and_failed_trials() -> None:
     item = Range("numpy_dnn.learning_rate", "loguniform", 1e-5, 1.0)
-    accuracies = [0.1, 0.95, 0.3, 0.9, 0.5, 0.2, 0.4, 0.6]
+    study = _toy_study(optuna.samplers.RandomSampler(seed=0))
+    dist = {item.key: distribution(item)}
     rates = [1e-5, 1e-3, 3e-1, 1e-2, 1e-1, 2e-5, 5e-1, 1e-4]
-    pairs = enumerate(zip(accuracies, rates, strict=True))
-    trials = [_trial(index, accuracy, rate) for index, (accuracy, rate) in pairs]
-    trials.append(_trial(99, 1.0, 0.9, status="failed"))
-    # 8 successes -> the best 2 (0.95 at 1e-3, 0.9 at 1e-2); the failed one is ignored
-    assert sweep.top_quarter(trials) == [trials[1], trials[3]]
-    (narrowed,) = narrow_all([item], trials)
+    accuracies = [0.1, 0.95, 0.3, 0.9, 0.5, 0.2, 0.4, 0.6]
+    for rate, accuracy in zip(rates, accuracies, strict=True):
+        study.add_trial(optuna.trial.create_trial(params={item.key: rate}, distributions=dist,
+                                                  value=accuracy))
+    study.add_trial(optuna.trial.create_trial(  # pruned at a high value: never "best"
+        params={item.key: 0.9}, distributions=dist, state=optuna.trial.TrialState.PRUNED,
+        intermediate_values={1: 0.99}))
+    best = top_quarter(study.trials)
+    assert [t.params[item.key] for t in best] == [1e-3, 1e-2]
+    (narrowed,) = narrowed_ranges([item], study.trials)
     # 1e-3..1e-2 spans 1 decade, under a quarter of 5: widened to 1.25 decades around them
     assert narrowed.low == pytest.approx(10**-3.125, rel=1e-3)
     assert narrowed.high == pytest.approx(10**-1.875, rel=1e-3)
-    assert sweep.top_quarter(trials[:3]) == [trials[1]]  # at least one
-    with pytest.raises(sweep.SweepError, match="no trial succeeded"):
-        narrow_all([item], [_trial(1, None, 0.1, status="failed")])
-
-
-def test_update_trials_only_trusts_metrics_of_finished_experiments() -> None:
-    trials = [_trial(i, None, 0.1, status="queued") for i in range(1, 6)]
-    baseline = {"val.accuracy": 0.98, "val.loss": 0.1}
-    missing: dict[str, int] = {}
-    sweep.update_trials(trials, {
-        "t01": ("Running", {}),
-        "t02": ("Failed", {}),
-        "t03": ("Success", {"val.accuracy": 0.5, "val.loss": 1.0}),
-        "t04": ("Success", {}),  # finished without validation metrics: not a result
-    }, missing)
-    assert [t.status for t in trials] == ["running", "failed", "success", "failed", "queued"]
-    assert trials[2].score == 0.5 and trials[1].score is None
-    for _ in range(4):
-        sweep.update_trials(trials, {"t01": ("Success", baseline)}, missing)
-    assert trials[4].status == "failed"  # gone from DVC for 5 polls: removed from the queue
-    assert trials[0].score == 0.98
+    table = format_table(study.trials, [item.key]).splitlines()
+    assert table[0].split() == ["rank", "trial", "state", "val.accuracy", "epochs",
+                                "experiment", "learning_rate"]
+    assert table[1].split() == ["1", "1", "COMPLETE", "0.9500", "0.001"]
+    assert table[-1].split() == ["-", "8", "PRUNED", "(0.9900)", "1", "0.9"]
 
 
 # --------------------------------------------------------------------------------------------
-# validation before anything is queued
+# the plan, checked before anything runs
 
 
 def _params() -> dict[str, object]:
     return dict(yaml.safe_load((ROOT / "params.yaml").read_text()))
 
 
-def test_check_trials_rejects_values_the_schema_rejects() -> None:
+def test_check_bounds_refuses_a_range_the_schema_refuses() -> None:
     raw = _params()
-    overrides = sweep.parse_overrides(["epochs=5", "numpy_dnn.hidden_layers=[16]"], "numpy_dnn")
+    overrides = parse_overrides(["epochs=5", "numpy_dnn.hidden_layers=[16]"], "numpy_dnn")
     assert overrides == {"numpy_dnn.epochs": 5, "numpy_dnn.hidden_layers": [16]}
-    params = sweep.check_trials(raw, overrides, [{"numpy_dnn.dropout": 0.3}])
+    ok = [parse_spec("dropout=uniform(0.0,0.5)", "numpy_dnn")]
+    params = check_bounds(raw, overrides, ok)
     assert params.numpy_dnn.epochs == 5 and params.numpy_dnn.hidden_layers == [16]
-    with pytest.raises(ParamsError, match=r"sampled numpy_dnn.dropout=1.2: numpy_dnn.dropout="):
-        sweep.check_trials(raw, {}, [{"numpy_dnn.dropout": 0.3}, {"numpy_dnn.dropout": 1.2}])
-    with pytest.raises(ParamsError, match="numpy_dnn.epochs=0"):
-        sweep.check_trials(raw, sweep.parse_overrides(["epochs=0"], "numpy_dnn"), [])
+    with pytest.raises(ParamsError, match=r"dropout=uniform\(0.5,1.5\)'.*dropout=1.5 is refus"):
+        check_bounds(raw, {}, [parse_spec("dropout=uniform(0.5,1.5)", "numpy_dnn")])
+    with pytest.raises(ParamsError, match="activation=swish is refused"):
+        check_bounds(raw, {}, [parse_spec("activation=choice(relu,swish)", "numpy_dnn")])
     with pytest.raises(ParamsError, match="expected KEY=VALUE"):
-        sweep.parse_overrides(["epochs"], "numpy_dnn")
+        parse_overrides(["epochs"], "numpy_dnn")
     assert raw == _params()  # overrides never change the caller's mapping
 
 
 @pytest.fixture
 def no_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project folder where calling DVC or creating the MLflow run fails the test."""
+    """A project folder where opening a study or calling DVC fails the test."""
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / ".dvc").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_ROOT", raising=False)
 
     def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a bad spec reached DVC or MLflow")
+        raise AssertionError("a bad sweep reached the study or DVC")
 
-    monkeypatch.setattr(sweep, "run_dvc", forbidden)
-    monkeypatch.setattr(sweep, "start_parent_run", forbidden)
+    monkeypatch.setattr(runner, "open_study", forbidden)
+    monkeypatch.setattr(runner.dvc, "baseline_rev", forbidden)
     return tmp_path
 
 
@@ -277,19 +309,25 @@ def no_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     [
         (["--sample", "learning_rate=gauss(0,1)"], "unknown distribution 'gauss'"),
         (["--sample", "learning_rate=loguniform(0.1,0.01)"], "low must be below high"),
-        (["--sample", "lr=uniform(0,1)"], "unknown param 'lr' for numpy_dnn"),
-        (["--trials", "0", "--sample", "l2=uniform(0,1)"], "--trials, --rounds and --jobs"),
-        (["--sample", "dropout=uniform(0.5,1.5)"], "numpy_dnn.dropout="),
+        (["--sample", "lr=uniform(0,1)"],
+         "unknown param 'lr' for numpy_dnn; choose one of: seed, hidden_layers, activation"),
+        (["--trials", "0", "--sample", "l2=uniform(0,1)"], "--trials, --workers, --rounds"),
+        (["--sample", "dropout=uniform(0.5,1.5)"], "numpy_dnn.dropout=1.5 is refused"),
         (["--sample", "l2=uniform(0,1)", "--set", "epochs=-1"], "numpy_dnn.epochs=-1"),
         (["--sample", "l2=uniform(0,1)", "--set", "nope=1"], "unknown param 'nope'"),
+        (["--sample", "l2=uniform(0,1)", "--sampler", "grid"], "--sampler 'grid': choose one"),
+        (["--sample", "l2=uniform(0,1)", "--pruner", "asha"], "--pruner 'asha': choose one"),
+        (["--sample", "l2=uniform(0,1)", "--rounds", "2", "--sampler", "tpe"],
+         "needs --sampler narrowing"),
+        (["--sample", "l2=uniform(0,1)", "--study", "a b"], "--study 'a b': use 1-64"),
         ([], "give at least one --sample"),
     ],
 )
-def test_bad_sweeps_exit_2_with_one_line_before_queueing(
+def test_bad_sweeps_exit_2_with_one_line_before_anything_runs(
     no_dvc: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["sweep", "--model", "numpy_dnn", *args])
+        cli.main(["sweep", "--study", "s", "--model", "numpy_dnn", *args])
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -302,7 +340,7 @@ def test_bad_sweeps_exit_2_with_one_line_before_queueing(
 def test_unknown_model_exits_2_in_a_real_process(tmp_path: Path) -> None:
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     result = subprocess.run(
-        [sys.executable, "-m", "nnlab.cli", "sweep", "--model", "resnet",
+        [sys.executable, "-m", "nnlab.cli", "sweep", "--study", "s", "--model", "resnet",
          "--sample", "learning_rate=uniform(0,1)"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
@@ -317,228 +355,73 @@ def test_unknown_model_exits_2_in_a_real_process(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# end to end
-
-SAMPLE = "learning_rate=loguniform(1e-3,1e-1)"
+# the study: storage, plan, surplus
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of this repository with a tiny numpy_dnn and its data stages already run, so
-    each trial only trains and evaluates."""
-    path = make_project(tmp_path_factory.mktemp("sweep") / "project", {
-        "numpy_dnn": {"hidden_layers": [16], "epochs": 3, "early_stopping_patience": None}})
-    _run(["dvc", "repro", "split"], path)
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", "data stages run")
-    return path
-
-
-def _fake_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
-    """A stand-in `dvc` (a shell script body) first on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "dvc").write_text(f"#!/bin/sh\n{script}")
-    (bin_dir / "dvc").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-
-
-@pytest.mark.slow
-def test_sweep_ranks_trials_by_validation_and_nests_mlflow_runs(project: Path) -> None:
-    output = _run(
-        [sys.executable, "-m", "nnlab.cli", "sweep", "--model", "numpy_dnn", "--trials", "3",
-         "--jobs", "2", "--sample", SAMPLE, "--set", "numpy_dnn.epochs=1"],
-        project,
-    )
-    lines = output.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("rank  trial"))
-    assert lines[header].split() == ["rank", "trial", "val.accuracy", "val.loss",
-                                     "numpy_dnn.learning_rate"]
-    rows = [line.split() for line in lines[header + 1 : header + 4]]
-    name = re.fullmatch(r"sweep-([0-9a-f]{6})-r1-t0[1-3]", rows[0][1])
-    assert name is not None
-    sweep_id = name.group(1)
-    assert [row[0] for row in rows] == ["1", "2", "3"]
-    assert sorted(row[1] for row in rows) == [f"sweep-{sweep_id}-r1-t0{i}" for i in (1, 2, 3)]
-    accuracies = [float(row[2]) for row in rows]
-    assert accuracies == sorted(accuracies, reverse=True)
-    rates = {row[1]: float(row[4]) for row in rows}
-    # seeded: the CLI sampled exactly what sample() draws with --seed 0
-    expected = sample([parse_spec(SAMPLE, "numpy_dnn")], 3, np.random.default_rng(0))
-    assert [rates[f"sweep-{sweep_id}-r1-t0{i}"] for i in (1, 2, 3)] == [
-        trial["numpy_dnn.learning_rate"] for trial in expected
-    ]
-    assert lines[header + 4] == "Narrowed ranges from the top 1 of 3 successful trials:"
-    narrowed = re.fullmatch(r"  --sample 'numpy_dnn.learning_rate=loguniform\((.*),(.*)\)'",
-                            lines[header + 5])
-    assert narrowed is not None
-    low, high = map(float, narrowed.groups())
-    assert 1e-3 <= low < rates[rows[0][1]] < high <= 1e-1
-
-    import mlflow
-
-    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("digits")
-    assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [run for run in runs if run.data.tags.get("nnlab.kind") == "sweep"]
-    assert len(parents) == 1
-    parent = parents[0]
-    assert parent.info.status == "FINISHED"
-    assert parent.data.tags["nnlab.sweep_id"] == sweep_id
-    children = [run for run in runs if run.data.tags.get("model") == "numpy_dnn"
-                and run.data.tags.get("nnlab.kind") != "sweep"]
-    assert len(children) == 3
-    val_accuracy = {}
-    for child in children:
-        name = child.data.tags["dvc.exp_name"]
-        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert child.data.tags["nnlab.sweep_id"] == sweep_id
-        assert child.info.status == "FINISHED"
-        assert float(child.data.params["learning_rate"]) == rates[name]
-        assert child.data.params["epochs"] == "1"  # --set reached every trial
-        val_accuracy[name] = child.data.metrics["val.accuracy"]
-        assert "test.accuracy" in child.data.metrics  # evaluated, just never used to rank
-    # ranked by each trial's own validation accuracy (not the baseline's, not test)
-    assert [row[1] for row in rows] == sorted(val_accuracy, key=lambda n: -val_accuracy[n])
-    for row in rows:
-        assert float(row[2]) == pytest.approx(val_accuracy[row[1]], abs=5e-5)
-    assert parent.data.metrics["best.val.accuracy"] == max(val_accuracy.values())
-    assert float(parent.data.params["best.numpy_dnn.learning_rate"]) == rates[rows[0][1]]
-    assert parent.data.params["round1.ranges"] == "numpy_dnn.learning_rate=loguniform(0.001,0.1)"
-    assert f"'{parent.data.params['suggested.ranges']}'" in lines[header + 5]
-    summary = json.loads(
-        Path(mlflow.artifacts.download_artifacts(
-            run_id=parent.info.run_id, artifact_path="sweep.json",
-            tracking_uri=f"sqlite:///{project / 'mlflow.db'}",
-        )).read_text()
-    )
-    assert summary["rank_metric"] == "val.accuracy"
-    assert [trial["name"] for trial in summary["trials"]] == [row[1] for row in rows]
-    assert all(not key.startswith("test.") for trial in summary["trials"]
-               for key in trial["metrics"])
-    assert len(summary["ranges"]) == 2  # sampled from, and suggested for a next round
-
-
-def test_dvc_calls_do_not_wait_for_daemons_they_leave(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `dvc queue start` daemonizes workers that inherit its stdout; reading a pipe to EOF
-    # would block until they exit. A fake `dvc` that leaves a 30 s child stands in for it.
-    _fake_dvc(tmp_path, monkeypatch,
-              'echo "dvc $*"\nsleep 30 &\n[ "$1" != fail ] || exit 3\n')
-    start = time.monotonic()
-    assert sweep.run_dvc(["queue", "start", "-j", "2"], tmp_path) == "dvc queue start -j 2\n"
-    with pytest.raises(sweep.SweepError, match=r"`dvc fail now` failed: dvc fail now"):
-        sweep.run_dvc(["fail", "now"], tmp_path)
-    assert time.monotonic() - start < 20
-
-
-@pytest.mark.slow  # creating and migrating an MLflow store takes a minute on a loaded machine
-def test_trial_runs_are_nested_under_the_parent_run(mlflow_store: str) -> None:
-    import mlflow
-
-    from nnlab import tracking
-
-    experiment_id = tracking.setup("digits")
-    client = mlflow.MlflowClient(mlflow_store)
-    parent_id = sweep.start_parent_run("digits", "abc123", "numpy_dnn", {"trials": 3})
-    made = {
-        name: client.create_run(experiment_id, tags={"dvc.exp_name": name}).info.run_id
-        for name in ("sweep-abc123-r1-t01", "sweep-other-r1-t01")
-    }
-    trials = [_trial(1, 0.8, 0.01), _trial(2, 0.9, 0.02)]
-    trials[0].name, trials[1].name = "sweep-abc123-r1-t01", "sweep-abc123-r1-t02"
-    sweep.adopt_trial_runs("digits", parent_id, "abc123", trials)
-    assert trials[0].run_id == made["sweep-abc123-r1-t01"]
-    assert trials[1].run_id is None  # e.g. restored from DVC's run-cache: no run of its own
-    tags = client.get_run(made["sweep-abc123-r1-t01"]).data.tags
-    assert tags["mlflow.parentRunId"] == parent_id and tags["nnlab.sweep_id"] == "abc123"
-    assert "mlflow.parentRunId" not in client.get_run(made["sweep-other-r1-t01"]).data.tags
-
-    result = sweep.SweepResult("abc123", parent_id, [trials],
-                               [[RANGES[0]], [narrow(RANGES[0], [0.02])]])
-    sweep.finish_parent_run(parent_id, sweep.summarize(result), "FINISHED")
-    parent = client.get_run(parent_id)
-    assert parent.info.status == "FINISHED"
-    assert parent.data.tags["nnlab.sweep_id"] == "abc123"
-    assert parent.data.metrics["best.val.accuracy"] == 0.9
-    assert parent.data.params["best.numpy_dnn.learning_rate"] == "0.02"
-    assert parent.data.params["round1.ranges"] == str(RANGES[0])
-    assert parent.data.params["suggested.ranges"] == str(narrow(RANGES[0], [0.02]))
-
-
-def test_wait_retries_exp_show_races_and_times_out_clearly(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from dvc.exceptions import NotDvcRepoError
-
-    answers: list[sweep.States | Exception] = [
-        {"t01": ("Running", {})},
-        NotDvcRepoError("directory '.dvc/tmp/exps/tmpx/.dvc' does not exist"),  # a race
-        {"t01": ("Success", {"val.accuracy": 0.5, "val.loss": 1.0})},
-    ]
-
-    def states(root: Path, model: str, baseline: str) -> sweep.States:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(sweep, "experiment_states", states)
-    trials = [_trial(1, None, 0.1, status="queued")]
-    printed: list[str] = []
-    sweep.wait(Path("."), trials, "numpy_dnn", "HEAD", 60, poll_seconds=0, report=printed.append)
-    assert trials[0].status == "success" and printed == ["  1 running", "  1 success"]
-
-    answers[:] = [NotDvcRepoError("gone")] * 3
-    stuck = [_trial(2, None, 0.1, status="running")]
-    with pytest.raises(sweep.SweepError, match=r"trials still unfinished after 0 s: t02; .*gone"):
-        sweep.wait(Path("."), stuck, "numpy_dnn", "HEAD", 0, poll_seconds=0, report=print)
-
-
-def test_a_sweep_whose_trials_all_fail_names_the_commonest_cause(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A stand-in `dvc` whose `queue logs NAME` prints what a failed trial's log holds.
-    _fake_dvc(tmp_path, monkeypatch, (
-        'echo "Running stage \'train@numpy_dnn\':"\n'
-        'case "$3" in\n'
-        '  *t03) echo "train@numpy_dnn: error: data/split/train_images.npy: missing" ;;\n'
-        '  *) echo "train@numpy_dnn: error: numpy_dnn: training loss blew up" ;;\n'
-        'esac\n'
-        'echo "ERROR: failed to reproduce \'train@numpy_dnn\'"\n'))
-    trials = [Trial(f"sweep-abc-r1-t0{i}", 1, {}, status="failed") for i in (1, 2, 3)]
-    assert sweep.failure_summary(tmp_path, trials) == (
-        "all 3 trials failed; the commonest cause (2 of 3): train@numpy_dnn: error: "
-        "numpy_dnn: training loss blew up; full log: `dvc queue logs sweep-abc-r1-t01`")
-
-
-def test_ctrl_c_stops_the_trials_and_kills_the_parent_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str
-) -> None:
-    # A stand-in `dvc` that records every call; Ctrl-C arrives while the sweep waits.
-    calls = tmp_path / "calls.txt"
-    _fake_dvc(tmp_path, monkeypatch, f'echo "$*" >> {calls}\n')
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    for args in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit",
-                                  "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True)
-
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(sweep, "wait", interrupted)
-    with pytest.raises(sweep.SweepInterrupted) as error:
-        sweep.run_sweep("numpy_dnn", [SAMPLE], 2, root=tmp_path, report=lambda line: None)
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://nnlab:secret@127.0.0.1:9/optuna",
+    "grpc://127.0.0.1:9",
+])
+def test_an_unreachable_storage_is_one_line_naming_the_url_and_the_fix(url: str) -> None:
+    with pytest.raises(StorageError) as error:
+        open_storage(url)
     message = str(error.value)
-    assert message.startswith("interrupted: stopped 2 unfinished trial(s) of sweep ")
-    assert message.endswith("is marked KILLED")
-    recorded = calls.read_text().splitlines()
-    assert recorded[-2].startswith("queue kill sweep-") and len(recorded[-2].split()) == 4
-    assert recorded[-1] == "queue remove --queued"
-    client = mlflow.MlflowClient(mlflow_store)
-    experiment = client.get_experiment_by_name("digits")
-    assert experiment is not None
-    (parent,) = client.search_runs([experiment.experiment_id])
-    assert parent.info.status == "KILLED"
+    assert "\n" not in message and masked(url) in message and "secret" not in message
+    assert "make server" in message and "--storage" in message
+
+
+def _plan(**changes: object) -> Plan:
+    base = {"model": "numpy_dnn", "space": ["numpy_dnn.learning_rate=loguniform(0.001,0.1)"],
+            "targets": ["evaluate@numpy_dnn"], "trials": 4}
+    return Plan(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_a_study_with_another_search_is_refused_unless_resumed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, plan = open_study(url, "lr", _plan())
+    assert plan == _plan()
+    joined, stored = open_study(url, "lr", _plan())  # the same command on another machine
+    assert joined._study_id == study._study_id and stored == plan
+    _, worker_plan = open_study(url, "lr")  # a worker reads the study's own plan
+    assert worker_plan == plan
+    other = _plan(space=["numpy_dnn.dropout=uniform(0,0.5)"])
+    with pytest.raises(SweepError, match=r"study 'lr' in .* searches something else \(space "
+                       r".*dropout.* here, .*learning_rate.* in the study\); pick a new --study,"
+                       r" or pass --resume"):
+        open_study(url, "lr", other)
+    _, resumed = open_study(url, "lr", other, resume=True)
+    assert resumed == other and open_study(url, "lr")[1] == other
+    _, more = open_study(url, "lr", _plan(space=other.space, trials=9))  # a new target
+    assert more.trials == 9
+    with pytest.raises(SweepError, match="no study 'nope'"):
+        open_study(url, "nope")
+
+
+def test_workers_asking_at_once_never_run_more_than_n_trials() -> None:
+    study = optuna.create_study(direction="maximize")
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(value=0.5))
+    running = [study.ask() for _ in range(3)]  # numbers 3, 4, 5 asked at the same moment
+    assert [is_surplus(study, trial.number, 4) for trial in running] == [False, True, True]
+    study.tell(running[0], 0.6)
+    assert is_surplus(study, running[1].number, 4)  # still: 4 trials below it finished
+    assert exp_name("lr", 7) == "lr-t007"
+    assert SURPLUS_ATTR == "nnlab.surplus"
+
+
+def test_the_report_counts_states_and_prints_narrowed_ranges(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, plan = open_study(url, "lr", _plan())
+    item = plan.ranges()[0]
+    for rate, value in [(0.002, 0.8), (0.02, 0.9), (0.05, 0.7), (0.003, 0.85)]:
+        study.add_trial(optuna.trial.create_trial(
+            params={item.key: rate}, distributions={item.key: distribution(item)}, value=value,
+            user_attrs={"dvc.exp_name": f"lr-t{len(study.trials):03d}"}))
+    lines = study_report(study, plan).splitlines()
+    assert lines[0] == ("Study 'lr': numpy_dnn, 4 trials wanted; 4 complete (sampler tpe, "
+                        "pruner median)")
+    assert lines[3].split() == ["1", "1", "COMPLETE", "0.9000", "lr-t001", "0.02"]
+    assert lines[-2] == "Narrowed ranges from the top 1 of 4 complete trials (for a next study):"
+    assert lines[-1].startswith("  --sample 'numpy_dnn.learning_rate=loguniform(")
+    assert not math.isnan(float(lines[3].split()[3]))
+    assert np.isclose(sum(t.value or 0 for t in study.trials), 3.25)

@@ -172,6 +172,45 @@ def test_a_queued_experiment_logs_to_the_server(stack: Stack, team_project: Path
     assert not (team_project / "mlflow.db").exists()  # nothing went to a local store
 
 
+def test_two_workers_share_a_study_on_the_stacks_postgresql(
+        stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`nnlab sweep` with 2 workers on the stack's PostgreSQL (the URL a sweep on this machine
+    uses by default); trials log to the MLflow server; another machine's view of the study
+    through the gRPC proxy sees the same trials."""
+    import optuna
+
+    from nnlab.search.study import open_study
+    from nnlab.server.postgres import Postgres
+    from nnlab.server.settings import Settings
+
+    project = make_project(tmp_path_factory.mktemp("team-sweep") / "project", {
+        "numpy_dnn": {"hidden_layers": [16], "epochs": 3, "early_stopping_patience": None}})
+    run(["dvc", "repro", "split"], project)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "data stages run")
+    settings = Settings.load(stack.data_dir)
+    assert settings is not None
+    url = Postgres(settings).url("_optuna")
+    run(["nnlab", "sweep", "--study", "team", "--model", "numpy_dnn", "--trials", "4",
+         "--workers", "2", "--pruner", "none", "--storage", url,
+         "--sample", "learning_rate=loguniform(1e-3,1e-1)"],
+        project, env={"MLFLOW_TRACKING_URI": stack.uri})
+    study, _ = open_study(url, "team")
+    finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(finished) == 4 == len(study.trials)
+    assert len({trial.user_attrs["nnlab.worker"] for trial in finished}) == 2
+    runs = [found for found in stack.runs() if _tags(found).get("nnlab.study") == "team"]
+    (parent,) = [found for found in runs if _tags(found).get("nnlab.kind") == "study"]
+    children = [found for found in runs if found is not parent]
+    assert sorted(_tags(child)["nnlab.trial"] for child in children) == ["0", "1", "2", "3"]
+    assert all(_tags(child)["mlflow.parentRunId"] == parent["info"]["run_id"]
+               and child["info"]["status"] == "FINISHED" for child in children)
+    assert not (project / "mlflow.db").exists()  # nothing went to a local store
+    report = run(["nnlab", "sweep", "--study", "team", "--report", "--storage",
+                  f"grpc://127.0.0.1:{stack.ports['grpc']}"], project)
+    assert "Study 'team': numpy_dnn, 4 trials wanted; 4 complete" in report
+
+
 def test_a_stage_fails_in_one_line_when_the_server_is_down(stack: Stack,
                                                            team_project: Path) -> None:
     """Stop the stack: training refuses to start, fast, and no run is left RUNNING; start it

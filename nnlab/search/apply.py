@@ -35,9 +35,12 @@ def apply_best(study: optuna.Study, plan: Plan, root: Path,
     shown = ", ".join(f"{key}={format_value(value)}" for key, value in chosen.items())
     name = str(best.user_attrs.get(EXP_ATTR, ""))
     if name and dvc.has_experiment(root, name):
-        dvc.run_dvc(["exp", "apply", name], root)
+        missing = _exp_apply(root, name, plan.model)
         report(f"Applied experiment {name} (trial {best.number}, val.accuracy "
                f"{best.value:.4f}): {shown}, with its trained outputs; `git diff` shows it")
+        if missing:
+            report(f"note: {', '.join(missing)} were never trained in this project, so there "
+                   "was nothing to check out for them; `dvc repro` trains them")
         return chosen
     params_file = root / "params.yaml"
     import yaml
@@ -54,3 +57,21 @@ def apply_best(study: optuna.Study, plan: Plan, root: Path,
     report(f"Trial {best.number} (val.accuracy {best.value:.4f}) ran on another machine: "
            f"wrote {shown} into params.yaml; `dvc repro` trains it")
     return chosen
+
+
+def _exp_apply(root: Path, name: str, model: str) -> list[str]:
+    """`dvc exp apply NAME`; the outputs it could not check out because they were never made
+    (a sweep's trials train one model: the others exist only if the project trained them)."""
+    try:
+        dvc.run_dvc(["exp", "apply", name], root)
+        return []
+    except dvc.DvcError as error:
+        lines = error.output.splitlines()
+        if "ERROR: Checkout failed for following targets:" not in lines:
+            raise
+        start = lines.index("ERROR: Checkout failed for following targets:") + 1
+        missing = [line.strip() for line in lines[start:] if line.strip().startswith(
+            ("models/", "reports/", "data/"))]
+        if not missing or any(path.endswith(f"/{model}") for path in missing):
+            raise
+        return missing

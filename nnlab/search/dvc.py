@@ -21,7 +21,11 @@ _FINISHED = 3  # dvc's TaskStatus: SUCCESS and later are finished
 
 
 class DvcError(RuntimeError):
-    """A `dvc` or `git` command failed (the message has its last lines)."""
+    """A `dvc` or `git` command failed (the message names why; `output` is all it printed)."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 def _cli_value(value: Any) -> str:
@@ -51,7 +55,7 @@ def run_dvc(args: list[str], root: Path, timeout: float = 600,
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(text, encoding="utf-8")
     if result.returncode != 0:
-        raise DvcError(cause(text))
+        raise DvcError(cause(text), text)
     return text
 
 

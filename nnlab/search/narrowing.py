@@ -104,8 +104,13 @@ class NarrowingSampler(BaseSampler):
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        if self.round_of(study) > 1:
-            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        round_number = self.round_of(study)
+        if round_number > 1:
+            # The round's ranges are fixed: narrowed around the trials of earlier rounds only
+            # (the first (round - 1) x size finished ones), as the seeds' rounds were.
+            finished = sorted(study.get_trials(deepcopy=False, states=(
+                TrialState.COMPLETE, TrialState.PRUNED)), key=lambda t: t.number)
+            done = finished[: (round_number - 1) * self.round_size]
             item = from_distribution(param_name, param_distribution)
             narrowed = narrowed_ranges([item], done,
                                        study.direction == StudyDirection.MAXIMIZE)[0]

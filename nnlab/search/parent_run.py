@@ -89,16 +89,19 @@ def restored_trial_run(study: str, number: int, parent_id: str, plan: Plan,
     return str(run.info.run_id)
 
 
-def end_dead_trial_runs(study: optuna.Study) -> list[str]:
+def end_dead_trial_runs(study: optuna.Study, seen: set[int] | None = None) -> list[str]:
     """Mark KILLED the MLflow run of every FAIL trial whose run is still RUNNING (its worker
-    was killed, so nothing else will); the run ids ended."""
+    was killed, so nothing else will); the run ids ended. Trials in `seen` were looked at
+    before and are skipped; the ones looked at now are added."""
     from mlflow.exceptions import MlflowException
 
+    seen = set() if seen is None else seen
     client, ended = None, []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
         run_id = trial.user_attrs.get(RUN_ATTR)
-        if not run_id or trial.user_attrs.get("nnlab.run_ended"):
+        if not run_id or trial.number in seen:
             continue
+        seen.add(trial.number)
         client = client or _client()
         try:
             if client.get_run(run_id).info.status == "RUNNING":
@@ -108,7 +111,6 @@ def end_dead_trial_runs(study: optuna.Study) -> list[str]:
                 ended.append(run_id)
         except MlflowException:
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "nnlab.run_ended", True)
     return ended
 
 

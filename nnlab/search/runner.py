@@ -26,8 +26,15 @@ from nnlab.search.link import PRUNERS, RUN_ATTR
 from nnlab.search.parent_run import end_dead_trial_runs, ensure_parent_run, finish_parent_run
 from nnlab.search.report import study_report, summarize
 from nnlab.search.space import check_bounds, parse_overrides, parse_spec
-from nnlab.search.storage import MAX_RETRY, default_url, has_heartbeat, masked
-from nnlab.search.study import SAMPLERS, Plan, SweepError, check_name, open_study
+from nnlab.search.storage import MAX_RETRY, has_heartbeat, masked, quiet
+from nnlab.search.study import (
+    SAMPLERS,
+    Plan,
+    SweepError,
+    check_name,
+    default_url,
+    open_study,
+)
 from nnlab.search.trial import EXP_ATTR, WORKER_ATTR
 
 
@@ -178,8 +185,9 @@ def _bury(worker: subprocess.Popen[bytes], study: optuna.Study, url: str, root: 
         if not has_heartbeat(url):
             study._storage.set_trial_state_values(trial._trial_id,
                                                   optuna.trial.TrialState.FAIL)
-            optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)(
-                study, study._storage.get_trial(trial._trial_id))
+            with quiet():
+                optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)(
+                    study, study._storage.get_trial(trial._trial_id))
         _end_run(trial.user_attrs.get(RUN_ATTR))
     end_dead_trial_runs(study)
     trials = ", ".join(str(t.number) for t in dead) or "none"

@@ -4,19 +4,18 @@ and be retried, and checked with one clear line when it does not answer."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from nnlab.files import project_root
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-DEFAULT_FILE = ".nnlab/optuna.db"  # relative to the project root
-ENV = "NNLAB_OPTUNA_STORAGE"  # set by `.nnlab/server/env` (make server) for a team's workers
+DEFAULT_FILE = ".nnlab/optuna.db"  # relative to the project root: the default storage
 HEARTBEAT_SECONDS = 20  # a RUNNING trial whose worker is silent for 3x this becomes FAIL
 MAX_RETRY = 2  # times a heartbeat-failed trial is run again (Optuna's retry callback)
 
@@ -26,12 +25,15 @@ class StorageError(RuntimeError):
     fix)."""
 
 
-def default_url(root: Path | None = None) -> str:
-    """$NNLAB_OPTUNA_STORAGE when set (the team stack's), else the SQLite file in .nnlab/."""
-    if os.environ.get(ENV):
-        return os.environ[ENV]
-    path = (root or project_root()) / DEFAULT_FILE
-    return f"sqlite:///{path}"
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Heartbeats and fail_stale_trials have been "experimental" since Optuna 2.9; we rely on
+    them knowingly, so their warnings are not shown to users."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
 
 
 def masked(url: str) -> str:
@@ -68,20 +70,22 @@ def open_storage(url: str, heartbeat_seconds: int | None = None,
         return optuna.storages.GrpcStorageProxy(host=host, port=port)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) \
-        if retry else None
+    with quiet():
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) \
+            if retry else None
     engine: dict[str, object] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         engine["connect_args"] = {"timeout": 60}  # workers and stages write at once
     elif url.startswith("postgresql"):
         engine["connect_args"] = {"connect_timeout": 5}
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine,
-            heartbeat_interval=heartbeat_seconds if heartbeat_seconds else None,
-            grace_period=3 * heartbeat_seconds if heartbeat_seconds else None,
-            heartbeat_stale_trial_callback=callback,
-        )
+        with quiet():
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine,
+                heartbeat_interval=heartbeat_seconds if heartbeat_seconds else None,
+                grace_period=3 * heartbeat_seconds if heartbeat_seconds else None,
+                heartbeat_stale_trial_callback=callback,
+            )
     except Exception as error:  # SQLAlchemy's OperationalError, ArgumentError, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorageError(

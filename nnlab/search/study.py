@@ -3,26 +3,25 @@ on every machine reads the same one), created or joined, and its sampler."""
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import re
-import warnings
 import zlib
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 
+from nnlab.files import project_root
 from nnlab.search.link import make_pruner
 from nnlab.search.space import Range, parse_spec
-from nnlab.search.storage import masked, open_storage
+from nnlab.search.storage import DEFAULT_FILE, masked, open_storage
 
 SAMPLERS = ("tpe", "random", "narrowing")
+STORAGE_ENV = "NNLAB_OPTUNA_STORAGE"  # set by `.nnlab/server/env` (make server) for workers
 PLAN_ATTR = "nnlab.plan"
 PARENT_ATTR = "nnlab.parent_run_id"
-# Heartbeats and fail_stale_trials are "experimental" in Optuna since 2.9: say it once, here.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # also a valid piece of a git ref
 
 
@@ -59,6 +58,29 @@ class Plan:
         keys = ("model", "space", "fixed", "targets")
         return "; ".join(f"{key} {getattr(self, key)} here, {getattr(other, key)} in the study"
                          for key in keys if getattr(self, key) != getattr(other, key))
+
+
+def default_url(root: Path | None = None) -> str:
+    """$NNLAB_OPTUNA_STORAGE when set (`.nnlab/server/env` sets the team stack's gRPC proxy
+    for other machines); else the PostgreSQL of a team stack running from this project
+    (`make server`); else the SQLite file in .nnlab/, with nothing to start."""
+    if os.environ.get(STORAGE_ENV):
+        return os.environ[STORAGE_ENV]
+    root = root or project_root()
+    return _team_stack_url(root) or f"sqlite:///{root / DEFAULT_FILE}"
+
+
+def _team_stack_url(root: Path) -> str | None:
+    from nnlab.server.postgres import Postgres
+    from nnlab.server.settings import ServerError, Settings
+
+    settings = Settings.load(root / ".nnlab" / "server")
+    if settings is None:
+        return None
+    try:
+        return Postgres(settings).url("_optuna")
+    except ServerError:  # made once, not running now
+        return None
 
 
 def check_name(name: str) -> str:
@@ -140,11 +162,3 @@ def _stored_heartbeat(url: str, name: str) -> int:
         return int(_stored_plan(storage, name, url).heartbeat)
     except KeyError:
         raise SweepError(f"no study {name!r} in {masked(url)}") from None
-
-
-def with_trials(plan: Plan, trials: int) -> Plan:
-    return replace(plan, trials=trials)
-
-
-def describe(plan: Plan, ranges: Sequence[Range] | None = None) -> str:
-    return json.dumps({**asdict(plan), "space": [str(r) for r in ranges or plan.ranges()]})

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from nnlab.files import project_root
 from nnlab.search import dvc
 from nnlab.search.parent_run import end_dead_trial_runs
-from nnlab.search.storage import StorageError
+from nnlab.search.storage import StorageError, quiet
 from nnlab.search.study import PARENT_ATTR, SweepError, open_study, worker_seed
 from nnlab.search.trial import (
     EXP_ATTR,
@@ -52,13 +52,13 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return found
 
 
-def clean_up_dead_trials(study: optuna.Study, root: Path) -> None:
+def clean_up_dead_trials(study: optuna.Study, root: Path, seen: set[int]) -> None:
     """What killed trials left on this machine: their DVC temp workspaces and RUNNING
-    MLflow runs."""
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    dvc.remove_workspaces(root, [str(t.user_attrs[EXP_ATTR]) for t in failed
-                                 if EXP_ATTR in t.user_attrs])
-    end_dead_trial_runs(study)
+    MLflow runs (each FAIL trial is looked at once: `seen`)."""
+    failed = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if trial.number not in seen and EXP_ATTR in trial.user_attrs]
+    dvc.remove_workspaces(root, [str(trial.user_attrs[EXP_ATTR]) for trial in failed])
+    end_dead_trial_runs(study, seen)
 
 
 def work(url: str, name: str, index: int = 1, root: Path | None = None,
@@ -70,10 +70,11 @@ def work(url: str, name: str, index: int = 1, root: Path | None = None,
     raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
     objective = Objective(plan, root, url, study.user_attrs.get(PARENT_ATTR), raw,
                           root / LOGS / name, lambda line: report(f"[worker {index}] {line}"))
-    ran = 0
+    ran, seen = 0, set[int]()
     while True:
-        optuna.storages.fail_stale_trials(study)  # heartbeat: a dead worker's trial -> FAIL
-        clean_up_dead_trials(study, root)
+        with quiet():
+            optuna.storages.fail_stale_trials(study)  # heartbeat: a dead worker's trial -> FAIL
+        clean_up_dead_trials(study, root, seen)
         found = counts(study)
         finished = found["COMPLETE"] + found["PRUNED"]
         if finished >= plan.trials:
@@ -81,9 +82,10 @@ def work(url: str, name: str, index: int = 1, root: Path | None = None,
         if found["FAIL"] >= max(3, plan.trials):
             raise SweepError(f"{found['FAIL']} trials of study {name!r} failed, more than it "
                              f"needs finished ({plan.trials}); see the logs in {LOGS / name}")
-        if finished + found["RUNNING"] + found["WAITING"] >= plan.trials:
+        if not found["WAITING"] and finished + found["RUNNING"] >= plan.trials:
             time.sleep(WAIT_SECONDS)  # the last trials run elsewhere; one may yet die
             continue
+        # A WAITING trial (a retry, or one enqueued by hand) is what `ask` hands out first.
         study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
                        callbacks=[_progress(plan.trials, report, index)], gc_after_trial=False)
         ran += 1
