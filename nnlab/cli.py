@@ -182,9 +182,12 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> None:
+    import optuna
+
     from nnlab.files import project_root
     from nnlab.search import runner
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print each trial's line
     report = lambda line: print(line, flush=True)  # noqa: E731
     if args.report or args.apply_best:
         from nnlab.search.apply import apply_best

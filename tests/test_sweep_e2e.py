@@ -213,3 +213,38 @@ def test_joining_needs_the_same_search_and_a_reachable_storage(project: Path) ->
     (line,) = result.stderr.splitlines()
     assert line.startswith("nnlab sweep: error: Optuna storage postgresql+psycopg://u:***@")
     assert "make server" in line
+
+
+def test_ctrl_c_fails_the_running_trials_and_the_same_command_resumes(
+        project: Path, tmp_path: Path) -> None:
+    project = copy_project(project, tmp_path / "project")
+    command = ["nnlab", "sweep", "--study", "cc", "--model", "numpy_dnn", "--trials", "2",
+               "--workers", "2", "--pruner", "none", "--sample", SAMPLE]
+    log = (tmp_path / "sweep.log").open("w")
+    sweep = subprocess.Popen([*command, "--set", "epochs=300"], cwd=project, env=user_env(),
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def both_training() -> bool:
+            if not (project / ".nnlab/optuna.db").exists():
+                return False
+            running = _study(project, "cc").get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            return len([t for t in running if "mlflow_run_id" in t.user_attrs]) == 2
+
+        _wait_for(both_training, 300, "two trials whose stages log to MLflow")
+        sweep.send_signal(signal.SIGINT)
+        assert sweep.wait(timeout=300) == 130
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    output = (tmp_path / "sweep.log").read_text()
+    assert "nnlab sweep: interrupted; the study keeps its finished trials" in output
+    assert "Traceback" not in output
+    study = _study(project, "cc")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    runs = _runs(project, "cc")
+    assert {run.info.status for run in runs} == {"KILLED"}  # the two trials and the parent
+    assert dvc.leftover_workspaces(project) == []
+    run([*command, "--set", "epochs=300"], project)  # the same command resumes it
+    study = _study(project, "cc")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert [run.info.status for run in _runs(project, "cc")].count("FINISHED") == 3

@@ -44,17 +44,31 @@ def run_dvc(args: list[str], root: Path, timeout: float = 600,
     # open, and reading it to EOF would wait for the daemon.
     with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
         try:
-            result = subprocess.run(["dvc", *args], cwd=root, stdout=output,
-                                    stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                                    env={**os.environ, **(env or {})})
-        except (OSError, subprocess.TimeoutExpired) as error:
+            process = subprocess.Popen(["dvc", *args], cwd=root, stdout=output,
+                                       stderr=subprocess.STDOUT, text=True,
+                                       env={**os.environ, **(env or {})})
+        except OSError as error:
             raise DvcError(f"`dvc {' '.join(args[:3])} ...` did not run: {error}") from None
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise DvcError(f"`dvc {' '.join(args[:3])} ...` ran over {timeout:.0f} s") from None
+        except KeyboardInterrupt:
+            # Ctrl-C reached dvc too (same process group): let it stop its stage and remove
+            # its temporary workspace, instead of killing it half way (subprocess.run would).
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
         output.seek(0)
         text = output.read()
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(text, encoding="utf-8")
-    if result.returncode != 0:
+    if code != 0:
         raise DvcError(cause(text), text)
     return text
 

@@ -90,9 +90,11 @@ def restored_trial_run(study: str, number: int, parent_id: str, plan: Plan,
 
 
 def end_dead_trial_runs(study: optuna.Study, seen: set[int] | None = None) -> list[str]:
-    """Mark KILLED the MLflow run of every FAIL trial whose run is still RUNNING (its worker
-    was killed, so nothing else will); the run ids ended. Trials in `seen` were looked at
-    before and are skipped; the ones looked at now are added."""
+    """End the MLflow run of every FAIL trial that nothing else will end: KILLED, tagged
+    nnlab.trial_state FAIL. Its worker was killed or interrupted, either while the run was
+    RUNNING or after the train stage had FINISHED it, before the trial's experiment was
+    complete. Trials in `seen` are skipped; the ones looked at now are added. The run ids
+    ended."""
     from mlflow.exceptions import MlflowException
 
     seen = set() if seen is None else seen
@@ -104,11 +106,13 @@ def end_dead_trial_runs(study: optuna.Study, seen: set[int] | None = None) -> li
         seen.add(trial.number)
         client = client or _client()
         try:
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_tag(run_id, "nnlab.end_reason", "its sweep worker died")
-                client.set_tag(run_id, STATE_TAG, "FAIL")
-                client.set_terminated(run_id, "KILLED")
-                ended.append(run_id)
+            run = client.get_run(run_id)
+            if STATE_TAG in run.data.tags or run.info.status in ("FAILED", "KILLED"):
+                continue
+            client.set_tag(run_id, "nnlab.end_reason", "its sweep worker stopped mid-trial")
+            client.set_tag(run_id, STATE_TAG, "FAIL")
+            client.set_terminated(run_id, "KILLED")
+            ended.append(run_id)
         except MlflowException:
             continue
     return ended

@@ -117,7 +117,6 @@ def open_study(url: str, name: str, plan: Plan | None = None, resume: bool = Fal
         SweepError: no such study (worker), or a study that searches another space and no
             `resume`.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     heartbeat = plan.heartbeat if plan else _stored_heartbeat(url, name)
     storage = open_storage(url, heartbeat, retry)
     existing = {summary.study_name for summary in optuna.get_all_study_summaries(storage)} \

@@ -86,8 +86,13 @@ def work(url: str, name: str, index: int = 1, root: Path | None = None,
             time.sleep(WAIT_SECONDS)  # the last trials run elsewhere; one may yet die
             continue
         # A WAITING trial (a retry, or one enqueued by hand) is what `ask` hands out first.
-        study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
-                       callbacks=[_progress(plan.trials, report, index)], gc_after_trial=False)
+        try:
+            study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus),
+                           callbacks=[_progress(plan.trials, report, index)],
+                           gc_after_trial=False)
+        except KeyboardInterrupt:  # Optuna has marked the trial FAIL: end its run, and
+            clean_up_dead_trials(study, root, seen)  # remove a workspace dvc left behind
+            raise
         ran += 1
 
 
