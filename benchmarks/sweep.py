@@ -1,20 +1,26 @@
 """What a distributed `nnlab sweep` costs and gains (issue 18), on digits, in one run:
 
-1. the same 8-trial study (the same 8 learning rates, enqueued; pruning off) with 1 worker
-   and with 2 workers: wall times and their ratio;
+1. the same 8-trial study (the same 8 learning rates, enqueued; pruning off; --scale-epochs
+   epochs, so that training dominates a trial) with 1 worker and with 2 workers: wall times
+   and their ratio;
 2. per trial: its wall time (`dvc exp run --temp`, DVC + MLflow plumbing included) against
    its training time (the train stage's own `training_seconds`): the plumbing's overhead;
 3. a 20-trial TPE study with the median pruner: how many trials it pruned, the epochs they
    did not train, and that as whole trials saved.
 
-Each study runs in its own throw-away copy of this repository, data stages already run.
+Each study runs in its own throw-away copy of this repository, data stages already run. With
+--blas-threads N (default 1) every trial's BLAS uses N threads: on a 2-core machine, two
+workers can only run side by side if each trial keeps to one core (the usual setting for a
+sweep: workers x threads = cores).
 
-    python benchmarks/sweep.py [--trials 8] [--prune-trials 20] [--epochs 30]
+    python benchmarks/sweep.py [--trials 8] [--scale-epochs 400] [--prune-trials 20]
+                               [--epochs 30] [--blas-threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -49,12 +55,15 @@ def study_in(project: Path, name: str, trials: int, pruner: str, rates: list[flo
         study.enqueue_trial({"numpy_dnn.learning_rate": rate})
 
 
+THREADS: dict[str, str] = {}  # BLAS thread settings for every trial (--blas-threads)
+
+
 def sweep(project: Path, name: str, trials: int, workers: int, pruner: str,
           epochs: int) -> float:
     began = time.perf_counter()
     run(["nnlab", "sweep", "--study", name, "--model", "numpy_dnn", "--trials", str(trials),
          "--workers", str(workers), "--pruner", pruner, "--sample", SAMPLE,
-         "--set", f"epochs={epochs}"], project)
+         "--set", f"epochs={epochs}"], project, env=THREADS)
     return time.perf_counter() - began
 
 
@@ -76,8 +85,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--prune-trials", type=int, default=20)
+    parser.add_argument("--scale-epochs", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--blas-threads", type=int, default=1)
     args = parser.parse_args()
+    if args.blas_threads:
+        THREADS.update({name: str(args.blas_threads) for name in (
+            "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     base = make_project(work / "base", {"numpy_dnn": {"early_stopping_patience": None}})
@@ -89,15 +103,18 @@ def main() -> None:
     overheads: list[tuple[float, float]] = []
     for workers in (1, 2):
         project = copy_project(base, work / f"w{workers}")
-        study_in(project, "same", args.trials, "none", rates, args.epochs)
-        walls[workers] = sweep(project, "same", args.trials, workers, "none", args.epochs)
+        study_in(project, "same", args.trials, "none", rates, args.scale_epochs)
+        walls[workers] = sweep(project, "same", args.trials, workers, "none",
+                               args.scale_epochs)
         trained = training_seconds(project, "same")
         for trial in trials_of(project, "same"):
             if trial.number in trained and "seconds" in trial.user_attrs:
                 overheads.append((trial.user_attrs["seconds"], trained[trial.number]))
-    print(f"numpy_dnn (default params.yaml, epochs={args.epochs}, no early stopping) on digits;"
-          f" {optuna.__version__=}")
-    print(f"\n1. the same {args.trials}-trial study (same enqueued learning rates, no pruning)")
+    print(f"numpy_dnn (default params.yaml, no early stopping) on digits; optuna "
+          f"{optuna.__version__}; BLAS threads per trial: {args.blas_threads or 'default'}; "
+          f"{os.cpu_count()} cores")
+    print(f"\n1. the same {args.trials}-trial study (same enqueued learning rates, no pruning, "
+          f"{args.scale_epochs} epochs)")
     print(f"   1 worker : {walls[1]:7.1f} s")
     print(f"   2 workers: {walls[2]:7.1f} s   speed-up {walls[1] / walls[2]:.2f}x "
           "(target >= 1.8x when training dominates a trial)")
@@ -125,6 +142,11 @@ def prune_report(trials: list[optuna.trial.FrozenTrial], epochs: int, wall: floa
           f"{best:.4f})")
     print(f"   pruned trials trained {run_epochs} of {len(pruned) * epochs} epochs: "
           f"{saved} epochs saved = {saved / epochs:.1f} whole trials of training")
+    seconds = {state: [t.user_attrs["seconds"] for t in group if "seconds" in t.user_attrs]
+               for state, group in (("pruned", pruned), ("complete", complete))}
+    if seconds["pruned"] and seconds["complete"]:
+        print(f"   wall per trial: pruned median {statistics.median(seconds['pruned']):.1f} s, "
+              f"complete median {statistics.median(seconds['complete']):.1f} s")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from nnlab.search.space import (
     from_distribution,
     parse_overrides,
     parse_spec,
-    sample,
     suggest,
 )
 from nnlab.search.storage import StorageError, masked, open_storage
@@ -113,42 +112,6 @@ def test_parse_spec_errors_name_the_spec_and_the_fix(text: str, message: str) ->
 def test_unknown_model_is_a_params_error() -> None:
     with pytest.raises(ParamsError, match="unknown model 'resnet'; choose one of: numpy_dnn"):
         parse_spec("learning_rate=uniform(0,1)", "resnet")
-
-
-# --------------------------------------------------------------------------------------------
-# sample
-
-RANGES = [
-    Range("numpy_dnn.learning_rate", "loguniform", 1e-4, 1e-1),
-    Range("numpy_dnn.dropout", "uniform", 0.1, 0.5),
-    Range("numpy_dnn.epochs", "int", 2.0, 4.0),
-    Range("numpy_dnn.activation", "choice", values=("relu", "tanh")),
-]
-
-
-def test_sample_respects_every_range_and_type() -> None:
-    drawn = sample(RANGES, 500, np.random.default_rng(0))
-    assert len(drawn) == 500
-    rates = np.array([trial["numpy_dnn.learning_rate"] for trial in drawn])
-    dropouts = np.array([trial["numpy_dnn.dropout"] for trial in drawn])
-    epochs = [trial["numpy_dnn.epochs"] for trial in drawn]
-    assert rates.min() >= 1e-4 and rates.max() <= 1e-1
-    assert dropouts.min() >= 0.1 and dropouts.max() <= 0.5
-    assert all(type(value) is int for value in epochs)
-    assert set(epochs) == {2, 3, 4}  # inclusive at both ends
-    assert {trial["numpy_dnn.activation"] for trial in drawn} == {"relu", "tanh"}
-    # loguniform: half the draws fall below the geometric mean (uniform would put ~3% there).
-    assert 0.4 < np.mean(rates < math.sqrt(1e-4 * 1e-1)) < 0.6
-    assert 0.4 < np.mean(dropouts < 0.3) < 0.6
-    # rounded to 4 significant digits, so tables, params.yaml and MLflow agree exactly
-    assert all(float(f"{rate:.4g}") == rate for rate in rates)
-
-
-def test_sample_is_seeded() -> None:
-    first = sample(RANGES, 5, np.random.default_rng(0))
-    assert first == sample(RANGES, 5, np.random.default_rng(0))
-    assert first != sample(RANGES, 5, np.random.default_rng(1))
-    assert len({trial["numpy_dnn.learning_rate"] for trial in first}) == 5
 
 
 # --------------------------------------------------------------------------------------------

@@ -172,29 +172,37 @@ def test_a_queued_experiment_logs_to_the_server(stack: Stack, team_project: Path
     assert not (team_project / "mlflow.db").exists()  # nothing went to a local store
 
 
-def test_two_workers_share_a_study_on_the_stacks_postgresql(
+def test_two_machines_share_a_study_on_the_stacks_postgresql(
         stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """`nnlab sweep` with 2 workers on the stack's PostgreSQL (the URL a sweep on this machine
-    uses by default); trials log to the MLflow server; another machine's view of the study
-    through the gRPC proxy sees the same trials."""
+    """Two `nnlab sweep` commands with one worker each join one study on the stack's
+    PostgreSQL: one as on the server's machine (PostgreSQL's socket, the default there), one
+    as on another machine (Optuna's gRPC proxy, as `.nnlab/server/env` says). Trials log to
+    the MLflow server, under one parent run."""
     import optuna
 
-    from nnlab.search.study import open_study
-    from nnlab.server.postgres import Postgres
-    from nnlab.server.settings import Settings
+    from nnlab.search.study import default_url, open_study
 
     project = make_project(tmp_path_factory.mktemp("team-sweep") / "project", {
         "numpy_dnn": {"hidden_layers": [16], "epochs": 3, "early_stopping_patience": None}})
     run(["dvc", "repro", "split"], project)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "data stages run")
-    settings = Settings.load(stack.data_dir)
-    assert settings is not None
-    url = Postgres(settings).url("_optuna")
-    run(["nnlab", "sweep", "--study", "team", "--model", "numpy_dnn", "--trials", "4",
-         "--workers", "2", "--pruner", "none", "--storage", url,
-         "--sample", "learning_rate=loguniform(1e-3,1e-1)"],
-        project, env={"MLFLOW_TRACKING_URI": stack.uri})
+    (project / ".nnlab").mkdir(exist_ok=True)
+    (project / ".nnlab" / "server").symlink_to(stack.data_dir)  # the stack runs "here"
+    url = default_url(project)
+    assert url.startswith("postgresql+psycopg://") and "_optuna" in url
+    command = ["nnlab", "sweep", "--study", "team", "--model", "numpy_dnn", "--trials", "4",
+               "--pruner", "none", "--sample", "learning_rate=loguniform(1e-3,1e-1)"]
+    env = {**user_env(), "MLFLOW_TRACKING_URI": stack.uri}
+    logs = [project / ".nnlab" / f"sweep-{n}.log" for n in (1, 2)]
+    sweeps = [subprocess.Popen(command, cwd=project, env=env, stdout=logs[0].open("w"),
+                               stderr=subprocess.STDOUT)]
+    time.sleep(3)  # the first creates the study; the second joins it
+    sweeps.append(subprocess.Popen(
+        [*command, "--storage", f"grpc://127.0.0.1:{stack.ports['grpc']}"], cwd=project,
+        env=env, stdout=logs[1].open("w"), stderr=subprocess.STDOUT))
+    for sweep, log in zip(sweeps, logs, strict=True):
+        assert sweep.wait(timeout=900) == 0, log.read_text()[-3000:]
     study, _ = open_study(url, "team")
     finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(finished) == 4 == len(study.trials)

@@ -27,11 +27,13 @@ RUN_ATTR = "mlflow_run_id"  # the trial's user attr naming its MLflow run
 
 def make_pruner(name: str, max_epochs: int | None = None) -> BasePruner:
     """median: stop a trial whose val_accuracy is below the median of earlier trials at the
-    same epoch (after 4 trials and 1 epoch); hyperband: successive halving over epochs."""
+    same epoch, once 4 trials completed and after its first fifth of the epochs (at least 2:
+    a slow start is not a bad trial); hyperband: successive halving over epochs."""
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+        warmup = max(2, (max_epochs or 0) // 5)
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs or "auto")
     if name == "none":

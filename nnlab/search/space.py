@@ -1,5 +1,5 @@
 """The search space: `--sample 'key=dist(args)'` parsed into Ranges checked against the params
-schema, seeded sampling, and the fixed `--set` overrides."""
+schema, the same Ranges as Optuna distributions, and the fixed `--set` overrides."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import yaml
 
 from nnlab.params import MODEL_NAMES, Params, ParamsError, flatten, validate
@@ -150,26 +149,6 @@ def _round(value: float) -> float:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
-def sample(ranges: Sequence[Range], trials: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """`trials` dicts of params key -> value, drawn trial by trial in the order of `ranges`."""
-    drawn: list[dict[str, Any]] = []
-    for _ in range(trials):
-        values: dict[str, Any] = {}
-        for item in ranges:
-            if item.kind == "choice":
-                values[item.key] = item.values[int(rng.integers(len(item.values)))]
-            elif item.kind == "int":
-                values[item.key] = int(rng.integers(int(item.low), int(item.high) + 1))
-            else:
-                if item.kind == "loguniform":
-                    value = math.exp(rng.uniform(math.log(item.low), math.log(item.high)))
-                else:
-                    value = rng.uniform(item.low, item.high)
-                values[item.key] = min(max(_round(value), item.low), item.high)
-        drawn.append(values)
-    return drawn
-
-
 def parse_overrides(pairs: Sequence[str], model: str) -> dict[str, Any]:
     """`--set KEY=VALUE` pairs (YAML values, bare keys mean `<model>.KEY`) as a dict."""
     overrides: dict[str, Any] = {}
@@ -191,24 +170,6 @@ def apply_overrides(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
             section = section.setdefault(part, {})
         section[last] = value
     return result
-
-
-def check_trials(raw: Mapping[str, Any], overrides: Mapping[str, Any],
-                 trials: Sequence[Mapping[str, Any]]) -> Params:
-    """Validate params.yaml with the `--set` overrides and then each trial's values applied,
-    so a value the schema rejects fails before anything is queued; returns the base params.
-
-    Raises:
-        ParamsError: names the trial's values and the schema's complaint.
-    """
-    base = validate(apply_overrides(raw, overrides))
-    for values in trials:
-        try:
-            validate(apply_overrides(raw, {**overrides, **values}))
-        except ParamsError as error:
-            shown = ", ".join(f"{key}={format_value(value)}" for key, value in values.items())
-            raise ParamsError(f"sampled {shown}: {error}") from None
-    return base
 
 
 def format_value(value: Any) -> str:
