@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from nnlab.errors import DivergenceError
+from nnlab.errors import DivergenceError, Pruned
 from nnlab.numpy_dnn import (
     Network,
     TrainConfig,
@@ -328,6 +328,25 @@ def test_without_early_stopping_every_epoch_runs_and_the_last_is_kept() -> None:
                   TrainConfig(epochs=12, batch_size=16), rng)
     assert len(history) == history.best_epoch == 12 and not history.stopped_early
     assert evaluate(network, x_val, y_val, 16)[0] == pytest.approx(history[-1]["val_loss"])
+
+
+def test_on_epoch_sees_each_row_and_can_stop_training() -> None:
+    x, labels = _blobs(64, 3)
+    rng = np.random.default_rng(0)
+    network = build_mlp(10, [8], 3, "relu", "he", rng)
+    seen: list[dict[str, float]] = []
+
+    def prune_at_three(row: dict[str, float]) -> None:
+        seen.append(row)
+        if row["epoch"] == 3:
+            raise Pruned(3, "pruned after epoch 3")
+
+    with pytest.raises(Pruned, match="after epoch 3"):
+        fit(network, make_optimizer("adam", 0.01), (x, labels), (x, labels),
+            TrainConfig(epochs=10, batch_size=16, on_epoch=prune_at_three), rng)
+    assert [row["epoch"] for row in seen] == [1, 2, 3]
+    assert set(seen[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                            "learning_rate"}
 
 
 def test_same_seed_gives_bit_identical_weights() -> None:

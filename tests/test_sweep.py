@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from nnlab import cli
+from nnlab.errors import Pruned
 from nnlab.params import ParamsError
 from nnlab.search import runner
+from nnlab.search.link import ENV, TrialLink
 from nnlab.search.narrowing import NarrowingSampler, narrow, narrowed_ranges, top_quarter
 from nnlab.search.report import format_table, study_report
 from nnlab.search.space import (
@@ -388,3 +390,31 @@ def test_the_report_counts_states_and_prints_narrowed_ranges(tmp_path: Path) -> 
     assert lines[-1].startswith("  --sample 'numpy_dnn.learning_rate=loguniform(")
     assert not math.isnan(float(lines[3].split()[3]))
     assert np.isclose(sum(t.value or 0 for t in study.trials), 3.25)
+
+
+def test_a_trials_stages_report_each_epoch_and_are_pruned_when_they_lag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, plan = open_study(url, "lr", _plan(max_epochs=10))  # median: from epoch 2
+    for _ in range(4):  # four complete trials at 0.9 in every epoch
+        study.add_trial(optuna.trial.create_trial(
+            value=0.9, intermediate_values={epoch: 0.9 for epoch in range(1, 11)}))
+    trial = study.ask()
+    link = TrialLink(url, "lr", trial._trial_id, trial.number, "median", 10, "parent-id")
+    monkeypatch.setenv(ENV, link.to_env()[ENV])
+    assert TrialLink.from_env() == link
+    assert link.mlflow_tags() == {"nnlab.study": "lr", "nnlab.trial": "4",
+                                  "mlflow.parentRunId": "parent-id"}
+    link.record_run("run-id")
+    report = link.epoch_reporter()
+    report({"epoch": 1, "val_accuracy": 0.2})  # epoch 1: still in the warm-up
+    with pytest.raises(Pruned, match=r"trial 4 of study 'lr' pruned by the median pruner "
+                       r"after epoch 2 \(val_accuracy 0.2500\)") as stop:
+        report({"epoch": 2, "val_accuracy": 0.25})
+    assert stop.value.epoch == 2
+    stored = study._storage.get_trial(trial._trial_id)
+    assert stored.intermediate_values == {1: 0.2, 2: 0.25}
+    assert stored.user_attrs["mlflow_run_id"] == "run-id"
+    monkeypatch.setenv(ENV, "{not json")
+    with pytest.raises(ValueError, match="NNLAB_TRIAL is set but unreadable"):
+        TrialLink.from_env()

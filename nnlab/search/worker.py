@@ -32,6 +32,7 @@ from nnlab.search.trial import (
     EXP_ATTR,
     FAILURE_ATTR,
     SURPLUS_ATTR,
+    WORKER_ATTR,
     Objective,
     Surplus,
     TrialFailed,
@@ -70,7 +71,7 @@ def work(url: str, name: str, index: int = 1, root: Path | None = None,
     raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
     objective = Objective(plan, root, url, study.user_attrs.get(PARENT_ATTR), raw,
                           root / LOGS / name, lambda line: report(f"[worker {index}] {line}"))
-    ran, seen = 0, set[int]()
+    ran, seen, waiting = 0, set[int](), ""
     while True:
         with quiet():
             optuna.storages.fail_stale_trials(study)  # heartbeat: a dead worker's trial -> FAIL
@@ -83,7 +84,15 @@ def work(url: str, name: str, index: int = 1, root: Path | None = None,
             raise SweepError(f"{found['FAIL']} trials of study {name!r} failed, more than it "
                              f"needs finished ({plan.trials}); see the logs in {LOGS / name}")
         if not found["WAITING"] and finished + found["RUNNING"] >= plan.trials:
-            time.sleep(WAIT_SECONDS)  # the last trials run elsewhere; one may yet die
+            # The last trials run elsewhere; one may yet die and need running again.
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            line = ("waiting for " + ", ".join(
+                f"trial {t.number} ({t.user_attrs.get(WORKER_ATTR, '?')})" for t in running)
+                + f" to finish: {finished} of {plan.trials} finished")
+            if line != waiting:
+                report(f"[worker {index}] {line}")
+                waiting = line
+            time.sleep(WAIT_SECONDS)
             continue
         # A WAITING trial (a retry, or one enqueued by hand) is what `ask` hands out first.
         try:
