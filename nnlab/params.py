@@ -8,7 +8,7 @@ allowed, instead of a traceback from deep inside NumPy or Keras.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -196,6 +196,14 @@ class LogregParams(_Section):
     max_iter: int = Field(2000, gt=0, le=1_000_000)
 
 
+BaselineName = Literal["svc", "mlp"]  # nnlab/baselines.py's BASELINES
+
+
+class BaselinesParams(_Section):
+    models: tuple[BaselineName, ...] = ("svc", "mlp")
+    max_train_samples: int = Field(10_000, gt=0, le=1_000_000)  # an SVC's fit is quadratic
+
+
 def _every_model(value: tuple[str, ...]) -> tuple[str, ...]:
     if sorted(value) != sorted(MODEL_NAMES):
         raise ValueError(f"list every registered model once: {', '.join(MODEL_NAMES)} (the "
@@ -211,6 +219,7 @@ class Params(_Section):
     keras_mlp: KerasMlpParams = KerasMlpParams()
     cnn: CnnParams = CnnParams()
     logreg: LogregParams = LogregParams()
+    baselines: BaselinesParams = BaselinesParams()
 
     def model_params(self, model: str) -> BaseModel:
         """The params section of one model, e.g. `params.model_params("cnn")`."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nnlab.files import write_json
@@ -78,6 +79,44 @@ def test_report_table(tmp_path: Path) -> None:
     assert "Best by validation accuracy: **logreg**" in summary
     csv_lines = (tmp_path / "reports" / "summary.csv").read_text().splitlines()
     assert csv_lines[0].startswith("model,val_accuracy,test_accuracy,test_f1_macro")
+
+
+def test_report_shows_the_baselines_and_which_models_beat_them(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    for index, model in enumerate(["numpy_dnn", "logreg"]):
+        metrics = {split: {"accuracy": 0.9 + index / 20, "f1_macro": 0.8, "loss": 0.3}
+                   for split in ("val", "test")}
+        write_json(layout.report_dir(model) / "metrics.json", metrics)
+        write_json(layout.model_dir(model) / TRAIN_INFO_FILE,
+                   {"param_count": 1, "training_seconds": 1.0, "samples_per_second": 1.0,
+                    "mlflow_run_id": "r"})
+    write_json(layout.reports / "baselines.json", {"dataset": "digits", "rows": [
+        {"model": "svc", "description": "SVC", "val_accuracy": 0.92, "test_accuracy": 0.91,
+         "training_seconds": 0.25, "train_samples": 1150},
+        {"model": "mlp", "description": "MLP", "val_accuracy": 0.94, "test_accuracy": 0.93,
+         "training_seconds": 3.5, "train_samples": 1150}]})
+    report_step.report(["numpy_dnn", "logreg"], layout)
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert "| SVC | 0.9200 | 0.9100 | 0.2 | 1,150 |" in summary
+    assert ("Above the best baseline (mlp, validation accuracy 0.9400): logreg." in summary)
+
+
+def test_baselines_train_on_the_split_and_score_validation_and_test() -> None:
+    from typing import get_args
+
+    from nnlab.baselines import BASELINES, fit_and_score, subsample
+    from nnlab.params import BaselineName
+
+    assert tuple(BASELINES) == get_args(BaselineName)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    images = (rng.integers(0, 60, (60, 4, 4, 1)) + labels[:, None, None, None] * 90)
+    split = (images.astype(np.uint8), labels.astype(np.int64))
+    small = subsample(split, 30, seed=0)
+    assert len(small[1]) == 30 and subsample(split, 100, seed=0) is split
+    for name in BASELINES:
+        row = fit_and_score(name, small, {"val": split, "test": split}, seed=0)
+        assert row["train_samples"] == 30 and row["test_accuracy"] > 0.9, row
 
 
 def test_report_without_metrics_names_the_missing_file(tmp_path: Path) -> None:

@@ -126,14 +126,16 @@ def sync(venv: Path, lock: Path, use_pip: bool) -> None:
 
 
 def compile_lock(venv: Path, lock: Path, upgrade: bool) -> None:
-    """Re-pin `lock` from pyproject.toml (the dev extra included) with `uv pip compile`.
+    """Re-pin `lock` from pyproject.toml (the dev and benchmark extras included) with
+    `uv pip compile`.
     uv keeps every version already pinned in `lock` that still fits, unless `upgrade`."""
     python = str(venv.resolve() / "bin" / "python")
     uv = Path(python).parent / "uv"
     if not uv.exists():
         raise SystemExit("install: no uv in the venv; run `make install` first")
     options, env = uv_arguments(pip_config(python))
-    run([str(uv), "pip", "compile", "pyproject.toml", "--extra", "dev", "--python", python,
+    run([str(uv), "pip", "compile", "pyproject.toml", "--extra", "dev", "--extra", "benchmark",
+         "--python", python,
          *options, *(["--upgrade"] if upgrade else []), "--custom-compile-command", "make lock",
          "--quiet", "-o", str(lock)], env)
     print(f"lock: {lock} re-pinned; review `git diff {lock}`, then `make install`")

@@ -11,6 +11,7 @@ HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 TRAIN_INFO_FILE = "train_info.json"
 SKIPPED_FILE = "skipped.txt"
 PLOTS_DIR = "plots"  # reports/<model>/plots/*.png
+BASELINES_FILE = "baselines.json"  # reports/baselines.json: scikit-learn's baselines
 
 
 @dataclass(frozen=True)
@@ -56,4 +57,5 @@ class Layout:
             "prepare": [self.prepared],
             "split": [self.split],
             "report": [self.reports / f"summary.{kind}" for kind in ("md", "csv", "png")],
+            "baselines": [self.reports / BASELINES_FILE],
         }.get(stage, [])

@@ -4,7 +4,7 @@ summary.png comparing them."""
 from __future__ import annotations
 
 from nnlab.files import read_json, write_csv, write_text
-from nnlab.pipeline.layout import TRAIN_INFO_FILE, Layout
+from nnlab.pipeline.layout import BASELINES_FILE, TRAIN_INFO_FILE, Layout
 
 # Column -> how summary.md shows it (summary.csv keeps the raw values).
 SUMMARY_FORMATS = {
@@ -61,6 +61,7 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
             f"Best by validation accuracy: **{best['model']}**. "
             "Test metrics are reported, never used to choose.",
             "",
+            *_baselines_table(layout, rows),
         ]
     )
     write_text(layout.reports / "summary.md", text)
@@ -68,3 +69,26 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
 
     plots.summary_png(layout.reports / "summary.png", rows)
     return rows
+
+
+def _baselines_table(layout: Layout, rows: list[dict[str, object]]) -> list[str]:
+    """scikit-learn's baselines (reports/baselines.json) on the same split, and which of our
+    models beat the best of them on validation and on test."""
+    path = layout.reports / BASELINES_FILE
+    if not path.is_file():
+        return []
+    baselines = read_json(path)["rows"]
+    if not baselines:
+        return []
+    lines = ["## Classical baselines on the same split", "",
+             "| baseline | val_accuracy | test_accuracy | training_seconds | train_samples |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {row['description']} | {row['val_accuracy']:.4f} | "
+              f"{row['test_accuracy']:.4f} | {row['training_seconds']:,.1f} | "
+              f"{row['train_samples']:,} |" for row in baselines]
+    best = max(baselines, key=lambda row: row["val_accuracy"])
+    beat = [str(row["model"]) for row in rows
+            if float(str(row["val_accuracy"])) > best["val_accuracy"]]
+    lines += ["", f"Above the best baseline ({best['model']}, validation accuracy "
+              f"{best['val_accuracy']:.4f}): {', '.join(beat) or 'none of our models'}.", ""]
+    return lines

