@@ -120,10 +120,11 @@ def build_mlp(
                        _activation(params.activation)]
         if params.dropout:
             hidden.append(keras.layers.Dropout(params.dropout))
-    return _sequential("keras_mlp", input_shape, n_classes, init, hidden=hidden)
+    return _sequential("keras_mlp", input_shape, n_classes, init, augment=_augmentation(params),
+                       hidden=hidden)
 
 
-def _augmentation(params: CnnParams) -> list[keras.layers.Layer]:
+def _augmentation(params: CnnParams | KerasMlpParams) -> list[keras.layers.Layer]:
     """Random shifts and flips. Keras runs these layers in training only; inference and
     `predict` see the images unchanged."""
     layers: list[keras.layers.Layer] = []

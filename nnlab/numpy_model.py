@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from nnlab.models import EpochHook, FeatureClassifier, History, Split, to_features
-from nnlab.numpy_dnn import Network, TrainConfig, build_mlp, fit, make_optimizer
+from nnlab.numpy_dnn import (
+    Network,
+    TrainConfig,
+    build_mlp,
+    fit,
+    make_optimizer,
+    random_shifts,
+)
 from nnlab.params import NumpyDnnParams
 
 
@@ -33,6 +40,8 @@ class NumpyDnnClassifier(FeatureClassifier):
             epochs=p.epochs, batch_size=p.batch_size, learning_rate_decay=p.learning_rate_decay,
             decay_rate=p.decay_rate, decay_epochs=p.decay_epochs,
             early_stopping_patience=p.early_stopping_patience, on_epoch=on_epoch,
+            augment=random_shifts(train[0].shape[1:], p.augment_shift) if p.augment_shift
+            else None,
         )
         history = fit(network, optimizer, (x_train, train[1]), (x_val, val[1]), config, rng)
         if history.stopped_early:

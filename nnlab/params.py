@@ -105,6 +105,7 @@ class NumpyDnnParams(_Section):
     l2: float = Field(0.0, ge=0, le=10)
     dropout: Probability = 0.2
     batch_norm: bool = False
+    augment_shift: float = Field(0.0, ge=0, le=0.5)  # random shifts, as cnn's augment.shift
     batch_size: BatchSize | None = 64  # None: full-batch gradient descent
     epochs: Epochs = 60
     early_stopping_patience: Patience | None = 10  # None: train every epoch
@@ -123,12 +124,18 @@ KerasOptimizer = Annotated[str, _one_of(KERAS_OPTIMIZERS, "optimizer")]
 KerasInit = Annotated[str, _one_of(KERAS_INITS, "init")]
 
 
+class Augment(_Section):
+    shift: float = Field(0.0, ge=0, le=0.5)  # random translation, fraction of height/width
+    flip: bool = False  # random horizontal flips
+
+
 class KerasMlpParams(_Section):
     hidden_units: Units = [128]
     activation: Activation = "relu"
     init: KerasInit = "xavier"
     dropout: Probability = 0.0
     batch_norm: bool = False
+    augment: Augment = Augment()
     optimizer: KerasOptimizer = "adam"
     learning_rate: LearningRate = 0.003
     batch_size: BatchSize = 64
@@ -145,11 +152,6 @@ def _at_least_one_block(value: list[ConvBlock]) -> list[ConvBlock]:
     if not value or len(value) > 8:
         raise ValueError("needs 1 to 8 conv blocks, e.g. [{filters: 32}]")
     return value
-
-
-class Augment(_Section):
-    shift: float = Field(0.0, ge=0, le=0.5)  # random translation, fraction of height/width
-    flip: bool = False  # random horizontal flips
 
 
 # The seeds' DeepConvNet ("Deep Learning from Scratch", ch. 8): conv-conv-pool x 3 at

@@ -16,6 +16,7 @@ from nnlab.numpy_dnn import (
     fit,
     make_optimizer,
     optimizers,
+    random_shifts,
 )
 from nnlab.numpy_dnn.layers import (
     BatchNorm,
@@ -347,6 +348,31 @@ def test_on_epoch_sees_each_row_and_can_stop_training() -> None:
     assert [row["epoch"] for row in seen] == [1, 2, 3]
     assert set(seen[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy",
                             "learning_rate"}
+
+
+def test_random_shifts_move_whole_images_by_whole_pixels_within_reach() -> None:
+    images = np.random.default_rng(0).integers(1, 9, (50, 5, 6, 1)).astype(np.float32)
+    shift = random_shifts((5, 6, 1), 0.2)  # up to 1 pixel each way
+    moved = shift(images.reshape(50, -1), np.random.default_rng(1)).reshape(images.shape)
+    again = shift(images.reshape(50, -1), np.random.default_rng(1)).reshape(images.shape)
+    np.testing.assert_array_equal(moved, again)  # seeded
+    offsets = set()
+    for before, after in zip(images, moved, strict=True):
+        found = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                 if np.array_equal(after, _shifted(before, dy, dx))]
+        assert found, "each image is its original moved by at most one pixel"
+        offsets.add(found[0])
+    assert len(offsets) == 9  # every offset drawn across 50 images
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    out = np.zeros_like(image)
+    height, width = image.shape[:2]
+    for y in range(height):
+        for x in range(width):
+            if 0 <= y - dy < height and 0 <= x - dx < width:
+                out[y, x] = image[y - dy, x - dx]
+    return out
 
 
 def test_same_seed_gives_bit_identical_weights() -> None:

@@ -6,7 +6,7 @@ No I/O, no yaml, no mlflow and no TensorFlow here: only arrays in, arrays out.
 from nnlab.errors import DivergenceError
 from nnlab.numpy_dnn.network import INITS, Network, build_mlp
 from nnlab.numpy_dnn.optimizers import LR_SCHEDULES, OPTIMIZERS, make_optimizer
-from nnlab.numpy_dnn.training import History, TrainConfig, evaluate, fit
+from nnlab.numpy_dnn.training import History, TrainConfig, evaluate, fit, random_shifts
 
 __all__ = [
     "INITS",
@@ -20,4 +20,5 @@ __all__ = [
     "evaluate",
     "fit",
     "make_optimizer",
+    "random_shifts",
 ]

@@ -43,6 +43,8 @@ class TrainConfig:
         progress: show a tqdm bar per epoch; None means only when stderr is a terminal.
         on_epoch: called with each epoch's history row once the epoch is checked; it may
             raise to stop training (a sweep's pruner does).
+        augment: makes each epoch's training inputs from the original ones with `rng` (e.g.
+            `random_shifts`); None trains on the inputs as they are.
     """
 
     epochs: int
@@ -53,6 +55,8 @@ class TrainConfig:
     early_stopping_patience: int | None = None
     progress: bool | None = None
     on_epoch: Callable[[dict[str, float]], None] | None = None
+    augment: Callable[[NDArray[np.float32], np.random.Generator], NDArray[np.float32]] | None \
+        = None
 
 
 @dataclass
@@ -103,7 +107,10 @@ def fit(network: Network, optimizer: Optimizer, train: Data, val: Data, config: 
             optimizer.learning_rate = scheduled_learning_rate(
                 config.learning_rate_decay, base_learning_rate, epoch - 1, config.decay_rate,
                 config.decay_epochs)
-            loss, accuracy = _epoch(network, optimizer, train, batch, epoch, config, guard, rng)
+            inputs = train if config.augment is None else (config.augment(train[0], rng),
+                                                           train[1])
+            loss, accuracy = _epoch(network, optimizer, inputs, batch, epoch, config, guard,
+                                    rng)
             val_loss, val_accuracy = evaluate(network, val[0], val[1], batch)
             history.rows.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
                                  "val_loss": val_loss, "val_accuracy": val_accuracy,
@@ -151,3 +158,28 @@ def _epoch(network: Network, optimizer: Optimizer, train: Data, batch: int, epoc
         if show:
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
     return loss_sum / n_samples, correct / n_samples
+
+
+def random_shifts(shape: tuple[int, int, int], fraction: float
+                  ) -> Callable[[NDArray[np.float32], np.random.Generator], NDArray[np.float32]]:
+    """An `augment` for flattened (H, W, C) images: each image moved by a random whole number
+    of pixels, up to `fraction` of its height and width in each direction, the uncovered
+    border filled with zeros (the background after scaling). A new draw every epoch."""
+    height, width, channels = shape
+    reach_y, reach_x = round(fraction * height), round(fraction * width)
+
+    def shift(x: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+        images = x.reshape(-1, height, width, channels)
+        moved = np.zeros_like(images)
+        dy = rng.integers(-reach_y, reach_y + 1, len(images))
+        dx = rng.integers(-reach_x, reach_x + 1, len(images))
+        for y in range(-reach_y, reach_y + 1):  # one slice copy per offset, not per image
+            for x_ in range(-reach_x, reach_x + 1):
+                rows = np.flatnonzero((dy == y) & (dx == x_))
+                if rows.size:
+                    moved[rows, max(y, 0):height + min(y, 0), max(x_, 0):width + min(x_, 0)] = \
+                        images[rows, max(-y, 0):height - max(y, 0),
+                               max(-x_, 0):width - max(x_, 0)]
+        return moved.reshape(x.shape)
+
+    return shift
