@@ -221,7 +221,7 @@ def test_ctrl_c_fails_the_running_trials_and_the_same_command_resumes(
     command = ["nnlab", "sweep", "--study", "cc", "--model", "numpy_dnn", "--trials", "2",
                "--workers", "2", "--pruner", "none", "--sample", SAMPLE]
     log = (tmp_path / "sweep.log").open("w")
-    sweep = subprocess.Popen([*command, "--set", "epochs=300"], cwd=project, env=user_env(),
+    sweep = subprocess.Popen([*command, "--set", "epochs=2000"], cwd=project, env=user_env(),
                              stdout=log, stderr=subprocess.STDOUT)
     try:
         def both_training() -> bool:
@@ -244,7 +244,7 @@ def test_ctrl_c_fails_the_running_trials_and_the_same_command_resumes(
     runs = _runs(project, "cc")
     assert {run.info.status for run in runs} == {"KILLED"}  # the two trials and the parent
     assert dvc.leftover_workspaces(project) == []
-    run([*command, "--set", "epochs=300"], project)  # the same command resumes it
+    run([*command, "--set", "epochs=2000"], project)  # the same command resumes it
     study = _study(project, "cc")
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     assert [run.info.status for run in _runs(project, "cc")].count("FINISHED") == 3
