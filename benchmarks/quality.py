@@ -31,7 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from e2e import git, make_project, run  # noqa: E402
+from e2e import make_project, run  # noqa: E402
 
 SETTINGS = ["data.dataset=image_folder", "data.source=images/mnist", "data.image_size=28",
             "data.grayscale=true"]
@@ -55,11 +55,9 @@ def write_mnist(folder: Path, limit: int | None = None) -> int:
 def project_with_digits(work: Path, changes: dict[str, dict[str, object]],
                         limit: int | None = None) -> Path:
     """A copy of this repository (params.yaml with `changes`) holding the digits in
-    images/mnist/, committed."""
+    images/mnist/ (git-ignored: the download stage tracks images/ as a DVC dependency)."""
     project = make_project(work / "project", changes)
     write_mnist(project / "images" / "mnist", limit)
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "real digits")
     return project
 
 

@@ -103,9 +103,9 @@ class NumpyDnnParams(_Section):
     decay_rate: float = Field(0.5, gt=0, le=100)
     decay_epochs: Epochs = 10
     l2: float = Field(0.0, ge=0, le=10)
-    dropout: Probability = 0.2
+    dropout: Probability = 0.15
     batch_norm: bool = False
-    augment_shift: float = Field(0.0, ge=0, le=0.5)  # random shifts, as cnn's augment.shift
+    augment_shift: float = Field(0.06, ge=0, le=0.5)  # random shifts, as cnn's augment.shift
     batch_size: BatchSize | None = 64  # None: full-batch gradient descent
     epochs: Epochs = 60
     early_stopping_patience: Patience | None = 10  # None: train every epoch
@@ -130,17 +130,17 @@ class Augment(_Section):
 
 
 class KerasMlpParams(_Section):
-    hidden_units: Units = [128]
+    hidden_units: Units = [256]
     activation: Activation = "relu"
     init: KerasInit = "xavier"
-    dropout: Probability = 0.0
+    dropout: Probability = 0.45
     batch_norm: bool = False
-    augment: Augment = Augment()
+    augment: Augment = Augment(shift=0.1)
     optimizer: KerasOptimizer = "adam"
-    learning_rate: LearningRate = 0.003
+    learning_rate: LearningRate = 0.001
     batch_size: BatchSize = 64
-    epochs: Epochs = 20
-    early_stopping_patience: Patience | None = 5  # None: train every epoch
+    epochs: Epochs = 40
+    early_stopping_patience: Patience | None = 8  # None: train every epoch
 
 
 class ConvBlock(_Section):
@@ -178,12 +178,12 @@ class CnnParams(_Section):
     dense_units: Units = [512]
     dense_dropout: Probability = 0.5
     init: KerasInit = "xavier"
-    augment: Augment = Augment()
+    augment: Augment = Augment(shift=0.1)
     optimizer: KerasOptimizer = "adam"
-    learning_rate: LearningRate = 0.001
+    learning_rate: LearningRate = 0.0015
     batch_size: BatchSize = 32
-    epochs: Epochs = 15
-    early_stopping_patience: Patience | None = 5  # None: train every epoch
+    epochs: Epochs = 20
+    early_stopping_patience: Patience | None = 6  # None: train every epoch
 
     @model_validator(mode="after")
     def _apply_preset(self) -> CnnParams:

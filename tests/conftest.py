@@ -33,7 +33,7 @@ def make_images(
 # one worker trains the shared baseline (test_pipeline_e2e) while the other runs the sweep;
 # whichever is free next takes the queued experiments (which copy the baseline), and the
 # unit tests fill in.
-LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_team_e2e.py": 1, "test_sweep.py": 2,
+LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_team_e2e.py": 1, "test_sweep_e2e.py": 2,
                  "test_queue_e2e.py": 3, "test_datasets_e2e.py": 4, "test_mlflow_ui.py": 5}
 
 

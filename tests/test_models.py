@@ -107,7 +107,12 @@ def test_seed_model_shapes() -> None:
 
     params = validate({})
     mlp = build_mlp((8, 8, 1), 10, params.keras_mlp)
-    assert mlp.count_params() == 64 * 128 + 128 + 128 * 10 + 10
+    # the defaults: random shifts (no weights), 256 hidden units, dropout (no weights)
+    assert [type(layer).__name__ for layer in mlp.layers][:2] == ["RandomTranslation",
+                                                                   "Rescaling"]
+    assert mlp.count_params() == 64 * 256 + 256 + 256 * 10 + 10
+    seeds = build_mlp((8, 8, 1), 10, validate({"keras_mlp": {"hidden_units": [128]}}).keras_mlp)
+    assert seeds.count_params() == 64 * 128 + 128 + 128 * 10 + 10  # the seeds' MLP
     cnn = build_cnn((8, 8, 1), 10, params.cnn)
     conv = (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64)
     dense = (2 * 2 * 64) * 512 + 512 + 512 * 10 + 10
@@ -120,7 +125,7 @@ def test_mlp_builder_options() -> None:
     from nnlab.keras_models import build_mlp
 
     params = validate({"keras_mlp": {"hidden_units": [32, 16], "batch_norm": True,
-                                     "dropout": 0.2, "init": "he"}})
+                                     "dropout": 0.2, "init": "he", "augment": {"shift": 0}}})
     mlp = build_mlp((8, 8, 1), 2, params.keras_mlp)
     kinds = [type(layer).__name__ for layer in mlp.layers]
     assert kinds == ["Rescaling", "Flatten"] + ["Dense", "BatchNormalization", "Activation",

@@ -223,7 +223,7 @@ def test_top_quarter_and_narrowed_ranges_ignore_pruned_and_failed_trials() -> No
     assert narrowed.low == pytest.approx(10**-3.125, rel=1e-3)
     assert narrowed.high == pytest.approx(10**-1.875, rel=1e-3)
     table = format_table(study.trials, [item.key]).splitlines()
-    assert table[0].split() == ["rank", "trial", "state", "val.accuracy", "epochs",
+    assert table[0].split() == ["rank", "trial", "state", "val.accuracy", "epochs_run",
                                 "experiment", "learning_rate"]
     assert table[1].split() == ["1", "1", "COMPLETE", "0.9500", "0.001"]
     assert table[-1].split() == ["-", "8", "PRUNED", "(0.9900)", "1", "0.9"]
@@ -250,6 +250,11 @@ def test_check_bounds_refuses_a_range_the_schema_refuses() -> None:
         check_bounds(raw, {}, [parse_spec("activation=choice(relu,swish)", "numpy_dnn")])
     with pytest.raises(ParamsError, match="expected KEY=VALUE"):
         parse_overrides(["epochs"], "numpy_dnn")
+    del raw["numpy_dnn"]["l2"]  # type: ignore[attr-defined]
+    with pytest.raises(ParamsError, match=r"numpy_dnn.l2 is not in params.yaml, so `dvc exp "
+                       r"run -S` cannot set it: add it there"):
+        check_bounds(raw, {}, [parse_spec("l2=uniform(0,0.1)", "numpy_dnn")])
+    raw = _params()
     assert raw == _params()  # overrides never change the caller's mapping
 
 

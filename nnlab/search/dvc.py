@@ -94,9 +94,15 @@ def baseline_rev(root: Path) -> str:
 
 def exp_run(root: Path, name: str, values: Mapping[str, Any], targets: Sequence[str],
             env: Mapping[str, str], log: Path) -> str:
-    """Run one experiment named `name` in a temporary workspace; its baseline commit."""
+    """Run one experiment named `name` in a temporary workspace; its baseline commit.
+
+    `images/` (image-folder datasets, git-ignored, a dependency of the download stage) is
+    copied in when it holds any: a temporary workspace has only what git and DVC track."""
     baseline = baseline_rev(root)
-    args = ["exp", "run", "--temp", "--name", name, *targets]
+    images = root / "images"
+    copy = [arg for path in sorted(images.iterdir()) if path.name != "README.md"
+            for arg in ("-C", str(path.relative_to(root)))] if images.is_dir() else []
+    args = ["exp", "run", "--temp", *copy, "--name", name, *targets]
     for key, value in values.items():
         args += ["-S", f"{key}={_cli_value(value)}"]
     run_dvc(args, root, timeout=24 * 3600, env=env, log=log)

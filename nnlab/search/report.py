@@ -45,8 +45,8 @@ def values(trial: FrozenTrial) -> dict[str, Any]:
 
 def format_table(trials: Sequence[FrozenTrial], keys: Sequence[str],
                  top: int | None = None) -> str:
-    """Rank, trial, state, val.accuracy, epochs, DVC experiment and sampled values."""
-    header = ["rank", "trial", "state", "val.accuracy", "epochs", "experiment",
+    """Rank, trial, state, val.accuracy, epochs run, DVC experiment and sampled values."""
+    header = ["rank", "trial", "state", "val.accuracy", "epochs_run", "experiment",
               *(key.split(".", 1)[-1] for key in keys)]
     rows, position = [], 0
     for trial in ranked(trials)[:top]:

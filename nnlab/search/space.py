@@ -237,6 +237,13 @@ def check_bounds(raw: Mapping[str, Any], overrides: Mapping[str, Any],
     Raises:
         ParamsError: names the range, the value and the schema's complaint.
     """
+    for key in [*overrides, *(item.key for item in ranges)]:
+        section: Any = raw
+        for part in key.split("."):
+            if not isinstance(section, Mapping) or part not in section:
+                raise ParamsError(f"{key} is not in params.yaml, so `dvc exp run -S` cannot set "
+                                  "it: add it there (with its default) and commit")
+            section = section[part]
     base = validate(apply_overrides(raw, overrides))
     for item in ranges:
         ends = item.values if item.kind == "choice" else (
