@@ -60,11 +60,12 @@ def confusion_matrix_png(
     _save(figure, path)
 
 
-def learning_curves_png(path: Path, history: Sequence[Mapping[str, float]], title: str) -> None:
+def learning_curves_png(path: Path, history: Sequence[Mapping[str, float]], title: str,
+                        single_fit: bool = True) -> None:
     """Loss and accuracy per epoch, training and validation side by side.
 
-    A model fitted in one go (logreg: one solver run) has a single row: it gets bars instead
-    of a one-point curve.
+    A single row gets bars instead of a one-point curve: a model fitted in one go (logreg:
+    one solver run), or with `single_fit=False` one epoch of a trial a sweep pruned.
     """
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [row["epoch"] for row in history]
@@ -74,7 +75,8 @@ def learning_curves_png(path: Path, history: Sequence[Mapping[str, float]], titl
             bars = axes.bar(["training", "validation"], values, color=["C0", "C1"], width=0.5)
             axes.bar_label(bars, labels=[f"{value:.4f}" for value in values], padding=2)
             axes.margins(y=0.12)
-            axes.set_title(f"{key} (one fit, no epochs)")
+            axes.set_title(f"{key} (one fit, no epochs)" if single_fit
+                           else f"{key} after epoch {history[0]['epoch']:g}")
         else:
             marker = "o" if len(epochs) <= 30 else None
             for prefix, label in (("", "training"), ("val_", "validation")):

@@ -61,8 +61,8 @@ def test_unknown_model_argument(tmp_path: Path) -> None:
     assert result.returncode == 2 and "invalid choice: 'resnet'" in result.stderr
 
 
-def test_report_table(tmp_path: Path) -> None:
-    layout = Layout(tmp_path)
+def _two_models(layout: Layout) -> None:
+    """numpy_dnn (accuracy 0.9) and logreg (0.95), evaluated, as the report reads them."""
     for index, model in enumerate(["numpy_dnn", "logreg"]):
         metrics = {split: {"accuracy": 0.9 + index / 20, "f1_macro": 0.8, "loss": 0.3}
                    for split in ("val", "test")}
@@ -72,6 +72,11 @@ def test_report_table(tmp_path: Path) -> None:
             {"param_count": 1234, "training_seconds": 2.25, "samples_per_second": 99.6,
              "mlflow_run_id": f"run{index}"},
         )
+
+
+def test_report_table(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    _two_models(layout)
     rows = report_step.report(["numpy_dnn", "logreg"], layout)
     assert [row["model"] for row in rows] == ["numpy_dnn", "logreg"]
     summary = (tmp_path / "reports" / "summary.md").read_text()
@@ -83,13 +88,7 @@ def test_report_table(tmp_path: Path) -> None:
 
 def test_report_shows_the_baselines_and_which_models_beat_them(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    for index, model in enumerate(["numpy_dnn", "logreg"]):
-        metrics = {split: {"accuracy": 0.9 + index / 20, "f1_macro": 0.8, "loss": 0.3}
-                   for split in ("val", "test")}
-        write_json(layout.report_dir(model) / "metrics.json", metrics)
-        write_json(layout.model_dir(model) / TRAIN_INFO_FILE,
-                   {"param_count": 1, "training_seconds": 1.0, "samples_per_second": 1.0,
-                    "mlflow_run_id": "r"})
+    _two_models(layout)
     write_json(layout.reports / "baselines.json", {"dataset": "digits", "rows": [
         {"model": "svc", "description": "SVC", "val_accuracy": 0.92, "test_accuracy": 0.91,
          "training_seconds": 0.25, "train_samples": 1150},

@@ -22,7 +22,7 @@ import yaml
 from e2e import copy_project, git, make_project, run, user_env
 
 from nnlab.search import dvc, runner
-from nnlab.search.study import open_study
+from nnlab.search.study import SweepError, open_study
 
 pytestmark = pytest.mark.slow
 SAMPLE = "learning_rate=loguniform(1e-3,1e-1)"
@@ -47,6 +47,17 @@ def _sweep(project: Path, study: str, *args: str, check: bool = True) -> str:
 
 def _study(project: Path, name: str) -> optuna.Study:
     return open_study(f"sqlite:///{project / '.nnlab/optuna.db'}", name)[0]
+
+
+def _running(project: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's RUNNING trials whose train stage has opened its MLflow run (none while
+    the sweep is still creating the study)."""
+    try:
+        study = _study(project, name)
+    except SweepError:
+        return []
+    return [trial for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            if "mlflow_run_id" in trial.user_attrs]
 
 
 def _runs(project: Path, study: str) -> list[Any]:
@@ -134,14 +145,8 @@ def test_a_worker_killed_mid_trial_is_retried_and_leaves_nothing_behind(
          "--set", "epochs=60"],
         cwd=project, env=user_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        def training() -> optuna.trial.FrozenTrial | None:
-            if not (project / ".nnlab/optuna.db").exists():
-                return None
-            with_run = [t for t in _study(project, "kill").get_trials(
-                states=(optuna.trial.TrialState.RUNNING,)) if "mlflow_run_id" in t.user_attrs]
-            return with_run[0] if with_run else None
-
-        victim = _wait_for(training, 300, "a trial whose stage logs to MLflow")
+        victim = _wait_for(lambda: (_running(project, "kill") or [None])[0], 300,
+                           "a trial whose stage logs to MLflow")
         pid = int(victim.user_attrs["nnlab.worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
         assert sweep.wait(timeout=900) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
@@ -224,13 +229,8 @@ def test_ctrl_c_fails_the_running_trials_and_the_same_command_resumes(
     sweep = subprocess.Popen([*command, "--set", "epochs=2000"], cwd=project, env=user_env(),
                              stdout=log, stderr=subprocess.STDOUT)
     try:
-        def both_training() -> bool:
-            if not (project / ".nnlab/optuna.db").exists():
-                return False
-            running = _study(project, "cc").get_trials(states=(optuna.trial.TrialState.RUNNING,))
-            return len([t for t in running if "mlflow_run_id" in t.user_attrs]) == 2
-
-        _wait_for(both_training, 300, "two trials whose stages log to MLflow")
+        _wait_for(lambda: len(_running(project, "cc")) == 2, 300,
+                  "two trials whose stages log to MLflow")
         sweep.send_signal(signal.SIGINT)
         assert sweep.wait(timeout=300) == 130
     finally:

@@ -83,7 +83,8 @@ def _pruned(model_name: str, params: Params, layout: Layout,
         from nnlab import plots
 
         plots.learning_curves_png(plot_dir / "learning_curves.png", history,
-                                  f"{model_name} on {params.data.dataset} (pruned)")
+                                  f"{model_name} on {params.data.dataset} (pruned)",
+                                  single_fit=False)
     return metrics
 
 

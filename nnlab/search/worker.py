@@ -27,7 +27,13 @@ from nnlab.files import project_root
 from nnlab.search import dvc
 from nnlab.search.parent_run import end_dead_trial_runs
 from nnlab.search.storage import StorageError, quiet
-from nnlab.search.study import PARENT_ATTR, SweepError, open_study, worker_seed
+from nnlab.search.study import (
+    PARENT_ATTR,
+    SweepError,
+    make_sampler,
+    open_study,
+    worker_seed,
+)
 from nnlab.search.trial import (
     EXP_ATTR,
     FAILURE_ATTR,
@@ -66,8 +72,9 @@ def work(url: str, name: str, index: int = 1, root: Path | None = None,
          report: Callable[[str], None] = print) -> int:
     """Run trials of the study until it has its N finished ones; how many this worker ran."""
     root = root or project_root()
-    study, plan = open_study(url, name, seed=worker_seed(0, socket.gethostname(), index),
-                             retry=True)
+    study, plan = open_study(url, name, retry=True)
+    # Seeded from --seed, differently for each worker: equal seeds would propose equal params.
+    study.sampler = make_sampler(plan, worker_seed(plan.seed, socket.gethostname(), index))
     raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
     objective = Objective(plan, root, url, study.user_attrs.get(PARENT_ATTR), raw,
                           root / LOGS / name, lambda line: report(f"[worker {index}] {line}"))
