@@ -12,6 +12,12 @@ model is scikit-learn's LogisticRegression); all are scored on the same 1,000 te
     python benchmarks/quality.py [--set numpy_dnn.dropout=0.3 ...] [--keep DIR]
 
 It prints one table (model, validation and test accuracy, training time) and the targets.
+
+    python benchmarks/quality.py --digits-against REV
+
+runs the default pipeline on the offline default, digits, twice, one after the other: with
+the model params of params.yaml at git revision REV, then with today's. It prints each
+model's accuracy and training time, and the ratio of the total training times.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from e2e import make_project, run  # noqa: E402
 
+OFF: dict[str, dict[str, object]] = {  # params added for issue 20, as they are when off
+    "numpy_dnn": {"augment_shift": 0.0}, "keras_mlp": {"augment": {"shift": 0.0, "flip": False}}}
 SETTINGS = ["data.dataset=image_folder", "data.source=images/mnist", "data.image_size=28",
             "data.grayscale=true"]
 
@@ -76,12 +84,49 @@ def results(project: Path) -> list[dict[str, object]]:
     return sorted(rows, key=lambda row: -float(str(row["test"])))
 
 
+def digits_against(revision: str) -> None:
+    """The default `dvc repro` on digits with the model params at `revision`, then with
+    today's: accuracies, training seconds, and the ratio of the totals."""
+    import subprocess
+
+    import yaml
+
+    old_text = subprocess.run(["git", "show", f"{revision}:params.yaml"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+    old = yaml.safe_load(old_text)
+    totals = {}
+    for label in ("then", "now"):
+        work = Path(tempfile.mkdtemp(prefix=f"digits-{label}-"))
+        try:
+            # Levers added since (missing from an older params.yaml) are off there.
+            changes = {section: {**OFF.get(section, {}), **old[section]} for section in
+                       ("numpy_dnn", "keras_mlp", "cnn", "logreg")} if label == "then" else {}
+            project = make_project(work / "project", changes)
+            run(["dvc", "repro"], project)
+            with open(project / "reports" / "summary.csv", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        totals[label] = sum(float(row["training_seconds"]) for row in rows)
+        print(f"{label} ({revision if label == 'then' else 'working tree'}): " + "; ".join(
+            f"{row['model']} val {float(row['val_accuracy']):.4f} test "
+            f"{float(row['test_accuracy']):.4f} {float(row['training_seconds']):.2f} s"
+            for row in rows) + f"; total training {totals[label]:.2f} s", flush=True)
+    print(f"total training time now / then: {totals['now'] / totals['then']:.2f}x "
+          "(limit 1.5x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--digits-against", metavar="REV",
+                        help="compare the default run on digits with params.yaml at REV")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="more `dvc exp run -S` params, e.g. keras_mlp.dropout=0.3")
     parser.add_argument("--keep", type=Path, help="keep the project in this folder")
     args = parser.parse_args()
+    if args.digits_against:
+        digits_against(args.digits_against)
+        return
     work = args.keep or Path(tempfile.mkdtemp(prefix="quality-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -226,8 +226,11 @@ def test_ctrl_c_fails_the_running_trials_and_the_same_command_resumes(
     command = ["nnlab", "sweep", "--study", "cc", "--model", "numpy_dnn", "--trials", "2",
                "--workers", "2", "--pruner", "none", "--sample", SAMPLE]
     log = (tmp_path / "sweep.log").open("w")
+    # SIGINT as a terminal's Ctrl-C: a pytest-xdist worker ignores SIGINT, and a child would
+    # inherit that (Python then installs no KeyboardInterrupt handler).
     sweep = subprocess.Popen([*command, "--set", "epochs=2000"], cwd=project, env=user_env(),
-                             stdout=log, stderr=subprocess.STDOUT)
+                             stdout=log, stderr=subprocess.STDOUT,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(lambda: len(_running(project, "cc")) == 2, 300,
                   "two trials whose stages log to MLflow")

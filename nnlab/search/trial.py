@@ -94,11 +94,11 @@ class Objective:
         try:
             baseline = dvc.exp_run(self.root, name, {**self.plan.fixed, **values},
                                    self.plan.targets, link.to_env(), log)
+            metrics = dvc.read_metrics(self.root, baseline, name, self.plan.model)
         except dvc.DvcError as error:
             raise TrialFailed(f"trial {trial.number} ({name}) failed: {error}; log: {log}") \
                 from None
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
-        metrics = dvc.read_metrics(self.root, baseline, name, self.plan.model)
         pruned = bool(metrics.get("pruned"))
         value = float(metrics["val"]["accuracy"]) if "accuracy" in metrics.get("val", {}) \
             else None
