@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def trained_file(directory: Path, filename: str, model_name: str) -> Path:
     """The saved model file, or a FileNotFoundError that says how to create it."""
     path = directory / filename
     info = directory / "train_info.json"
-    if not path.is_file() and info.is_file() and "pruned_reason" in info.read_text("utf-8"):
+    if not path.is_file() and info.is_file() and json.loads(info.read_text("utf-8")).get("pruned"):
         raise FileNotFoundError(f"{directory}: a sweep trial that was pruned, so it has no "
                                 f"weights; `dvc repro -f train@{model_name}` trains a model")
     if not path.is_file():

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from nnlab import tracking
 from nnlab.data import load_classes, load_split
-from nnlab.files import read_json, reading, write_json
+from nnlab.files import read_json, reading, write_csv, write_json
 from nnlab.models import ImageClassifier, Split, get_model_class
 from nnlab.params import Params
 from nnlab.pipeline.layout import PLOTS_DIR, TRAIN_INFO_FILE, Layout
@@ -75,7 +75,7 @@ def _pruned(model_name: str, params: Params, layout: Layout,
     write_json(report_dir / "metrics.json",
                {"pruned": True, "epochs": info.get("epochs"), **metrics})
     write_json(report_dir / "per_class.json", {})
-    (report_dir / "confusion.csv").write_text("actual,predicted\n", encoding="utf-8")
+    write_csv(report_dir / "confusion.csv", ["actual", "predicted"], [])
     plot_dir = report_dir / PLOTS_DIR
     shutil.rmtree(plot_dir, ignore_errors=True)
     plot_dir.mkdir(parents=True)

@@ -60,8 +60,7 @@ def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
     return str(winner)
 
 
-def tag_trial_run(run_id: str, state: str, value: float | None,
-                  values: Mapping[str, Any]) -> None:
+def tag_trial_run(run_id: str, state: str, value: float | None) -> None:
     """The trial's final state and value on its run (the stage made it and nested it)."""
     client = _client()
     client.set_tag(run_id, STATE_TAG, state)
@@ -89,32 +88,39 @@ def restored_trial_run(study: str, number: int, parent_id: str, plan: Plan,
     return str(run.info.run_id)
 
 
-def end_dead_trial_runs(study: optuna.Study, seen: set[int] | None = None) -> list[str]:
-    """End the MLflow run of every FAIL trial that nothing else will end: KILLED, tagged
-    nnlab.trial_state FAIL. Its worker was killed or interrupted, either while the run was
-    RUNNING or after the train stage had FINISHED it, before the trial's experiment was
-    complete. Trials in `seen` are skipped; the ones looked at now are added. The run ids
-    ended."""
+def end_trial_run(run_id: str, reason: str) -> bool:
+    """End a trial's run that nothing else will end (its worker is gone): KILLED, tagged
+    nnlab.trial_state FAIL and nnlab.end_reason. False if it had already ended as FAILED or
+    KILLED, or was tagged with its trial's state, or is not in the store."""
     from mlflow.exceptions import MlflowException
 
+    client = _client()
+    try:
+        run = client.get_run(run_id)
+        if STATE_TAG in run.data.tags or run.info.status in ("FAILED", "KILLED"):
+            return False
+        client.set_tag(run_id, "nnlab.end_reason", reason)
+        client.set_tag(run_id, STATE_TAG, "FAIL")
+        client.set_terminated(run_id, "KILLED")
+        return True
+    except MlflowException:
+        return False
+
+
+def end_dead_trial_runs(study: optuna.Study, seen: set[int] | None = None) -> list[str]:
+    """End the run of every FAIL trial (end_trial_run): its worker was killed or interrupted,
+    either while the run was RUNNING or after the train stage had FINISHED it, before the
+    trial's experiment was complete. Trials in `seen` are skipped; the ones looked at now are
+    added. The run ids ended."""
     seen = set() if seen is None else seen
-    client, ended = None, []
+    ended = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
         run_id = trial.user_attrs.get(RUN_ATTR)
         if not run_id or trial.number in seen:
             continue
         seen.add(trial.number)
-        client = client or _client()
-        try:
-            run = client.get_run(run_id)
-            if STATE_TAG in run.data.tags or run.info.status in ("FAILED", "KILLED"):
-                continue
-            client.set_tag(run_id, "nnlab.end_reason", "its sweep worker stopped mid-trial")
-            client.set_tag(run_id, STATE_TAG, "FAIL")
-            client.set_terminated(run_id, "KILLED")
+        if end_trial_run(run_id, "its sweep worker stopped mid-trial"):
             ended.append(run_id)
-        except MlflowException:
-            continue
     return ended
 
 

@@ -5,6 +5,7 @@ trials end FAIL and the same command resumes the study."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,7 +24,12 @@ from nnlab.files import project_root
 from nnlab.params import MODEL_NAMES, ParamsError
 from nnlab.search import dvc
 from nnlab.search.link import PRUNERS, RUN_ATTR
-from nnlab.search.parent_run import end_dead_trial_runs, ensure_parent_run, finish_parent_run
+from nnlab.search.parent_run import (
+    end_dead_trial_runs,
+    end_trial_run,
+    ensure_parent_run,
+    finish_parent_run,
+)
 from nnlab.search.report import study_report, summarize
 from nnlab.search.space import check_bounds, parse_overrides, parse_spec
 from nnlab.search.storage import MAX_RETRY, has_heartbeat, masked, quiet
@@ -174,7 +180,7 @@ def _bury(worker: subprocess.Popen[bytes], study: optuna.Study, url: str, root: 
     """A worker killed by a signal: kill what it started, remove its DVC temp workspace and
     end its trial's MLflow run. The trial itself becomes FAIL by heartbeat and is retried by
     a live worker; on a storage without heartbeat (gRPC) that is done here."""
-    with _suppress():
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(worker.pid, signal.SIGKILL)
     name = signal.Signals(-worker.returncode).name
     me = f"{socket.gethostname()}:{worker.pid}"
@@ -188,50 +194,24 @@ def _bury(worker: subprocess.Popen[bytes], study: optuna.Study, url: str, root: 
             with quiet():
                 optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)(
                     study, study._storage.get_trial(trial._trial_id))
-        _end_run(trial.user_attrs.get(RUN_ATTR))
+        if trial.user_attrs.get(RUN_ATTR):
+            end_trial_run(trial.user_attrs[RUN_ATTR], "its sweep worker was killed")
     end_dead_trial_runs(study)
     trials = ", ".join(str(t.number) for t in dead) or "none"
     report(f"worker pid {worker.pid} was killed by {name}; its trial(s) {trials} will be "
            "retried by a live worker (once its heartbeat is overdue)")
 
 
-def _end_run(run_id: Any) -> None:
-    if not run_id:
-        return
-    import mlflow
-
-    from nnlab import tracking
-
-    client = mlflow.MlflowClient(tracking.tracking_uri())
-    with _suppress():
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(run_id, "nnlab.end_reason", "its sweep worker was killed")
-            client.set_terminated(run_id, "KILLED")
-
-
 def _stop(workers: Sequence[subprocess.Popen[bytes]], grace: float = 60.0) -> None:
     """SIGINT to each worker's group (worker, dvc, stage: each cleans up), then SIGKILL."""
     for worker in workers:
-        with _suppress():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(worker.pid, signal.SIGINT)
     deadline = time.monotonic() + grace
     for worker in workers:
         try:
             worker.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            with _suppress():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-
-
-class _suppress:
-    """contextlib.suppress for the errors of signalling or asking about a gone process."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: Any, trace: Any) -> bool:
-        from mlflow.exceptions import MlflowException
-
-        return kind is not None and issubclass(kind, (ProcessLookupError, PermissionError,
-                                                      MlflowException))

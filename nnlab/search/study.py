@@ -21,6 +21,7 @@ from nnlab.search.storage import DEFAULT_FILE, masked, open_storage
 SAMPLERS = ("tpe", "random", "narrowing")
 STORAGE_ENV = "NNLAB_OPTUNA_STORAGE"  # set by `.nnlab/server/env` (make server) for workers
 PLAN_ATTR = "nnlab.plan"
+SEARCH_KEYS = ("model", "space", "fixed", "targets")  # a study searches one of these only
 PARENT_ATTR = "nnlab.parent_run_id"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # also a valid piece of a git ref
 
@@ -49,15 +50,11 @@ class Plan:
     def ranges(self) -> list[Range]:
         return [parse_spec(text, self.model) for text in self.space]
 
-    def searches_like(self, other: Plan) -> bool:
-        """Same model, space, fixed params and targets: trials of both are comparable."""
-        keys = ("model", "space", "fixed", "targets")
-        return all(getattr(self, key) == getattr(other, key) for key in keys)
-
     def difference(self, other: Plan) -> str:
-        keys = ("model", "space", "fixed", "targets")
+        """How the search differs (model, space, fixed params, targets); "" if trials of both
+        are comparable."""
         return "; ".join(f"{key} {getattr(self, key)} here, {getattr(other, key)} in the study"
-                         for key in keys if getattr(self, key) != getattr(other, key))
+                         for key in SEARCH_KEYS if getattr(self, key) != getattr(other, key))
 
 
 def default_url(root: Path | None = None) -> str:
@@ -123,7 +120,7 @@ def open_study(url: str, name: str, plan: Plan | None = None, resume: bool = Fal
         if plan else {name}
     if name in existing:
         stored = _stored_plan(storage, name, url)
-        if plan is not None and not plan.searches_like(stored) and not resume:
+        if plan is not None and plan.difference(stored) and not resume:
             raise SweepError(
                 f"study {name!r} in {masked(url)} searches something else ("
                 f"{plan.difference(stored)}); pick a new --study, or pass --resume to continue "

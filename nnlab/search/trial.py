@@ -118,4 +118,4 @@ class Objective:
                                         self.parent_run_id, self.plan, values, metrics)
             trial.set_user_attr(RUN_ATTR, run_id)
         if run_id:
-            tag_trial_run(str(run_id), state, value, values)
+            tag_trial_run(str(run_id), state, value)
