@@ -1,98 +1,111 @@
-"""Where one numpy_dnn training step spends its time, and the most its matmuls allow.
+"""Where one numpy_dnn training step spends its time, phase by phase, and its ceiling.
 
-For an MLP at batch 128 with Adam, this prints:
-- the matmul ceiling: the step's matmuls alone (forward, dW, and dX except for the first
-  layer, as numpy_dnn runs them) timed back to back, next to a 2048^3 float32 matmul peak
-  measured just before, and the samples/s they would allow with no other work;
-- the step breakdown: forward, forward + backward, and the optimizer update, timed on
-  numpy_dnn's own layers and optimizer.
+For an MLP at batch 128 with Adam, on MNIST-shaped random data, this runs the steps that
+`fit` runs (shuffled gather, forward layer by layer, loss, backward layer by layer, the
+optimizer update, the accuracy count) with a perf_counter around each phase, and prints
+the mean time per step of each phase next to:
+- the step's matmuls alone (forward, dW, and dX except for the first layer), timed back to
+  back, with a 2048^3 float32 matmul peak measured in the same run;
+- what is left once the matmuls and the update are taken away: Python and small arrays.
 
-    python benchmarks/numpy_step_profile.py                       # 784-1024-1024-10
-    python benchmarks/numpy_step_profile.py --arch 784-128-10 --repeats 5
+    python benchmarks/numpy_step_profile.py                      # 784-128-10
+    python benchmarks/numpy_step_profile.py --arch 784-1024-1024-10
 
-The machine is shared and noisy: compare figures within one run, not across runs. NumPy's
-BLAS kernels follow OPENBLAS_CORETYPE, which this machine's environment sets.
+The machine may be shared and noisy: compare figures within one run, not across runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections import defaultdict
 
 import numpy as np
-from numpy_vs_keras import BATCH, N_CLASSES, matmul_peak  # this folder, run as a script
-from threadpoolctl import threadpool_info
+from numpy_vs_keras import (  # this folder, run as a script
+    BATCH,
+    N_CLASSES,
+    SMALL,
+    matmul_peak,
+    matmul_shapes,
+    parse_arch,
+    per_call_seconds,
+    step_matmuls,
+)
 
 from nnlab.numpy_dnn import build_mlp, make_optimizer
 
 
-def matmul_shapes(sizes: list[int], batch: int) -> list[tuple[int, int, int]]:
-    """(m, k, n) of every matmul in one training step, in numpy_dnn's order."""
-    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
-    shapes = [(batch, n_in, n_out) for n_in, n_out in pairs]  # forward
-    for index, (n_in, n_out) in reversed(list(enumerate(pairs))):
-        shapes.append((n_in, batch, n_out))  # dW = x.T @ dout
-        if index > 0:
-            shapes.append((batch, n_out, n_in))  # dX = dout @ W.T
-    return shapes
+def profile_steps(sizes: list[int], samples: int, epochs: int) -> dict[str, float]:
+    """Mean seconds per step of each phase, over `epochs` passes after one warm-up pass."""
+    rng = np.random.default_rng(0)
+    network = build_mlp(sizes[0], sizes[1:-1], N_CLASSES, "relu", "he", rng)
+    optimizer = make_optimizer("adam", 1e-3)
+    params, grads = network.flat_parameters()
+    x_train = rng.random((samples, sizes[0]), dtype=np.float32)
+    y_train = rng.integers(0, N_CLASSES, samples).astype(np.int64)
+    totals: dict[str, float] = defaultdict(float)
+    steps = 0
+    for epoch in range(epochs + 1):
+        if epoch == 1:  # the first pass warms up (numba's compilation, buffers)
+            totals.clear()
+            steps = 0
+        order = rng.permutation(samples)
+        for start in range(0, samples, BATCH):
+            clock = time.perf_counter()
 
+            def phase(name: str) -> None:
+                nonlocal clock
+                now = time.perf_counter()
+                totals[name] += now - clock
+                clock = now
 
-def per_call_ms(run: Callable[[], object], calls: int) -> float:
-    run()  # warm-up
-    start = time.perf_counter()
-    for _ in range(calls):
-        run()
-    return (time.perf_counter() - start) / calls * 1e3
+            index = order[start : start + BATCH]
+            x, labels = x_train[index], y_train[index]
+            phase("gather the batch")
+            for number, layer in enumerate(network.layers):
+                x = layer.forward(x, training=True)
+                phase(f"forward {number} {type(layer).__name__}")
+            network.loss.forward(x, labels)
+            dout = network.loss.backward()
+            phase("softmax + cross-entropy, forward and backward")
+            for number, layer in reversed(list(enumerate(network.layers))):
+                dout = layer.backward(dout)
+                phase(f"backward {number} {type(layer).__name__}")
+            optimizer.update(params, grads)
+            phase("adam update")
+            int(np.count_nonzero(network.loss.probs.argmax(axis=1) == labels))
+            phase("accuracy count")
+            steps += 1
+    return {name: seconds / steps for name, seconds in totals.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", default="784-1024-1024-10", help="e.g. 784-128-10")
-    parser.add_argument("--repeats", type=int, default=4, help="measurements of each kind")
-    parser.add_argument("--calls", type=int, default=20, help="steps timed per measurement")
+    parser.add_argument("--arch", default=SMALL, help="e.g. 784-1024-1024-10")
+    parser.add_argument("--samples", type=int, default=12_800, help="training samples")
+    parser.add_argument("--epochs", type=int, default=3, help="profiled passes")
     args = parser.parse_args(argv)
-    sizes = [int(part) for part in args.arch.split("-")]
-    if sizes[-1] != N_CLASSES:
-        parser.error(f"--arch must end with {N_CLASSES}; Received: {args.arch}")
-
+    sizes = parse_arch(args.arch)
     rng = np.random.default_rng(0)
-    kernels = sorted({str(info.get("architecture")) for info in threadpool_info()
-                      if info.get("internal_api") == "openblas"})
-    print(f"{args.arch}, batch {BATCH}, OpenBLAS kernels: {', '.join(kernels)}\n")
 
-    shapes = matmul_shapes(sizes, BATCH)
-    operands = [(rng.standard_normal((m, k), dtype=np.float32),
-                 rng.standard_normal((k, n), dtype=np.float32),
-                 np.empty((m, n), dtype=np.float32)) for m, k, n in shapes]
-    flops = sum(2 * m * k * n for m, k, n in shapes)
-
-    def matmuls() -> None:
-        for a, b, out in operands:
-            np.matmul(a, b, out=out)
-
-    print("matmul ceiling: peak GFLOP/s, step matmuls GFLOP/s (% of peak), samples/s allowed")
-    for _ in range(args.repeats):
-        peak = matmul_peak()
-        ms = per_call_ms(matmuls, args.calls)
-        achieved = flops / ms / 1e6
-        print(f"  {peak:6.1f}  {achieved:6.1f} ({100 * achieved / peak:3.0f}%)  "
-              f"{BATCH / ms * 1e3:8,.0f}")
-
-    network = build_mlp(sizes[0], sizes[1:-1], N_CLASSES, "relu", "he", rng)
-    optimizer = make_optimizer("adam", 1e-3)
-    params, grads = network.parameters()
-    x = rng.random((BATCH, sizes[0]), dtype=np.float32)
-    y = rng.integers(0, N_CLASSES, BATCH).astype(np.int64)
-    print("\nstep breakdown (ms): forward, forward + backward, adam update, "
-          "update share of the step, samples/s")
-    for _ in range(args.repeats):
-        forward = per_call_ms(lambda: network.logits(x, training=True), args.calls)
-        both = per_call_ms(lambda: network.loss_and_backward(x, y), args.calls)
-        update = per_call_ms(lambda: optimizer.update(params, grads), args.calls)
-        share = 100 * update / (both + update)
-        print(f"  {forward:7.1f}  {both:7.1f}  {update:7.1f}  {share:4.0f}%"
-              f"  {BATCH / (both + update) * 1e3:8,.0f}")
+    peak = matmul_peak()
+    matmuls = per_call_seconds(step_matmuls(sizes, rng), 50)
+    flops = sum(2 * m * k * n for m, k, n in matmul_shapes(sizes))
+    phases = profile_steps(sizes, args.samples, args.epochs)
+    step = sum(phases.values())
+    print(f"{args.arch}, batch {BATCH}, Adam: {step * 1e3:.3f} ms per step = "
+          f"{BATCH / step:,.0f} samples/s ({args.epochs} passes over {args.samples:,} samples)")
+    print(f"the step's matmuls back to back: {matmuls * 1e3:.3f} ms ({flops / matmuls / 1e9:.0f} "
+          f"GFLOP/s; a 2048^3 matmul peaks at {peak:.0f})\n")
+    print(f"{'phase':<48} {'ms/step':>8} {'share':>6}")
+    for name, seconds in phases.items():
+        print(f"{name:<48} {seconds * 1e3:>8.3f} {seconds / step:>6.0%}")
+    dense = sum(seconds for name, seconds in phases.items() if "Dense" in name)
+    rest = step - dense - phases["adam update"]
+    print(f"\n{'Dense layers (their matmuls, bias add and sum)':<48} {dense * 1e3:>8.3f} "
+          f"{dense / step:>6.0%}")
+    print(f"{'everything but Dense layers and the update':<48} {rest * 1e3:>8.3f} "
+          f"{rest / step:>6.0%}")
 
 
 if __name__ == "__main__":

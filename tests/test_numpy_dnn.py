@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -15,7 +16,6 @@ from nnlab.numpy_dnn import (
     evaluate,
     fit,
     make_optimizer,
-    optimizers,
     random_shifts,
 )
 from nnlab.numpy_dnn.layers import (
@@ -442,41 +442,76 @@ def test_layer_order_and_parameter_count() -> None:
     assert network.count_params() == expected
 
 
+def _ufunc_step(name: str, step: int, param: np.ndarray, grad: np.ndarray,
+                slots: list[np.ndarray]) -> None:
+    """Each rule written with NumPy's ufuncs, pass after pass, in the same order of
+    operations as kernels.py (float32 stays float32: the scalars are weak Python floats)."""
+    lr, momentum, beta1, beta2, epsilon = 0.01, 0.9, 0.9, 0.999, 1e-7
+    if name == "sgd":
+        param -= grad * lr
+    elif name in ("momentum", "nesterov"):
+        (velocity,) = slots
+        lr_grad = grad * lr
+        velocity *= momentum
+        velocity -= lr_grad
+        if name == "momentum":
+            param += velocity
+        else:  # (param - lr g) + momentum v
+            param -= lr_grad
+            param += velocity * momentum
+    elif name in ("adagrad", "rmsprop"):
+        (squares,) = slots
+        if name == "adagrad":
+            squares += grad * grad
+        else:
+            squares += (grad * grad - squares) * (1 - beta2)
+        param -= grad / (np.sqrt(squares) + epsilon) * lr
+    else:
+        m, v = slots
+        m += (grad - m) * (1 - beta1)
+        v += (grad * grad - v) * (1 - beta2)
+        alpha = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        param -= m / (np.sqrt(v) + epsilon) * alpha
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_threaded_update_equals_the_sequential_one_exactly(
-    name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Large weights are updated in chunks by a thread pool; the result must be bit-identical
-    to one sequential pass over whole arrays."""
+def test_fused_kernels_equal_numpy_ufunc_passes_exactly(name: str, dtype: type) -> None:
+    """kernels.py fuses each rule into one loop; it must compute what the ufunc passes do,
+    bit for bit (same operations, same order, same dtype: no FMA, no reassociation)."""
     rng = np.random.default_rng(0)
-    shape = (1100, 500)  # 550,000 weights: two full chunks of optimizers.CHUNK, one partial
-    params = {"W": rng.standard_normal(shape).astype(np.float32),
-              "b": rng.standard_normal(500).astype(np.float32)}
-    grads_per_step = [{key: rng.standard_normal(value.shape).astype(np.float32)
-                       for key, value in params.items()} for _ in range(3)]
-
-    submitted = []
-    pool = optimizers._thread_pool()
-    real_submit = pool.submit
-    monkeypatch.setattr(pool, "submit",
-                        lambda *args: submitted.append(args) or real_submit(*args))
-    threaded = {key: value.copy() for key, value in params.items()}
+    param = rng.standard_normal(1000).astype(dtype)
+    expected = param.copy()
     optimizer = make_optimizer(name, 0.01, momentum=0.9)
-    grads = {key: np.empty_like(value) for key, value in params.items()}
-    for step_grads in grads_per_step:
-        for key in grads:
-            grads[key][...] = step_grads[key]
-        optimizer.update(threaded, grads)
-    assert submitted, "the threaded path did not run"
-    monkeypatch.undo()
+    slots = [np.zeros_like(param) for _ in optimizer.slots]
+    for step in range(1, 4):
+        grad = rng.standard_normal(1000).astype(dtype)
+        optimizer.update({"w": param}, {"w": grad})
+        _ufunc_step(name, step, expected, grad, slots)
+        assert param.dtype == dtype
+        np.testing.assert_array_equal(param, expected, err_msg=f"step {step}")
 
-    monkeypatch.setattr(optimizers, "CHUNK", 1 << 40)  # one chunk per array, no threads
-    sequential = {key: value.copy() for key, value in params.items()}
-    reference = make_optimizer(name, 0.01, momentum=0.9)
-    for step_grads in grads_per_step:
-        for key in grads:
-            grads[key][...] = step_grads[key]
-        reference.update(sequential, grads)
-    for key in params:
-        assert not np.array_equal(sequential[key], params[key])
-        np.testing.assert_array_equal(threaded[key], sequential[key])
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_one_flat_update_equals_per_layer_updates_exactly(name: str) -> None:
+    """Training updates the whole network through one flat buffer; it must change every
+    weight exactly as updating each layer's arrays on their own would."""
+    def network() -> Network:
+        return build_mlp(20, [16, 8], 3, "relu", "he", np.random.default_rng(0),
+                         batch_norm=True)
+
+    x = np.random.default_rng(1).random((12, 20), dtype=np.float32)
+    labels = np.arange(12) % 3
+    flat, layered = network(), network()
+    flat_optimizer = make_optimizer(name, 0.01, momentum=0.9)
+    layered_optimizer = make_optimizer(name, 0.01, momentum=0.9)
+    for _ in range(3):
+        flat.loss_and_backward(x, labels)
+        flat_optimizer.update(*flat.flat_parameters())
+        layered.loss_and_backward(x, labels)
+        layered_optimizer.update(*layered.parameters())
+    for key, value in flat.weights().items():
+        np.testing.assert_array_equal(value, layered.weights()[key], err_msg=key)
+    params, _ = flat.parameters()
+    for key, value in params.items():  # the layers' arrays are views into the flat buffer
+        assert np.shares_memory(value, flat.flat_params), key

@@ -46,6 +46,7 @@ class Network:
         self.loss: Loss = (
             SigmoidBinaryCrossEntropy() if self.n_classes == 2 else SoftmaxCrossEntropy()
         )
+        self.flat_params, self.flat_grads = _pack(layers)
 
     @property
     def dense_layers(self) -> list[Dense]:
@@ -90,6 +91,13 @@ class Network:
                 params[f"{index}.{name}"] = layer.params[name]
                 grads[f"{index}.{name}"] = layer.grads[name]
         return params, grads
+
+    def flat_parameters(self) -> tuple[dict[str, Array], dict[str, Array]]:
+        """(params, grads) as one flat array each, for an optimizer's single update call.
+
+        Every layer's params and grads are views into these two buffers (see `_pack`).
+        """
+        return {"flat": self.flat_params}, {"flat": self.flat_grads}
 
     def count_params(self) -> int:
         """Trainable parameters (batch-norm running statistics are not counted, as in Keras)."""
@@ -137,6 +145,30 @@ class Network:
             raise ValueError(f"unreadable numpy_dnn architecture: {error}") from None
         network.set_weights(arrays)
         return network
+
+
+ALIGN = 16  # elements: each array starts on a 64-byte boundary of its buffer (an AVX-512 vector)
+
+
+def _pack(layers: list[Layer]) -> tuple[Array, Array]:
+    """Move every layer's params into one contiguous buffer and its grads into another, and
+    make the layers' arrays views into them: one optimizer call then updates the whole
+    network, with no walk over layers and no per-step allocation. The gaps left for
+    alignment hold zeros in both buffers, which no optimizer moves."""
+    entries = [(layer, name) for layer in layers for name in layer.params]
+    dtype = np.result_type(*(layer.params[name] for layer, name in entries)) if entries \
+        else np.float32
+    starts, size = [], 0
+    for layer, name in entries:
+        starts.append(size)
+        size += -(-layer.params[name].size // ALIGN) * ALIGN
+    params, grads = np.zeros(size, dtype=dtype), np.zeros(size, dtype=dtype)
+    for (layer, name), start in zip(entries, starts, strict=True):
+        value = layer.params[name]
+        layer.params[name] = params[start : start + value.size].reshape(value.shape)
+        layer.params[name][...] = value
+        layer.grads[name] = grads[start : start + value.size].reshape(value.shape)
+    return params, grads
 
 
 def build_mlp(

@@ -141,7 +141,7 @@ def _epoch(network: Network, optimizer: Optimizer, train: Data, batch: int, epoc
     """One pass over `train` in shuffled mini-batches: (mean loss, accuracy) while training."""
     x_train, y_train = train
     n_samples = x_train.shape[0]
-    params, grads = network.parameters()
+    params, grads = network.flat_parameters()
     show = sys.stderr.isatty() if config.progress is None else config.progress
     order = rng.permutation(n_samples)
     loss_sum, correct = 0.0, 0
