@@ -204,6 +204,26 @@ def test_choices_that_are_lists_go_through_optuna_and_back() -> None:
     assert {tuple(values[item.key]) for values in seen} == {(16,), (32, 16), ()}
 
 
+def test_a_list_of_sections_is_one_param_sampled_and_set_whole() -> None:
+    """cnn.blocks is a list of blocks: a sweep samples or fixes the whole list (its items
+    cannot be set alone), and the schema checks every block before any trial runs."""
+    vgg = [{"filters": 32, "convs": 2}, {"filters": 64, "convs": 2}]
+    item = parse_spec("blocks=choice([{filters: 32, convs: 1}],"
+                      "[{filters: 32, convs: 2}, {filters: 64, convs: 2}])", "cnn")
+    assert item.key == "cnn.blocks" and item.values[1] == vgg
+    assert from_distribution(item.key, distribution(item)) == item
+    assert parse_overrides(["blocks=[{filters: 32, convs: 2}, {filters: 64, convs: 2}]"],
+                           "cnn") == {"cnn.blocks": vgg}
+    with pytest.raises(ParamsError, match="unknown param 'blocks.0.filters'"):
+        parse_overrides(["blocks.0.filters=16"], "cnn")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert check_bounds(raw, {"cnn.blocks": vgg}, [item]).cnn.blocks[1].convs == 2
+    bad = parse_spec("blocks=choice([{filters: 0, convs: 1}])", "cnn")
+    with pytest.raises(ParamsError, match=r"cnn\.blocks=\[\{convs: 1, filters: 0\}\] is "
+                                          "refused"):
+        check_bounds(raw, {}, [bad])
+
+
 def test_top_quarter_and_narrowed_ranges_ignore_pruned_and_failed_trials() -> None:
     item = Range("numpy_dnn.learning_rate", "loguniform", 1e-5, 1.0)
     study = _toy_study(optuna.samplers.RandomSampler(seed=0))

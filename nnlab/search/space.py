@@ -89,9 +89,15 @@ def param_keys(model: str) -> list[str]:
     """Params a sweep over `model` may sample or set: its own section's keys, plus `seed`."""
     if model not in MODEL_NAMES:
         raise ParamsError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
-    keys = flatten(Params().model_params(model), f"{model}.")
-    # List items (cnn.blocks.0.filters) are left out: `dvc exp run -S` cannot address them.
-    return ["seed", *(key for key in keys if not any(part.isdigit() for part in key.split(".")))]
+    section = Params().model_params(model).model_dump()
+    keys = flatten(section, f"{model}.")
+    # A list of sections (cnn.blocks) is one param, set whole in YAML flow style, e.g.
+    # `cnn.blocks=[{filters: 32, convs: 2}]` (`dvc exp run -S` takes it so); its items
+    # (cnn.blocks.0.filters) are left out, since `-S` cannot address them.
+    whole = [f"{model}.{name}" for name, value in section.items()
+             if isinstance(value, list) and value and isinstance(value[0], dict)]
+    return ["seed", *(key for key in keys if not any(part.isdigit() for part in key.split("."))),
+            *whole]
 
 
 def resolve_key(name: str, model: str, what: str) -> str:
