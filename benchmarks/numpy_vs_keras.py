@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> None:
               for threads, first, second in zip(thread_counts, before, after, strict=True)))
     print(f"\n1. optimizer update over {size:,} float32 params ({'-'.join(map(str, big))}), "
           f"caches flushed before each call, median of {args.repeats}. floor = bytes moved / "
-          f"{one_thread / 1e9:.1f} GB/s (one thread, the target's); the last column uses "
-          f"{all_cpus / 1e9:.1f} GB/s (every CPU)")
+          f"{one_thread / 1e9:.1f} GB/s (one thread, as the update runs); the last column "
+          f"uses {all_cpus / 1e9:.1f} GB/s (every CPU)")
     print(f"{'optimizer':<10} {'streams':>7} {'floor ms':>9} {'update ms':>10} "
           f"{'x floor':>8}  {'target':<15} {'x all-CPU floor':>15}")
     for name, seconds in updates.items():
