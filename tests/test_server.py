@@ -62,6 +62,19 @@ def test_credentials_are_made_once_and_only_the_owner_reads_them(tmp_path: Path)
     assert masked(first.s3_secret_key) == first.s3_secret_key[:4] + "…"
 
 
+def test_made_secrets_are_letters_and_digits_so_no_command_reads_one_as_an_option(
+        tmp_path: Path) -> None:
+    """A fresh-clone `make test` failed once: the S3 secret began with "-", and `dvc remote
+    modify --local team secret_access_key -pbhz...` (as the env file says to run) took it
+    for an option. Every generated secret is alphanumeric now."""
+    for index in range(50):
+        credentials = Credentials.load_or_create(tmp_path / str(index))
+        for secret in (credentials.s3_access_key, credentials.s3_secret_key,
+                       credentials.mlflow_admin_password, credentials.mlflow_secret_key):
+            assert secret.isalnum() and secret.isascii(), secret
+        assert len(credentials.s3_secret_key) == 40
+
+
 def test_settings_persist_and_options_override_them(tmp_path: Path) -> None:
     settings = Settings(tmp_path, mlflow_port=5100)
     settings.assign_internal_ports()

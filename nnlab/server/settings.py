@@ -176,12 +176,15 @@ class Credentials:
         missing from an older file is made and added)."""
         file = data_dir / "credentials.json"
         known = json.loads(file.read_text()) if file.exists() else {}
-        alphabet = string.ascii_uppercase + string.digits
+        upper = string.ascii_uppercase + string.digits
+        # Letters and digits only: a secret that starts with "-" is read as an option by the
+        # commands it is given to (`dvc remote modify ... secret_access_key -x...` failed).
+        alphanumeric = string.ascii_letters + string.digits
         made = {
-            "s3_access_key": lambda: "NNLAB" + "".join(secrets.choice(alphabet)
-                                                       for _ in range(15)),
-            "s3_secret_key": lambda: secrets.token_urlsafe(30),
-            "mlflow_admin_password": lambda: secrets.token_urlsafe(18),
+            "s3_access_key": lambda: "NNLAB" + "".join(secrets.choice(upper) for _ in range(15)),
+            "s3_secret_key": lambda: "".join(secrets.choice(alphanumeric) for _ in range(40)),
+            "mlflow_admin_password": lambda: "".join(secrets.choice(alphanumeric)
+                                                     for _ in range(24)),
             "mlflow_secret_key": lambda: secrets.token_hex(32),
         }
         values = {name: known.get(name) or make() for name, make in made.items()}
