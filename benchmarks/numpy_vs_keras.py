@@ -164,7 +164,7 @@ def bench_numpy(sizes: list[int], x: np.ndarray, y: np.ndarray, epochs: int,
     matmuls = step_matmuls(sizes, rng)
     val = (x[:BATCH], y[:BATCH])
     config = TrainConfig(epochs=1, batch_size=BATCH, progress=False)
-    fit(network, optimizer, (x, y), val, config, rng)  # warm-up: buffers, threads
+    fit(network, optimizer, (x, y), val, config, rng)  # warm-up: numba compiles the update
     rates, ceilings, shares = [], [], []
     for _ in range(epochs):
         step_ceiling = per_call_seconds(matmuls, 20) + update_floor
