@@ -45,6 +45,15 @@ def profile_steps(sizes: list[int], samples: int, epochs: int) -> dict[str, floa
     y_train = rng.integers(0, N_CLASSES, samples).astype(np.int64)
     totals: dict[str, float] = defaultdict(float)
     steps = 0
+    clock = 0.0
+
+    def phase(name: str) -> None:
+        """Charge the time since the last call (or the step's start) to `name`."""
+        nonlocal clock
+        now = time.perf_counter()
+        totals[name] += now - clock
+        clock = now
+
     for epoch in range(epochs + 1):
         if epoch == 1:  # the first pass warms up (numba's compilation, buffers)
             totals.clear()
@@ -52,13 +61,6 @@ def profile_steps(sizes: list[int], samples: int, epochs: int) -> dict[str, floa
         order = rng.permutation(samples)
         for start in range(0, samples, BATCH):
             clock = time.perf_counter()
-
-            def phase(name: str) -> None:
-                nonlocal clock
-                now = time.perf_counter()
-                totals[name] += now - clock
-                clock = now
-
             index = order[start : start + BATCH]
             x, labels = x_train[index], y_train[index]
             phase("gather the batch")

@@ -181,16 +181,19 @@ class Credentials:
         # commands it is given to (`dvc remote modify ... secret_access_key -x...` failed).
         alphanumeric = string.ascii_letters + string.digits
         made = {
-            "s3_access_key": lambda: "NNLAB" + "".join(secrets.choice(upper) for _ in range(15)),
-            "s3_secret_key": lambda: "".join(secrets.choice(alphanumeric) for _ in range(40)),
-            "mlflow_admin_password": lambda: "".join(secrets.choice(alphanumeric)
-                                                     for _ in range(24)),
+            "s3_access_key": lambda: "NNLAB" + _random(upper, 15),
+            "s3_secret_key": lambda: _random(alphanumeric, 40),
+            "mlflow_admin_password": lambda: _random(alphanumeric, 24),
             "mlflow_secret_key": lambda: secrets.token_hex(32),
         }
         values = {name: known.get(name) or make() for name, make in made.items()}
         if values != known:
             write_private(file, json.dumps(values, indent=2) + "\n")
         return cls(**values)
+
+
+def _random(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def write_private(path: Path, text: str) -> None:
