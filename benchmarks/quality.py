@@ -16,8 +16,10 @@ It prints one table (model, validation and test accuracy, training time) and the
     python benchmarks/quality.py --digits-against REV
 
 runs the default pipeline on the offline default, digits, twice, one after the other: with
-the model params of params.yaml at git revision REV, then with today's. It prints each
-model's accuracy and training time, and the ratio of the total training times.
+the model params of params.yaml at git revision REV, then with today's, both on today's code.
+It prints each model's accuracy and training time, and the ratio of the total training times.
+With --with-code, the first run is REV's whole tree, code and params: the default run a user
+of REV waited for.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from e2e import make_project, run  # noqa: E402
+from e2e import git, make_project, run  # noqa: E402
 
 OFF: dict[str, dict[str, object]] = {  # params added for issue 20, as they are when off
     "numpy_dnn": {"augment_shift": 0.0}, "keras_mlp": {"augment": {"shift": 0.0, "flip": False}}}
@@ -84,9 +86,29 @@ def results(project: Path) -> list[dict[str, object]]:
     return sorted(rows, key=lambda row: -float(str(row["test"])))
 
 
-def digits_against(revision: str) -> None:
-    """The default `dvc repro` on digits with the model params at `revision`, then with
-    today's: accuracies, training seconds, and the ratio of the totals."""
+def tree_at(revision: str, path: Path) -> Path:
+    """The repository's tree at `revision` (code and params), without dvc.lock, committed in
+    a new git repo."""
+    import io
+    import subprocess
+    import tarfile
+
+    archive = subprocess.run(["git", "archive", revision], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    path.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(path, filter="data")
+    (path / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q"], path)
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", revision)
+    return path
+
+
+def digits_against(revision: str, with_code: bool = False) -> None:
+    """The default `dvc repro` on digits with the model params at `revision` (and its code,
+    `with_code`), then with today's: accuracies, training seconds, and the ratio of the
+    totals."""
     import subprocess
 
     import yaml
@@ -99,16 +121,21 @@ def digits_against(revision: str) -> None:
         work = Path(tempfile.mkdtemp(prefix=f"digits-{label}-"))
         try:
             # Levers added since (missing from an older params.yaml) are off there.
-            changes = {section: {**OFF.get(section, {}), **old[section]} for section in
-                       ("numpy_dnn", "keras_mlp", "cnn", "logreg")} if label == "then" else {}
-            project = make_project(work / "project", changes)
+            if label == "then" and with_code:
+                project = tree_at(revision, work / "project")
+            else:
+                changes = {section: {**OFF.get(section, {}), **old[section]} for section in
+                           ("numpy_dnn", "keras_mlp", "cnn", "logreg")} if label == "then" else {}
+                project = make_project(work / "project", changes)
             run(["dvc", "repro"], project)
             with open(project / "reports" / "summary.csv", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         totals[label] = sum(float(row["training_seconds"]) for row in rows)
-        print(f"{label} ({revision if label == 'then' else 'working tree'}): " + "; ".join(
+        what = "working tree" if label == "now" else (
+            f"{revision}'s code and params" if with_code else f"{revision}'s params")
+        print(f"{label} ({what}): " + "; ".join(
             f"{row['model']} val {float(row['val_accuracy']):.4f} test "
             f"{float(row['test_accuracy']):.4f} {float(row['training_seconds']):.2f} s"
             for row in rows) + f"; total training {totals[label]:.2f} s", flush=True)
@@ -120,12 +147,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--digits-against", metavar="REV",
                         help="compare the default run on digits with params.yaml at REV")
+    parser.add_argument("--with-code", action="store_true",
+                        help="with --digits-against: run REV's code too, not only its params")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="more `dvc exp run -S` params, e.g. keras_mlp.dropout=0.3")
     parser.add_argument("--keep", type=Path, help="keep the project in this folder")
     args = parser.parse_args()
     if args.digits_against:
-        digits_against(args.digits_against)
+        digits_against(args.digits_against, args.with_code)
         return
     work = args.keep or Path(tempfile.mkdtemp(prefix="quality-"))
     work.mkdir(parents=True, exist_ok=True)

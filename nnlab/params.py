@@ -135,7 +135,7 @@ class KerasMlpParams(_Section):
     init: KerasInit = "xavier"
     dropout: Probability = 0.45
     batch_norm: bool = False
-    augment: Augment = Augment(shift=0.1)
+    augment: Augment = Augment(shift=0.06)
     optimizer: KerasOptimizer = "adam"
     learning_rate: LearningRate = 0.001
     batch_size: BatchSize = 64
@@ -171,8 +171,8 @@ PRESETS = {"deep": DEEP_CNN}
 class CnnParams(_Section):
     preset: Annotated[str, _one_of(tuple(PRESETS), "preset")] | None = None
     blocks: Annotated[list[ConvBlock], AfterValidator(_at_least_one_block)] = [
-        ConvBlock(filters=32),
-        ConvBlock(filters=64),
+        ConvBlock(filters=32, convs=2),
+        ConvBlock(filters=64, convs=2),
     ]
     block_dropout: Probability = 0.25
     dense_units: Units = [512]
@@ -182,8 +182,8 @@ class CnnParams(_Section):
     optimizer: KerasOptimizer = "adam"
     learning_rate: LearningRate = 0.0015
     batch_size: BatchSize = 32
-    epochs: Epochs = 20
-    early_stopping_patience: Patience | None = 6  # None: train every epoch
+    epochs: Epochs = 25
+    early_stopping_patience: Patience | None = 8  # None: train every epoch
 
     @model_validator(mode="after")
     def _apply_preset(self) -> CnnParams:

@@ -186,6 +186,40 @@ def test_keras_training_is_deterministic() -> None:
     assert train() == train()
 
 
+@TENSORFLOW
+def test_keras_input_pipelines_cover_each_epoch_once_and_validation_once_in_order() -> None:
+    from nnlab.keras_models import EVAL_BATCH, evaluation_batches, training_batches
+
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * 3
+    labels = np.arange(10, dtype=np.int64)
+
+    def epochs(seed: int, count: int) -> list[list[int]]:
+        batches = iter(training_batches(images, labels, 4, seed))  # 3 batches an epoch
+        orders = []
+        for _ in range(count):
+            epoch = [next(batches) for _ in range(3)]
+            assert [len(batch[1]) for batch in epoch] == [4, 4, 2]
+            order = [int(label) for _, batch_labels in epoch for label in batch_labels]
+            # images stay with their labels
+            assert [int(pixel) for batch, _ in epoch for pixel in batch.numpy().ravel()] == [
+                3 * label for label in order]
+            orders.append(order)
+        return orders
+
+    first = epochs(seed=7, count=3)
+    assert all(sorted(order) == list(range(10)) for order in first)  # each image once an epoch
+    assert len({tuple(order) for order in first}) == 3  # a new order every epoch
+    assert epochs(seed=7, count=3) == first  # the same orders for the same seed
+    assert epochs(seed=8, count=3) != first
+
+    val_images = np.zeros((EVAL_BATCH + 5, 2, 2, 1), np.uint8)
+    val_labels = np.arange(EVAL_BATCH + 5, dtype=np.int64)
+    passes = list(evaluation_batches(val_images, val_labels))  # ends after one pass
+    assert [len(batch_labels) for _, batch_labels in passes] == [EVAL_BATCH, 5]
+    assert np.concatenate([batch_labels for _, batch_labels in passes]).tolist() == list(
+        range(EVAL_BATCH + 5))
+
+
 def test_numpy_dnn_never_imports_tensorflow() -> None:
     import subprocess
     import sys
