@@ -113,11 +113,17 @@ def test_seed_model_shapes() -> None:
     assert mlp.count_params() == 64 * 256 + 256 + 256 * 10 + 10
     seeds = build_mlp((8, 8, 1), 10, validate({"keras_mlp": {"hidden_units": [128]}}).keras_mlp)
     assert seeds.count_params() == 64 * 128 + 128 + 128 * 10 + 10  # the seeds' MLP
-    cnn = build_cnn((8, 8, 1), 10, params.cnn)
-    conv = (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64)
+    cnn = build_cnn((8, 8, 1), 10, params.cnn)  # VGG-like: two 3x3 convs a block
+    assert [type(layer).__name__ for layer in cnn.layers][2:6] == [
+        "Conv2D", "Conv2D", "MaxPooling2D", "Dropout"]
+    conv = ((3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 32 + 32)
+            + (3 * 3 * 32 * 64 + 64) + (3 * 3 * 64 * 64 + 64))
     dense = (2 * 2 * 64) * 512 + 512 + 512 * 10 + 10
     assert cnn.count_params() == conv + dense
     assert cnn.output_shape == (None, 10)
+    seeds_cnn = build_cnn((8, 8, 1), 10, validate(
+        {"cnn": {"blocks": [{"filters": 32}, {"filters": 64}]}}).cnn)  # one conv a block
+    assert seeds_cnn.count_params() == (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + dense
 
 
 @TENSORFLOW
