@@ -39,7 +39,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from e2e import git, make_project, run  # noqa: E402
+from e2e import commit_all, make_project, run  # noqa: E402
 
 OFF: dict[str, dict[str, object]] = {  # params added for issue 20, as they are when off
     "numpy_dnn": {"augment_shift": 0.0}, "keras_mlp": {"augment": {"shift": 0.0, "flip": False}}}
@@ -99,10 +99,7 @@ def tree_at(revision: str, path: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(path, filter="data")
     (path / "dvc.lock").unlink(missing_ok=True)
-    run(["git", "init", "-q"], path)
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", revision)
-    return path
+    return commit_all(path, revision)
 
 
 def digits_against(revision: str, with_code: bool = False) -> None:

@@ -82,9 +82,14 @@ def make_project(path: Path, changes: dict[str, dict[str, object]]) -> Path:
         params[section].update(values)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (path / "dvc.lock").unlink(missing_ok=True)
+    return commit_all(path, "init")
+
+
+def commit_all(path: Path, message: str) -> Path:
+    """Make `path` a new git repo with everything in it committed."""
     run(["git", "init", "-q"], path)
     git(path, "add", "-A")
-    git(path, "commit", "-qm", "init")
+    git(path, "commit", "-qm", message)
     return path
 
 

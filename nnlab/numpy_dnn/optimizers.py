@@ -35,12 +35,14 @@ def _kernels() -> ModuleType:
 
 class Optimizer:
     """Base class. Subclasses name their per-parameter state in `slots` (zero-initialised,
-    kept across steps) and implement `update_arrays` on one parameter, flattened.
+    kept across steps), their rule in kernels.py (`kernel`), and the rule's scalars after
+    (param, grad, *slots) (`scalars`).
 
     `learning_rate` may be changed between steps (learning-rate decay).
     """
 
     slots: tuple[str, ...] = ()
+    kernel: str
 
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = learning_rate
@@ -51,9 +53,14 @@ class Optimizer:
     def begin_step(self) -> None:
         """Called once per update, before any parameter (e.g. Adam's step count)."""
 
-    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
-        """Update one flattened parameter in place; `slots` follow `self.slots`."""
+    def scalars(self) -> tuple[float, ...]:
         raise NotImplementedError
+
+    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
+        """Update one flattened parameter in place; `slots` follow `self.slots`. The scalars
+        take the arrays' dtype, so float32 stays float32."""
+        getattr(_kernels(), self.kernel)(param, grad, *slots,
+                                         *map(param.dtype.type, self.scalars()))
 
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         """One step over every array of `params` (same keys as `grads`), in place."""
@@ -79,8 +86,10 @@ class Optimizer:
 class SGD(Optimizer):
     """w -= lr * g"""
 
-    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
-        _kernels().sgd(param, grad, param.dtype.type(self.learning_rate))
+    kernel = "sgd"
+
+    def scalars(self) -> tuple[float, ...]:
+        return (self.learning_rate,)
 
 
 class Momentum(Optimizer):
@@ -92,19 +101,16 @@ class Momentum(Optimizer):
         super().__init__(learning_rate)
         self.momentum = momentum
 
-    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
-        scalar = param.dtype.type
-        _kernels().momentum(param, grad, *slots, scalar(self.momentum),
-                            scalar(self.learning_rate))
+    kernel = "momentum"
+
+    def scalars(self) -> tuple[float, ...]:
+        return self.momentum, self.learning_rate
 
 
 class Nesterov(Momentum):
     """Nesterov momentum, Keras's form: v = momentum * v - lr * g; w += momentum * v - lr * g."""
 
-    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
-        scalar = param.dtype.type
-        _kernels().nesterov(param, grad, *slots, scalar(self.momentum),
-                            scalar(self.learning_rate))
+    kernel = "nesterov"  # the same scalars as Momentum
 
 
 class Adagrad(Optimizer):
@@ -116,10 +122,10 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate)
         self.epsilon = epsilon
 
-    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
-        scalar = param.dtype.type
-        _kernels().adagrad(param, grad, *slots, scalar(self.learning_rate),
-                           scalar(self.epsilon))
+    kernel = "adagrad"
+
+    def scalars(self) -> tuple[float, ...]:
+        return self.learning_rate, self.epsilon
 
 
 class RMSprop(Optimizer):
@@ -134,10 +140,10 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate)
         self.beta2, self.epsilon = beta2, epsilon
 
-    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
-        scalar = param.dtype.type  # s += (1 - beta2) * (g^2 - s)
-        _kernels().rmsprop(param, grad, *slots, scalar(self.learning_rate),
-                           scalar(1 - self.beta2), scalar(self.epsilon))
+    kernel = "rmsprop"  # s += (1 - beta2) * (g^2 - s)
+
+    def scalars(self) -> tuple[float, ...]:
+        return self.learning_rate, 1 - self.beta2, self.epsilon
 
 
 class Adam(Optimizer):
@@ -167,10 +173,10 @@ class Adam(Optimizer):
         self._alpha = self.learning_rate * math.sqrt(1 - self.beta2**self.step) / (
             1 - self.beta1**self.step)
 
-    def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
-        scalar = param.dtype.type
-        _kernels().adam(param, grad, *slots, scalar(self._alpha), scalar(1 - self.beta1),
-                        scalar(1 - self.beta2), scalar(self.epsilon))
+    kernel = "adam"
+
+    def scalars(self) -> tuple[float, ...]:
+        return self._alpha, 1 - self.beta1, 1 - self.beta2, self.epsilon
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
