@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from nnlab.datasets import cifar10
-from nnlab.datasets.idx import MNIST, to_idx
+from nnlab.data import cifar10
+from nnlab.data.idx import MNIST, to_idx
 from nnlab.params import DataParams, validate
-from nnlab.pipeline import data_steps
-from nnlab.pipeline.layout import Layout
+from nnlab.data import steps as data_steps
+from nnlab.core.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 

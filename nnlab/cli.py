@@ -1,5 +1,6 @@
 """The `nnlab` command.
 
+    nnlab check [params.yaml]   (every section, as each stage would; `make run` starts with it)
     nnlab predict --model cnn img.png [more.png | folder ...] [--json]
     nnlab server start [--host 0.0.0.0 --auth] | status | stop
     nnlab push | pull [dvc push/pull options]   (checks the DVC remote first)
@@ -17,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from nnlab.errors import USER_ERRORS
-from nnlab.params import MODEL_NAMES
+from nnlab.core.errors import USER_ERRORS
+from nnlab.models.registry import MODEL_NAMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="nnlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser(
+        "check", help="validate params.yaml, every section, and print one line",
+        description="Validate the whole params file: the top level and every section, with "
+        "the one-line errors the stages give. Each stage checks only its own sections.")
+    check.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"),
+                       help="the params file (default: params.yaml)")
     predict = commands.add_parser(
         "predict", help="top-3 classes of image files, for a model trained by `dvc repro`",
         description="Print the 3 most likely classes of each image, using the model in "
@@ -141,6 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "server":
         _server(args)
         return
+    if args.command == "check":
+        _check(args.path)
+        return
     from nnlab.predict import predict  # late: `nnlab --help` should not load TensorFlow
 
     try:
@@ -159,6 +169,18 @@ def main(argv: list[str] | None = None) -> None:
     if skipped:
         print(f"nnlab predict: {len(predictions)} image(s) predicted, {len(skipped)} "
               "file(s) skipped", file=sys.stderr)
+
+
+def _check(path: Path) -> None:
+    from nnlab.params import load_params
+
+    try:
+        params = load_params(path)
+    except USER_ERRORS as error:
+        print(f"nnlab check: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"nnlab check: {path} is valid: seed {params.seed}, {len(params.sections)} sections, "
+          f"models {', '.join(params.models)}")
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -184,7 +206,7 @@ def _sweep(args: argparse.Namespace) -> None:
 def _run_sweep(args: argparse.Namespace) -> None:
     import optuna
 
-    from nnlab.files import project_root
+    from nnlab.core.files import project_root
     from nnlab.search import runner
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # we print each trial's line
@@ -212,7 +234,7 @@ def _run_sweep(args: argparse.Namespace) -> None:
 def _transfer(command: str, dvc_args: list[str]) -> None:
     """`nnlab push|pull [dvc options]`: check the remote (`-r NAME`, else the default one),
     then become `dvc push|pull` with the same arguments."""
-    from nnlab.files import project_root
+    from nnlab.core.files import project_root
     from nnlab.server import remote
     from nnlab.server.settings import ServerError
 
@@ -240,7 +262,7 @@ def _say(line: str) -> None:
 
 
 def _server(args: argparse.Namespace) -> None:
-    from nnlab.files import project_root
+    from nnlab.core.files import project_root
     from nnlab.server import stack
     from nnlab.server.settings import ServerError
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import UnidentifiedImageError
 
-from nnlab.datasets.image_folder import read_image
-from nnlab.files import read_json
-from nnlab.models import get_model_class
-from nnlab.pipeline.layout import TRAIN_INFO_FILE
+from nnlab.core.files import read_json
+from nnlab.core.layout import TRAIN_INFO_FILE
+from nnlab.data.image_folder import read_image
+from nnlab.models.base import get_model_class
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,12 @@ import fcntl
 import os
 import socket
 import subprocess
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nnlab.errors import Interrupted, Pruned
-from nnlab.files import project_root
+from nnlab.core.errors import Interrupted, Pruned
+from nnlab.core.files import project_root
 from nnlab.server.client import check_server
 
 STORE_FILE = "mlflow.db"
@@ -233,67 +232,6 @@ def log_history(history: list[dict[str, float]]) -> None:
         if key != "epoch"
     ]
     mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
-
-
-MODEL_NAME = "model"  # the MLflow model's name inside its run
-PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
-
-
-def _pins(*packages: str) -> list[str]:
-    """`package==version` of installed packages; "tensorflow" pins whichever TensorFlow
-    distribution is installed (tensorflow-cpu here, plain tensorflow elsewhere)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    pins = []
-    for package in packages:
-        candidates = ("tensorflow-cpu", "tensorflow") if package == "tensorflow" else (package,)
-        for candidate in candidates:
-            try:
-                pins.append(f"{candidate}=={version(candidate)}")
-                break
-            except PackageNotFoundError:
-                continue
-        else:
-            raise PackageNotFoundError(package)
-    return pins
-
-
-def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any) -> str:
-    """Log a trained model to the active run with a signature inferred from `sample` images;
-    returns its `models:/` URI.
-
-    Keras models use the Keras flavor (with a softmax head, so both flavors output
-    probabilities); the others are the pyfunc in `mlflow_pyfunc.py` over `model_dir`.
-    Requirements are pinned from the installed versions: MLflow would otherwise infer them by
-    loading the model in a subprocess, which costs a TensorFlow import per stage.
-    """
-    from mlflow.models import infer_signature
-
-    signature = infer_signature(sample, classifier.predict_proba(sample))
-    with warnings.catch_warnings():
-        # The signature above is what an input example would give.
-        warnings.filterwarnings("ignore", ".*An input example was not provided")
-        return _log_model(classifier, model_name, model_dir, signature)
-
-
-def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any) -> str:
-    import mlflow
-
-    if classifier.flavor == "keras":
-        info = mlflow.keras.log_model(
-            classifier.probability_model(), name=MODEL_NAME, signature=signature,
-            pip_requirements=_pins("keras", "tensorflow", "numpy"),
-        )
-    else:
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=str(PYFUNC_CODE),
-            artifacts={"model": str(model_dir)},
-            model_config={"model": model_name},
-            signature=signature,
-            pip_requirements=_pins("numpy", "scikit-learn"),
-        )
-    return str(info.model_uri)
 
 
 def log_results(

@@ -12,9 +12,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from nnlab.errors import USER_ERRORS, Interrupted
-from nnlab.params import MODEL_NAMES, Params, load_params
-from nnlab.pipeline.layout import Layout
+from nnlab.core.errors import USER_ERRORS, Interrupted
+from nnlab.core.layout import Layout
+from nnlab.core.schema import Params
+from nnlab.params import MODEL_NAMES, load_params
 
 Result = TypeVar("Result")
 
@@ -45,8 +46,10 @@ def run(
     body: Callable[[Params], None],
     outputs: Sequence[Path] = (),
     mlflow_run: bool = False,
+    sections: Sequence[str] = (),
 ) -> None:
-    """Load and validate params.yaml, then run `body`.
+    """Load params.yaml, validate its top level and `sections` (exactly the sections of the
+    stage's `params:` in dvc.yaml; tests/unit/test_architecture.py checks it), then run `body`.
 
     - A user error (bad params, a missing or corrupt file, a diverging loss) exits 2 with
       one line.
@@ -59,7 +62,7 @@ def run(
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        body(load_params())
+        body(load_params(sections=sections))
     except Interrupted as stop:
         remove_outputs(outputs)
         marked = "its MLflow run is marked KILLED, " if mlflow_run else ""
@@ -77,11 +80,14 @@ def run(
 
 def run_model_stage(stage: str, argv: list[str] | None,
                     step: Callable[[str, Params, Layout], Result],
-                    summary: Callable[[Result], str]) -> None:
-    """`python -m stages.<stage> <model>`: run `step` for that model and print one line."""
+                    summary: Callable[[Result], str], own_section: bool) -> None:
+    """`python -m stages.<stage> <model>`: run `step` for that model and print one line.
+    `own_section`: the stage reads the model's params section (train does; evaluate scores
+    the saved model and does not)."""
     model = parse_model(argv, stage)
 
     def body(params: Params) -> None:
         print(f"{stage}@{model}: {summary(step(model, params, Layout()))}")
 
-    run(f"{stage}@{model}", body, Layout().outputs(stage, model), mlflow_run=True)
+    run(f"{stage}@{model}", body, Layout().outputs(stage, model), mlflow_run=True,
+        sections=("data", model) if own_section else ("data",))

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from nnlab.params import Params
-from nnlab.pipeline import baselines_step
-from nnlab.pipeline.layout import Layout
+from nnlab.core.layout import Layout
+from nnlab.core.schema import Params
+from nnlab.evaluation import baselines
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        for row in baselines_step.baselines(params, Layout()):
+        for row in baselines.baselines(params.section("baselines"), params.data.dataset,
+                                      params.seed, Layout()):
             print(f"baselines: {row['model']}: val accuracy {row['val_accuracy']:.4f}, test "
                   f"accuracy {row['test_accuracy']:.4f} ({row['train_samples']} training "
                   f"images, {row['training_seconds']:.1f} s)")
 
-    run("baselines", body, Layout().outputs("baselines"))
+    run("baselines", body, Layout().outputs("baselines"), sections=("data", "baselines"))
 
 
 if __name__ == "__main__":

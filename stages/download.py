@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from nnlab.params import Params
-from nnlab.pipeline import data_steps
-from nnlab.pipeline.layout import Layout
+from nnlab.core.layout import Layout
+from nnlab.core.schema import Params
+from nnlab.data import steps as data_steps
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        data_steps.download(params, Layout())
+        data_steps.download(params.data, Layout())
         print(f"download: {params.data.dataset} ready in data/raw")
 
-    run("download", body)
+    run("download", body, sections=("data",))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from nnlab.params import Params
-from nnlab.pipeline import data_steps
-from nnlab.pipeline.layout import SKIPPED_FILE, Layout
+from nnlab.core.layout import SKIPPED_FILE, Layout
+from nnlab.core.schema import Params
+from nnlab.data import steps as data_steps
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        counts = data_steps.prepare(params, Layout())
+        counts = data_steps.prepare(params.data, Layout())
         print(f"prepare: {counts['train']} train+val and {counts['test']} test images")
         if counts["skipped"]:
             print(
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"see data/prepared/{SKIPPED_FILE}"
             )
 
-    run("prepare", body, Layout().outputs("prepare"))
+    run("prepare", body, Layout().outputs("prepare"), sections=("data",))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from nnlab.params import MODEL_NAMES, Params
-from nnlab.pipeline import report_step
-from nnlab.pipeline.layout import Layout
+from nnlab.core.layout import Layout
+from nnlab.core.schema import Params
+from nnlab.evaluation import report as report_step
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        report_step.report(list(MODEL_NAMES), Layout())
+        report_step.report(list(params.models), Layout())
         print("report: wrote reports/summary.md, summary.csv and summary.png")
 
     run("report", body, Layout().outputs("report"))

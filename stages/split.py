@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from nnlab.params import Params
-from nnlab.pipeline import data_steps
-from nnlab.pipeline.layout import Layout
+from nnlab.core.layout import Layout
+from nnlab.core.schema import Params
+from nnlab.data import steps as data_steps
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        counts = data_steps.split(params, Layout())
+        counts = data_steps.split(params.data, params.seed, Layout())
         print(f"split: {counts['train']} train, {counts['val']} validation images")
 
-    run("split", body, Layout().outputs("split"))
+    run("split", body, Layout().outputs("split"), sections=("data",))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnlab.pipeline import train_step
+from nnlab.models import train as train_step
 from stages._common import run_model_stage
 
 
@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> None:
     run_model_stage("train", argv, train_step.train, lambda info: (
         f"{info['pruned_reason']}; no model saved" if info.get("pruned") else
         f"{info['epochs']} epochs in {info['training_seconds']} s, "
-        f"MLflow run {info['mlflow_run_id']}"))
+        f"MLflow run {info['mlflow_run_id']}"), own_section=True)
 
 
 if __name__ == "__main__":

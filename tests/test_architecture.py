@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from nnlab import keras_spec, tracking
-from nnlab.models import MODELS
-from nnlab.numpy_dnn.layers import ACTIVATIONS
+from nnlab.models.base import MODELS
+from nnlab.models.numpy_dnn.layers import ACTIVATIONS
 from nnlab.params import MODEL_NAMES, Params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_the_cycle_finder_finds_a_late_import_circle() -> None:
 
 def test_nnlab_has_no_import_cycle() -> None:
     graph = import_graph()
-    assert "nnlab.datasets.planar" in graph["nnlab.params"]  # the graph is really read
+    assert "nnlab.data.planar" in graph["nnlab.params"]  # the graph is really read
     assert cycles(graph) == []
 
 
@@ -153,13 +153,13 @@ def _code_graph() -> tuple[dict[str, set[str]], dict[str, Path]]:
 def stage_code(stage: str) -> set[str]:
     """The files `python -m stages.<stage>` runs: its imports, followed (packages' __init__
     included); for train and evaluate also every registered model's module (loaded by name,
-    nnlab.models.MODELS), and for train the pyfunc code that MLflow logs with a model."""
+    nnlab.models.base.MODELS), and for train the pyfunc code that MLflow logs with a model."""
     graph, paths = _code_graph()
     todo = [f"stages.{stage}"]
     if stage in ("train", "evaluate"):
         todo += [target.split(":")[0] for target in MODELS.values()]
     if stage == "train":
-        todo.append("nnlab.mlflow_pyfunc")
+        todo.append("nnlab.models.pyfunc")
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -205,9 +205,9 @@ def test_each_stage_depends_on_exactly_the_code_it_runs(stage: str) -> None:
 
 
 def test_training_does_not_depend_on_plots_or_the_report() -> None:
-    assert not {"nnlab/plots.py", "nnlab/evaluation.py",
+    assert not {"nnlab/evaluation/plots.py", "nnlab/evaluation.py",
                 "nnlab/pipeline/report_step.py"} & stage_code("train")
-    assert "nnlab/plots.py" in stage_code("report")
+    assert "nnlab/evaluation/plots.py" in stage_code("report")
     assert "nnlab/pipeline/data_steps.py" in stage_code("split")
 
 

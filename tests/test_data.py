@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlab.data import (
+from nnlab.core.contract import (
     check_contract,
     check_memory,
     load_classes,
@@ -14,10 +14,10 @@ from nnlab.data import (
     save_split,
     stratified_split,
 )
-from nnlab.errors import DataFormatError
+from nnlab.core.errors import DataFormatError
 from nnlab.params import validate
-from nnlab.pipeline import data_steps
-from nnlab.pipeline.layout import Layout
+from nnlab.data import steps as data_steps
+from nnlab.core.layout import Layout
 from tests.conftest import make_images
 
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab.datasets import DATASETS, cifar10, fetch, image_folder, planar
-from nnlab.datasets.fetch import RemoteFile
-from nnlab.datasets.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
-from nnlab.errors import DataFormatError
+from nnlab.data import DATASETS, cifar10, fetch, image_folder, planar
+from nnlab.data.fetch import RemoteFile
+from nnlab.data.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
+from nnlab.core.errors import DataFormatError
 from nnlab.params import DataParams, validate
-from nnlab.pipeline import data_steps
-from nnlab.pipeline.layout import Layout
+from nnlab.data import steps as data_steps
+from nnlab.core.layout import Layout
 from tests.loopback import Loopback, loopback_server
 
 

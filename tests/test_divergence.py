@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from nnlab.divergence import FACTOR, DivergenceGuard
-from nnlab.errors import DivergenceError
+from nnlab.core.divergence import FACTOR, DivergenceGuard
+from nnlab.core.errors import DivergenceError
 
 CHANCE_10 = math.log(10)  # 2.30: a uniform prediction over 10 classes
 

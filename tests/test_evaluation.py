@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab import plots
-from nnlab.evaluation import (
+from nnlab.evaluation import plots
+from nnlab.evaluation.metrics import (
     classification_metrics,
     confusion_counts,
     per_class_metrics,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nnlab.datasets import fetch
-from nnlab.datasets.fetch import RemoteFile
-from nnlab.errors import ChecksumError, DownloadError
+from nnlab.data import fetch
+from nnlab.data.fetch import RemoteFile
+from nnlab.core.errors import ChecksumError, DownloadError
 from tests.loopback import Loopback, closed_port_url, loopback_server
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes: several read chunks

@@ -20,7 +20,7 @@ import pytest
 
 from nnlab.params import validate
 from nnlab.pipeline import data_steps, evaluate_step, train_step
-from nnlab.pipeline.layout import Layout
+from nnlab.core.layout import Layout
 
 pytestmark = pytest.mark.slow
 MODELS = ["numpy_dnn", "logreg"]  # no TensorFlow: the server is what is under test here

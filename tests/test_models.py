@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from nnlab.models import MODELS, History, ImageClassifier, get_model_class
+from nnlab.models.base import MODELS, History, ImageClassifier, get_model_class
 from nnlab.params import validate
 from tests.conftest import make_images
 
@@ -103,7 +103,7 @@ def test_unknown_model_lists_valid_names() -> None:
 
 @TENSORFLOW
 def test_seed_model_shapes() -> None:
-    from nnlab.keras_models import build_cnn, build_mlp
+    from nnlab.models.keras.classifier import build_cnn, build_mlp
 
     params = validate({})
     mlp = build_mlp((8, 8, 1), 10, params.keras_mlp)
@@ -128,7 +128,7 @@ def test_seed_model_shapes() -> None:
 
 @TENSORFLOW
 def test_mlp_builder_options() -> None:
-    from nnlab.keras_models import build_mlp
+    from nnlab.models.keras.classifier import build_mlp
 
     params = validate({"keras_mlp": {"hidden_units": [32, 16], "batch_norm": True,
                                      "dropout": 0.2, "init": "he", "augment": {"shift": 0}}})
@@ -144,7 +144,7 @@ def test_mlp_builder_options() -> None:
 
 @TENSORFLOW
 def test_deep_preset_is_the_seeds_deep_conv_net() -> None:
-    from nnlab.keras_models import build_cnn
+    from nnlab.models.keras.classifier import build_cnn
 
     params = validate({"cnn": {"preset": "deep"}})
     assert [(block.filters, block.convs) for block in params.cnn.blocks] == [
@@ -165,7 +165,7 @@ def test_deep_preset_is_the_seeds_deep_conv_net() -> None:
 
 @TENSORFLOW
 def test_augmentation_runs_in_training_only() -> None:
-    from nnlab.keras_models import build_cnn
+    from nnlab.models.keras.classifier import build_cnn
 
     params = validate({"cnn": FAST["cnn"] | {"augment": {"shift": 0.25, "flip": True}}})
     cnn = build_cnn((8, 8, 1), 3, params.cnn)
@@ -194,7 +194,7 @@ def test_keras_training_is_deterministic() -> None:
 
 @TENSORFLOW
 def test_keras_input_pipelines_cover_each_epoch_once_and_validation_once_in_order() -> None:
-    from nnlab.keras_models import EVAL_BATCH, evaluation_batches, training_batches
+    from nnlab.models.keras.classifier import EVAL_BATCH, evaluation_batches, training_batches
 
     images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * 3
     labels = np.arange(10, dtype=np.int64)
@@ -231,7 +231,7 @@ def test_numpy_dnn_never_imports_tensorflow() -> None:
     import sys
 
     code = (
-        "import sys; from nnlab.models import get_model_class; "
+        "import sys; from nnlab.models.base import get_model_class; "
         "get_model_class('numpy_dnn'); import stages.train, stages.evaluate; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
@@ -240,7 +240,7 @@ def test_numpy_dnn_never_imports_tensorflow() -> None:
 
 @TENSORFLOW
 def test_keras_divergence_is_a_clear_error() -> None:
-    from nnlab.errors import DivergenceError
+    from nnlab.core.errors import DivergenceError
 
     # SGD at learning rate 10: the loss climbs into the thousands and stays there; the
     # callback stops training after 3 such epochs, not at the end of all 20.
@@ -256,7 +256,7 @@ def test_keras_divergence_is_a_clear_error() -> None:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_model_learns_planar_points(name: str) -> None:
     # planar data is 1x2 one-channel "images": the CNN's 3x3 convs and 2x2 pools must cope.
-    from nnlab.datasets import planar
+    from nnlab.data import planar
 
     dataset = planar.load(Path("unused"), validate({"data": {"planar_shape": "moons"}}).data)
     model = get_model_class(name)(validate({name: FAST[name]}).model_params(name), seed=0)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from nnlab.errors import DivergenceError, Pruned
-from nnlab.numpy_dnn import (
+from nnlab.core.errors import DivergenceError, Pruned
+from nnlab.models.numpy_dnn import (
     Network,
     TrainConfig,
     build_mlp,
@@ -18,7 +18,7 @@ from nnlab.numpy_dnn import (
     make_optimizer,
     random_shifts,
 )
-from nnlab.numpy_dnn.layers import (
+from nnlab.models.numpy_dnn.layers import (
     BatchNorm,
     Dense,
     Dropout,
@@ -28,7 +28,7 @@ from nnlab.numpy_dnn.layers import (
     Sigmoid,
     Tanh,
 )
-from nnlab.numpy_dnn.optimizers import (
+from nnlab.models.numpy_dnn.optimizers import (
     OPTIMIZERS,
     SGD,
     Adagrad,

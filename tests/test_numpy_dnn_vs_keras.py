@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from nnlab.numpy_dnn import Network, build_mlp, make_optimizer
-from nnlab.numpy_dnn.layers import BatchNorm, Dense, LeakyReLU, ReLU, Sigmoid, Tanh
+from nnlab.models.numpy_dnn import Network, build_mlp, make_optimizer
+from nnlab.models.numpy_dnn.layers import BatchNorm, Dense, LeakyReLU, ReLU, Sigmoid, Tanh
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -159,7 +159,7 @@ def test_batch_norm_training_matches_keras_after_adam_steps() -> None:
 def test_leaky_relu_has_one_slope_in_both_frameworks() -> None:
     """keras_mlp's leaky_relu is the same function as numpy_dnn's (Keras's own default slope
     is 0.3 for the layer and 0.2 for the activation)."""
-    from nnlab.keras_models import _activation
+    from nnlab.models.keras.classifier import _activation
 
     x = np.linspace(-3, 3, 13, dtype=np.float32).reshape(1, -1)
     expected = LeakyReLU().forward(x)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab.data import save_classes, save_split
+from nnlab.core.contract import save_classes, save_split
 from nnlab.params import validate
-from nnlab.pipeline import train_step
-from nnlab.pipeline.layout import Layout
+from nnlab.models import train as train_step
+from nnlab.core.layout import Layout
 from tests.conftest import ROOT, make_images
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnlab.data import stratified_split
-from nnlab.models import Split, get_model_class
+from nnlab.core.contract import stratified_split
+from nnlab.models.base import Split, get_model_class
 from nnlab.params import load_params
 from tests.conftest import ROOT
 

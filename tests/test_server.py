@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nnlab import tracking
-from nnlab.errors import TrackingServerError
+from nnlab.core.errors import TrackingServerError
 from nnlab.server import remote
 from nnlab.server.settings import (
     INTERNAL_PORTS,

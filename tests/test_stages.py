@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlab.files import write_json
-from nnlab.pipeline import report_step
-from nnlab.pipeline.layout import TRAIN_INFO_FILE, Layout
+from nnlab.core.files import write_json
+from nnlab.evaluation import report as report_step
+from nnlab.core.layout import TRAIN_INFO_FILE, Layout
 from tests.conftest import ROOT
 from tests.loopback import closed_port_url
 
@@ -103,7 +103,7 @@ def test_report_shows_the_baselines_and_which_models_beat_them(tmp_path: Path) -
 def test_baselines_train_on_the_split_and_score_validation_and_test() -> None:
     from typing import get_args
 
-    from nnlab.baselines import BASELINES, fit_and_score, subsample
+    from nnlab.evaluation.baselines import BASELINES, fit_and_score, subsample
     from nnlab.params import BaselineName
 
     assert tuple(BASELINES) == get_args(BaselineName)

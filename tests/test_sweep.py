@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from nnlab import cli
-from nnlab.errors import Pruned
+from nnlab.core.errors import Pruned
 from nnlab.params import ParamsError
 from nnlab.search import runner
 from nnlab.search.link import ENV, TrialLink

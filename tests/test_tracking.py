@@ -86,10 +86,10 @@ def test_evaluating_a_run_missing_from_the_store_opens_a_tagged_run(mlflow_store
 def test_diverging_training_leaves_no_model_and_a_failed_run(
     tmp_path: Path, mlflow_store: str
 ) -> None:
-    from nnlab.errors import DivergenceError
+    from nnlab.core.errors import DivergenceError
     from nnlab.params import validate
     from nnlab.pipeline import data_steps, train_step
-    from nnlab.pipeline.layout import Layout
+    from nnlab.core.layout import Layout
 
     params = validate(
         {"numpy_dnn": {"learning_rate": 10.0, "epochs": 5}}  # Adam blows up, ends at chance
@@ -139,7 +139,7 @@ def test_runs_of_dead_processes_are_failed_and_live_ones_kept(mlflow_store: str)
 
 
 def test_an_interrupted_run_is_killed_with_the_signal_as_tag(mlflow_store: str) -> None:
-    from nnlab.errors import Interrupted
+    from nnlab.core.errors import Interrupted
 
     with pytest.raises(Interrupted):
         with tracking.training_run("digits", "cnn", {}, {"model": "cnn"}):

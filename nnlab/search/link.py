@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from nnlab.errors import Pruned
+from nnlab.core.errors import Pruned
+from nnlab.search.storage import open_storage
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
@@ -80,8 +81,6 @@ class TrialLink:
         return tags
 
     def _storage(self) -> Any:
-        from nnlab.search.storage import open_storage
-
         return open_storage(self.storage)
 
     def record_run(self, run_id: str) -> None:

@@ -20,8 +20,9 @@ from typing import Any
 import optuna
 import yaml
 
-from nnlab.files import project_root
-from nnlab.params import MODEL_NAMES, ParamsError
+from nnlab.core.files import project_root
+from nnlab.core.schema import ParamsError
+from nnlab.params import MODEL_NAMES
 from nnlab.search import dvc
 from nnlab.search.link import PRUNERS, RUN_ATTR
 from nnlab.search.parent_run import (

@@ -8,11 +8,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel
 
-from nnlab.params import MODEL_NAMES, Params, ParamsError, flatten, validate
+from nnlab.core.schema import Params, ParamsError
+from nnlab.params import MODEL_NAMES, schema, validate
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 
@@ -85,19 +87,33 @@ def _split_args(text: str) -> list[str]:
     return [part.strip() for part in parts]
 
 
+def _keys(model: type[BaseModel], prefix: str) -> tuple[list[str], list[str]]:
+    """(dotted keys of a schema's fields, nested sections followed; the list-of-sections
+    fields, which are set whole)."""
+    keys: list[str] = []
+    whole: list[str] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _keys(annotation, f"{prefix}{name}.")[0]
+        elif get_origin(annotation) is list and any(
+                isinstance(arg, type) and issubclass(arg, BaseModel)
+                for arg in get_args(annotation)):
+            whole.append(f"{prefix}{name}")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys, whole
+
+
 def param_keys(model: str) -> list[str]:
-    """Params a sweep over `model` may sample or set: its own section's keys, plus `seed`."""
+    """Params a sweep over `model` may sample or set: its own section's keys, plus `seed`.
+    A list of sections (cnn.blocks) is one param, set whole in YAML flow style, e.g.
+    `cnn.blocks=[{filters: 32, convs: 2}]` (`dvc exp run -S` takes it so): `-S` cannot
+    address its items."""
     if model not in MODEL_NAMES:
         raise ParamsError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
-    section = Params().model_params(model).model_dump()
-    keys = flatten(section, f"{model}.")
-    # A list of sections (cnn.blocks) is one param, set whole in YAML flow style, e.g.
-    # `cnn.blocks=[{filters: 32, convs: 2}]` (`dvc exp run -S` takes it so); its items
-    # (cnn.blocks.0.filters) are left out, since `-S` cannot address them.
-    whole = [f"{model}.{name}" for name, value in section.items()
-             if isinstance(value, list) and value and isinstance(value[0], dict)]
-    return ["seed", *(key for key in keys if not any(part.isdigit() for part in key.split("."))),
-            *whole]
+    keys, whole = _keys(schema(model), f"{model}.")
+    return ["seed", *keys, *whole]
 
 
 def resolve_key(name: str, model: str, what: str) -> str:

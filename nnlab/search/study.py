@@ -13,7 +13,7 @@ from typing import Any
 
 import optuna
 
-from nnlab.files import project_root
+from nnlab.core.files import project_root
 from nnlab.search.link import make_pruner
 from nnlab.search.space import Range, parse_spec
 from nnlab.search.storage import DEFAULT_FILE, masked, open_storage

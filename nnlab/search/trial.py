@@ -15,7 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nnlab.params import ParamsError, validate
+from nnlab.core.schema import ParamsError
+from nnlab.params import validate
 from nnlab.search import dvc
 from nnlab.search.link import RUN_ATTR, TrialLink
 from nnlab.search.parent_run import restored_trial_run, tag_trial_run

@@ -23,7 +23,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from nnlab.files import project_root
+from nnlab.core.files import project_root
 from nnlab.search import dvc
 from nnlab.search.parent_run import end_dead_trial_runs
 from nnlab.search.storage import StorageError, quiet

@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from nnlab.errors import TrackingServerError
+from nnlab.core.errors import TrackingServerError
 
 SERVER_CHECK_SECONDS = 5.0  # how long a stage waits for a tracking server before failing
 _checked: set[str] = set()

@@ -1,0 +1,137 @@
+"""The data contract: uint8 images (N, H, W, C) and int64 labels (N,) in .npy files.
+
+Class names live in `classes.json` next to the arrays. Arrays are loaded memory-mapped and
+with `allow_pickle=False`, so neither size nor a hostile file can hurt the reader.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nnlab.core.errors import DataFormatError
+from nnlab.core.files import RESTORE, atomic_path, load_npy, reading
+
+CLASSES_FILE = "classes.json"
+Split = tuple[NDArray[np.uint8], NDArray[np.int64]]  # (images (N, H, W, C), labels (N,))
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """A dataset in the data contract, before the test hold-out."""
+
+    images: NDArray[np.uint8]  # (N, H, W, C)
+    labels: NDArray[np.int64]  # (N,)
+    classes: list[str]
+    test_images: NDArray[np.uint8] | None = None  # official test split, if the source has one
+    test_labels: NDArray[np.int64] | None = None
+    skipped: list[str] = field(default_factory=list)  # unreadable inputs, one line each
+
+
+def check_contract(images: NDArray, labels: NDArray, n_classes: int, name: str) -> None:
+    """Raise ValueError if arrays break the data contract."""
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"{name}: images must be uint8 (N, H, W, C); got {images.dtype} {images.shape}"
+        )
+    if labels.dtype != np.int64 or labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"{name}: labels must be int64 ({images.shape[0]},); "
+            f"got {labels.dtype} {labels.shape}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{name}: labels must be in [0, {n_classes}); got {labels.max()}")
+
+
+def check_memory(shape: tuple[int, ...], cause: str, fix: str) -> None:
+    """Refuse, before allocating, uint8 arrays of `shape` that cannot fit: prepare holds the
+    images about twice (all of them, then the train and test parts)."""
+    import psutil
+
+    need = 2 * math.prod(shape)
+    available = psutil.virtual_memory().available
+    if need > available // 2:
+        raise ValueError(
+            f"{cause}: {shape[0]:,} images of {'x'.join(map(str, shape[1:]))} need about "
+            f"{need / 2**30:.1f} GiB, more than half of the {available / 2**30:.1f} GiB of "
+            f"memory available; {fix}"
+        )
+
+
+def _save_npy(path: Path, array: NDArray) -> None:
+    # Write next to the target, then rename: a crash never leaves a valid-looking half file.
+    with atomic_path(path) as part, open(part, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def save_split(
+    directory: Path, name: str, images: NDArray[np.uint8], labels: NDArray[np.int64]
+) -> None:
+    """Write `<name>_images.npy` and `<name>_labels.npy` under `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _save_npy(directory / f"{name}_images.npy", images)
+    _save_npy(directory / f"{name}_labels.npy", labels)
+
+
+def load_split(directory: Path, name: str) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """Load a split written by `save_split`, images memory-mapped."""
+    paths = [directory / f"{name}_images.npy", directory / f"{name}_labels.npy"]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; run `dvc repro` to create it")
+    images = load_npy(paths[0], mmap=True)
+    labels = load_npy(paths[1])
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise DataFormatError(f"{paths[0]}: expected uint8 images (N, H, W, C), got "
+                              f"{images.dtype} {images.shape}; {RESTORE}")
+    if labels.dtype != np.int64 or labels.shape != images.shape[:1]:
+        raise DataFormatError(f"{paths[1]}: expected {images.shape[0]} int64 labels, got "
+                              f"{labels.dtype} {labels.shape}; {RESTORE}")
+    return images, labels
+
+
+def save_classes(directory: Path, classes: list[str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CLASSES_FILE).write_text(json.dumps(classes, indent=2) + "\n", encoding="utf-8")
+
+
+def load_classes(directory: Path) -> list[str]:
+    path = directory / CLASSES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run `dvc repro` to create it")
+    with reading(path, "the class list"):
+        classes = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
+        raise ValueError(f"{path}: must be a JSON list of class names")
+    return classes
+
+
+def stratified_split(
+    labels: NDArray[np.int64], fraction: float, seed: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Indices (kept, held_out) with `fraction` of every class held out, sorted.
+
+    Works on indices only, so callers can slice memory-mapped arrays without copying all.
+    """
+    from sklearn.model_selection import train_test_split  # late: sklearn takes ~10 s to import
+
+    indices = np.arange(labels.shape[0])
+    try:
+        kept, held = train_test_split(
+            indices, test_size=fraction, stratify=labels, random_state=seed
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"cannot hold out a stratified {fraction:.0%} of {labels.shape[0]} samples: {error}"
+        ) from None
+    return np.sort(kept), np.sort(held)
+
+
+def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Flatten uint8 images (N, H, W, C) to float32 features (N, H*W*C) in [0, 1]."""
+    return np.asarray(images, dtype=np.float32).reshape(images.shape[0], -1) / np.float32(255)

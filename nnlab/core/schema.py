@@ -1,0 +1,122 @@
+"""What every params section's schema is built from: a strict base class, the shared field
+types and bounds, the one-line error, and the validated file (`Params`).
+
+Each section's schema lives with the code it configures (nnlab/data/params.py,
+nnlab/models/<family>/params.py, ...); nnlab/params.py reads params.yaml and validates the
+sections a stage asks for. Schemas hold types and bounds only: every value is in params.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from nnlab.core.activations import ACTIVATIONS
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml is missing, misspelled or out of range."""
+
+
+class Section(BaseModel):
+    """Base of every params section. extra="forbid": a misspelled key is an error, never
+    silently ignored; frozen: a stage cannot change what MLflow logged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
+    """A validator that accepts only `allowed` and lists them when it refuses a value."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"unknown {what}; choose one of: {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Sane bounds: beyond them a value is a typo or a mistake, never an experiment.
+MAX_LAYERS, MAX_UNITS = 64, 16384
+
+
+def _positive_units(value: list[int]) -> list[int]:
+    if len(value) > MAX_LAYERS or any(units > MAX_UNITS for units in value):
+        raise ValueError(f"at most {MAX_LAYERS} layers of at most {MAX_UNITS} units each")
+    if any(units <= 0 for units in value):
+        raise ValueError("every layer needs at least 1 unit")
+    return value
+
+
+Units = Annotated[list[int], AfterValidator(_positive_units)]
+Activation = Annotated[str, one_of(ACTIVATIONS, "activation")]
+Probability = Annotated[float, Field(ge=0, lt=1)]
+LearningRate = Annotated[float, Field(gt=0, le=10)]  # Adam diverges far below 10
+Epochs = Annotated[int, Field(gt=0, le=100_000)]
+BatchSize = Annotated[int, Field(gt=0, le=65_536)]
+Patience = Annotated[int, Field(gt=0, le=10_000)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
+def describe(error: Mapping[str, Any], prefix: str = "") -> str:
+    """One pydantic error as `key=value: what is allowed`, the key dotted from the top of
+    params.yaml (`prefix` is the section's name)."""
+    key = ".".join([*([prefix] if prefix else []), *(str(part) for part in error["loc"])])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if isinstance(error["input"], dict) and error["type"] == "value_error":
+        return f"{key}.{message}" if key else message  # a check across keys: "key=value ..."
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (misspelled?); remove it or fix its name"
+    if error["type"] == "missing":
+        return f"{key}: required key is missing; params.yaml lists every key with its value"
+    return f"{key}={error['input']!r}: {message}"
+
+
+def flatten(section: BaseModel | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested params to dotted keys, e.g. {"blocks.0.filters": 32}."""
+    data = section.model_dump() if isinstance(section, BaseModel) else section
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for index, item in enumerate(value):
+                flat.update(flatten(item, f"{name}.{index}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.yaml, validated: the top-level keys always, and the sections that were asked
+    for (a stage asks for those its dvc.yaml entry declares, `nnlab check` for all)."""
+
+    seed: int
+    models: tuple[str, ...]
+    sections: Mapping[str, BaseModel]
+
+    def section(self, name: str) -> Any:
+        """A validated section. Asking for one that was not loaded is a bug of the caller:
+        DVC would not rerun it when that section changes."""
+        if name not in self.sections:
+            raise RuntimeError(f"params section {name!r} was not loaded: add it to the stage's "
+                               "sections and to its `params:` in dvc.yaml")
+        return self.sections[name]
+
+    @property
+    def data(self) -> Any:
+        """The `data` section (nnlab.data.params.DataParams)."""
+        return self.section("data")
+
+    def model_params(self, model: str) -> Any:
+        """The params section of one model, e.g. `params.model_params("cnn")`."""
+        return self.section(model)
+
+    def model_dump(self) -> dict[str, Any]:
+        return {"seed": self.seed, "models": list(self.models),
+                **{name: section.model_dump() for name, section in self.sections.items()}}

@@ -1,0 +1,129 @@
+"""A folder of class subfolders (`root/cat/*.jpg`, `root/dog/*.jpg`), as in cats vs dogs.
+
+`download` records what is in the folder (`data/raw/manifest.json`: every file with its
+size and SHA-256), so the DVC-tracked manifest changes whenever the images do. `load` reads
+the listed files with Pillow, converts them to RGB (L with `data.grayscale`) and resizes
+them to `data.image_size` squared. Files Pillow cannot read (corrupt JPEGs, stray text
+files) are skipped and reported; they never stop the run.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from nnlab.core.contract import RawDataset, check_memory
+from nnlab.core.files import project_root, read_json, write_json
+from nnlab.data import fetch
+
+if TYPE_CHECKING:
+    from nnlab.data.params import DataParams
+
+MANIFEST = "manifest.json"
+
+
+def _root(data: DataParams) -> Path:
+    if data.source is None or fetch.is_url(data.source):
+        raise ValueError(
+            f"data.source={data.source!r}: image_folder needs a local folder of class "
+            "subfolders, e.g. -S data.source=/path/to/cats_vs_dogs (holding cat/ and dog/)"
+        )
+    root = fetch.local_path(data.source)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.source={data.source!r}: {root} is not a folder")
+    return root
+
+
+WATCHED = "images"  # the folder dvc.yaml's download stage depends on (images/README.md)
+
+
+def download(raw_dir: Path, data: DataParams) -> None:
+    """List every file under each class subfolder (hidden files and folders excluded)."""
+    root = _root(data)
+    watched = project_root() / WATCHED
+    if not root.resolve().is_relative_to(watched.resolve()):
+        print(f"download: note: data.source={data.source!r} is outside {WATCHED}/, which DVC "
+              f"does not watch: after adding or changing images run `dvc repro -f download`, "
+              f"or move the folder to {WATCHED}/ and point data.source at it",
+              file=sys.stderr)
+    classes = sorted(
+        entry.name for entry in root.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not classes:
+        raise ValueError(f"{root}: no class subfolders; expected e.g. {root}/cat/*.jpg")
+    files = []
+    for name in classes:
+        for path in sorted((root / name).rglob("*")):
+            relative = path.relative_to(root)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                files.append({
+                    "path": relative.as_posix(),
+                    "class": name,
+                    "bytes": path.stat().st_size,
+                    "sha256": fetch.sha256(path),
+                })
+    write_json(raw_dir / MANIFEST, {
+        "dataset": "image_folder",
+        "source": str(root.resolve()),
+        "classes": classes,
+        "files": files,
+    })
+
+
+def load(raw_dir: Path, data: DataParams) -> RawDataset:
+    manifest = read_json(raw_dir / MANIFEST)
+    root = _root(data)
+    mode = "L" if data.grayscale else "RGB"
+    side = data.image_size
+    entries = manifest["files"]
+    shape = (len(entries), side, side, 1 if data.grayscale else 3)
+    check_memory(shape, f"data.image_size={side}", "lower data.image_size")
+    images = np.empty(shape, dtype=np.uint8)
+    labels = np.empty(len(entries), dtype=np.int64)
+    found: dict[str, int] = {}
+    skipped = []
+    count = 0
+    for entry in entries:
+        path = root / entry["path"]
+        try:
+            pixels = read_image(path, mode, side)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as error:
+            skipped.append(f"{path}\t{type(error).__name__}: {error}")
+            continue
+        found[entry["class"]] = found.get(entry["class"], 0) + 1
+        images[count] = pixels.reshape(images.shape[1:])
+        labels[count] = manifest["classes"].index(entry["class"])
+        count += 1
+    empty = [name for name in manifest["classes"] if name not in found]
+    skipped += [f"{root / name}/\tno readable image: class left out" for name in empty]
+    classes = [name for name in manifest["classes"] if name in found]
+    if len(classes) < 2:
+        raise ValueError(
+            f"{root}: {len(classes)} class folder(s) hold a readable image; image_folder "
+            "needs at least 2 (e.g. cat/ and dog/ with .jpg or .png files)"
+        )
+    # Renumber labels to the classes that survived, in folder-name order.
+    remap = np.array([classes.index(name) if name in found else -1
+                      for name in manifest["classes"]], dtype=np.int64)
+    return RawDataset(
+        images=images[:count], labels=remap[labels[:count]], classes=classes, skipped=skipped
+    )
+
+
+def read_image(path: Path, mode: str, side: int) -> np.ndarray:
+    """One image as uint8 (side, side[, channels]); raises what Pillow raises if unreadable."""
+    with warnings.catch_warnings():
+        # A truncated JPEG raises OSError in load(); an absurdly large one is refused too.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image.load()
+            converted = image.convert(mode)
+    resized = converted.resize((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)

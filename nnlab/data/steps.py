@@ -1,0 +1,117 @@
+"""The data stages: download (fetch and verify raw files), prepare (the data contract and a
+fixed test hold-out) and split (a stratified, seeded validation set).
+
+A source (nnlab/data/params.py's DATASETS) is a module or an object with two functions:
+- ``download(raw_dir, data)``: put verified raw files under ``raw_dir`` (DVC's `data/raw`);
+- ``load(raw_dir, data)``: return a RawDataset built from those files.
+Sources with an official test split fill ``RawDataset.test_images``; the others get a fixed
+stratified hold-out in `prepare`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nnlab.core.contract import (
+    RawDataset,
+    check_contract,
+    load_classes,
+    load_split,
+    save_classes,
+    save_split,
+    stratified_split,
+)
+from nnlab.core.files import write_text
+from nnlab.core.layout import SKIPPED_FILE, Layout
+from nnlab.data.params import DATASETS, DataParams
+
+
+class Source(Protocol):
+    def download(self, raw_dir: Path, data: DataParams) -> None: ...
+
+    def load(self, raw_dir: Path, data: DataParams) -> RawDataset: ...
+
+
+def get_dataset(name: str) -> Source:
+    """The source for `data.dataset` (its module imported now), or a ValueError listing the
+    valid names."""
+    if name not in DATASETS:
+        raise ValueError(
+            f"data.dataset={name!r}: unknown dataset; choose one of: {', '.join(DATASETS)}")
+    module_name, _, attribute = DATASETS[name].partition(":")
+    module = importlib.import_module(module_name)
+    source: Source = getattr(module, attribute) if attribute else module
+    return source
+
+# A fixed seed for the test hold-out: the test set must not move when `seed` changes,
+# or test metrics of two experiments would not be comparable.
+TEST_HOLDOUT_SEED = 20240101
+
+
+def download(data: DataParams, layout: Layout) -> None:
+    """Fetch and verify the raw files of `data.dataset` into data/raw."""
+    get_dataset(data.dataset).download(layout.raw, data)
+
+
+def prepare(data: DataParams, layout: Layout) -> dict[str, int]:
+    """Convert raw files to the data contract; hold out a fixed stratified test set if needed.
+
+    Returns the number of train and test samples written, and of unreadable files skipped.
+    """
+    source = get_dataset(data.dataset)
+    raw = source.load(layout.raw, data)
+    if raw.test_images is not None and raw.test_labels is not None:
+        train_images, train_labels = raw.images, raw.labels
+        test_images, test_labels = raw.test_images, raw.test_labels
+    else:
+        kept, held = stratified_split(raw.labels, data.test_fraction, TEST_HOLDOUT_SEED)
+        train_images, train_labels = raw.images[kept], raw.labels[kept]
+        test_images, test_labels = raw.images[held], raw.labels[held]
+    n_classes = len(raw.classes)
+    check_contract(train_images, train_labels, n_classes, "train")
+    check_contract(test_images, test_labels, n_classes, "test")
+    save_split(layout.prepared, "train", train_images, train_labels)
+    save_split(layout.prepared, "test", test_images, test_labels)
+    save_classes(layout.prepared, raw.classes)
+    # Always written (empty when nothing was skipped), so the output set never changes.
+    write_text(
+        layout.prepared / SKIPPED_FILE,
+        f"# {len(raw.skipped)} unreadable input(s) skipped\n"
+        + "".join(f"{line}\n" for line in raw.skipped),
+    )
+    return {
+        "train": int(train_labels.shape[0]),
+        "test": int(test_labels.shape[0]),
+        "skipped": len(raw.skipped),
+    }
+
+
+# Fewer training images than this in a class, and a model cannot learn it: refuse the split.
+MIN_TRAIN_PER_CLASS = 5
+
+
+def check_training_counts(labels: NDArray[np.int64], classes: list[str],
+                          val_fraction: float) -> None:
+    counts = np.bincount(labels, minlength=len(classes))
+    if counts.min() < MIN_TRAIN_PER_CLASS:
+        poorest = int(counts.argmin())
+        raise ValueError(
+            f"data.val_fraction={val_fraction:g} leaves {counts[poorest]} training image(s) "
+            f"of class {classes[poorest]!r} (at least {MIN_TRAIN_PER_CLASS} per class are "
+            "needed); lower data.val_fraction or data.test_fraction, or add images"
+        )
+
+
+def split(data: DataParams, seed: int, layout: Layout) -> dict[str, int]:
+    """Take a stratified, seeded `data.val_fraction` validation set out of the training part."""
+    images, labels = load_split(layout.prepared, "train")
+    kept, held = stratified_split(labels, data.val_fraction, seed)
+    check_training_counts(labels[kept], load_classes(layout.prepared), data.val_fraction)
+    save_split(layout.split, "train", images[kept], labels[kept])
+    save_split(layout.split, "val", images[held], labels[held])
+    return {"train": int(kept.shape[0]), "val": int(held.shape[0])}

@@ -1,0 +1,130 @@
+"""The contract every model follows, and the registry that maps params names to models.
+
+Models take uint8 images (N, H, W, C) as stored by the data contract and scale them
+themselves, so training, evaluation and prediction all share one preprocessing path.
+Model classes are imported by name (nnlab/models/registry.py): asking for `numpy_dnn` never
+imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nnlab.core.contract import Split, to_features
+from nnlab.core.files import atomic_path, load_npz, reading
+from nnlab.models.registry import MODELS
+
+History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
+# Called with each epoch's history row as soon as it is known (a sweep's pruning reports
+# val_accuracy through it, and may raise nnlab.core.errors.Pruned to stop training).
+EpochHook = Callable[[dict[str, float]], None]
+
+
+class ImageClassifier:
+    """Base class: fit on uint8 images, predict class probabilities, save and load."""
+
+    # How tracking.log_model logs it: "pyfunc" (nnlab/models/pyfunc.py over the saved
+    # folder) or "keras" (the Keras flavor, from `probability_model()`).
+    flavor = "pyfunc"
+
+    def __init__(self, params: Any, seed: int) -> None:
+        self.params = params
+        self.seed = seed
+
+    def fit(self, train: Split, val: Split, n_classes: int,
+            on_epoch: EpochHook | None = None) -> History:
+        """Train on `train`, monitor on `val`; return the per-epoch history. `on_epoch` gets
+        each epoch's row as it ends (models without epochs never call it)."""
+        raise NotImplementedError
+
+    def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Class probabilities (N, n_classes) for uint8 images (N, H, W, C)."""
+        raise NotImplementedError
+
+    def count_params(self) -> int:
+        raise NotImplementedError
+
+    def save(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: Path) -> ImageClassifier:
+        raise NotImplementedError
+
+
+ARRAYS_FILE = "model.npz"  # numpy_dnn and logreg: their weights as plain arrays
+
+
+class FeatureClassifier(ImageClassifier):
+    """A classifier on flattened pixels (numpy_dnn, logreg): `self.model` is the trained
+    estimator, anything with `predict_proba(features)`, or None before fit/load."""
+
+    name: str  # the params.yaml key
+
+    def __init__(self, params: Any, seed: int) -> None:
+        super().__init__(params, seed)
+        self.model: Any = None
+
+    def _trained(self) -> Any:
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: fit() or load() the model first")
+        return self.model
+
+    def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return np.asarray(self._trained().predict_proba(to_features(images)), np.float32)
+
+    def _save_arrays(self, directory: Path, arrays: dict[str, NDArray[Any]]) -> None:
+        # Plain arrays instead of a pickle: loading a model never executes code.
+        save_arrays(directory / ARRAYS_FILE, arrays)
+
+    @classmethod
+    @contextlib.contextmanager
+    def _loading(cls, directory: Path) -> Iterator[dict[str, NDArray[Any]]]:
+        """The saved arrays; anything that fails while the `with` block rebuilds the model
+        from them becomes one error naming the file and the fix."""
+        path = trained_file(directory, ARRAYS_FILE, cls.name)
+        arrays = load_npz(path, f"the {cls.name} model", RESTORE_MODEL)
+        with reading(path, f"the {cls.name} model", RESTORE_MODEL):
+            yield arrays
+
+
+RESTORE_MODEL = "restore it with `dvc checkout`, or retrain it with `dvc repro`"
+
+
+def trained_file(directory: Path, filename: str, model_name: str) -> Path:
+    """The saved model file, or a FileNotFoundError that says how to create it."""
+    path = directory / filename
+    info = directory / "train_info.json"
+    if not path.is_file() and info.is_file() and json.loads(info.read_text("utf-8")).get("pruned"):
+        raise FileNotFoundError(f"{directory}: a sweep trial that was pruned, so it has no "
+                                f"weights; `dvc repro -f train@{model_name}` trains a model")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained {model_name} model; run `dvc repro` first")
+    return path
+
+
+def save_arrays(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
+    """Write plain arrays (no pickles) to an .npz, atomically."""
+    with atomic_path(path) as part, open(part, "wb") as handle:
+        np.savez(handle, allow_pickle=False, **arrays)
+
+
+def _load(target: str) -> Any:
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def get_model_class(name: str) -> type[ImageClassifier]:
+    """The classifier class for a params.yaml model key, or a ValueError naming valid keys."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    model_class: type[ImageClassifier] = _load(MODELS[name].classifier)
+    return model_class

@@ -1,0 +1,10 @@
+"""keras_mlp and cnn, the Keras models (TensorFlow backend):
+
+    spec.py        the names params.yaml may use (optimizers, inits, activations): no TensorFlow
+    params.py      the keras_mlp and cnn sections' schemas, and the cnn's `deep` preset
+    builders.py    keras.Sequential builders for both models
+    inputs.py      the tf.data pipelines fit and evaluation read
+    classifier.py  KerasMlpClassifier and CnnClassifier: fit, predict, save, load
+
+Only builders.py, inputs.py and classifier.py import TensorFlow; importing this package does not.
+"""

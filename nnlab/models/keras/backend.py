@@ -1,0 +1,16 @@
+"""Keras on the TensorFlow backend, imported once with the settings every Keras module here
+needs: import `keras` and `tf` from this module, never directly."""
+
+from __future__ import annotations
+
+import os
+
+# Hide TensorFlow's C++ INFO/WARNING logs (lines printed before absl starts still show).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import tensorflow as tf  # noqa: E402
+
+import keras  # noqa: E402
+
+__all__ = ["keras", "tf"]

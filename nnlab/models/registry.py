@@ -1,0 +1,34 @@
+"""Which models exist: params.yaml's model keys, each mapped to its family's folder, its
+classifier and its params schema, as strings that nothing imports until asked.
+
+Reading this file loads no model code: the params loader takes the model names from here,
+and a stage imports only the model it runs (`nnlab.models.base.get_model_class`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    classifier: str  # "module:Class" of its ImageClassifier
+    params: str  # "module:Class" of its params section's schema
+
+    @property
+    def code(self) -> str:
+        """The family's folder: dvc.yaml's `${item.code}`, the model stages' own code dep."""
+        return self.classifier.rsplit(".", 1)[0].replace(".", "/")
+
+
+MODELS: dict[str, ModelEntry] = {
+    "numpy_dnn": ModelEntry("nnlab.models.numpy_dnn.classifier:NumpyDnnClassifier",
+                            "nnlab.models.numpy_dnn.params:NumpyDnnParams"),
+    "keras_mlp": ModelEntry("nnlab.models.keras.classifier:KerasMlpClassifier",
+                            "nnlab.models.keras.params:KerasMlpParams"),
+    "cnn": ModelEntry("nnlab.models.keras.classifier:CnnClassifier",
+                      "nnlab.models.keras.params:CnnParams"),
+    "logreg": ModelEntry("nnlab.models.logreg.classifier:LogregClassifier",
+                         "nnlab.models.logreg.params:LogregParams"),
+}
+MODEL_NAMES = tuple(MODELS)
