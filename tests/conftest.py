@@ -8,26 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from numpy.typing import NDArray
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_images(
-    n_per_class: int, n_classes: int, shape: tuple[int, int, int] = (8, 8, 1), seed: int = 0
-) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
-    """Learnable synthetic images: each class lights up its own block of pixels, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(n_classes), n_per_class).astype(np.int64)
-    images = rng.integers(0, 60, size=(labels.shape[0], *shape)).astype(np.uint8)
-    flat = images.reshape(labels.shape[0], -1)
-    block = flat.shape[1] // n_classes
-    for index, label in enumerate(labels):
-        flat[index, label * block : (label + 1) * block] += 180
-    return images, labels
-
 
 # The longest files first. `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`:
 # one worker trains the shared baseline (test_pipeline_e2e) while the other runs the sweep;
@@ -56,14 +37,14 @@ FAST = os.environ.get("NNLAB_TEST_FAST") == "1"
 if FAST:
     sys.meta_path.insert(0, _NoTensorFlow())
 # Test modules that import TensorFlow as they are collected: only the full suite collects them.
-collect_ignore = ["test_numpy_dnn_vs_keras.py"] if FAST else []
+collect_ignore = ["unit/models/test_numpy_dnn_vs_keras.py"] if FAST else []
 
 
 @pytest.fixture(scope="session")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained baseline project, shared by every worker: read it, or copy it to change it
-    (tests/e2e.py)."""
-    from tests.e2e import shared_baseline
+    (tests/support/e2e.py)."""
+    from tests.support.e2e import shared_baseline
 
     return shared_baseline(tmp_path_factory)
 

@@ -1,7 +1,7 @@
 """The data stages: download (fetch and verify raw files), prepare (the data contract and a
 fixed test hold-out) and split (a stratified, seeded validation set).
 
-A source (nnlab/data/params.py's DATASETS) is a module or an object with two functions:
+A source is a module or an object with two functions:
 - ``download(raw_dir, data)``: put verified raw files under ``raw_dir`` (DVC's `data/raw`);
 - ``load(raw_dir, data)``: return a RawDataset built from those files.
 Sources with an official test split fill ``RawDataset.test_images``; the others get a fixed
@@ -10,7 +10,6 @@ stratified hold-out in `prepare`.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +27,7 @@ from nnlab.core.contract import (
 )
 from nnlab.core.files import write_text
 from nnlab.core.layout import SKIPPED_FILE, Layout
+from nnlab.data import cifar10, digits, idx, image_folder, planar
 from nnlab.data.params import DATASETS, DataParams
 
 
@@ -37,16 +37,26 @@ class Source(Protocol):
     def load(self, raw_dir: Path, data: DataParams) -> RawDataset: ...
 
 
+# `data.dataset` -> its source. Download and prepare import every source (a few
+# milliseconds), so that dvc.yaml's nnlab/data dep is exactly the code they load.
+SOURCES: dict[str, Source] = {
+    "digits": digits,
+    "mnist": idx.MNIST,
+    "fashion_mnist": idx.FASHION_MNIST,
+    "cifar10": cifar10,
+    "image_folder": image_folder,
+    "planar": planar,
+}
+assert tuple(SOURCES) == DATASETS, "nnlab/data/params.py's DATASETS and SOURCES differ"
+
+
 def get_dataset(name: str) -> Source:
-    """The source for `data.dataset` (its module imported now), or a ValueError listing the
-    valid names."""
-    if name not in DATASETS:
+    """The source for `data.dataset`, or a ValueError listing the valid names."""
+    if name not in SOURCES:
         raise ValueError(
-            f"data.dataset={name!r}: unknown dataset; choose one of: {', '.join(DATASETS)}")
-    module_name, _, attribute = DATASETS[name].partition(":")
-    module = importlib.import_module(module_name)
-    source: Source = getattr(module, attribute) if attribute else module
-    return source
+            f"data.dataset={name!r}: unknown dataset; choose one of: {', '.join(SOURCES)}")
+    return SOURCES[name]
+
 
 # A fixed seed for the test hold-out: the test set must not move when `seed` changes,
 # or test metrics of two experiments would not be comparable.

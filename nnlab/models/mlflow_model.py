@@ -12,7 +12,7 @@ MODEL_NAME = "model"  # the MLflow model's name inside its run
 PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
 
 
-def _pins(*packages: str) -> list[str]:
+def pins(*packages: str) -> list[str]:
     """`package==version` of installed packages; "tensorflow" pins whichever TensorFlow
     distribution is installed (tensorflow-cpu here, plain tensorflow elsewhere)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -55,7 +55,7 @@ def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any
     if classifier.flavor == "keras":
         info = mlflow.keras.log_model(
             classifier.probability_model(), name=MODEL_NAME, signature=signature,
-            pip_requirements=_pins("keras", "tensorflow", "numpy"),
+            pip_requirements=pins("keras", "tensorflow", "numpy"),
         )
     else:
         info = mlflow.pyfunc.log_model(
@@ -64,6 +64,6 @@ def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any
             artifacts={"model": str(model_dir)},
             model_config={"model": model_name},
             signature=signature,
-            pip_requirements=_pins("numpy", "scikit-learn"),
+            pip_requirements=pins("numpy", "scikit-learn"),
         )
     return str(info.model_uri)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.divergence import DivergenceGuard
 from nnlab.core.files import reading
+from nnlab.core.loss import DivergenceGuard
 from nnlab.models.base import (
     RESTORE_MODEL,
     EpochHook,
@@ -54,7 +54,7 @@ def configure_determinism(seed: int) -> None:
 
 
 class _GuardCallback(keras.callbacks.Callback):
-    """Stops a diverging fit as soon as nnlab.core.divergence's rule says so, then hands the
+    """Stops a diverging fit as soon as nnlab.core.loss's rule says so, then hands the
     epoch's row to `on_epoch` (which may raise to stop training: a sweep's pruner)."""
 
     def __init__(self, guard: DivergenceGuard, on_epoch: EpochHook | None = None) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from nnlab.core.divergence import DivergenceGuard
+from nnlab.core.loss import DivergenceGuard
 from nnlab.models.numpy_dnn.network import Network
 from nnlab.models.numpy_dnn.optimizers import Optimizer, scheduled_learning_rate
 
@@ -90,7 +90,7 @@ def fit(network: Network, optimizer: Optimizer, train: Data, val: Data, config: 
 
     Raises:
         DivergenceError: the loss became NaN or inf, or stayed far above chance level
-            (nnlab.core.divergence; names the epoch and the fix).
+            (nnlab.core.loss; names the epoch and the fix).
     """
     n_samples = train[0].shape[0]
     batch = n_samples if config.batch_size is None else min(config.batch_size, n_samples)

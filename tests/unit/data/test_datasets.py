@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from nnlab.core.errors import DataFormatError
+from nnlab.core.layout import Layout
 from nnlab.data import DATASETS, cifar10, fetch, image_folder, planar
+from nnlab.data import steps as data_steps
 from nnlab.data.fetch import RemoteFile
 from nnlab.data.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
-from nnlab.core.errors import DataFormatError
 from nnlab.params import DataParams, validate
-from nnlab.data import steps as data_steps
-from nnlab.core.layout import Layout
-from tests.loopback import Loopback, loopback_server
+from tests.support.helpers import make_image_folder
+from tests.support.loopback import Loopback, loopback_server
 
 
 @pytest.fixture
@@ -232,25 +232,6 @@ def test_tar_with_a_symlink_or_truncated_is_refused(tmp_path: Path) -> None:
 
 
 # --- image folders --------------------------------------------------------------------
-
-
-def _png(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
-
-
-def make_image_folder(root: Path, per_class: int = 3) -> Path:
-    """cat/ and dog/ PNGs, a corrupt JPEG, a text file, and an empty class folder."""
-    for index in range(per_class):
-        _png(root / "cat" / f"cat.{index}.png", (250, 10, 10))
-        _png(root / "dog" / f"dog.{index}.png", (10, 10, 250), size=(20, 50))
-    good = io.BytesIO()
-    Image.new("RGB", (32, 32), (0, 255, 0)).save(good, format="JPEG")
-    (root / "cat" / "broken.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
-    (root / "dog" / "notes.txt").write_text("not an image\n")
-    (root / "bird").mkdir()
-    (root / ".DS_Store").write_bytes(b"\0")
-    return root
 
 
 def test_image_folder_skips_unreadable_files_and_empty_classes(tmp_path: Path) -> None:

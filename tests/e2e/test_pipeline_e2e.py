@@ -1,5 +1,5 @@
 """End to end: the real pipeline under `dvc repro` in a temporary git repo, trained once per
-run (tests/e2e.py) and read here; the queued experiments are in test_queue_e2e.py."""
+run (tests/support/e2e.py) and read here; the queued experiments are in test_queue_e2e.py."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.e2e import MODELS, copy_project, ran_stages
-from tests.e2e import run as sh
+from tests.support.e2e import MODELS, copy_project, ran_stages
+from tests.support.e2e import run as sh
 
 pytestmark = pytest.mark.slow
 
-# Test accuracy floors on digits with the baseline's short training (tests/e2e.py). A correct
-# model clears its floor by 0.05 or more; a model trained on shuffled labels, or by an
-# optimizer that climbs the loss, scores near 0.1. (The README's Development section lists
-# which tests caught each deliberate breakage.)
+# Test accuracy floors on digits with the baseline's short training (tests/support/e2e.py).
+# A correct model clears its floor by 0.05 or more; a model trained on shuffled labels, or by
+# an optimizer that climbs the loss, scores near 0.1. (docs/development.md lists which tests
+# caught each deliberate breakage.)
 FLOORS = {"numpy_dnn": 0.8, "keras_mlp": 0.8, "cnn": 0.7, "logreg": 0.9}
 
 

@@ -1,7 +1,7 @@
 """`nnlab sweep` with real processes: two workers sharing one SQLite study, a worker killed with
 SIGKILL mid-trial, a pruned trial, `--report` and `--apply-best`. Each trial is a real
 `dvc exp run --temp` whose stages log to a real MLflow store. (Two workers on the team
-stack's PostgreSQL: tests/test_team_e2e.py.)"""
+stack's PostgreSQL: tests/e2e/test_team_e2e.py.)"""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import optuna
 import psutil
 import pytest
 import yaml
-from e2e import copy_project, git, make_project, run, user_env
 
 from nnlab.search import dvc, runner
 from nnlab.search.study import SweepError, open_study
+from tests.support.e2e import copy_project, git, make_project, run, user_env
 
 pytestmark = pytest.mark.slow
 SAMPLE = "learning_rate=loguniform(1e-3,1e-1)"

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e import GIT, copy_project, git, make_project, ran_stages, run, user_env
 
 from nnlab.server.settings import free_port
+from tests.support.e2e import GIT, copy_project, git, make_project, ran_stages, run, user_env
 
 pytestmark = pytest.mark.slow
 MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]

@@ -11,7 +11,7 @@ import pytest
 from nnlab.core.contract import stratified_split
 from nnlab.models.base import Split, get_model_class
 from nnlab.params import load_params
-from tests.conftest import ROOT
+from tests.support.helpers import ROOT
 
 pytestmark = pytest.mark.tensorflow
 PER_CLASS = 150  # 1,500 images: 960 train, 240 validation, 300 test

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from nnlab.params import ParamsError, flatten, load_params, validate
-from tests.conftest import ROOT
+from tests.support.helpers import ROOT
 
 
 def _defaults() -> dict[str, Any]:

@@ -17,10 +17,10 @@ from typing import Any
 
 import mlflow
 import pytest
-
-from nnlab.params import validate
 from nnlab.pipeline import data_steps, evaluate_step, train_step
+
 from nnlab.core.layout import Layout
+from nnlab.params import validate
 
 pytestmark = pytest.mark.slow
 MODELS = ["numpy_dnn", "logreg"]  # no TensorFlow: the server is what is under test here

@@ -34,7 +34,7 @@ from nnlab.search.space import (
 from nnlab.search.storage import StorageError, masked, open_storage
 from nnlab.search.study import Plan, SweepError, open_study
 from nnlab.search.trial import SURPLUS_ATTR, exp_name, is_surplus
-from tests.conftest import ROOT
+from tests.support.helpers import ROOT
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from nnlab.models.base import MODELS, History, ImageClassifier, get_model_class
 from nnlab.params import validate
-from tests.conftest import make_images
+from tests.support.helpers import make_images
 
 TENSORFLOW = pytest.mark.tensorflow
 # Every model, the Keras ones marked: `make test-fast` leaves those to the full suite.

@@ -22,7 +22,7 @@ import mlflow
 import pytest
 import yaml
 
-from tests.e2e import copy_project, git, user_env
+from tests.support.e2e import copy_project, git, user_env
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from nnlab.core.files import write_json
-from nnlab.evaluation import report as report_step
 from nnlab.core.layout import TRAIN_INFO_FILE, Layout
-from tests.conftest import ROOT
-from tests.loopback import closed_port_url
+from nnlab.evaluation import report as report_step
+from tests.support.helpers import ROOT
+from tests.support.loopback import closed_port_url
 
 
 def _stage(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from stages import download, evaluate, prepare, split, train
-from tests.e2e import make_project
-from tests.e2e import ran_stages as _ran_stages
-from tests.e2e import run as _run
-from tests.test_datasets import make_image_folder
+from tests.support.e2e import make_project
+from tests.support.e2e import ran_stages as _ran_stages
+from tests.support.e2e import run as _run
+from tests.support.helpers import make_image_folder
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]
 COPY_IGNORE = shutil.ignore_patterns(
     ".git", ".venv", "data", "models", "mlflow.db", "mlartifacts", ".mlflow.lock", "cache",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from nnlab.core.errors import ChecksumError, DownloadError
 from nnlab.data import fetch
 from nnlab.data.fetch import RemoteFile
-from nnlab.core.errors import ChecksumError, DownloadError
-from tests.loopback import Loopback, closed_port_url, loopback_server
+from tests.support.loopback import Loopback, closed_port_url, loopback_server
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes: several read chunks
 SPEC = RemoteFile("train-images-idx3-ubyte.gz", hashlib.sha256(BODY).hexdigest(), len(BODY))

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from nnlab.core.contract import save_classes, save_split
-from nnlab.params import validate
-from nnlab.models import train as train_step
 from nnlab.core.layout import Layout
-from tests.conftest import ROOT, make_images
+from nnlab.models import train as train_step
+from nnlab.params import validate
+from tests.support.helpers import ROOT, make_images
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("install", ROOT / "tools" / "install.py")
 assert spec is not None and spec.loader is not None

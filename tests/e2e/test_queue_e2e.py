@@ -1,4 +1,4 @@
-"""End to end on copies of the trained baseline (tests/e2e.py): queued `dvc exp run`
+"""End to end on copies of the trained baseline (tests/support/e2e.py): queued `dvc exp run`
 experiments on two workers, each an MLflow run; and `dvc exp apply` of an experiment, then a
 forced rerun that reproduces its metrics."""
 
@@ -12,8 +12,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.e2e import copy_project, git, ran_stages
-from tests.e2e import run as sh
+from tests.support.e2e import copy_project, git, ran_stages
+from tests.support.e2e import run as sh
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ from nnlab.core.contract import (
     stratified_split,
 )
 from nnlab.core.errors import DataFormatError
-from nnlab.params import validate
-from nnlab.data import steps as data_steps
 from nnlab.core.layout import Layout
-from tests.conftest import make_images
+from nnlab.data import steps as data_steps
+from nnlab.params import validate
+from tests.support.helpers import make_images
 
 
 def test_stratified_split_keeps_class_shares_and_is_seeded() -> None:

@@ -13,7 +13,7 @@ from nnlab.evaluation.metrics import (
     per_class_metrics,
     write_confusion,
 )
-from tests.conftest import make_images
+from tests.support.helpers import make_images
 
 
 def test_metrics_on_a_hand_checked_confusion() -> None:

@@ -1,0 +1,8 @@
+"""Scoring and comparing trained models:
+
+    evaluate.py   the evaluate stage's work: metrics, per-class scores, plots, MLflow results
+    metrics.py    accuracy, loss, macro F1, per-class scores and confusion counts
+    plots.py      the PNGs (confusion matrix, learning curves, misclassified, summary)
+    baselines.py  scikit-learn's classical baselines on the same split, and their params
+    report.py     reports/summary.md, summary.csv and summary.png
+"""

@@ -1,0 +1,13 @@
+"""The models, one folder per family:
+
+    registry.py     params.yaml's model names -> classifier and params schema (strings)
+    base.py         the contract every model follows (ImageClassifier) and get_model_class
+    train.py        the train stage's work: fit, log to MLflow, save models/<model>/
+    mlflow_model.py how a trained model is logged to MLflow; pyfunc.py is what MLflow loads
+    numpy_dnn/      from scratch in NumPy: layers, losses, optimizers, training loop
+    keras/          keras_mlp and cnn
+    logreg/         scikit-learn's logistic regression, the reference row
+
+A family's folder holds its params schema, its network or builder, its training and its
+save/load. A stage imports only the family it runs.
+"""
