@@ -12,7 +12,7 @@ UI_PORT ?= 5000
 	lock lock-upgrade clean
 
 help:
-	@echo "make run        install the pinned environment, run the pipeline, print the comparison"
+	@echo "make run        install the pinned environment, check params.yaml, run the pipeline, print the comparison"
 	@echo "make test       the whole test suite, lint and type checks included"
 	@echo "make test-fast  unit tests only (no TensorFlow, no dvc subprocess): the coding loop"
 	@echo "make ui         open the MLflow UI on http://127.0.0.1:$(UI_PORT)"
@@ -31,6 +31,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml tools/install.py
 install: $(VENV)/.installed
 
 run: install
+	nnlab check
 	dvc repro
 	@echo
 	@cat reports/summary.md
@@ -45,6 +46,7 @@ typecheck: install
 
 # Two pytest workers (one per core): the end-to-end files run side by side (see tests/conftest.py).
 test: install
+	nnlab check
 	ruff check nnlab stages tests benchmarks tools
 	mypy nnlab
 	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
@@ -52,6 +54,7 @@ test: install
 # The loop while coding: unit tests only. No TensorFlow import (tests/conftest.py refuses it)
 # and no `dvc` or server subprocess; `make test` runs everything.
 test-fast: install
+	nnlab check
 	ruff check nnlab stages tests benchmarks tools
 	NNLAB_TEST_FAST=1 python -m pytest -n 2 -m "not slow and not tensorflow" -q
 

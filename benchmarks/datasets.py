@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from nnlab.data import cifar10
-from nnlab.data.idx import MNIST, to_idx
-from nnlab.params import DataParams, validate
-from nnlab.data import steps as data_steps
 from nnlab.core.layout import Layout
+from nnlab.data import cifar10
+from nnlab.data import steps as data_steps
+from nnlab.data.idx import MNIST, to_idx
+from tests.support.helpers import data_section, project_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,12 +62,12 @@ def bench_mnist(folder: Path) -> None:
     load_times, prepare_times = [], []
     for _ in range(3):
         start = time.perf_counter()
-        dataset = MNIST.load(folder / "data" / "raw", DataParams())
+        dataset = MNIST.load(folder / "data" / "raw", data_section())
         load_times.append(time.perf_counter() - start)
         assert dataset.images.shape == (60_000, 28, 28, 1)
-        params = validate({"data": {"dataset": "mnist"}})
+        params = project_params({"data": {"dataset": "mnist"}})
         start = time.perf_counter()
-        data_steps.prepare(params, Layout(folder))
+        data_steps.prepare(params.data, Layout(folder))
         prepare_times.append(time.perf_counter() - start)
     print(f"MNIST-sized IDX ({size / 1e6:.1f} MB gzip'd, 70,000 images):")
     print(f"  parse the 4 files (MNIST.load):        best {min(load_times):.2f} s "

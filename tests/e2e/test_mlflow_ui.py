@@ -17,10 +17,12 @@ from typing import Any
 
 import mlflow
 import pytest
-from nnlab.pipeline import data_steps, evaluate_step, train_step
 
 from nnlab.core.layout import Layout
-from nnlab.params import validate
+from nnlab.data import steps as data_steps
+from nnlab.evaluation import evaluate as evaluate_step
+from nnlab.models import train as train_step
+from tests.support.helpers import project_params
 
 pytestmark = pytest.mark.slow
 MODELS = ["numpy_dnn", "logreg"]  # no TensorFlow: the server is what is under test here
@@ -92,12 +94,12 @@ def server(mlflow_store: str, tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def tiny_pipeline(server: Server, tmp_path: Path) -> Layout:
     """numpy_dnn and logreg through every stage, while the server starts."""
-    params = validate({"numpy_dnn": {"epochs": 2, "hidden_layers": [16]},
+    params = project_params({"numpy_dnn": {"epochs": 2, "hidden_layers": [16]},
                        "logreg": {"max_iter": 100}})
     layout = Layout(tmp_path)
-    data_steps.download(params, layout)
-    data_steps.prepare(params, layout)
-    data_steps.split(params, layout)
+    data_steps.download(params.data, layout)
+    data_steps.prepare(params.data, layout)
+    data_steps.split(params.data, params.seed, layout)
     for model in MODELS:
         train_step.train(model, params, layout)
         evaluate_step.evaluate(model, params, layout)

@@ -48,7 +48,7 @@ def raw_params(changes: dict[str, Any] | None = None) -> dict[str, Any]:
     return raw
 
 
-def params(changes: dict[str, Any] | None = None) -> Params:
+def project_params(changes: dict[str, Any] | None = None) -> Params:
     """params.yaml with `changes` merged in, every section validated."""
     return validate(raw_params(changes))
 
@@ -56,7 +56,7 @@ def params(changes: dict[str, Any] | None = None) -> Params:
 def section(name: str, **changes: Any) -> Any:
     """One validated section of params.yaml with `changes`, e.g.
     section("data", dataset="image_folder")."""
-    return params({name: changes}).section(name)
+    return project_params({name: changes}).section(name)
 
 
 def png(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> None:
@@ -76,3 +76,8 @@ def make_image_folder(root: Path, per_class: int = 3) -> Path:
     (root / "bird").mkdir()
     (root / ".DS_Store").write_bytes(b"\0")
     return root
+
+
+def data_section(**changes: Any) -> Any:
+    """params.yaml's `data` section with `changes` (a nnlab.data.params.DataParams)."""
+    return section("data", **changes)

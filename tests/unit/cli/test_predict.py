@@ -15,8 +15,7 @@ from PIL import Image
 from nnlab.core.contract import save_classes, save_split
 from nnlab.core.layout import Layout
 from nnlab.models import train as train_step
-from nnlab.params import validate
-from tests.support.helpers import ROOT, make_images
+from tests.support.helpers import ROOT, make_images, project_params
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         save_split(layout.split, "train", *make_images(30, 2, seed=1))
         save_split(layout.split, "val", *make_images(8, 2, seed=2))
         save_classes(layout.prepared, ["top", "bottom"])
-        params = validate({"numpy_dnn": {"epochs": 20, "hidden_layers": [16]},
+        params = project_params({"numpy_dnn": {"epochs": 20, "hidden_layers": [16]},
                            "logreg": {"max_iter": 200}})
         for model in ("numpy_dnn", "logreg"):
             train_step.train(model, params, layout)

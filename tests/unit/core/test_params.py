@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 import yaml
 
-from nnlab.params import ParamsError, flatten, load_params, validate
+from nnlab.core.schema import ParamsError, flatten
+from nnlab.params import SECTIONS, load_params, validate
 from tests.support.helpers import ROOT
 
 
@@ -27,13 +28,33 @@ def _with(section: str, key: str | None, value: Any) -> dict[str, Any]:
 
 def test_project_params_are_valid() -> None:
     params = load_params(ROOT / "params.yaml")
-    assert params.data.dataset == "digits"
-    assert params.numpy_dnn.hidden_layers == [256, 128]
+    assert list(params.sections) == list(SECTIONS)
+    assert params.data.dataset == _defaults()["data"]["dataset"]
+    assert params.section("numpy_dnn").hidden_layers == _defaults()["numpy_dnn"]["hidden_layers"]
 
 
-def test_schema_defaults_match_params_yaml() -> None:
-    # A key left out of params.yaml must mean what params.yaml says by default.
-    assert validate({}).model_dump() == load_params(ROOT / "params.yaml").model_dump()
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_params_yaml_is_the_only_home_of_values(section: str) -> None:
+    # The schema holds types and bounds: a key left out is an error, never a hidden default.
+    raw = _defaults()
+    key = next(iter(raw[section]))
+    del raw[section][key]
+    with pytest.raises(ParamsError, match=rf"^{section}\.{key}: required key is missing"):
+        validate(raw, sections=[section])
+    dumped = validate(_defaults()).section(section).model_dump(mode="json")
+    assert dumped == _defaults()[section]  # every value comes from params.yaml, unchanged
+
+
+def test_a_stage_validates_only_its_sections_but_always_the_top_level() -> None:
+    raw = _with("keras_mlp", "learning_rate", -1)
+    assert validate(raw, sections=["data", "numpy_dnn"]).section("numpy_dnn")  # not keras_mlp's
+    with pytest.raises(ParamsError, match=r"keras_mlp\.learning_rate=-1"):
+        validate(raw, sections=["data", "keras_mlp"])
+    raw["resnet"] = {"depth": 50}
+    with pytest.raises(ParamsError, match=r"resnet: unknown section \(misspelled\?\)"):
+        validate(raw, sections=[])
+    with pytest.raises(RuntimeError, match="'cnn' was not loaded: add it to the stage"):
+        validate(_defaults(), sections=["data"]).section("cnn")
 
 
 @pytest.mark.parametrize(
@@ -57,7 +78,8 @@ def test_schema_defaults_match_params_yaml() -> None:
         ("numpy_dnn", "learning_rate", 1e6, r"learning_rate=1000000\.0: .*less than or equal"),
         ("numpy_dnn", "hidden_layers", [10**6], r"at most 64 layers of at most 16384 units"),
         ("numpy_dnn", "epochs", 10**7, r"numpy_dnn\.epochs=10000000: .*less than or equal"),
-        ("cnn", "blocks", [{"filters": 10**6}], r"cnn\.blocks\.0\.filters=1000000"),
+        ("cnn", "blocks", [{"filters": 10**6, "convs": 1}], r"cnn\.blocks\.0\.filters=1000000"),
+        ("cnn", "blocks", [{"filters": 32}], r"cnn\.blocks\.0\.convs: required key is missing"),
         ("logreg", "max_iter", 10**9, r"logreg\.max_iter=1000000000"),
         ("seed", None, -1, r"seed=-1: .*greater than or equal to 0"),
         ("data", "val_fraction", 0, r"data\.val_fraction=0"),
@@ -74,8 +96,10 @@ def test_schema_defaults_match_params_yaml() -> None:
         ("cnn", "preset", "resnet", r"cnn\.preset='resnet': unknown preset; choose one of: deep"),
         ("cnn", "init", "orthogonal", r"cnn\.init='orthogonal': unknown init; .*xavier, he"),
         ("keras_mlp", "optimizer", "nesterov", r"keras_mlp\.optimizer='nesterov'"),
-        ("cnn", "augment", {"shift": 0.9}, r"cnn\.augment\.shift=0\.9: .*less than or equal"),
-        ("cnn", "augment", {"rotate": 10}, r"cnn\.augment\.rotate: unknown key"),
+        ("cnn", "augment", {"shift": 0.9, "flip": False}, r"cnn\.augment\.shift=0\.9: .*less"),
+        ("cnn", "augment", {"shift": 0, "flip": False, "rotate": 10},
+         r"cnn\.augment\.rotate: unknown key"),
+        ("models", None, ["numpy_dnn", "cnn"], r"list every registered model once"),
         ("keras_mlp", "early_stopping_patience", 0, r"keras_mlp\.early_stopping_patience=0"),
     ],
 )
@@ -96,7 +120,8 @@ def test_misspelled_key_is_rejected_not_ignored() -> None:
 def test_unknown_section_is_rejected() -> None:
     raw = _defaults()
     raw["resnet"] = {"depth": 50}
-    with pytest.raises(ParamsError, match=r"resnet: unknown key"):
+    with pytest.raises(ParamsError, match=r"resnet: unknown section \(misspelled\?\); "
+                       r"params.yaml has: seed, models, data, numpy_dnn"):
         validate(raw)
 
 
@@ -117,11 +142,11 @@ def test_step_decay_needs_a_rate_below_one() -> None:
     with pytest.raises(ParamsError, match=expected):
         validate(raw)
     raw["numpy_dnn"]["learning_rate_decay"] = "inverse_time"  # lr / (1 + 1.5 k) is fine
-    assert validate(raw).numpy_dnn.decay_rate == 1.5
+    assert validate(raw).section("numpy_dnn").decay_rate == 1.5
 
 
 def test_null_batch_size_means_full_batch() -> None:
-    assert validate(_with("numpy_dnn", "batch_size", None)).numpy_dnn.batch_size is None
+    assert validate(_with("numpy_dnn", "batch_size", None)).section("numpy_dnn").batch_size is None
 
 
 def test_missing_file_and_broken_yaml(tmp_path: Path) -> None:
@@ -133,20 +158,23 @@ def test_missing_file_and_broken_yaml(tmp_path: Path) -> None:
         load_params(broken)
 
 
-def test_unknown_model_section() -> None:
-    params = validate(_defaults())
-    with pytest.raises(ParamsError, match="unknown model 'resnet'; choose one of: numpy_dnn"):
-        params.model_params("resnet")
+def test_unknown_sections_asked_for_are_refused() -> None:
+    with pytest.raises(ParamsError, match="unknown params section.* resnet; sections are: data"):
+        validate(_defaults(), sections=["data", "resnet"])
+    with pytest.raises(ParamsError, match="params must be a mapping of sections, got list"):
+        validate([1, 2])
 
 
 def test_deep_preset_replaces_the_architecture_keys() -> None:
-    params = validate({"cnn": {"preset": "deep", "dense_units": [512], "learning_rate": 0.01}})
-    assert params.cnn.dense_units == [50] and params.cnn.init == "he"
-    assert params.cnn.block_dropout == 0.0 and params.cnn.dense_dropout == 0.5
-    assert params.cnn.learning_rate == 0.01  # training knobs stay the user's
+    raw = _defaults()
+    raw["cnn"].update(preset="deep", dense_units=[512], learning_rate=0.01)
+    cnn = validate(raw).section("cnn")
+    assert cnn.dense_units == [50] and cnn.init == "he"
+    assert cnn.block_dropout == 0.0 and cnn.dense_dropout == 0.5
+    assert cnn.learning_rate == 0.01  # training knobs stay the user's
 
 
 def test_flatten_nested_blocks() -> None:
-    flat = flatten(validate(_defaults()).cnn)
+    flat = flatten(validate(_defaults()).section("cnn"))
     assert flat["blocks.0.filters"] == 32 and flat["blocks.1.filters"] == 64
     assert flat["dense_units"] == [512]

@@ -17,8 +17,7 @@ from nnlab.core.contract import (
 from nnlab.core.errors import DataFormatError
 from nnlab.core.layout import Layout
 from nnlab.data import steps as data_steps
-from nnlab.params import validate
-from tests.support.helpers import make_images
+from tests.support.helpers import make_images, project_params
 
 
 def test_stratified_split_keeps_class_shares_and_is_seeded() -> None:
@@ -75,23 +74,23 @@ def test_contract_violations(images: np.ndarray, labels: np.ndarray, message: st
 
 
 def test_prepare_and_split_digits(tmp_path: Path) -> None:
-    params = validate({"data": {"val_fraction": 0.25}})
+    params = project_params({"data": {"val_fraction": 0.25}})
     layout = Layout(tmp_path)
-    data_steps.download(params, layout)
-    counts = data_steps.prepare(params, layout)
+    data_steps.download(params.data, layout)
+    counts = data_steps.prepare(params.data, layout)
     assert counts == {"train": 1437, "test": 360, "skipped": 0}
     test_images, test_labels = load_split(layout.prepared, "test")
     assert test_images.shape == (360, 8, 8, 1) and test_images.max() == 255
     assert np.bincount(test_labels).min() >= 35  # stratified: ~36 per digit
-    split_counts = data_steps.split(params, layout)
+    split_counts = data_steps.split(params.data, params.seed, layout)
     assert split_counts["val"] == 360 and split_counts["train"] == 1077
     assert load_classes(layout.prepared) == [str(digit) for digit in range(10)]
 
     # The test hold-out is fixed: changing `seed` moves the validation set, not the test set.
-    reseeded = validate({"seed": 7})
+    reseeded = project_params({"seed": 7})
     other = Layout(tmp_path / "other")
-    data_steps.download(reseeded, other)
-    data_steps.prepare(reseeded, other)
+    data_steps.download(reseeded.data, other)
+    data_steps.prepare(reseeded.data, other)
     assert np.array_equal(load_split(other.prepared, "test")[1], test_labels)
 
 

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnlab.core import points as encoding
 from nnlab.core.errors import DataFormatError
 from nnlab.core.layout import Layout
-from nnlab.data import DATASETS, cifar10, fetch, image_folder, planar
+from nnlab.data import cifar10, fetch, image_folder, planar
 from nnlab.data import steps as data_steps
 from nnlab.data.fetch import RemoteFile
 from nnlab.data.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
-from nnlab.params import DataParams, validate
-from tests.support.helpers import make_image_folder
+from nnlab.data.params import DATASETS
+from tests.support.helpers import data_section, make_image_folder, project_params
 from tests.support.loopback import Loopback, loopback_server
 
 
@@ -67,10 +68,10 @@ def test_mnist_downloads_from_loopback_and_converts(
         mirrors=(server.url + "/exdb/mnist",), classes=MNIST.classes,
     )
     raw = root / "data" / "raw"
-    source.download(raw, DataParams())
+    source.download(raw, data_section())
     assert sorted(path.name for path in raw.iterdir()) == sorted(files)
     assert (root / "data" / "downloads" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
-    dataset = source.load(raw, DataParams())
+    dataset = source.load(raw, data_section())
     expected = parse_idx(gzip.decompress(files["train-images-idx3-ubyte.gz"]), "x", 3)
     assert dataset.images.shape == (30, 28, 28, 1) and dataset.images.dtype == np.uint8
     assert np.array_equal(dataset.images[..., 0], expected)
@@ -136,7 +137,7 @@ def test_truncated_gzip_and_mismatched_counts(root: Path) -> None:
     labels = raw / "train-labels-idx1-ubyte.gz"
     labels.write_bytes(gzip.compress(to_idx(np.zeros(9, dtype=np.uint8))))
     with pytest.raises(DataFormatError, match="holds 10 images but .* holds 9 labels"):
-        MNIST.load(raw, DataParams())
+        MNIST.load(raw, data_section())
     labels.write_bytes(files["train-labels-idx1-ubyte.gz"][:-5])
     with pytest.raises(DataFormatError, match="not a complete gzip file"):
         read_gzip(labels)
@@ -174,8 +175,8 @@ def test_cifar10_binary_downloads_extracts_and_converts(
     monkeypatch.setattr(cifar10, "ARCHIVE", _remote(cifar10.ARCHIVE.name, archive))
     monkeypatch.setattr(cifar10, "MIRRORS", (server.url + "/~kriz",))
     raw = root / "data" / "raw"
-    cifar10.download(raw, DataParams())
-    dataset = cifar10.load(raw, DataParams())
+    cifar10.download(raw, data_section())
+    dataset = cifar10.load(raw, data_section())
     assert dataset.images.shape == (35, 32, 32, 3) and dataset.images.dtype == np.uint8
     assert np.array_equal(dataset.images[:7], batches["data_batch_1.bin"][0])
     assert np.array_equal(dataset.images[28:], batches["data_batch_5.bin"][0])
@@ -236,7 +237,7 @@ def test_tar_with_a_symlink_or_truncated_is_refused(tmp_path: Path) -> None:
 
 def test_image_folder_skips_unreadable_files_and_empty_classes(tmp_path: Path) -> None:
     folder = make_image_folder(tmp_path / "pets")
-    data = DataParams(dataset="image_folder", source=str(folder), image_size=16)
+    data = data_section(dataset="image_folder", source=str(folder), image_size=16)
     image_folder.download(tmp_path / "raw", data)
     dataset = image_folder.load(tmp_path / "raw", data)
     assert dataset.classes == ["cat", "dog"]
@@ -253,7 +254,7 @@ def test_image_folder_skips_unreadable_files_and_empty_classes(tmp_path: Path) -
 
 def test_image_folder_grayscale(tmp_path: Path) -> None:
     folder = make_image_folder(tmp_path / "pets")
-    data = DataParams(dataset="image_folder", source=str(folder), image_size=8, grayscale=True)
+    data = data_section(dataset="image_folder", source=str(folder), image_size=8, grayscale=True)
     image_folder.download(tmp_path / "raw", data)
     dataset = image_folder.load(tmp_path / "raw", data)
     assert dataset.images.shape == (6, 8, 8, 1)
@@ -264,7 +265,7 @@ def test_image_folder_without_readable_images_names_the_folder(tmp_path: Path) -
     (folder / "cat").mkdir(parents=True)
     (folder / "cat" / "a.jpg").write_bytes(b"not a jpeg")
     (folder / "dog").mkdir()
-    data = DataParams(dataset="image_folder", source=str(folder))
+    data = data_section(dataset="image_folder", source=str(folder))
     image_folder.download(tmp_path / "raw", data)
     with pytest.raises(ValueError, match=f"{folder}: 0 class folder\\(s\\) hold a readable"):
         image_folder.load(tmp_path / "raw", data)
@@ -272,19 +273,20 @@ def test_image_folder_without_readable_images_names_the_folder(tmp_path: Path) -
 
 def test_image_folder_needs_a_source_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="image_folder needs a local folder"):
-        image_folder.download(tmp_path, DataParams(dataset="image_folder"))
+        image_folder.download(tmp_path, data_section(dataset="image_folder"))
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         image_folder.download(
-            tmp_path, DataParams(dataset="image_folder", source=str(tmp_path / "nope"))
+            tmp_path, data_section(dataset="image_folder", source=str(tmp_path / "nope"))
         )
 
 
 def test_prepare_writes_skipped_txt(root: Path) -> None:
     folder = make_image_folder(root / "pets", per_class=10)
-    params = validate({"data": {"dataset": "image_folder", "source": "pets", "image_size": 8}})
+    params = project_params({"data": {"dataset": "image_folder", "source": "pets",
+                                      "image_size": 8}})
     layout = Layout(root)
-    data_steps.download(params, layout)
-    counts = data_steps.prepare(params, layout)
+    data_steps.download(params.data, layout)
+    counts = data_steps.prepare(params.data, layout)
     assert counts == {"train": 16, "test": 4, "skipped": 3}
     lines = (layout.prepared / "skipped.txt").read_text().splitlines()
     assert lines[0] == "# 3 unreadable input(s) skipped" and len(lines) == 4
@@ -296,16 +298,16 @@ def test_prepare_writes_skipped_txt(root: Path) -> None:
 
 @pytest.mark.parametrize("shape", ["flower", "moons"])
 def test_planar_points_are_balanced_seeded_and_round_trip(shape: str) -> None:
-    data = DataParams(dataset="planar", planar_shape=shape, planar_samples=400)
+    data = data_section(dataset="planar", planar_shape=shape, planar_samples=400)
     dataset = planar.load(Path("unused"), data)
     assert dataset.images.shape == (400, 1, 2, 1) and dataset.images.dtype == np.uint8
     assert np.bincount(dataset.labels).tolist() == [200, 200]
     assert dataset.classes == planar.CLASSES[shape]
     assert np.array_equal(planar.load(Path("unused"), data).images, dataset.images)
     points, _ = planar.make_points(shape, 400)
-    assert np.abs(points).max() < planar.LIMIT
-    step = 2 * planar.LIMIT / 255
-    assert np.abs(planar.coordinates(dataset.images) - points).max() <= step / 2 + 1e-12
+    assert np.abs(points).max() < encoding.LIMIT
+    step = 2 * encoding.LIMIT / 255
+    assert np.abs(encoding.coordinates(dataset.images) - points).max() <= step / 2 + 1e-12
 
 
 def test_flower_is_the_seeds_flower() -> None:

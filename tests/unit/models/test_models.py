@@ -9,8 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from nnlab.models.base import MODELS, History, ImageClassifier, get_model_class
-from nnlab.params import validate
-from tests.support.helpers import make_images
+from tests.support.helpers import ROOT, make_images, project_params, section
 
 TENSORFLOW = pytest.mark.tensorflow
 # Every model, the Keras ones marked: `make test-fast` leaves those to the full suite.
@@ -32,7 +31,7 @@ def _fit(
     name: str, n_classes: int
 ) -> tuple[ImageClassifier, History, NDArray[np.uint8], NDArray[np.int64]]:
     """A model trained on tiny learnable data, its history, validation images and labels."""
-    params = validate({name: FAST[name]})
+    params = project_params({name: FAST[name]})
     images, labels = make_images(20, n_classes, seed=1)
     val_images, val_labels = make_images(6, n_classes, seed=2)
     model = get_model_class(name)(params.model_params(name), seed=0)
@@ -72,12 +71,13 @@ def test_mlflow_pyfunc_predicts_what_the_model_predicts(
     import mlflow
 
     from nnlab import tracking
+    from nnlab.models import mlflow_model
 
     model, _, val_images, _ = _fit(name, n_classes)
     probabilities = model.predict_proba(val_images)
     model.save(tmp_path / name)
     with tracking.training_run("tiny", name, {}, {}) as run_id:
-        uri = tracking.log_model(model, name, tmp_path / name, val_images[:5])
+        uri = mlflow_model.log_model(model, name, tmp_path / name, val_images[:5])
     pyfunc = mlflow.pyfunc.load_model(uri)
     np.testing.assert_allclose(pyfunc.predict(val_images), probabilities, atol=1e-6)
     assert pyfunc.metadata.run_id == run_id
@@ -103,17 +103,17 @@ def test_unknown_model_lists_valid_names() -> None:
 
 @TENSORFLOW
 def test_seed_model_shapes() -> None:
-    from nnlab.models.keras.classifier import build_cnn, build_mlp
+    from nnlab.models.keras.builders import build_cnn, build_mlp
 
-    params = validate({})
-    mlp = build_mlp((8, 8, 1), 10, params.keras_mlp)
+    params = project_params({})
+    mlp = build_mlp((8, 8, 1), 10, params.section("keras_mlp"))
     # the defaults: random shifts (no weights), 256 hidden units, dropout (no weights)
     assert [type(layer).__name__ for layer in mlp.layers][:2] == ["RandomTranslation",
                                                                    "Rescaling"]
     assert mlp.count_params() == 64 * 256 + 256 + 256 * 10 + 10
-    seeds = build_mlp((8, 8, 1), 10, validate({"keras_mlp": {"hidden_units": [128]}}).keras_mlp)
+    seeds = build_mlp((8, 8, 1), 10, section("keras_mlp", hidden_units=[128]))
     assert seeds.count_params() == 64 * 128 + 128 + 128 * 10 + 10  # the seeds' MLP
-    cnn = build_cnn((8, 8, 1), 10, params.cnn)  # VGG-like: two 3x3 convs a block
+    cnn = build_cnn((8, 8, 1), 10, params.section("cnn"))  # VGG-like: two 3x3 convs a block
     assert [type(layer).__name__ for layer in cnn.layers][2:6] == [
         "Conv2D", "Conv2D", "MaxPooling2D", "Dropout"]
     conv = ((3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 32 + 32)
@@ -121,18 +121,18 @@ def test_seed_model_shapes() -> None:
     dense = (2 * 2 * 64) * 512 + 512 + 512 * 10 + 10
     assert cnn.count_params() == conv + dense
     assert cnn.output_shape == (None, 10)
-    seeds_cnn = build_cnn((8, 8, 1), 10, validate(
-        {"cnn": {"blocks": [{"filters": 32}, {"filters": 64}]}}).cnn)  # one conv a block
+    one_conv_blocks = [{"filters": 32, "convs": 1}, {"filters": 64, "convs": 1}]
+    seeds_cnn = build_cnn((8, 8, 1), 10, section("cnn", blocks=one_conv_blocks))
     assert seeds_cnn.count_params() == (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + dense
 
 
 @TENSORFLOW
 def test_mlp_builder_options() -> None:
-    from nnlab.models.keras.classifier import build_mlp
+    from nnlab.models.keras.builders import build_mlp
 
-    params = validate({"keras_mlp": {"hidden_units": [32, 16], "batch_norm": True,
+    params = project_params({"keras_mlp": {"hidden_units": [32, 16], "batch_norm": True,
                                      "dropout": 0.2, "init": "he", "augment": {"shift": 0}}})
-    mlp = build_mlp((8, 8, 1), 2, params.keras_mlp)
+    mlp = build_mlp((8, 8, 1), 2, params.section("keras_mlp"))
     kinds = [type(layer).__name__ for layer in mlp.layers]
     assert kinds == ["Rescaling", "Flatten"] + ["Dense", "BatchNormalization", "Activation",
                                                 "Dropout"] * 2 + ["Dense"]
@@ -144,13 +144,13 @@ def test_mlp_builder_options() -> None:
 
 @TENSORFLOW
 def test_deep_preset_is_the_seeds_deep_conv_net() -> None:
-    from nnlab.models.keras.classifier import build_cnn
+    from nnlab.models.keras.builders import build_cnn
 
-    params = validate({"cnn": {"preset": "deep"}})
-    assert [(block.filters, block.convs) for block in params.cnn.blocks] == [
+    params = project_params({"cnn": {"preset": "deep"}})
+    assert [(block.filters, block.convs) for block in params.section("cnn").blocks] == [
         (16, 2), (32, 2), (64, 2)
     ]
-    cnn = build_cnn((28, 28, 1), 10, params.cnn)
+    cnn = build_cnn((28, 28, 1), 10, params.section("cnn"))
     kinds = [type(layer).__name__ for layer in cnn.layers]
     assert kinds.count("Conv2D") == 6 and kinds.count("MaxPooling2D") == 3
     convs = (9 * 1 * 16 + 16) + (9 * 16 * 16 + 16) + (9 * 16 * 32 + 32) + (9 * 32 * 32 + 32) \
@@ -165,10 +165,10 @@ def test_deep_preset_is_the_seeds_deep_conv_net() -> None:
 
 @TENSORFLOW
 def test_augmentation_runs_in_training_only() -> None:
-    from nnlab.models.keras.classifier import build_cnn
+    from nnlab.models.keras.builders import build_cnn
 
-    params = validate({"cnn": FAST["cnn"] | {"augment": {"shift": 0.25, "flip": True}}})
-    cnn = build_cnn((8, 8, 1), 3, params.cnn)
+    params = project_params({"cnn": FAST["cnn"] | {"augment": {"shift": 0.25, "flip": True}}})
+    cnn = build_cnn((8, 8, 1), 3, params.section("cnn"))
     kinds = [type(layer).__name__ for layer in cnn.layers]
     assert kinds[:3] == ["RandomTranslation", "RandomFlip", "Rescaling"]
     images, _ = make_images(4, 3, seed=3)
@@ -180,13 +180,13 @@ def test_augmentation_runs_in_training_only() -> None:
 @TENSORFLOW
 def test_keras_training_is_deterministic() -> None:
     # augmentation, dropout and early stopping: every random draw comes from the seed
-    params = validate({"cnn": FAST["cnn"] | {"epochs": 2, "block_dropout": 0.2,
+    params = project_params({"cnn": FAST["cnn"] | {"epochs": 2, "block_dropout": 0.2,
                                              "augment": {"shift": 0.1, "flip": True},
                                              "early_stopping_patience": 1}})
     images, labels = make_images(10, 3, seed=1)
 
     def train() -> list[dict[str, float]]:
-        model = get_model_class("cnn")(params.cnn, seed=5)
+        model = get_model_class("cnn")(params.section("cnn"), seed=5)
         return model.fit((images, labels), (images, labels), 3)
 
     assert train() == train()
@@ -194,7 +194,7 @@ def test_keras_training_is_deterministic() -> None:
 
 @TENSORFLOW
 def test_keras_input_pipelines_cover_each_epoch_once_and_validation_once_in_order() -> None:
-    from nnlab.models.keras.classifier import EVAL_BATCH, evaluation_batches, training_batches
+    from nnlab.models.keras.inputs import EVAL_BATCH, evaluation_batches, training_batches
 
     images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * 3
     labels = np.arange(10, dtype=np.int64)
@@ -226,16 +226,18 @@ def test_keras_input_pipelines_cover_each_epoch_once_and_validation_once_in_orde
         range(EVAL_BATCH + 5))
 
 
-def test_numpy_dnn_never_imports_tensorflow() -> None:
+@pytest.mark.parametrize("name", ["numpy_dnn", "logreg"])
+def test_numpy_dnn_and_logreg_never_import_tensorflow(name: str) -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys; from nnlab.models.base import get_model_class; "
-        "get_model_class('numpy_dnn'); import stages.train, stages.evaluate; "
+        "import sys; from nnlab.models.base import get_model_class; from nnlab import params; "
+        f"get_model_class({name!r}); params.load_params(sections=['data', {name!r}]); "
+        "import stages.train, stages.evaluate; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 @TENSORFLOW
@@ -244,10 +246,10 @@ def test_keras_divergence_is_a_clear_error() -> None:
 
     # SGD at learning rate 10: the loss climbs into the thousands and stays there; the
     # callback stops training after 3 such epochs, not at the end of all 20.
-    params = validate({"keras_mlp": {"optimizer": "sgd", "learning_rate": 10.0, "epochs": 20,
+    params = project_params({"keras_mlp": {"optimizer": "sgd", "learning_rate": 10.0, "epochs": 20,
                                      "early_stopping_patience": None}})
     images, labels = make_images(20, 3, seed=1)
-    model = get_model_class("keras_mlp")(params.keras_mlp, seed=0)
+    model = get_model_class("keras_mlp")(params.section("keras_mlp"), seed=0)
     with pytest.raises(DivergenceError, match=r"for 3 epoch\(s\) in epoch [3-6]: it diverged; "
                        r"lower keras_mlp\.learning_rate \(now 10\), e\.g\. to 1$"):
         model.fit((images, labels), (images, labels), 3)
@@ -258,8 +260,8 @@ def test_every_model_learns_planar_points(name: str) -> None:
     # planar data is 1x2 one-channel "images": the CNN's 3x3 convs and 2x2 pools must cope.
     from nnlab.data import planar
 
-    dataset = planar.load(Path("unused"), validate({"data": {"planar_shape": "moons"}}).data)
-    model = get_model_class(name)(validate({name: FAST[name]}).model_params(name), seed=0)
+    dataset = planar.load(Path("unused"), project_params({"data": {"planar_shape": "moons"}}).data)
+    model = get_model_class(name)(project_params({name: FAST[name]}).model_params(name), seed=0)
     model.fit((dataset.images, dataset.labels), (dataset.images[:50], dataset.labels[:50]), 2)
     accuracy = (model.predict_proba(dataset.images).argmax(axis=1) == dataset.labels).mean()
     assert accuracy > 0.75, f"{name} reached only {accuracy:.2f} on the two moons"
@@ -267,13 +269,13 @@ def test_every_model_learns_planar_points(name: str) -> None:
 
 def test_numpy_dnn_says_when_early_stopping_restored_an_epoch(
         capsys: pytest.CaptureFixture[str]) -> None:
-    params = validate({"numpy_dnn": {"epochs": 200, "hidden_layers": [64],
+    params = project_params({"numpy_dnn": {"epochs": 200, "hidden_layers": [64],
                                      "learning_rate": 0.01, "early_stopping_patience": 2}})
     images, labels = make_images(40, 3, seed=1)
     other_images, _ = make_images(40, 3, seed=3)
     rng = np.random.default_rng(0)
     unrelated = rng.integers(0, 3, len(other_images))  # validation loss soon rises
-    model = get_model_class("numpy_dnn")(params.numpy_dnn, seed=0)
+    model = get_model_class("numpy_dnn")(params.section("numpy_dnn"), seed=0)
     history = model.fit((images, labels), (other_images, unrelated), 3)
     assert len(history) < 200
     best = int(np.argmin([row["val_loss"] for row in history])) + 1

@@ -159,7 +159,7 @@ def test_batch_norm_training_matches_keras_after_adam_steps() -> None:
 def test_leaky_relu_has_one_slope_in_both_frameworks() -> None:
     """keras_mlp's leaky_relu is the same function as numpy_dnn's (Keras's own default slope
     is 0.3 for the layer and 0.2 for the activation)."""
-    from nnlab.models.keras.classifier import _activation
+    from nnlab.models.keras.builders import _activation
 
     x = np.linspace(-3, 3, 13, dtype=np.float32).reshape(1, -1)
     expected = LeakyReLU().forward(x)

@@ -17,7 +17,7 @@ import yaml
 
 from nnlab import cli
 from nnlab.core.errors import Pruned
-from nnlab.params import ParamsError
+from nnlab.core.schema import ParamsError
 from nnlab.search import runner
 from nnlab.search.link import ENV, TrialLink
 from nnlab.search.narrowing import NarrowingSampler, narrow, narrowed_ranges, top_quarter
@@ -217,7 +217,7 @@ def test_a_list_of_sections_is_one_param_sampled_and_set_whole() -> None:
     with pytest.raises(ParamsError, match="unknown param 'blocks.0.filters'"):
         parse_overrides(["blocks.0.filters=16"], "cnn")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert check_bounds(raw, {"cnn.blocks": vgg}, [item]).cnn.blocks[1].convs == 2
+    assert check_bounds(raw, {"cnn.blocks": vgg}, [item]).section("cnn").blocks[1].convs == 2
     bad = parse_spec("blocks=choice([{filters: 0, convs: 1}])", "cnn")
     with pytest.raises(ParamsError, match=r"cnn\.blocks=\[\{convs: 1, filters: 0\}\] is "
                                           "refused"):
@@ -263,7 +263,8 @@ def test_check_bounds_refuses_a_range_the_schema_refuses() -> None:
     assert overrides == {"numpy_dnn.epochs": 5, "numpy_dnn.hidden_layers": [16]}
     ok = [parse_spec("dropout=uniform(0.0,0.5)", "numpy_dnn")]
     params = check_bounds(raw, overrides, ok)
-    assert params.numpy_dnn.epochs == 5 and params.numpy_dnn.hidden_layers == [16]
+    section = params.section("numpy_dnn")
+    assert section.epochs == 5 and section.hidden_layers == [16]
     with pytest.raises(ParamsError, match=r"dropout=uniform\(0.5,1.5\)'.*dropout=1.5 is refus"):
         check_bounds(raw, {}, [parse_spec("dropout=uniform(0.5,1.5)", "numpy_dnn")])
     with pytest.raises(ParamsError, match="activation=swish is refused"):

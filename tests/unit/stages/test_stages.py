@@ -6,14 +6,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from nnlab.core.files import write_json
 from nnlab.core.layout import TRAIN_INFO_FILE, Layout
 from nnlab.evaluation import report as report_step
-from tests.support.helpers import ROOT
+from tests.support.helpers import ROOT, raw_params
 from tests.support.loopback import closed_port_url
 
 
@@ -25,17 +27,34 @@ def _stage(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _params(folder: Path, changes: dict[str, Any]) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw_params(changes), sort_keys=False))
+
+
 def test_bad_param_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("numpy_dnn:\n  learning_rate: -1\n")
+    _params(tmp_path, {"data": {"val_fraction": -1}})
     result = _stage(["stages.split"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "split: error: numpy_dnn.learning_rate=-1: Input should be greater than 0"
+        "split: error: data.val_fraction=-1: Input should be greater than 0"
     ]
 
 
+def test_a_model_sections_typo_is_refused_by_that_models_stages_only(tmp_path: Path) -> None:
+    _params(tmp_path, {"keras_mlp": {"learnig_rate": 0.01}})
+    refused = _stage(["stages.train", "keras_mlp"], tmp_path)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "train@keras_mlp: error: keras_mlp.learnig_rate: unknown key (misspelled?); remove it "
+        "or fix its name"]
+    other = _stage(["stages.train", "numpy_dnn"], tmp_path)  # past its params: no data yet
+    assert other.returncode == 2 and "data/split/train_images.npy: missing" in other.stderr
+    _params(tmp_path, {"resnet": {"depth": 50}})
+    unknown = _stage(["stages.split"], tmp_path)
+    assert unknown.returncode == 2 and "resnet: unknown section (misspelled?)" in unknown.stderr
+
+
 def test_missing_inputs_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    _params(tmp_path, {"seed": 1})
     result = _stage(["stages.train", "numpy_dnn"], tmp_path)
     assert result.returncode == 2
     assert "data/split/train_images.npy: missing; run `dvc repro`" in result.stderr
@@ -47,7 +66,7 @@ def test_download_with_no_reachable_mirror_is_one_line_with_the_offline_fix(
     tmp_path: Path,
 ) -> None:
     dead = closed_port_url()
-    (tmp_path / "params.yaml").write_text(f"data:\n  dataset: mnist\n  source: {dead}\n")
+    _params(tmp_path, {"data": {"dataset": "mnist", "source": dead}})
     result = _stage(["stages.download"], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     error = result.stderr.strip().splitlines()[-1]
@@ -103,8 +122,7 @@ def test_report_shows_the_baselines_and_which_models_beat_them(tmp_path: Path) -
 def test_baselines_train_on_the_split_and_score_validation_and_test() -> None:
     from typing import get_args
 
-    from nnlab.evaluation.baselines import BASELINES, fit_and_score, subsample
-    from nnlab.params import BaselineName
+    from nnlab.evaluation.baselines import BASELINES, BaselineName, fit_and_score, subsample
 
     assert tuple(BASELINES) == get_args(BaselineName)
     rng = np.random.default_rng(0)

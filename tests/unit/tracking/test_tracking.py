@@ -8,6 +8,7 @@ import mlflow
 import pytest
 
 from nnlab import tracking
+from tests.support.helpers import project_params
 
 
 def test_store_resolves_from_dvc_root_not_cwd(
@@ -86,19 +87,18 @@ def test_evaluating_a_run_missing_from_the_store_opens_a_tagged_run(mlflow_store
 def test_diverging_training_leaves_no_model_and_a_failed_run(
     tmp_path: Path, mlflow_store: str
 ) -> None:
-    from nnlab.pipeline import data_steps, train_step
-
     from nnlab.core.errors import DivergenceError
     from nnlab.core.layout import Layout
-    from nnlab.params import validate
+    from nnlab.data import steps as data_steps
+    from nnlab.models import train as train_step
 
-    params = validate(
+    params = project_params(
         {"numpy_dnn": {"learning_rate": 10.0, "epochs": 5}}  # Adam blows up, ends at chance
     )
     layout = Layout(tmp_path)
-    data_steps.download(params, layout)
-    data_steps.prepare(params, layout)
-    data_steps.split(params, layout)
+    data_steps.download(params.data, layout)
+    data_steps.prepare(params.data, layout)
+    data_steps.split(params.data, params.seed, layout)
     with pytest.raises(DivergenceError, match="lower numpy_dnn.learning_rate"):
         train_step.train("numpy_dnn", params, layout)
     assert not layout.model_dir("numpy_dnn").exists()
