@@ -118,9 +118,20 @@ def copy_project(source: Path, target: Path) -> Path:
     return target
 
 
+RECORDER = ROOT / "tests" / "support" / "import_recorder"
+
+
+def import_recording(folder: Path) -> dict[str, str]:
+    """The environment under which each stage of a `dvc repro` writes the project files it
+    imported to folder/imports/<stage>.json (tests/support/import_recorder)."""
+    path = os.pathsep.join(filter(None, [str(RECORDER), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "NNLAB_IMPORT_LOG": str(folder / "imports")}
+
+
 def shared_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This repository with BASELINE_PARAMS, trained by one `dvc repro` and committed, made once
-    per test run whichever worker asks first. Its `dvc repro` output is in repro.log beside it.
+    per test run whichever worker asks first. Its `dvc repro` output is in repro.log beside it,
+    and what each stage imported in imports/<stage>.json (import_recording).
     Read it; copy it (copy_project) to change anything."""
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
@@ -133,7 +144,7 @@ def shared_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not log.exists():
             try:
                 make_project(project, BASELINE_PARAMS)
-                output = run(["dvc", "repro"], project)
+                output = run(["dvc", "repro"], project, env=import_recording(folder))
                 git(project, "add", "-A")
                 git(project, "commit", "-qm", "trained baseline")
             except BaseException as error:
