@@ -29,7 +29,7 @@ from nnlab.core.layout import Layout
 from nnlab.data import cifar10
 from nnlab.data import steps as data_steps
 from nnlab.data.idx import MNIST, to_idx
-from tests.support.helpers import data_section, project_params
+from nnlab.params import read, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,10 +62,13 @@ def bench_mnist(folder: Path) -> None:
     load_times, prepare_times = [], []
     for _ in range(3):
         start = time.perf_counter()
-        dataset = MNIST.load(folder / "data" / "raw", data_section())
+        raw = read(ROOT / "params.yaml")
+        raw["data"]["dataset"] = "mnist"
+        data = validate(raw, sections=["data"]).data
+        dataset = MNIST.load(folder / "data" / "raw", data)
         load_times.append(time.perf_counter() - start)
         assert dataset.images.shape == (60_000, 28, 28, 1)
-        params = project_params({"data": {"dataset": "mnist"}})
+        params = validate(raw, sections=["data"])
         start = time.perf_counter()
         data_steps.prepare(params.data, Layout(folder))
         prepare_times.append(time.perf_counter() - start)

@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests.support, run from anywhere
 
-from e2e import make_project, run  # noqa: E402
+from tests.support.e2e import make_project, run  # noqa: E402
 
 
 def timed(args: list[str], cwd: Path) -> float:

@@ -37,9 +37,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests.support, run from anywhere
 
-from e2e import commit_all, make_project, run  # noqa: E402
+from tests.support.e2e import commit_all, make_project, run  # noqa: E402
 
 OFF: dict[str, dict[str, object]] = {  # params added for issue 20, as they are when off
     "numpy_dnn": {"augment_shift": 0.0}, "keras_mlp": {"augment": {"shift": 0.0, "flip": False}}}

@@ -32,13 +32,11 @@ import mlflow
 import optuna
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-
-from e2e import copy_project, git, make_project, run  # noqa: E402
+sys.path.insert(0, str(ROOT))  # tests.support, run from anywhere
 
 from nnlab.search import runner  # noqa: E402
 from nnlab.search.study import open_study  # noqa: E402
+from tests.support.e2e import copy_project, git, make_project, run  # noqa: E402
 
 SAMPLE = "learning_rate=loguniform(1e-4,3e-2)"
 RATES = [0.001, 0.003, 0.0005, 0.002, 0.005, 0.0015, 0.004, 0.0008, 0.0025, 0.0012]

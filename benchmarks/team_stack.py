@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from e2e import make_project, run, user_env  # noqa: E402
+sys.path.insert(0, str(ROOT))  # tests.support, run from anywhere
 
 from nnlab.server.settings import free_port  # noqa: E402
+from tests.support.e2e import make_project, run, user_env  # noqa: E402
 
 
 def timed(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:

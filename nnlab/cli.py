@@ -107,7 +107,7 @@ def _add_sweep(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sweep.add_argument("--storage", help="Optuna storage URL: sqlite:///..., postgresql://..., "
                        "grpc://host:port (default: $NNLAB_OPTUNA_STORAGE, else "
                        "sqlite:///.nnlab/optuna.db)")
-    sweep.add_argument("--sampler", help="tpe (default) | random | narrowing (the seeds' "
+    sweep.add_argument("--sampler", help="tpe (default) | random | narrowing (the tutorials' "
                        "random search narrowed round by round)")
     sweep.add_argument("--pruner", default="median",
                        help="median (default) | hyperband | none: stop trials whose "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnlab.models import train as train_step
+from nnlab import training as train_step
 from stages._common import run_model_stage
 
 

@@ -1,4 +1,4 @@
-"""Planar 2-D, 2-class data: the seeds' "flower" or scikit-learn's two moons.
+"""Planar 2-D, 2-class data: the source tutorials' "flower" or scikit-learn's two moons.
 
 Made with a fixed seed, so the data does not move when `seed` changes. Each point (x, y) is
 stored in the data contract as a 1x2 one-channel uint8 "image" (nnlab/core/points.py).
@@ -19,7 +19,7 @@ from nnlab.core.points import to_pixels
 if TYPE_CHECKING:
     from nnlab.data.params import DataParams
 
-SEED = 1  # the seeds' np.random.seed(1)
+SEED = 1  # the source tutorials' np.random.seed(1)
 CLASSES = {"flower": ["red", "blue"], "moons": ["upper", "lower"]}  # data.params.PLANAR_SHAPES
 
 
@@ -47,7 +47,7 @@ def make_points(shape: str, samples: int) -> tuple[NDArray[np.float64], NDArray[
         return points, labels.astype(np.int64)
     if shape != "flower":
         raise ValueError(f"data.planar_shape={shape!r}: choose one of {', '.join(CLASSES)}")
-    # The seeds' load_planar_dataset: two interleaved sets of petals, r = 4 sin(4t) + noise.
+    # The tutorials' load_planar_dataset: two interleaved sets of petals, r = 4 sin(4t) + noise.
     rng = np.random.default_rng(SEED)
     per_class = samples // 2
     points = np.zeros((2 * per_class, 2))

@@ -2,7 +2,6 @@
 
     registry.py     params.yaml's model names -> classifier and params schema (strings)
     base.py         the contract every model follows (ImageClassifier) and get_model_class
-    train.py        the train stage's work: fit, log to MLflow, save models/<model>/
     mlflow_model.py how a trained model is logged to MLflow; pyfunc.py is what MLflow loads
     numpy_dnn/      from scratch in NumPy: layers, losses, optimizers, training loop
     keras/          keras_mlp and cnn

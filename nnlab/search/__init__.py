@@ -4,7 +4,7 @@ number of machines, share. Each trial is a DVC experiment (`dvc exp run --temp`,
 validation accuracy, never test.
 
     space.py       `--sample` parsing, Ranges checked by the params schema, Optuna distributions
-    narrowing.py   the seeds' method as a sampler: ranges narrowed to the top quarter per round
+    narrowing.py   the tutorials' method as a sampler: ranges narrowed to the top quarter per round
     storage.py     the study's storage URL, its heartbeat, one-line errors when it is down
     study.py       the study's plan (kept in the study), create or join, the samplers
     link.py        what a trial's stages learn from the worker: nesting, per-epoch pruning

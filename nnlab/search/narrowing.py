@@ -1,4 +1,4 @@
-"""The seeds' method as an Optuna sampler: round 1 samples at random; each later round samples
+"""The tutorials' method as an Optuna sampler: round 1 samples at random; each later round samples
 from the ranges narrowed to the top quarter of the trials completed so far."""
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class NarrowingSampler(BaseSampler):
         round_number = self.round_of(study)
         if round_number > 1:
             # The round's ranges are fixed: narrowed around the trials of earlier rounds only
-            # (the first (round - 1) x size finished ones), as the seeds' rounds were.
+            # (the first (round - 1) x size finished ones), as the source tutorials' rounds were.
             finished = sorted(study.get_trials(deepcopy=False, states=(
                 TrialState.COMPLETE, TrialState.PRUNED)), key=lambda t: t.number)
             done = finished[: (round_number - 1) * self.round_size]

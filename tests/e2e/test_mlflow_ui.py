@@ -18,10 +18,10 @@ from typing import Any
 import mlflow
 import pytest
 
+from nnlab import training as train_step
 from nnlab.core.layout import Layout
 from nnlab.data import steps as data_steps
 from nnlab.evaluation import evaluate as evaluate_step
-from nnlab.models import train as train_step
 from tests.support.helpers import project_params
 
 pytestmark = pytest.mark.slow

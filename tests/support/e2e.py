@@ -23,11 +23,22 @@ from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "data", "models", "mlflow.db", "mlartifacts", ".mlflow.lock", "cache",
-    "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-    ".nnlab",
-)
+# Not copied into a new project: the workspace's outputs and caches at the top (data/ and
+# models/ there are DVC outputs; nnlab/data and nnlab/models are code), and build caches.
+TOP_LEVEL_IGNORE = {".git", ".venv", "data", "models", "mlflow.db", "mlartifacts",
+                    ".mlflow.lock", ".nnlab", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+ANYWHERE_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info")
+
+
+def copy_ignore(folder: str, names: list[str]) -> set[str]:
+    ignored = set(ANYWHERE_IGNORE(folder, names))
+    if Path(folder) == ROOT:
+        ignored |= TOP_LEVEL_IGNORE & set(names)
+    if Path(folder) == ROOT / ".dvc":
+        ignored |= {"cache", "tmp"} & set(names)
+    return ignored
+
+
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 # Short training that still learns digits well enough for the accuracy floors in
 # test_pipeline_e2e.FLOORS.
@@ -76,7 +87,7 @@ def git(project: Path, *args: str) -> str:
 def make_project(path: Path, changes: dict[str, dict[str, object]]) -> Path:
     """A copy of this repository, with `changes` merged into params.yaml's sections and no
     dvc.lock, committed in a new git repo."""
-    shutil.copytree(ROOT, path, ignore=COPY_IGNORE)
+    shutil.copytree(ROOT, path, ignore=copy_ignore)
     params = yaml.safe_load((path / "params.yaml").read_text())
     for section, values in changes.items():
         params[section].update(values)

@@ -34,7 +34,7 @@ INITIALIZERS = spec.INITIALIZERS
 
 
 def _output_layer(n_classes: int, init: str) -> keras.layers.Layer:
-    """Logits: one sigmoid unit for 2 classes, as in the seeds, else one per class."""
+    """Logits: one sigmoid unit for 2 classes, as in the source tutorials, else one per class."""
     return keras.layers.Dense(1 if n_classes == 2 else n_classes, kernel_initializer=init)
 
 

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from nnlab.models.numpy_dnn.layers import ACTIVATIONS, Array, BatchNorm, Dense, Dropout, Layer
 from nnlab.models.numpy_dnn.losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 
-# Weight scale per init name, as a function of fan-in. `zeros` is kept on purpose: the seeds
+# Weight scale per init name, as a function of fan-in. `zeros` is kept on purpose: the tutorials
 # use it to show that identical units never become different (symmetry is never broken).
 INIT_SCALES = {
     "zeros": lambda n_in: 0.0,
@@ -187,7 +187,7 @@ def build_mlp(
 
     Each hidden layer is Dense -> BatchNorm (optional) -> activation -> Dropout (optional);
     with batch norm the Dense layers have no bias (beta takes its place), as in Keras.
-    For 2 classes the output is one sigmoid unit, as in the seeds; otherwise n_classes logits.
+    For 2 classes the output is one sigmoid unit, as in the tutorials; otherwise n_classes logits.
     `rng` draws the initial weights and, later, every dropout mask.
     """
     if activation not in ACTIVATIONS:

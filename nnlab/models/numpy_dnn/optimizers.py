@@ -1,7 +1,7 @@
 """Optimizers. Every one shares `update(params, grads)` and changes params in place.
 
 The update rules follow Keras's formulas (so the Keras agreement tests can compare weights),
-except Adagrad and RMSprop, which add epsilon outside the square root as the seeds do.
+except Adagrad and RMSprop, which add epsilon outside the square root as the source tutorials do.
 
 Speed: an update is bound by memory traffic, so each rule is one fused loop (kernels.py)
 that reads every array once and writes each changed one once, in the arrays' own dtype
@@ -123,7 +123,7 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """s = beta2 * s + (1 - beta2) * g^2; w -= lr * g / (sqrt(s) + epsilon).
 
-    The decay is called beta2, as in the seeds (it is Keras's `rho`).
+    The decay is called beta2, as in the source tutorials (it is Keras's `rho`).
     """
 
     slots = ("mean_square",)
@@ -195,7 +195,7 @@ def make_optimizer(name: str, learning_rate: float, **hyperparameters: float) ->
 
 
 # Learning-rate decay, applied once per epoch (epoch counts from 0):
-#   inverse_time: lr0 / (1 + rate * floor(epoch / every))   (the seeds' schedule_lr_decay)
+#   inverse_time: lr0 / (1 + rate * floor(epoch / every))   (the tutorials' schedule_lr_decay)
 #   step:         lr0 * rate ** floor(epoch / every)         (drop by `rate` every `every`)
 Schedule = Callable[[float, int, float, int], float]
 LR_SCHEDULES: dict[str, Schedule] = {

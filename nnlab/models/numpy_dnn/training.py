@@ -35,7 +35,7 @@ class TrainConfig:
     the progress bar.
 
     Args:
-        batch_size: None means full-batch gradient descent (the seeds' `num_iterations` loop).
+        batch_size: None means full-batch gradient descent (the source tutorials' loop).
         learning_rate_decay: None, "inverse_time" or "step", applied per epoch with
             `decay_rate` and `decay_epochs` (see `optimizers.LR_SCHEDULES`).
         early_stopping_patience: stop after this many epochs without a lower validation

@@ -21,8 +21,8 @@ FAST = {
     "numpy_dnn": {"epochs": 30, "hidden_layers": [32], "learning_rate": 0.01,
                   "batch_norm": True},
     "keras_mlp": {"epochs": 15, "hidden_units": [32], "learning_rate": 0.01},
-    "cnn": {"epochs": 10, "dense_units": [16], "blocks": [{"filters": 8}], "block_dropout": 0,
-            "dense_dropout": 0, "learning_rate": 0.01},
+    "cnn": {"epochs": 10, "dense_units": [16], "blocks": [{"filters": 8, "convs": 1}],
+            "block_dropout": 0, "dense_dropout": 0, "learning_rate": 0.01},
     "logreg": {"max_iter": 200},
 }
 
@@ -111,8 +111,8 @@ def test_seed_model_shapes() -> None:
     assert [type(layer).__name__ for layer in mlp.layers][:2] == ["RandomTranslation",
                                                                    "Rescaling"]
     assert mlp.count_params() == 64 * 256 + 256 + 256 * 10 + 10
-    seeds = build_mlp((8, 8, 1), 10, section("keras_mlp", hidden_units=[128]))
-    assert seeds.count_params() == 64 * 128 + 128 + 128 * 10 + 10  # the seeds' MLP
+    tutorials_mlp = build_mlp((8, 8, 1), 10, section("keras_mlp", hidden_units=[128]))
+    assert tutorials_mlp.count_params() == 64 * 128 + 128 + 128 * 10 + 10  # the tutorials' MLP
     cnn = build_cnn((8, 8, 1), 10, params.section("cnn"))  # VGG-like: two 3x3 convs a block
     assert [type(layer).__name__ for layer in cnn.layers][2:6] == [
         "Conv2D", "Conv2D", "MaxPooling2D", "Dropout"]
@@ -122,16 +122,17 @@ def test_seed_model_shapes() -> None:
     assert cnn.count_params() == conv + dense
     assert cnn.output_shape == (None, 10)
     one_conv_blocks = [{"filters": 32, "convs": 1}, {"filters": 64, "convs": 1}]
-    seeds_cnn = build_cnn((8, 8, 1), 10, section("cnn", blocks=one_conv_blocks))
-    assert seeds_cnn.count_params() == (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + dense
+    tutorials_cnn = build_cnn((8, 8, 1), 10, section("cnn", blocks=one_conv_blocks))
+    assert tutorials_cnn.count_params() == (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + dense
 
 
 @TENSORFLOW
 def test_mlp_builder_options() -> None:
     from nnlab.models.keras.builders import build_mlp
 
-    params = project_params({"keras_mlp": {"hidden_units": [32, 16], "batch_norm": True,
-                                     "dropout": 0.2, "init": "he", "augment": {"shift": 0}}})
+    params = project_params({"keras_mlp": {
+        "hidden_units": [32, 16], "batch_norm": True, "dropout": 0.2, "init": "he",
+        "augment": {"shift": 0, "flip": False}}})
     mlp = build_mlp((8, 8, 1), 2, params.section("keras_mlp"))
     kinds = [type(layer).__name__ for layer in mlp.layers]
     assert kinds == ["Rescaling", "Flatten"] + ["Dense", "BatchNormalization", "Activation",

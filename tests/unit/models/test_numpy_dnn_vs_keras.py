@@ -124,7 +124,7 @@ def test_weights_match_keras_after_training_steps(optimizer_name: str, steps: in
     _assert_same_weights(network, model)
 
 
-# Adagrad and RMSprop add epsilon outside the square root, as the seeds do; Keras adds it
+# Adagrad and RMSprop add epsilon outside the square root, as the tutorials do; Keras adds it
 # inside. With a negligible epsilon both read w -= lr * g / sqrt(accumulator), so the step
 # by step comparison checks everything else: the accumulators, their decay and the step.
 # tanh keeps every gradient away from zero, where the two placements would differ.

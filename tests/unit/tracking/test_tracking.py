@@ -87,10 +87,10 @@ def test_evaluating_a_run_missing_from_the_store_opens_a_tagged_run(mlflow_store
 def test_diverging_training_leaves_no_model_and_a_failed_run(
     tmp_path: Path, mlflow_store: str
 ) -> None:
+    from nnlab import training as train_step
     from nnlab.core.errors import DivergenceError
     from nnlab.core.layout import Layout
     from nnlab.data import steps as data_steps
-    from nnlab.models import train as train_step
 
     params = project_params(
         {"numpy_dnn": {"learning_rate": 10.0, "epochs": 5}}  # Adam blows up, ends at chance
