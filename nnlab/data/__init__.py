@@ -1,7 +1,8 @@
 """Datasets: each source turns its raw files into the data contract (nnlab/core/contract.py).
 
     params.py        the `data` section's schema and the dataset names -> source modules
-    steps.py         the download, prepare and split stages' work, and the Source protocol
+    steps.py         the download and prepare stages' work, and the Source protocol
+    split.py         the split stage's work (it loads no source)
     fetch.py         downloads with pinned checksums, mirrors, resume and safe extraction
     digits.py        scikit-learn's bundled 8x8 digits (the offline default)
     idx.py           MNIST and Fashion-MNIST (IDX files)

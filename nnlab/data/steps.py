@@ -1,5 +1,5 @@
-"""The data stages: download (fetch and verify raw files), prepare (the data contract and a
-fixed test hold-out) and split (a stratified, seeded validation set).
+"""The download and prepare stages: fetch and verify raw files; convert them to the data
+contract with a fixed test hold-out. (split: nnlab/data/split.py, which loads no source.)
 
 A source is a module or an object with two functions:
 - ``download(raw_dir, data)``: put verified raw files under ``raw_dir`` (DVC's `data/raw`);
@@ -13,14 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-from numpy.typing import NDArray
-
 from nnlab.core.contract import (
     RawDataset,
     check_contract,
-    load_classes,
-    load_split,
     save_classes,
     save_split,
     stratified_split,
@@ -99,29 +94,3 @@ def prepare(data: DataParams, layout: Layout) -> dict[str, int]:
         "test": int(test_labels.shape[0]),
         "skipped": len(raw.skipped),
     }
-
-
-# Fewer training images than this in a class, and a model cannot learn it: refuse the split.
-MIN_TRAIN_PER_CLASS = 5
-
-
-def check_training_counts(labels: NDArray[np.int64], classes: list[str],
-                          val_fraction: float) -> None:
-    counts = np.bincount(labels, minlength=len(classes))
-    if counts.min() < MIN_TRAIN_PER_CLASS:
-        poorest = int(counts.argmin())
-        raise ValueError(
-            f"data.val_fraction={val_fraction:g} leaves {counts[poorest]} training image(s) "
-            f"of class {classes[poorest]!r} (at least {MIN_TRAIN_PER_CLASS} per class are "
-            "needed); lower data.val_fraction or data.test_fraction, or add images"
-        )
-
-
-def split(data: DataParams, seed: int, layout: Layout) -> dict[str, int]:
-    """Take a stratified, seeded `data.val_fraction` validation set out of the training part."""
-    images, labels = load_split(layout.prepared, "train")
-    kept, held = stratified_split(labels, data.val_fraction, seed)
-    check_training_counts(labels[kept], load_classes(layout.prepared), data.val_fraction)
-    save_split(layout.split, "train", images[kept], labels[kept])
-    save_split(layout.split, "val", images[held], labels[held])
-    return {"train": int(kept.shape[0]), "val": int(held.shape[0])}

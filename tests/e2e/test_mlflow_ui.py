@@ -20,6 +20,7 @@ import pytest
 
 from nnlab import training as train_step
 from nnlab.core.layout import Layout
+from nnlab.data import split as data_split
 from nnlab.data import steps as data_steps
 from nnlab.evaluation import evaluate as evaluate_step
 from tests.support.helpers import project_params
@@ -99,7 +100,7 @@ def tiny_pipeline(server: Server, tmp_path: Path) -> Layout:
     layout = Layout(tmp_path)
     data_steps.download(params.data, layout)
     data_steps.prepare(params.data, layout)
-    data_steps.split(params.data, params.seed, layout)
+    data_split.split(params.data, params.seed, layout)
     for model in MODELS:
         train_step.train(model, params, layout)
         evaluate_step.evaluate(model, params, layout)

@@ -92,8 +92,10 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
         assert logged.run_id == run.info.run_id and logged.signature is not None
         assert ("keras" in logged.flavors) == (model in ("keras_mlp", "cnn"))
     numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
-    assert numpy_run.data.params["hidden_layers"] == "[256, 128]"
-    assert numpy_run.data.params["early_stopping_patience"] == "10"
+    section = yaml.safe_load((project / "params.yaml").read_text())["numpy_dnn"]
+    assert numpy_run.data.params["hidden_layers"] == str(section["hidden_layers"])
+    assert numpy_run.data.params["early_stopping_patience"] == str(
+        section["early_stopping_patience"])
 
     # A copy of the trained project (what a clone with the DVC cache is) is up to date.
     again = sh(["dvc", "repro"], copy_project(project, tmp_path / "copy"))

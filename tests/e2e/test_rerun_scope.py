@@ -9,6 +9,7 @@ numpy_dnn's Adam must not retrain the CNN) and no fewer (DVC must not miss a cha
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def _imports(baseline: Path) -> dict[str, dict[str, object]]:
 
 def _changed(project: Path) -> set[str]:
     """The stages `dvc status` reports with changed dependencies."""
-    with Repo(str(project)) as repo:
+    with contextlib.chdir(project), Repo(str(project)) as repo:  # stage names as DVC prints them
         status = repo.status()
     return {stage for stage, changes in status.items()
             if any(isinstance(change, dict) and "changed deps" in change for change in changes)}

@@ -175,6 +175,9 @@ def test_deep_preset_replaces_the_architecture_keys() -> None:
 
 
 def test_flatten_nested_blocks() -> None:
+    cnn = _defaults()["cnn"]
     flat = flatten(validate(_defaults()).section("cnn"))
-    assert flat["blocks.0.filters"] == 32 and flat["blocks.1.filters"] == 64
-    assert flat["dense_units"] == [512]
+    assert [flat[f"blocks.{index}.filters"] for index in range(len(cnn["blocks"]))] == [
+        block["filters"] for block in cnn["blocks"]]
+    assert flat["augment.shift"] == cnn["augment"]["shift"]
+    assert flat["dense_units"] == cnn["dense_units"]

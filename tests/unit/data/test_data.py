@@ -16,6 +16,7 @@ from nnlab.core.contract import (
 )
 from nnlab.core.errors import DataFormatError
 from nnlab.core.layout import Layout
+from nnlab.data import split as data_split
 from nnlab.data import steps as data_steps
 from tests.support.helpers import make_images, project_params
 
@@ -82,7 +83,7 @@ def test_prepare_and_split_digits(tmp_path: Path) -> None:
     test_images, test_labels = load_split(layout.prepared, "test")
     assert test_images.shape == (360, 8, 8, 1) and test_images.max() == 255
     assert np.bincount(test_labels).min() >= 35  # stratified: ~36 per digit
-    split_counts = data_steps.split(params.data, params.seed, layout)
+    split_counts = data_split.split(params.data, params.seed, layout)
     assert split_counts["val"] == 360 and split_counts["train"] == 1077
     assert load_classes(layout.prepared) == [str(digit) for digit in range(10)]
 
@@ -117,11 +118,11 @@ def test_arrays_that_do_not_match_are_refused(tmp_path: Path) -> None:
 def test_a_split_that_leaves_too_few_training_images_is_refused() -> None:
     labels = np.repeat(np.arange(3), [40, 40, 4]).astype(np.int64)
     with pytest.raises(ValueError) as error:
-        data_steps.check_training_counts(labels, ["cat", "dog", "bird"], 0.5)
+        data_split.check_training_counts(labels, ["cat", "dog", "bird"], 0.5)
     assert str(error.value) == (
         "data.val_fraction=0.5 leaves 4 training image(s) of class 'bird' (at least 5 per "
         "class are needed); lower data.val_fraction or data.test_fraction, or add images")
-    data_steps.check_training_counts(labels[:80], ["cat", "dog"], 0.5)  # enough: no error
+    data_split.check_training_counts(labels[:80], ["cat", "dog"], 0.5)  # enough: no error
 
 
 def test_an_allocation_that_cannot_fit_is_refused_before_it_starts(

@@ -90,6 +90,7 @@ def test_diverging_training_leaves_no_model_and_a_failed_run(
     from nnlab import training as train_step
     from nnlab.core.errors import DivergenceError
     from nnlab.core.layout import Layout
+    from nnlab.data import split as data_split
     from nnlab.data import steps as data_steps
 
     params = project_params(
@@ -98,7 +99,7 @@ def test_diverging_training_leaves_no_model_and_a_failed_run(
     layout = Layout(tmp_path)
     data_steps.download(params.data, layout)
     data_steps.prepare(params.data, layout)
-    data_steps.split(params.data, params.seed, layout)
+    data_split.split(params.data, params.seed, layout)
     with pytest.raises(DivergenceError, match="lower numpy_dnn.learning_rate"):
         train_step.train("numpy_dnn", params, layout)
     assert not layout.model_dir("numpy_dnn").exists()
