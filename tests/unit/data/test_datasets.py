@@ -20,7 +20,7 @@ from nnlab.data import cifar10, fetch, image_folder, planar
 from nnlab.data import steps as data_steps
 from nnlab.data.fetch import RemoteFile
 from nnlab.data.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
-from nnlab.data.params import DATASETS
+from nnlab.data.params import DATASETS, PLANAR_SHAPES
 from tests.support.helpers import data_section, make_image_folder, project_params
 from tests.support.loopback import Loopback, loopback_server
 
@@ -82,10 +82,14 @@ def test_mnist_downloads_from_loopback_and_converts(
     assert dataset.classes == [str(digit) for digit in range(10)]
 
 
+def test_every_dataset_name_has_a_source_and_planar_shape_its_classes() -> None:
+    assert tuple(data_steps.SOURCES) == DATASETS
+    assert tuple(planar.CLASSES) == PLANAR_SHAPES
+    with pytest.raises(ValueError, match="data.dataset='imagenet': unknown dataset; choose"):
+        data_steps.get_dataset("imagenet")
+
+
 def test_pinned_sources_are_the_published_ones() -> None:
-    assert set(DATASETS) == {
-        "digits", "mnist", "fashion_mnist", "cifar10", "image_folder", "planar"
-    }
     assert MNIST.mirrors[0].startswith("https://yann.lecun.com/")
     assert FASHION_MNIST.classes[0] == "T-shirt/top" and FASHION_MNIST.classes[9] == "Ankle boot"
     for source in (MNIST, FASHION_MNIST):
