@@ -2,7 +2,7 @@
 
     registry.py     params.yaml's model names -> classifier and params schema (strings)
     base.py         the contract every model follows (ImageClassifier) and get_model_class
-    mlflow_model.py how a trained model is logged to MLflow; pyfunc.py is what MLflow loads
+    mlflow_model.py a trained model in MLflow: how it is logged, and the pyfunc that loads it
     numpy_dnn/      from scratch in NumPy: layers, losses, optimizers, training loop
     keras/          keras_mlp and cnn
     logreg/         scikit-learn's logistic regression, the reference row

@@ -31,7 +31,7 @@ EpochHook = Callable[[dict[str, float]], None]
 class ImageClassifier:
     """Base class: fit on uint8 images, predict class probabilities, save and load."""
 
-    # How tracking.log_model logs it: "pyfunc" (nnlab/models/pyfunc.py over the saved
+    # How mlflow_model.log_model logs it: "pyfunc" (mlflow_model.SavedModel over the saved
     # folder) or "keras" (the Keras flavor, from `probability_model()`).
     flavor = "pyfunc"
 

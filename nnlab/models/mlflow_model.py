@@ -1,15 +1,42 @@
-"""How a trained model is logged to its MLflow run: the Keras flavor for the Keras models,
-the pyfunc in pyfunc.py over the saved folder for the others, each with a signature and
-pinned requirements."""
+"""A trained model in MLflow: how it is logged to its run, and the pyfunc that loads it.
 
-from __future__ import annotations
+The Keras models are logged with the Keras flavor (with a softmax head). numpy_dnn and
+logreg are logged as code: this file, with the saved model folder as the artifact "model" and
+the model's params name as `model_config["model"]`; nothing is pickled. MLflow runs this file
+when the model is loaded (and once when it is logged), and `SavedModel.predict` uses the
+project's own loader and `predict_proba`, so the MLflow model and `nnlab predict` can never
+disagree. Loading it needs `nnlab` installed.
+
+Annotations are real, not strings (no `from __future__ import annotations`): MLflow reads
+SavedModel.predict's.
+"""
 
 import warnings
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import numpy as np
+from mlflow.pyfunc import PythonModel
+
+from nnlab.models.base import ImageClassifier, get_model_class
+
 MODEL_NAME = "model"  # the MLflow model's name inside its run
-PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
+
+
+class SavedModel(PythonModel):
+    """uint8 images (N, H, W, C) in, class probabilities (N, n_classes) out."""
+
+    def load_context(self, context: Any) -> None:
+        model_class = get_model_class(context.model_config["model"])
+        self.classifier: ImageClassifier = model_class.load(Path(context.artifacts["model"]))
+
+    # np.ndarray tells MLflow to leave the input to the logged signature instead of
+    # inferring a schema from the hints.
+    def predict(
+        self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        return self.classifier.predict_proba(np.asarray(model_input, dtype=np.uint8))
 
 
 def pins(*packages: str) -> list[str]:
@@ -36,7 +63,7 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any) ->
     returns its `models:/` URI.
 
     Keras models use the Keras flavor (with a softmax head, so both flavors output
-    probabilities); the others are the pyfunc in `pyfunc.py` over `model_dir`.
+    probabilities); the others are this file's SavedModel over `model_dir`, logged as code.
     Requirements are pinned from the installed versions: MLflow would otherwise infer them by
     loading the model in a subprocess, which costs a TensorFlow import per stage.
     """
@@ -50,8 +77,6 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any) ->
 
 
 def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any) -> str:
-    import mlflow
-
     if classifier.flavor == "keras":
         info = mlflow.keras.log_model(
             classifier.probability_model(), name=MODEL_NAME, signature=signature,
@@ -60,10 +85,13 @@ def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any
     else:
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
-            python_model=str(PYFUNC_CODE),
+            python_model=__file__,  # this file: MLflow runs it to load the model
             artifacts={"model": str(model_dir)},
             model_config={"model": model_name},
             signature=signature,
             pip_requirements=pins("numpy", "scikit-learn"),
         )
     return str(info.model_uri)
+
+
+mlflow.models.set_model(SavedModel())
