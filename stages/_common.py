@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+from nnlab.core import stops
 from nnlab.core.errors import USER_ERRORS, Interrupted
 from nnlab.core.layout import Layout
 from nnlab.core.schema import Params
@@ -30,7 +31,7 @@ def _interrupt(number: int, frame: FrameType | None) -> None:
     # Once is enough: a second Ctrl-C while cleaning up must not cut the cleanup short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise Interrupted(signal.Signals(number).name, number)
+    stops.stop(signal.Signals(number).name, number)  # raises Interrupted, now or at a safe point
 
 
 def remove_outputs(outputs: Sequence[Path]) -> None:

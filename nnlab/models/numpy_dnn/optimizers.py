@@ -21,8 +21,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from nnlab.core import stops
 from nnlab.models.numpy_dnn import kernels
 from nnlab.models.numpy_dnn.layers import Array
+
+# (kernel, dtype) pairs this process has compiled: their first call ran under stops.deferred().
+_COMPILED: set[tuple[str, np.dtype]] = set()
 
 
 class Optimizer:
@@ -51,8 +55,14 @@ class Optimizer:
     def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
         """Update one flattened parameter in place; `slots` follow `self.slots`. The scalars
         take the arrays' dtype, so float32 stays float32."""
-        getattr(kernels, self.kernel)(param, grad, *slots,
-                                         *map(param.dtype.type, self.scalars()))
+        rule = getattr(kernels, self.kernel)
+        arguments = (param, grad, *slots, *map(param.dtype.type, self.scalars()))
+        if (self.kernel, param.dtype) in _COMPILED:
+            rule(*arguments)
+            return
+        with stops.deferred():  # numba compiles it (or loads it from its cache) now
+            rule(*arguments)
+        _COMPILED.add((self.kernel, param.dtype))
 
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         """One step over every array of `params` (same keys as `grads`), in place."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,58 @@ def test_baselines_train_on_the_split_and_score_validation_and_test() -> None:
 def test_report_without_metrics_names_the_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"reports/cnn/metrics\.json: missing"):
         report_step.report(["cnn"], Layout(tmp_path))
+
+
+# A stage whose body makes numba compile the Adam rule (or load it from numba's cache). With
+# "inject", SIGTERM arrives while Python runs inside llvmlite's ctypes callback, where numba
+# hands over the compiled code: the moment a fresh-clone `make test` once hit by chance. The
+# signal, the handler and the compile are real; the hook only picks the moment.
+_STOP_MID_COMPILE = """
+import os, signal, sys
+from llvmlite.binding import executionengine
+
+set_object_cache = executionengine.ExecutionEngine.set_object_cache
+sent = []
+
+def signalled(hook):
+    def inside_the_callback(*args):
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
+            sum(range(10_000))  # Python bytecodes: the handler runs here, in the callback
+        return hook(*args)
+    return inside_the_callback if hook is not None and sys.argv[1] == "inject" else hook
+
+executionengine.ExecutionEngine.set_object_cache = lambda self, notify=None, getbuffer=None: (
+    set_object_cache(self, signalled(notify), signalled(getbuffer)))
+
+import numpy as np
+from nnlab.models.numpy_dnn.optimizers import make_optimizer
+from stages._common import run
+
+def body(params):
+    adam = make_optimizer("adam", 0.001, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-7)
+    weights = {"W": np.ones((64, 64), np.float32)}
+    adam.update(weights, {"W": np.ones_like(weights["W"])})  # the first call compiles
+    print("compiled" if sent or sys.argv[1] != "inject" else "no callback ran", flush=True)
+
+run("compile", body)
+"""
+
+
+@pytest.mark.parametrize("cache", ["empty", "warm"])
+def test_a_stop_during_numbas_first_compile_is_one_line(tmp_path: Path, cache: str) -> None:
+    """An exception raised in a ctypes callback is printed and dropped, so a stop there would
+    be lost and print a traceback; the stage defers it to the end of the compile
+    (nnlab/core/stops.py) and stops with its usual line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    script = [sys.executable, "-c", _STOP_MID_COMPILE]
+    if cache == "warm":  # numba loads the compiled rule from its cache, through a callback too
+        warm = subprocess.run([*script, "none"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert warm.returncode == 0 and warm.stdout == "compiled\n", warm.stderr
+    result = subprocess.run([*script, "inject"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 128 + signal.SIGTERM, result.stdout + result.stderr
+    assert result.stdout == ""  # stopped as the compile ended, before the body went on
+    assert result.stderr.strip().splitlines() == [
+        "compile: stopped by SIGTERM; partial outputs removed; `dvc repro` starts it again"]
