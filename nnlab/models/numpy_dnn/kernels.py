@@ -76,3 +76,19 @@ def adam(param, grad, m, v, alpha, one_minus_beta1, one_minus_beta2, epsilon):
         v_i = v_i + (g * g - v_i) * one_minus_beta2
         v[i] = v_i
         param[i] -= m_i / (np.sqrt(v_i) + epsilon) * alpha
+
+
+@fused
+def col2im(dcols, dx, stride_h, stride_w):
+    """Add each window's gradient back where the window read its input: dcols is
+    (N, out_h, out_w, kh, kw, C), dx the (N, H_padded, W_padded, C) input gradient, zeroed by
+    the caller. Windows overlap when the stride is below the kernel size: they add up."""
+    n_samples, out_h, out_w, kh, kw, channels = dcols.shape
+    for n in range(n_samples):
+        for y in range(out_h):
+            for x in range(out_w):
+                for i in range(kh):
+                    for j in range(kw):
+                        row, column = y * stride_h + i, x * stride_w + j
+                        for c in range(channels):
+                            dx[n, row, column, c] += dcols[n, y, x, i, j, c]

@@ -38,24 +38,7 @@ from nnlab.models.numpy_dnn.optimizers import (
     RMSprop,
     scheduled_learning_rate,
 )
-
-
-def _numeric_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of f() with respect to every element of x (changed in place)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        old = x[index]
-        x[index] = old + eps
-        plus = f()
-        x[index] = old - eps
-        minus = f()
-        x[index] = old
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
+from tests.support.gradients import numeric_grad, relative_error
 
 
 def _dense(rng: np.random.Generator) -> Layer:
@@ -97,9 +80,9 @@ def test_layer_gradients_match_central_differences(name: str) -> None:
     f()
     dx = layer.backward(upstream.copy())
     analytic = {key: grad.copy() for key, grad in layer.grads.items()}
-    assert _relative_error(dx, _numeric_grad(f, x)) < 1e-6, "dx"
+    assert relative_error(dx, numeric_grad(f, x)) < 1e-6, "dx"
     for key, param in layer.params.items():
-        assert _relative_error(analytic[key], _numeric_grad(f, param)) < 1e-6, key
+        assert relative_error(analytic[key], numeric_grad(f, param)) < 1e-6, key
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
@@ -148,8 +131,8 @@ def _check_network_gradients(
     params, grads = network.parameters()
     analytic = {key: grad.copy() for key, grad in grads.items()}
     for key, param in params.items():
-        numeric = _numeric_grad(loss, param)
-        assert _relative_error(analytic[key], numeric) < 1e-6, key
+        numeric = numeric_grad(loss, param)
+        assert relative_error(analytic[key], numeric) < 1e-6, key
 
 
 # -- optimizers: one or two steps on f(w) = 0.5 * w^2 (gradient = w), by hand ----------------

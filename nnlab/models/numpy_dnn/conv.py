@@ -1,0 +1,180 @@
+"""Convolution layers, channels-last as Keras and the stored images: x is (N, H, W, C).
+
+Conv2D turns a convolution into one GEMM over im2col columns ("Deep Learning from Scratch",
+ch. 7): every kh x kw x C window of the padded input becomes one row of `cols`, so
+out = cols @ W. The columns are filled by one copy from a strided view of the input (no
+Python loop over the window), into a buffer kept per input shape; backward is two GEMMs
+(dW = cols.T @ dout, dcols = dout @ W.T) and col2im, a compiled loop that adds each
+window's gradient back (kernels.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.typing import NDArray
+
+from nnlab.core import stops
+from nnlab.models.numpy_dnn import kernels
+from nnlab.models.numpy_dnn.layers import Array, BatchNorm, Layer
+
+PADDINGS = ("same", "valid")
+
+
+def _pads(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """(output size, padding before, padding after) along one axis, as Keras computes them:
+    'same' gives ceil(size / stride) outputs and puts the odd pixel of padding after."""
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; choose one of: {', '.join(PADDINGS)}")
+    if padding == "valid":
+        if size < kernel:
+            raise ValueError(f"a {kernel}-wide window does not fit in {size} pixels with "
+                             "padding='valid'; use padding='same' or a larger input")
+        return (size - kernel) // stride + 1, 0, 0
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
+class Conv2D(Layer):
+    """2-D convolution: W (kh, kw, C, F), Keras's kernel layout, and b (F,) or None."""
+
+    def __init__(self, W: Array, b: Array | None, stride: int = 1, padding: str = "same",
+                 input_grad: bool = True) -> None:
+        super().__init__()
+        if W.ndim != 4:
+            raise ValueError(f"Conv2D weights must be (kh, kw, C, F); Received: {W.shape}")
+        if stride < 1:
+            raise ValueError(f"stride must be at least 1; Received: stride={stride}")
+        _pads(W.shape[0], W.shape[0], stride, padding)  # checks the padding's name
+        self.params = {"W": W} if b is None else {"W": W, "b": b}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.stride, self.padding, self.input_grad = stride, padding, input_grad
+        self._buffers: dict[tuple[int, ...], tuple[Array, Array]] = {}  # shape -> (padded, cols)
+        self._cols: Array | None = None
+        self._geometry: tuple[int, ...] = ()
+
+    def _columns(self, x: Array) -> Array:
+        """The im2col matrix (N * out_h * out_w, kh * kw * C) of x (N, H, W, C)."""
+        kh, kw, channels, _ = self.params["W"].shape
+        n, height, width, _ = x.shape
+        out_h, top, bottom = _pads(height, kh, self.stride, self.padding)
+        out_w, left, right = _pads(width, kw, self.stride, self.padding)
+        if x.shape not in self._buffers:  # allocated once per input shape, reused each step
+            padded = np.zeros((n, height + top + bottom, width + left + right, channels),
+                              x.dtype)
+            self._buffers[x.shape] = (padded, np.empty((n * out_h * out_w, kh * kw * channels),
+                                                       x.dtype))
+        padded, cols = self._buffers[x.shape]
+        padded[:, top:top + height, left:left + width] = x  # the border stays zero
+        s_n, s_h, s_w, s_c = padded.strides
+        windows = as_strided(padded, (n, out_h, out_w, kh, kw, channels),
+                             (s_n, s_h * self.stride, s_w * self.stride, s_h, s_w, s_c),
+                             writeable=False)  # (N, out_h, out_w, kh, kw, C): a view
+        np.copyto(cols.reshape(windows.shape), windows)
+        self._geometry = (n, out_h, out_w, kh, kw, channels, top, left, height, width)
+        return cols
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        W = self.params["W"]
+        self._cols = self._columns(x)
+        out = self._cols @ W.reshape(-1, W.shape[3])  # (N * out_h * out_w, F)
+        if "b" in self.params:
+            out += self.params["b"]
+        n, out_h, out_w = self._geometry[:3]
+        return out.reshape(n, out_h, out_w, W.shape[3])
+
+    def backward(self, dout: Array) -> Array:
+        if self._cols is None:
+            raise RuntimeError("Conv2D.backward() called before forward()")
+        W = self.params["W"]
+        filters = W.shape[3]
+        d2 = dout.reshape(-1, filters)  # (N * out_h * out_w, F)
+        np.matmul(self._cols.T, d2, out=self.grads["W"].reshape(-1, filters))
+        if "b" in self.grads:
+            np.sum(d2, axis=0, out=self.grads["b"])
+        n, out_h, out_w, kh, kw, channels, top, left, height, width = self._geometry
+        if not self.input_grad:
+            return dout[:, :0]  # never used: nobody needs the gradient of the input pixels
+        dcols = (d2 @ W.reshape(-1, filters).T).reshape(n, out_h, out_w, kh, kw, channels)
+        padded = self._buffers[(n, height, width, channels)][0]
+        dx = np.zeros_like(padded)
+        with stops.deferred():  # the first call compiles col2im
+            kernels.col2im(dcols, dx, self.stride, self.stride)
+        return dx[:, top:top + height, left:left + width]
+
+
+class MaxPool2D(Layer):
+    """Max over non-overlapping size x size windows (stride = size), as Keras's
+    MaxPooling2D(size). 'same' pads with -inf as Keras does (the odd pixel after), so every
+    pixel is in a window; 'valid' drops the pixels past the last whole window. The gradient
+    goes to the window's first largest value, as in Keras."""
+
+    def __init__(self, size: int = 2, padding: str = "valid") -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"pool size must be at least 1; Received: size={size}")
+        _pads(size, size, size, padding)
+        self.size, self.padding = size, padding
+        self._argmax: NDArray[np.intp] | None = None
+        self._shape: tuple[int, ...] = ()
+        self._offsets = (0, 0)
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        n, height, width, channels = x.shape
+        k = self.size
+        out_h, top, _ = _pads(height, k, k, self.padding)
+        out_w, left, _ = _pads(width, k, k, self.padding)
+        self._offsets = (top, left)
+        if (height, width) != (out_h * k, out_w * k):
+            full = np.full((n, out_h * k, out_w * k, channels), -np.inf, x.dtype)
+            rows, columns = min(height, out_h * k - top), min(width, out_w * k - left)
+            full[:, top:top + rows, left:left + columns] = x[:, :rows, :columns]
+            x = full
+        # (N, out_h, out_w, C, k * k): each window's k * k values, in row-major order
+        windows = x.reshape(n, out_h, k, out_w, k, channels).transpose(0, 1, 3, 5, 2, 4)
+        windows = windows.reshape(n, out_h, out_w, channels, k * k)
+        self._argmax = windows.argmax(axis=4)[..., None]  # the first largest
+        self._shape = (n, height, width, channels)
+        return np.take_along_axis(windows, self._argmax, axis=4)[..., 0]
+
+    def backward(self, dout: Array) -> Array:
+        if self._argmax is None:
+            raise RuntimeError("MaxPool2D.backward() called before forward()")
+        n, height, width, channels = self._shape
+        k = self.size
+        _, out_h, out_w, _ = dout.shape
+        dwindows = np.zeros((n, out_h, out_w, channels, k * k), dout.dtype)
+        np.put_along_axis(dwindows, self._argmax, dout[..., None], axis=4)
+        dx = dwindows.reshape(n, out_h, out_w, channels, k, k).transpose(0, 1, 4, 2, 5, 3)
+        dx = dx.reshape(n, out_h * k, out_w * k, channels)
+        top, left = self._offsets
+        full = np.zeros((n, height, width, channels), dout.dtype)  # 'valid' drops some pixels
+        rows, columns = min(height, out_h * k - top), min(width, out_w * k - left)
+        full[:, :rows, :columns] = dx[:, top:top + rows, left:left + columns]
+        return full
+
+
+class Flatten(Layer):
+    """(N, H, W, C) -> (N, H * W * C), in Keras's order (channels last)."""
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout: Array) -> Array:
+        return dout.reshape(self._shape)
+
+
+class BatchNorm2D(BatchNorm):
+    """Batch norm over channels: each channel's mean and variance over N, H and W, as Keras's
+    BatchNormalization() after a Conv2D. gamma and beta are (C,)."""
+
+    def forward(self, x: Array, training: bool = False) -> Array:
+        self._shape = x.shape
+        return super().forward(x.reshape(-1, x.shape[-1]), training).reshape(x.shape)
+
+    def backward(self, dout: Array) -> Array:
+        return super().backward(dout.reshape(-1, dout.shape[-1])).reshape(self._shape)
