@@ -1,5 +1,6 @@
-"""numpy_dnn is the network it claims to be: the same MLP built in Keras, with numpy_dnn's
-weights copied in, gives the same outputs, and the same weights after SGD and Adam steps.
+"""numpy_dnn is the network it claims to be: the same MLP or convnet built in Keras, with
+numpy_dnn's weights copied in, gives the same outputs, and the same weights after SGD and
+Adam steps.
 
 Keras is the reference implementation here, as torch is for micrograd.
 """
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 
 from nnlab.models.numpy_dnn import Network, build_mlp, make_optimizer
-from nnlab.models.numpy_dnn.layers import BatchNorm, Dense, LeakyReLU, ReLU, Sigmoid, Tanh
+from nnlab.models.numpy_dnn.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
+from nnlab.models.numpy_dnn.layers import BatchNorm, Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -166,3 +168,74 @@ def test_leaky_relu_has_one_slope_in_both_frameworks() -> None:
     got = np.asarray(_activation("leaky_relu")(x))
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert expected[0, 0] == pytest.approx(-3 * 0.01)
+
+
+# -- the convolution layers -----------------------------------------------------------------
+IMAGE = (9, 9, 1)
+
+
+def _convnet(batch_norm: bool) -> Network:
+    """conv 3x3 same -> ReLU -> max-pool 2 same -> conv 3x3 stride 2 same -> (BN) -> ReLU ->
+    flatten -> dense 5: each padding rule, a stride of 2 and an odd size to pool."""
+    rng = np.random.default_rng(2)
+    layers: list[Layer] = [
+        Conv2D((rng.standard_normal((3, 3, 1, 4)) * 0.5).astype(np.float32),
+               (rng.standard_normal(4) * 0.1).astype(np.float32)),
+        ReLU(), MaxPool2D(2, "same"),
+        Conv2D((rng.standard_normal((3, 3, 4, 6)) * 0.3).astype(np.float32),
+               None if batch_norm else np.zeros(6, np.float32), 2, "same"),
+        *([BatchNorm2D(6)] if batch_norm else []), ReLU(), Flatten(),
+        Dense((rng.standard_normal((54, 5)) * 0.2).astype(np.float32), np.zeros(5, np.float32)),
+    ]
+    return Network(layers, {"n_classes": 5})
+
+
+def _keras_convnet(network: Network) -> keras.Sequential:
+    twins = {Conv2D: lambda layer: keras.layers.Conv2D(
+                 layer.params["W"].shape[3], layer.params["W"].shape[:2], strides=layer.stride,
+                 padding=layer.padding, use_bias="b" in layer.params),
+             ReLU: lambda layer: keras.layers.Activation("relu"),
+             MaxPool2D: lambda layer: keras.layers.MaxPooling2D(layer.size,
+                                                                padding=layer.padding),
+             BatchNorm2D: lambda layer: keras.layers.BatchNormalization(momentum=0.99,
+                                                                       epsilon=1e-3),
+             Flatten: lambda layer: keras.layers.Flatten(),
+             Dense: lambda layer: keras.layers.Dense(layer.params["W"].shape[1])}
+    model = keras.Sequential([keras.Input(shape=IMAGE),
+                              *(twins[type(layer)](layer) for layer in network.layers)])
+    for ours, theirs in zip(network.layers, model.layers, strict=True):
+        if ours.params:
+            theirs.set_weights([*ours.params.values(), *ours.state.values()])
+    return model
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_convnet_logits_match_keras(batch_norm: bool) -> None:
+    network = _convnet(batch_norm)
+    model = _keras_convnet(network)
+    x = np.random.default_rng(3).standard_normal((BATCH, *IMAGE)).astype(np.float32)
+    np.testing.assert_allclose(network.logits(x), np.asarray(model(x, training=False)),
+                               rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(("optimizer_name", "steps", "batch_norm"),
+                         [("sgd", 1, False), ("adam", 3, False), ("adam", 3, True)])
+def test_convnet_weights_match_keras_after_training_steps(optimizer_name: str, steps: int,
+                                                          batch_norm: bool) -> None:
+    network = _convnet(batch_norm)
+    model = _keras_convnet(network)
+    keras_optimizer = {"sgd": keras.optimizers.SGD(0.01),
+                       "adam": keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999,
+                                                     epsilon=1e-7)}[optimizer_name]
+    model.compile(optimizer=keras_optimizer, run_eagerly=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((BATCH, *IMAGE)).astype(np.float32)
+    labels = rng.integers(0, 5, BATCH).astype(np.int64)
+    optimizer = make_optimizer(optimizer_name, 0.01, momentum=0.9)
+    params, grads = network.parameters()
+    for _ in range(steps):
+        ours, _ = network.loss_and_backward(x, labels)
+        optimizer.update(params, grads)
+        assert ours == pytest.approx(float(model.train_on_batch(x, labels)), abs=TOLERANCE)
+    _assert_same_weights(network, model)
