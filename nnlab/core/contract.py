@@ -135,3 +135,8 @@ def stratified_split(
 def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:
     """Flatten uint8 images (N, H, W, C) to float32 features (N, H*W*C) in [0, 1]."""
     return np.asarray(images, dtype=np.float32).reshape(images.shape[0], -1) / np.float32(255)
+
+
+def to_float_images(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """uint8 images (N, H, W, C) as float32 in [0, 1], same shape (for convnets)."""
+    return np.asarray(images, dtype=np.float32) / np.float32(255)

@@ -61,6 +61,22 @@ Patience = Annotated[int, Field(gt=0, le=10_000)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
+class ConvBlock(Section):
+    """One block of a convnet (cnn, numpy_cnn): `convs` 3x3 convolutions of `filters`."""
+
+    filters: int = Field(gt=0, le=4096)
+    convs: int = Field(gt=0, le=8)
+
+
+def _one_to_eight_blocks(value: list[ConvBlock]) -> list[ConvBlock]:
+    if not value or len(value) > 8:
+        raise ValueError("needs 1 to 8 conv blocks, e.g. [{filters: 32, convs: 2}]")
+    return value
+
+
+ConvBlocks = Annotated[list[ConvBlock], AfterValidator(_one_to_eight_blocks)]
+
+
 def describe(error: Mapping[str, Any], prefix: str = "") -> str:
     """One pydantic error as `key=value: what is allowed`, the key dotted from the top of
     params.yaml (`prefix` is the section's name)."""

@@ -64,8 +64,9 @@ ARRAYS_FILE = "model.npz"  # numpy_dnn and logreg: their weights as plain arrays
 
 
 class FeatureClassifier(ImageClassifier):
-    """A classifier on flattened pixels (numpy_dnn, logreg): `self.model` is the trained
-    estimator, anything with `predict_proba(features)`, or None before fit/load."""
+    """A classifier saved as plain arrays (numpy_dnn, numpy_cnn, logreg): `self.model` is the
+    trained estimator, anything with `predict_proba(inputs)`, or None before fit/load.
+    `inputs` turns the stored images into what the estimator takes: flattened pixels here."""
 
     name: str  # the params.yaml key
 
@@ -78,8 +79,12 @@ class FeatureClassifier(ImageClassifier):
             raise RuntimeError(f"{self.name}: fit() or load() the model first")
         return self.model
 
+    @staticmethod
+    def inputs(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return to_features(images)
+
     def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
-        return np.asarray(self._trained().predict_proba(to_features(images)), np.float32)
+        return np.asarray(self._trained().predict_proba(self.inputs(images)), np.float32)
 
     def _save_arrays(self, directory: Path, arrays: dict[str, NDArray[Any]]) -> None:
         # Plain arrays instead of a pickle: loading a model never executes code.

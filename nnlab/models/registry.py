@@ -24,6 +24,8 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     "numpy_dnn": ModelEntry("nnlab.models.numpy_dnn.classifier:NumpyDnnClassifier",
                             "nnlab.models.numpy_dnn.params:NumpyDnnParams"),
+    "numpy_cnn": ModelEntry("nnlab.models.numpy_dnn.classifier:NumpyCnnClassifier",
+                            "nnlab.models.numpy_dnn.params:NumpyCnnParams"),
     "keras_mlp": ModelEntry("nnlab.models.keras.classifier:KerasMlpClassifier",
                             "nnlab.models.keras.params:KerasMlpParams"),
     "cnn": ModelEntry("nnlab.models.keras.classifier:CnnClassifier",

@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 
+from nnlab.models.registry import MODEL_NAMES
 from nnlab.server.settings import free_port
 from tests.support.e2e import GIT, copy_project, git, make_project, ran_stages, run, user_env
 
 pytestmark = pytest.mark.slow
-MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]
-# Short, so the four train stages rerun quickly; accuracy floors are test_pipeline_e2e's job.
-CHANGES = ["numpy_dnn.epochs=2", "keras_mlp.epochs=1", "cnn.epochs=1", "logreg.max_iter=150"]
+MODELS = list(MODEL_NAMES)
+# Short, so the train stages rerun quickly; accuracy floors are test_pipeline_e2e's job.
+CHANGES = ["numpy_dnn.epochs=2", "numpy_cnn.epochs=1", "keras_mlp.epochs=1", "cnn.epochs=1",
+           "logreg.max_iter=150"]
 
 
 @dataclass

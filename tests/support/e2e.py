@@ -21,8 +21,10 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from nnlab.models.registry import MODEL_NAMES
+
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ["numpy_dnn", "keras_mlp", "cnn", "logreg"]
+MODELS = list(MODEL_NAMES)
 # Not copied into a new project: the workspace's outputs and caches at the top (data/ and
 # models/ there are DVC outputs; nnlab/data and nnlab/models are code), and build caches.
 TOP_LEVEL_IGNORE = {".git", ".venv", "data", "models", "mlflow.db", "mlartifacts",
@@ -44,6 +46,8 @@ GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 # test_pipeline_e2e.FLOORS.
 BASELINE_PARAMS = {
     "numpy_dnn": {"epochs": 3},
+    "numpy_cnn": {"epochs": 4, "blocks": [{"filters": 8, "convs": 1}, {"filters": 16, "convs": 1}],
+                  "dense_units": [32], "block_dropout": 0, "dense_dropout": 0},
     "keras_mlp": {"epochs": 5},  # dropout .45 and random shifts: slower to start
     "cnn": {"epochs": 4, "dense_units": [32]},
     "logreg": {"max_iter": 200},

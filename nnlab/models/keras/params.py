@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from nnlab.core.schema import (
     Activation,
     BatchSize,
+    ConvBlock,
+    ConvBlocks,
     Epochs,
     LearningRate,
     Patience,
@@ -45,17 +47,6 @@ class KerasMlpParams(Section):
     early_stopping_patience: Patience | None  # None: train every epoch
 
 
-class ConvBlock(Section):
-    filters: int = Field(gt=0, le=4096)
-    convs: int = Field(gt=0, le=8)
-
-
-def _one_to_eight_blocks(value: list[ConvBlock]) -> list[ConvBlock]:
-    if not value or len(value) > 8:
-        raise ValueError("needs 1 to 8 conv blocks, e.g. [{filters: 32, convs: 2}]")
-    return value
-
-
 # The source tutorials' DeepConvNet ("Deep Learning from Scratch", ch. 8): conv-conv-pool x 3
 # at 16/32/64 filters, Dense 50, dropout 0.5, He init, Adam. It replaces these keys.
 DEEP_CNN: dict[str, Any] = {
@@ -74,7 +65,7 @@ class CnnParams(Section):
     """[Conv3x3 x convs -> MaxPool -> Dropout] per block -> Dense -> Dense(n_classes)."""
 
     preset: Annotated[str, one_of(tuple(PRESETS), "preset")] | None
-    blocks: Annotated[list[ConvBlock], AfterValidator(_one_to_eight_blocks)]
+    blocks: ConvBlocks
     block_dropout: Probability
     dense_units: Units
     dense_dropout: Probability

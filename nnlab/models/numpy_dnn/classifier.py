@@ -1,13 +1,18 @@
-"""numpy_dnn as an ImageClassifier: params in, a saved .npz out. Never imports TensorFlow."""
+"""numpy_dnn (the MLP) and numpy_cnn (the convnet) as ImageClassifiers: params in, a saved
+.npz out. Both train with the same loop, optimizers and divergence guard. Never imports
+TensorFlow."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from nnlab.models.base import EpochHook, FeatureClassifier, History, Split, to_features
+from nnlab.core.contract import to_float_images
+from nnlab.models.base import EpochHook, FeatureClassifier, History, Split
 from nnlab.models.numpy_dnn import (
     Network,
     TrainConfig,
@@ -16,51 +21,99 @@ from nnlab.models.numpy_dnn import (
     make_optimizer,
     random_shifts,
 )
-from nnlab.models.numpy_dnn.params import NumpyDnnParams
+from nnlab.models.numpy_dnn.convnet import build_cnn
+from nnlab.models.numpy_dnn.params import NumpyCnnParams, NumpyDnnParams
 
 
-class NumpyDnnClassifier(FeatureClassifier):
-    name = "numpy_dnn"
-    params: NumpyDnnParams
+class _NumpyClassifier(FeatureClassifier):
+    """What both numpy models share: fit (one seeded generator for init, shuffling and
+    dropout), save and load. Subclasses build their network and shape their inputs."""
+
+    def build(self, input_shape: tuple[int, int, int], n_classes: int,
+              rng: np.random.Generator) -> Network:
+        raise NotImplementedError
+
+    def _config(self, image_shape: tuple[int, int, int],
+                on_epoch: EpochHook | None) -> TrainConfig:
+        p = self.params
+        return TrainConfig(
+            epochs=p.epochs, batch_size=p.batch_size,
+            learning_rate_decay=getattr(p, "learning_rate_decay", None),
+            decay_rate=getattr(p, "decay_rate", 1.0), decay_epochs=getattr(p, "decay_epochs", 1),
+            early_stopping_patience=p.early_stopping_patience, on_epoch=on_epoch,
+            augment=random_shifts(image_shape, p.augment_shift) if p.augment_shift else None,
+            model=self.name,
+        )
 
     def fit(self, train: Split, val: Split, n_classes: int,
             on_epoch: EpochHook | None = None) -> History:
         p = self.params
         rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
-        x_train, x_val = to_features(train[0]), to_features(val[0])
-        self.model = network = build_mlp(
-            x_train.shape[1], p.hidden_layers, n_classes, p.activation, p.init, rng,
-            l2=p.l2, dropout=p.dropout, batch_norm=p.batch_norm,
-        )
+        image_shape = (int(train[0].shape[1]), int(train[0].shape[2]), int(train[0].shape[3]))
+        self.model = network = self.build(image_shape, n_classes, rng)
         optimizer = make_optimizer(
             p.optimizer, p.learning_rate,
             momentum=p.momentum, beta1=p.beta1, beta2=p.beta2, epsilon=p.epsilon,
         )
-        config = TrainConfig(
-            epochs=p.epochs, batch_size=p.batch_size, learning_rate_decay=p.learning_rate_decay,
-            decay_rate=p.decay_rate, decay_epochs=p.decay_epochs,
-            early_stopping_patience=p.early_stopping_patience, on_epoch=on_epoch,
-            augment=random_shifts(train[0].shape[1:], p.augment_shift) if p.augment_shift
-            else None,
-        )
-        history = fit(network, optimizer, (x_train, train[1]), (x_val, val[1]), config, rng)
+        history = fit(network, optimizer, (self.inputs(train[0]), train[1]),
+                      (self.inputs(val[0]), val[1]), self._config(image_shape, on_epoch), rng)
         if history.stopped_early:
             best = history[history.best_epoch - 1]
-            print(f"numpy_dnn: early stopping after epoch {len(history)}: validation loss has "
-                  f"not improved for {p.early_stopping_patience} epochs; restored epoch "
+            print(f"{self.name}: early stopping after epoch {len(history)}: validation loss "
+                  f"has not improved for {p.early_stopping_patience} epochs; restored epoch "
                   f"{history.best_epoch} (val_loss {best['val_loss']:.4f})", file=sys.stderr)
         return history.rows
 
     def count_params(self) -> int:
-        return self._trained().count_params()
+        return int(self._trained().count_params())
 
     def save(self, directory: Path) -> None:
         self._save_arrays(directory, self._trained().to_arrays())
 
     @classmethod
-    def load(cls, directory: Path) -> NumpyDnnClassifier:
+    def _rebuild(cls, arrays: dict[str, NDArray[Any]]) -> Network:
+        return Network.from_arrays(arrays)
+
+    @classmethod
+    def load(cls, directory: Path) -> _NumpyClassifier:
         with cls._loading(directory) as arrays:
-            network = Network.from_arrays(arrays)
+            network = cls._rebuild(arrays)
         model = cls(None, seed=0)  # a loaded network needs no params: its shape is saved
         model.model = network
         return model
+
+
+class NumpyDnnClassifier(_NumpyClassifier):
+    """numpy_dnn: the MLP, on flattened pixels."""
+
+    name = "numpy_dnn"
+    params: NumpyDnnParams
+
+    def build(self, input_shape: tuple[int, int, int], n_classes: int,
+              rng: np.random.Generator) -> Network:
+        p = self.params
+        return build_mlp(int(np.prod(input_shape)), p.hidden_layers, n_classes, p.activation,
+                         p.init, rng, l2=p.l2, dropout=p.dropout, batch_norm=p.batch_norm)
+
+
+class NumpyCnnClassifier(_NumpyClassifier):
+    """numpy_cnn: the convnet, on images (N, H, W, C) scaled to [0, 1]."""
+
+    name = "numpy_cnn"
+    params: NumpyCnnParams
+
+    @staticmethod
+    def inputs(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return to_float_images(images)
+
+    def build(self, input_shape: tuple[int, int, int], n_classes: int,
+              rng: np.random.Generator) -> Network:
+        p = self.params
+        return build_cnn(input_shape, [(block.filters, block.convs) for block in p.blocks],
+                         n_classes, p.init, rng, block_dropout=p.block_dropout,
+                         dense_units=p.dense_units, dense_dropout=p.dense_dropout,
+                         batch_norm=p.batch_norm, preset=p.preset)
+
+    @classmethod
+    def _rebuild(cls, arrays: dict[str, NDArray[Any]]) -> Network:
+        return Network.from_arrays(arrays, build=build_cnn)

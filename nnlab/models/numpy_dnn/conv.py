@@ -23,11 +23,18 @@ from nnlab.models.numpy_dnn.layers import Array, BatchNorm, Layer
 PADDINGS = ("same", "valid")
 
 
-def _pads(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+def _pads(size: int, kernel: int, stride: int, padding: str | int) -> tuple[int, int, int]:
     """(output size, padding before, padding after) along one axis, as Keras computes them:
-    'same' gives ceil(size / stride) outputs and puts the odd pixel of padding after."""
+    'same' gives ceil(size / stride) outputs and puts the odd pixel of padding after. An int
+    pads that many zeros on both sides, as the source tutorials' `pad`."""
+    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        if size + 2 * padding < kernel:
+            raise ValueError(f"a {kernel}-wide window does not fit in {size} pixels padded "
+                             f"by {padding}")
+        return (size + 2 * padding - kernel) // stride + 1, padding, padding
     if padding not in PADDINGS:
-        raise ValueError(f"unknown padding {padding!r}; choose one of: {', '.join(PADDINGS)}")
+        raise ValueError(f"unknown padding {padding!r}; choose one of: {', '.join(PADDINGS)}, "
+                         "or a number of pixels")
     if padding == "valid":
         if size < kernel:
             raise ValueError(f"a {kernel}-wide window does not fit in {size} pixels with "
@@ -41,7 +48,7 @@ def _pads(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, 
 class Conv2D(Layer):
     """2-D convolution: W (kh, kw, C, F), Keras's kernel layout, and b (F,) or None."""
 
-    def __init__(self, W: Array, b: Array | None, stride: int = 1, padding: str = "same",
+    def __init__(self, W: Array, b: Array | None, stride: int = 1, padding: str | int = "same",
                  input_grad: bool = True) -> None:
         super().__init__()
         if W.ndim != 4:

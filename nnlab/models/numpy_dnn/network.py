@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -131,18 +132,21 @@ class Network:
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, NDArray[Any]]) -> Network:
-        """Rebuild a network saved by `to_arrays`, checking each shape against its architecture."""
+    def from_arrays(cls, arrays: dict[str, NDArray[Any]],
+                    build: Callable[..., Network] | None = None) -> Network:
+        """Rebuild a network saved by `to_arrays` with `build` (its builder: build_mlp by
+        default, convnet.build_cnn for numpy_cnn), checking each shape against its
+        architecture."""
         if "architecture" not in arrays:
-            raise ValueError("not a numpy_dnn model: no 'architecture' entry")
+            raise ValueError("not a numpy model: no 'architecture' entry")
         try:
             architecture = json.loads(str(arrays["architecture"]))
-            network = build_mlp(
+            network = (build or build_mlp)(
                 **architecture, init="zeros", rng=np.random.default_rng(0),
                 dtype=arrays["0.W"].dtype.type if "0.W" in arrays else np.float32,
             )
         except (TypeError, json.JSONDecodeError) as error:
-            raise ValueError(f"unreadable numpy_dnn architecture: {error}") from None
+            raise ValueError(f"unreadable numpy model architecture: {error}") from None
         network.set_weights(arrays)
         return network
 

@@ -1,4 +1,5 @@
-"""The `numpy_dnn` section of params.yaml: types and bounds (values: params.yaml).
+"""The `numpy_dnn` and `numpy_cnn` sections of params.yaml: types and bounds (values:
+params.yaml), and numpy_cnn's `deep` preset.
 
 The names it accepts (activations, inits, optimizers, schedules) come from the engine's own
 registries, so the schema can never accept a name the code does not know.
@@ -6,13 +7,15 @@ registries, so the schema can never accept a name the code does not know.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
 from nnlab.core.schema import (
     Activation,
     BatchSize,
+    ConvBlock,
+    ConvBlocks,
     Epochs,
     LearningRate,
     Patience,
@@ -56,3 +59,47 @@ class NumpyDnnParams(Section):
                 "decay_rate every decay_epochs, so it must be in (0, 1)"
             )
         return self
+
+
+# The source tutorials' DeepConvNet (nnlab/models/numpy_dnn/convnet.py builds it layer for
+# layer): these are the values it trains with, so MLflow logs what was really trained.
+DEEP_CNN: dict[str, Any] = {
+    "blocks": [ConvBlock(filters=16, convs=2), ConvBlock(filters=32, convs=2),
+               ConvBlock(filters=64, convs=2)],
+    "block_dropout": 0.0,
+    "dense_units": [50],
+    "dense_dropout": 0.5,
+    "init": "he",
+    "optimizer": "adam",
+    "batch_norm": False,
+}
+CNN_PRESETS = {"deep": DEEP_CNN}
+
+
+class NumpyCnnParams(Section):
+    """[Conv3x3 x convs -> (BN) -> ReLU -> MaxPool -> Dropout] per block -> Dense -> out, from
+    scratch in NumPy: the Keras cnn's params, with numpy_dnn's optimizers."""
+
+    preset: Annotated[str, one_of(tuple(CNN_PRESETS), "preset")] | None
+    blocks: ConvBlocks
+    block_dropout: Probability
+    dense_units: Units
+    dense_dropout: Probability
+    init: Annotated[str, one_of(INITS, "init")]
+    batch_norm: bool
+    augment_shift: float = Field(ge=0, le=0.5)  # random shifts, as numpy_dnn's
+    optimizer: Annotated[str, one_of(tuple(OPTIMIZERS), "optimizer")]
+    learning_rate: LearningRate
+    momentum: Probability
+    beta1: Probability
+    beta2: Probability
+    epsilon: float = Field(gt=0, le=1)
+    batch_size: BatchSize
+    epochs: Epochs
+    early_stopping_patience: Patience | None  # None: train every epoch
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> NumpyCnnParams:
+        if self.preset is None:
+            return self
+        return self.model_copy(update=CNN_PRESETS[self.preset])

@@ -54,6 +54,7 @@ class TrainConfig:
     decay_epochs: int = 1
     early_stopping_patience: int | None = None
     progress: bool | None = None
+    model: str = "numpy_dnn"  # the params.yaml key that errors name (numpy_cnn too)
     on_epoch: Callable[[dict[str, float]], None] | None = None
     augment: Callable[[NDArray[np.float32], np.random.Generator], NDArray[np.float32]] | None \
         = None
@@ -96,7 +97,7 @@ def fit(network: Network, optimizer: Optimizer, train: Data, val: Data, config: 
     batch = n_samples if config.batch_size is None else min(config.batch_size, n_samples)
     base_learning_rate = optimizer.learning_rate
     outputs = network.dense_layers[-1].params["W"].shape[1]  # 1: a sigmoid unit, 2 classes
-    guard = DivergenceGuard("numpy_dnn", max(outputs, 2), base_learning_rate)
+    guard = DivergenceGuard(config.model, max(outputs, 2), base_learning_rate)
     history = FitResult()
     best_loss, best_epoch, best_weights = math.inf, 0, {}
     patience = config.early_stopping_patience

@@ -20,6 +20,10 @@ FAST = {
     # batch_norm: the saved .npz must carry the running statistics too.
     "numpy_dnn": {"epochs": 30, "hidden_layers": [32], "learning_rate": 0.01,
                   "batch_norm": True},
+    # batch_norm: batch norm over channels, with its running statistics saved
+    "numpy_cnn": {"epochs": 15, "blocks": [{"filters": 8, "convs": 1}], "dense_units": [16],
+                  "block_dropout": 0, "dense_dropout": 0, "learning_rate": 0.01,
+                  "batch_norm": True, "augment_shift": 0},
     "keras_mlp": {"epochs": 15, "hidden_units": [32], "learning_rate": 0.01},
     "cnn": {"epochs": 10, "dense_units": [16], "blocks": [{"filters": 8, "convs": 1}],
             "block_dropout": 0, "dense_dropout": 0, "learning_rate": 0.01},
@@ -227,7 +231,7 @@ def test_keras_input_pipelines_cover_each_epoch_once_and_validation_once_in_orde
         range(EVAL_BATCH + 5))
 
 
-@pytest.mark.parametrize("name", ["numpy_dnn", "logreg"])
+@pytest.mark.parametrize("name", ["numpy_dnn", "numpy_cnn", "logreg"])
 def test_numpy_dnn_and_logreg_never_import_tensorflow(name: str) -> None:
     import subprocess
     import sys
@@ -262,7 +266,10 @@ def test_every_model_learns_planar_points(name: str) -> None:
     from nnlab.data import planar
 
     dataset = planar.load(Path("unused"), project_params({"data": {"planar_shape": "moons"}}).data)
-    model = get_model_class(name)(project_params({name: FAST[name]}).model_params(name), seed=0)
+    # Batch norm over 1x2 maps of 32 points is too noisy to learn the moons in 15 epochs
+    # (0.70 here): numpy_cnn goes without it on the plane.
+    changes = FAST[name] | ({"batch_norm": False, "epochs": 30} if name == "numpy_cnn" else {})
+    model = get_model_class(name)(project_params({name: changes}).model_params(name), seed=0)
     model.fit((dataset.images, dataset.labels), (dataset.images[:50], dataset.labels[:50]), 2)
     accuracy = (model.predict_proba(dataset.images).argmax(axis=1) == dataset.labels).mean()
     assert accuracy > 0.75, f"{name} reached only {accuracy:.2f} on the two moons"

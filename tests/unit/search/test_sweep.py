@@ -340,7 +340,7 @@ def test_unknown_model_exits_2_in_a_real_process(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         "nnlab sweep: error: unknown model 'resnet'; choose one of: "
-        "numpy_dnn, keras_mlp, cnn, logreg"
+        "numpy_dnn, numpy_cnn, keras_mlp, cnn, logreg"
     ]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
 
