@@ -84,7 +84,9 @@ def test_a_code_change_reruns_exactly_the_stages_that_import_it(
 
 
 @pytest.mark.parametrize(("file", "allowed"), [
-    ("nnlab/models/numpy_dnn/optimizers.py", {"train@numpy_dnn", "evaluate@numpy_dnn"}),
+    ("nnlab/models/numpy_dnn/optimizers.py",
+     {f"{stage}@{model}" for stage in ("train", "evaluate") for model in ("numpy_dnn",
+                                                                          "numpy_cnn")}),
     ("nnlab/models/keras/builders.py",
      {"train@keras_mlp", "evaluate@keras_mlp", "train@cnn", "evaluate@cnn"}),
     ("nnlab/models/logreg/classifier.py", {"train@logreg", "evaluate@logreg"}),

@@ -15,7 +15,7 @@ from tests.support.helpers import ROOT
 
 pytestmark = pytest.mark.tensorflow
 PER_CLASS = 150  # 1,500 images: 960 train, 240 validation, 300 test
-EPOCHS = {"numpy_dnn": 10, "keras_mlp": 20, "cnn": 4}  # the defaults, trained briefly
+EPOCHS = {"numpy_dnn": 10, "numpy_cnn": 4, "keras_mlp": 20, "cnn": 4}  # the defaults, briefly
 
 
 @pytest.fixture(scope="module")
