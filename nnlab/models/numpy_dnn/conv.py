@@ -127,41 +127,26 @@ class MaxPool2D(Layer):
         self.size, self.padding = size, padding
         self._argmax: NDArray[np.intp] | None = None
         self._shape: tuple[int, ...] = ()
-        self._offsets = (0, 0)
 
     def forward(self, x: Array, training: bool = False) -> Array:
         n, height, width, channels = x.shape
-        k = self.size
-        out_h, top, _ = _pads(height, k, k, self.padding)
-        out_w, left, _ = _pads(width, k, k, self.padding)
-        self._offsets = (top, left)
-        if (height, width) != (out_h * k, out_w * k):
-            full = np.full((n, out_h * k, out_w * k, channels), -np.inf, x.dtype)
-            rows, columns = min(height, out_h * k - top), min(width, out_w * k - left)
-            full[:, top:top + rows, left:left + columns] = x[:, :rows, :columns]
-            x = full
-        # (N, out_h, out_w, C, k * k): each window's k * k values, in row-major order
-        windows = x.reshape(n, out_h, k, out_w, k, channels).transpose(0, 1, 3, 5, 2, 4)
-        windows = windows.reshape(n, out_h, out_w, channels, k * k)
-        self._argmax = windows.argmax(axis=4)[..., None]  # the first largest
+        out_h, top, _ = _pads(height, self.size, self.size, self.padding)
+        out_w, left, _ = _pads(width, self.size, self.size, self.padding)
+        if self._argmax is None or self._argmax.shape != (n, out_h, out_w, channels):
+            self._argmax = np.empty((n, out_h, out_w, channels), np.int64)
+        out = np.empty((n, out_h, out_w, channels), x.dtype)
+        with stops.deferred():  # the first call compiles it
+            kernels.max_pool(np.ascontiguousarray(x), out, self._argmax, self.size, top, left)
         self._shape = (n, height, width, channels)
-        return np.take_along_axis(windows, self._argmax, axis=4)[..., 0]
+        return out
 
     def backward(self, dout: Array) -> Array:
         if self._argmax is None:
             raise RuntimeError("MaxPool2D.backward() called before forward()")
-        n, height, width, channels = self._shape
-        k = self.size
-        _, out_h, out_w, _ = dout.shape
-        dwindows = np.zeros((n, out_h, out_w, channels, k * k), dout.dtype)
-        np.put_along_axis(dwindows, self._argmax, dout[..., None], axis=4)
-        dx = dwindows.reshape(n, out_h, out_w, channels, k, k).transpose(0, 1, 4, 2, 5, 3)
-        dx = dx.reshape(n, out_h * k, out_w * k, channels)
-        top, left = self._offsets
-        full = np.zeros((n, height, width, channels), dout.dtype)  # 'valid' drops some pixels
-        rows, columns = min(height, out_h * k - top), min(width, out_w * k - left)
-        full[:, :rows, :columns] = dx[:, top:top + rows, left:left + columns]
-        return full
+        dx = np.zeros(self._shape, dout.dtype)
+        with stops.deferred():
+            kernels.max_pool_backward(np.ascontiguousarray(dout), self._argmax, dx)
+        return dx
 
 
 class Flatten(Layer):

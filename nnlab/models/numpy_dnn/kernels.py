@@ -92,3 +92,44 @@ def col2im(dcols, dx, stride_h, stride_w):
                         row, column = y * stride_h + i, x * stride_w + j
                         for c in range(channels):
                             dx[n, row, column, c] += dcols[n, y, x, i, j, c]
+
+
+@fused
+def max_pool(x, out, argmax, size, top, left):
+    """out[n, oy, ox, c]: the max of x (N, H, W, C) over the size x size window at
+    (oy * size - top, ox * size - left), pixels outside x left out (as -inf padding);
+    argmax: the flat pixel (y * W + x) of its first largest value, in row-major order."""
+    n_samples, out_h, out_w, channels = out.shape
+    height, width = x.shape[1], x.shape[2]
+    for n in range(n_samples):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for c in range(channels):
+                    out[n, oy, ox, c] = -np.inf
+                    argmax[n, oy, ox, c] = -1
+                for i in range(size):
+                    row = oy * size + i - top
+                    if row < 0 or row >= height:
+                        continue
+                    for j in range(size):
+                        column = ox * size + j - left
+                        if column < 0 or column >= width:
+                            continue
+                        for c in range(channels):
+                            value = x[n, row, column, c]
+                            if value > out[n, oy, ox, c] or argmax[n, oy, ox, c] < 0:
+                                out[n, oy, ox, c] = value
+                                argmax[n, oy, ox, c] = row * width + column
+
+
+@fused
+def max_pool_backward(dout, argmax, dx):
+    """dx (N, H, W, C), zeroed by the caller: each window's gradient to its argmax pixel."""
+    n_samples, out_h, out_w, channels = dout.shape
+    width = dx.shape[2]
+    for n in range(n_samples):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for c in range(channels):
+                    pixel = argmax[n, oy, ox, c]
+                    dx[n, pixel // width, pixel % width, c] += dout[n, oy, ox, c]
