@@ -60,6 +60,7 @@ class Conv2D(Layer):
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self.stride, self.padding, self.input_grad = stride, padding, input_grad
         self._buffers: dict[tuple[int, ...], tuple[Array, Array]] = {}  # shape -> (padded, cols)
+        self._dx: dict[tuple[int, ...], Array] = {}  # shape -> the padded input's gradient
         self._cols: Array | None = None
         self._geometry: tuple[int, ...] = ()
 
@@ -105,11 +106,16 @@ class Conv2D(Layer):
         n, out_h, out_w, kh, kw, channels, top, left, height, width = self._geometry
         if not self.input_grad:
             return dout[:, :0]  # never used: nobody needs the gradient of the input pixels
-        dcols = (d2 @ W.reshape(-1, filters).T).reshape(n, out_h, out_w, kh, kw, channels)
-        padded = self._buffers[(n, height, width, channels)][0]
-        dx = np.zeros_like(padded)
+        # dcols goes where cols was: dW has read it, and the next forward refills it.
+        dcols = np.matmul(d2, W.reshape(-1, filters).T, out=self._cols)
+        shape = (n, height, width, channels)
+        if shape not in self._dx:
+            self._dx[shape] = np.empty_like(self._buffers[shape][0])
+        dx = self._dx[shape]  # the padded input's gradient, kept per shape like cols
+        dx.fill(0)
         with stops.deferred():  # the first call compiles col2im
-            kernels.col2im(dcols, dx, self.stride, self.stride)
+            kernels.col2im(dcols.reshape(n, out_h, out_w, kh, kw, channels), dx, self.stride,
+                           self.stride)
         return dx[:, top:top + height, left:left + width]
 
 
