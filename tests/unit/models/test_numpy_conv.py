@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from nnlab.models.numpy_dnn.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
+from nnlab.models.numpy_dnn.convnet import build_cnn
 from nnlab.models.numpy_dnn.layers import Dense, Layer, ReLU
 from nnlab.models.numpy_dnn.losses import SoftmaxCrossEntropy
+from nnlab.models.numpy_dnn.network import Network
 from tests.support.gradients import numeric_grad, relative_error
 
 
@@ -156,3 +158,29 @@ def test_bad_arguments_name_the_value_and_what_works() -> None:
         Conv2D(np.zeros((5, 5, 1, 2)), None, 1, "valid").forward(np.zeros((1, 4, 4, 1)))
     with pytest.raises(ValueError, match="pool size must be at least 1; Received: size=0"):
         MaxPool2D(0)
+
+
+def test_the_deep_preset_is_the_tutorials_deepconvnet_layer_for_layer() -> None:
+    network = build_cnn((28, 28, 1), [], 10, "he", np.random.default_rng(0), preset="deep")
+    assert network.count_params() == 123_552  # the tutorial's figure
+    convs = [layer for layer in network.layers if isinstance(layer, Conv2D)]
+    assert [(conv.params["W"].shape[3], conv.padding) for conv in convs] == [
+        (16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]
+    kinds = [type(layer).__name__ for layer in network.layers]
+    assert kinds[-7:] == ["MaxPool2D", "Flatten", "Dense", "ReLU", "Dropout", "Dense", "Dropout"]
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    assert network.logits(x).shape == (2, 10)
+    out = x
+    for layer in network.layers[:kinds.index("Flatten")]:
+        out = layer.forward(out)
+    assert out.shape == (2, 4, 4, 64)  # the last pool leaves 4x4x64
+
+
+def test_a_saved_convnet_rebuilds_with_the_same_outputs() -> None:
+    rng = np.random.default_rng(6)
+    network = build_cnn((8, 8, 1), [(4, 1), (8, 2)], 3, "he", rng, block_dropout=0.25,
+                        dense_units=[16], dense_dropout=0.5, batch_norm=True)
+    x = rng.random((5, 8, 8, 1), dtype=np.float32)
+    network.loss_and_backward(x, np.array([0, 1, 2, 0, 1]))  # moves the BN statistics
+    rebuilt = Network.from_arrays(network.to_arrays(), build=build_cnn)
+    np.testing.assert_array_equal(rebuilt.logits(x), network.logits(x))
