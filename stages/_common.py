@@ -50,7 +50,8 @@ def run(
     sections: Sequence[str] = (),
 ) -> None:
     """Load params.yaml, validate its top level and `sections` (exactly the sections of the
-    stage's `params:` in dvc.yaml; tests/unit/test_architecture.py checks it), then run `body`.
+    stage's `params:` in dvc.yaml; tests/unit/project/test_architecture.py checks it), then
+    run `body`.
 
     - A user error (bad params, a missing or corrupt file, a diverging loss) exits 2 with
       one line.
