@@ -1,9 +1,9 @@
-"""The contract every model follows, and the registry that maps params names to models.
+"""The contract every model follows, and `get_model_class`, which loads a model by its
+params name from the registry (nnlab/models/registry.py).
 
 Models take uint8 images (N, H, W, C) as stored by the data contract and scale them
 themselves, so training, evaluation and prediction all share one preprocessing path.
-Model classes are imported by name (nnlab/models/registry.py): asking for `numpy_dnn` never
-imports TensorFlow.
+Model classes are imported by name: asking for `numpy_dnn` never imports TensorFlow.
 """
 
 from __future__ import annotations
