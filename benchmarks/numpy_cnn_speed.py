@@ -22,7 +22,9 @@ import tracemalloc
 import numpy as np
 
 from nnlab.models.numpy_dnn import make_optimizer
+from nnlab.models.numpy_dnn.conv import Conv2D
 from nnlab.models.numpy_dnn.convnet import build_cnn
+from nnlab.models.numpy_dnn.layers import Dense
 from nnlab.models.numpy_dnn.network import Network
 
 BATCH, SHAPE, CLASSES = 100, (28, 28, 1), 10
@@ -82,10 +84,10 @@ def gemm_ceiling(network: Network, steps: int) -> float:
     shapes = []
     out = x
     for layer in network.layers:
-        if hasattr(layer, "_columns"):  # Conv2D: cols (M, K) @ W (K, F)
+        if isinstance(layer, Conv2D):  # cols (M, K) @ W (K, F)
             cols = layer._columns(out)
             shapes.append((cols.shape[0], cols.shape[1], layer.params["W"].shape[3]))
-        elif type(layer).__name__ == "Dense":
+        elif isinstance(layer, Dense):
             shapes.append((out.shape[0], *layer.params["W"].shape))
         out = layer.forward(out)
     arrays = [(np.ones((m, k), np.float32), np.ones((k, n), np.float32),

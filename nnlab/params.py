@@ -12,7 +12,6 @@ bounds only; params.yaml holds every value.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from nnlab.core.schema import Params, ParamsError, Section, Seed, describe
-from nnlab.models.registry import MODEL_NAMES, MODELS
+from nnlab.models.registry import MODEL_NAMES, MODELS, load
 
 # Section name -> "module:Class" of its schema, imported only when that section is validated.
 SECTIONS: dict[str, str] = {
@@ -39,8 +38,7 @@ class _TopLevel(Section):
 
 def schema(section: str) -> type[BaseModel]:
     """The schema class of one section (its module imported now)."""
-    module_name, class_name = SECTIONS[section].split(":")
-    model: type[BaseModel] = getattr(importlib.import_module(module_name), class_name)
+    model: type[BaseModel] = load(SECTIONS[section])
     return model
 
 

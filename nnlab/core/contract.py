@@ -132,11 +132,11 @@ def stratified_split(
     return np.sort(kept), np.sort(held)
 
 
-def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """Flatten uint8 images (N, H, W, C) to float32 features (N, H*W*C) in [0, 1]."""
-    return np.asarray(images, dtype=np.float32).reshape(images.shape[0], -1) / np.float32(255)
-
-
 def to_float_images(images: NDArray[np.uint8]) -> NDArray[np.float32]:
     """uint8 images (N, H, W, C) as float32 in [0, 1], same shape (for convnets)."""
     return np.asarray(images, dtype=np.float32) / np.float32(255)
+
+
+def to_features(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Flatten uint8 images (N, H, W, C) to float32 features (N, H*W*C) in [0, 1]."""
+    return to_float_images(images).reshape(images.shape[0], -1)

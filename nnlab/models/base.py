@@ -9,7 +9,6 @@ Model classes are imported by name: asking for `numpy_dnn` never imports TensorF
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from numpy.typing import NDArray
 
 from nnlab.core.contract import Split, to_features
 from nnlab.core.files import atomic_path, load_npz, reading
-from nnlab.models.registry import MODELS
+from nnlab.models.registry import MODELS, load
 
 History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
 # Called with each epoch's history row as soon as it is known (a sweep's pruning reports
@@ -122,14 +121,9 @@ def save_arrays(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
         np.savez(handle, allow_pickle=False, **arrays)
 
 
-def _load(target: str) -> Any:
-    module_name, name = target.split(":")
-    return getattr(importlib.import_module(module_name), name)
-
-
 def get_model_class(name: str) -> type[ImageClassifier]:
     """The classifier class for a params.yaml model key, or a ValueError naming valid keys."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    model_class: type[ImageClassifier] = _load(MODELS[name].classifier)
+    model_class: type[ImageClassifier] = load(MODELS[name].classifier)
     return model_class

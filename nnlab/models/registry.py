@@ -1,13 +1,15 @@
 """Which models exist: params.yaml's model keys, each mapped to its family's folder, its
 classifier and its params schema, as strings that nothing imports until asked.
 
-Reading this file loads no model code: the params loader takes the model names from here,
-and a stage imports only the model it runs (`nnlab.models.base.get_model_class`).
+Reading this file loads no model code: the params loader takes the model names from here, and
+a stage imports only the model it runs (`load`, through nnlab.models.base.get_model_class).
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,10 @@ MODELS: dict[str, ModelEntry] = {
                          "nnlab.models.logreg.params:LogregParams"),
 }
 MODEL_NAMES = tuple(MODELS)
+
+
+def load(target: str) -> Any:
+    """The object a "module:Name" string names, its module imported now (the registry's
+    classes and nnlab.params' section schemas)."""
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)

@@ -33,13 +33,15 @@ class _NumpyClassifier(FeatureClassifier):
               rng: np.random.Generator) -> Network:
         raise NotImplementedError
 
+    def schedule(self) -> dict[str, Any]:
+        """TrainConfig's learning-rate decay arguments; none: a constant learning rate."""
+        return {}
+
     def _config(self, image_shape: tuple[int, int, int],
                 on_epoch: EpochHook | None) -> TrainConfig:
         p = self.params
         return TrainConfig(
-            epochs=p.epochs, batch_size=p.batch_size,
-            learning_rate_decay=getattr(p, "learning_rate_decay", None),
-            decay_rate=getattr(p, "decay_rate", 1.0), decay_epochs=getattr(p, "decay_epochs", 1),
+            epochs=p.epochs, batch_size=p.batch_size, **self.schedule(),
             early_stopping_patience=p.early_stopping_patience, on_epoch=on_epoch,
             augment=random_shifts(image_shape, p.augment_shift) if p.augment_shift else None,
             model=self.name,
@@ -88,6 +90,11 @@ class NumpyDnnClassifier(_NumpyClassifier):
 
     name = "numpy_dnn"
     params: NumpyDnnParams
+
+    def schedule(self) -> dict[str, Any]:
+        p = self.params
+        return {"learning_rate_decay": p.learning_rate_decay, "decay_rate": p.decay_rate,
+                "decay_epochs": p.decay_epochs}
 
     def build(self, input_shape: tuple[int, int, int], n_classes: int,
               rng: np.random.Generator) -> Network:

@@ -23,18 +23,25 @@ from nnlab.models.numpy_dnn.layers import Array, BatchNorm, Layer
 PADDINGS = ("same", "valid")
 
 
+def _pixels(padding: str | int) -> bool:
+    """True for a number of pixels; ValueError for anything but those and PADDINGS."""
+    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        return True
+    if padding not in PADDINGS:
+        raise ValueError(f"unknown padding {padding!r}; choose one of: {', '.join(PADDINGS)}, "
+                         "or a number of pixels")
+    return False
+
+
 def _pads(size: int, kernel: int, stride: int, padding: str | int) -> tuple[int, int, int]:
     """(output size, padding before, padding after) along one axis, as Keras computes them:
     'same' gives ceil(size / stride) outputs and puts the odd pixel of padding after. An int
     pads that many zeros on both sides, as the source tutorials' `pad`."""
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+    if _pixels(padding) and isinstance(padding, int):
         if size + 2 * padding < kernel:
             raise ValueError(f"a {kernel}-wide window does not fit in {size} pixels padded "
                              f"by {padding}")
         return (size + 2 * padding - kernel) // stride + 1, padding, padding
-    if padding not in PADDINGS:
-        raise ValueError(f"unknown padding {padding!r}; choose one of: {', '.join(PADDINGS)}, "
-                         "or a number of pixels")
     if padding == "valid":
         if size < kernel:
             raise ValueError(f"a {kernel}-wide window does not fit in {size} pixels with "
@@ -55,7 +62,7 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D weights must be (kh, kw, C, F); Received: {W.shape}")
         if stride < 1:
             raise ValueError(f"stride must be at least 1; Received: stride={stride}")
-        _pads(W.shape[0], W.shape[0], stride, padding)  # checks the padding's name
+        _pixels(padding)  # a bad padding fails here, not at the first forward
         self.params = {"W": W} if b is None else {"W": W, "b": b}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self.stride, self.padding, self.input_grad = stride, padding, input_grad
@@ -129,7 +136,7 @@ class MaxPool2D(Layer):
         super().__init__()
         if size < 1:
             raise ValueError(f"pool size must be at least 1; Received: size={size}")
-        _pads(size, size, size, padding)
+        _pixels(padding)
         self.size, self.padding = size, padding
         self._argmax: NDArray[np.intp] | None = None
         self._shape: tuple[int, ...] = ()

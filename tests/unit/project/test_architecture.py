@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from nnlab.core.activations import ACTIVATIONS
-from nnlab.models import mlflow_model
 from nnlab.models.registry import MODEL_NAMES, MODELS
 from nnlab.params import SECTIONS
 from tests.support.helpers import ROOT
@@ -310,6 +309,8 @@ def test_each_class_name_means_one_thing() -> None:
 
 
 def test_mlflow_pins_whichever_tensorflow_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnlab.models import mlflow_model  # late: it imports MLflow
+
     real = importlib.metadata.version
     assert mlflow_model.pins("tensorflow")[0].startswith("tensorflow-cpu==")
 
