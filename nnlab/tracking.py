@@ -24,6 +24,7 @@ STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 LOCK_FILE = ".mlflow.lock"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
+RESTART_HINT = "NNLAB_RESTART=1 trains from scratch"
 
 
 def tracking_uri(root: Path | None = None) -> str:
@@ -166,12 +167,27 @@ def _param_value(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
 
 
+def _reopenable(run_id: str | None, experiment_id: str) -> bool:
+    """Whether `run_id` is a run of the experiment, not deleted, that a training can go on."""
+    if not run_id:
+        return False
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return run.info.experiment_id == experiment_id and run.info.lifecycle_stage == "active"
+
+
 @contextlib.contextmanager
 def training_run(
     experiment_name: str,
     run_name: str,
     params: Mapping[str, Any],
     tags: Mapping[str, str],
+    resume: str | None = None,
 ) -> Iterator[str]:
     """Open the one MLflow run of a trained model; yields its run id.
 
@@ -179,13 +195,25 @@ def training_run(
     `error`, so a failed experiment never looks like a successful row; on SIGTERM/SIGINT it
     is marked KILLED. The run is tagged with this process (owner_tags), so that if the
     process dies uncaught, the next stage marks the run FAILED.
+
+    `resume`: the run id of a training that a checkpoint goes on; that run is reopened
+    (RUNNING again, its end tags cleared) if the store still has it, else a new one starts.
     """
     import mlflow
 
     experiment_id = setup(experiment_name)
     fail_dead_runs(experiment_id)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
-                           tags={**tags, **owner_tags()})
+    if resume is not None and _reopenable(resume, experiment_id):
+        run = mlflow.start_run(run_id=resume)
+        client = mlflow.MlflowClient()
+        existing = client.get_run(resume).data.tags
+        for key in (END_TAG, "error"):
+            if key in existing:
+                client.delete_tag(resume, key)
+        mlflow.set_tags({**tags, **owner_tags()})
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                               tags={**tags, **owner_tags()})
     with _final_state():
         mlflow.log_params({key: _param_value(value) for key, value in params.items()})
         yield run.info.run_id
@@ -214,24 +242,6 @@ def resume_run(experiment_name: str, run_id: str, stage: str) -> Iterator[str]:
     with _final_state():
         yield run.info.run_id
     mlflow.end_run("FINISHED")
-
-
-def log_history(history: list[dict[str, float]]) -> None:
-    """Per-epoch metrics (step = epoch) of the active run, in one batch call."""
-    import mlflow
-    from mlflow.entities import Metric
-
-    run = mlflow.active_run()
-    if run is None:
-        raise RuntimeError("log_history() needs an active MLflow run")
-    timestamp = int(run.info.start_time or 0)
-    metrics = [
-        Metric(key, float(value), timestamp, int(row["epoch"]))
-        for row in history
-        for key, value in row.items()
-        if key != "epoch"
-    ]
-    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
 
 
 def log_results(

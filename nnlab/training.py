@@ -1,20 +1,23 @@
-"""The train stage: fit one model, log it to MLflow, write models/<model>/ and its
-history.csv."""
+"""The train stage: fit one model (live, resumable), log it to MLflow, write models/<model>/
+and its history.csv."""
 
 from __future__ import annotations
 
 import shutil
-import time
+import sys
 from pathlib import Path
 
 from nnlab import tracking
+from nnlab.checkpoints import StageCheckpoint
 from nnlab.core.contract import load_classes, load_split
-from nnlab.core.errors import Pruned
+from nnlab.core.errors import USER_ERRORS, Pruned, TrackingServerError
 from nnlab.core.files import sha256, write_csv, write_json
 from nnlab.core.layout import HISTORY_COLUMNS, TRAIN_INFO_FILE, Layout
+from nnlab.core.progress import EpochProgress
 from nnlab.core.schema import Params, flatten
+from nnlab.live import LiveMetrics
 from nnlab.models import mlflow_model
-from nnlab.models.base import History, ImageClassifier, Split, get_model_class
+from nnlab.models.base import EpochHook, History, ImageClassifier, Split, get_model_class
 from nnlab.search.link import TrialLink
 
 
@@ -27,60 +30,121 @@ def _digest(layout: Layout) -> str:
 def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
     """Train one model, log it to MLflow, and write models/<model>/ and its history.csv.
 
-    The model is written to a temporary folder and renamed into place only after training
-    succeeded, so a failed run (e.g. a diverging loss) never leaves a model that looks valid.
-
-    In a sweep's trial (NNLAB_TRIAL, nnlab/search/link.py) the run is nested under the
-    study's parent run, and validation accuracy is reported to the study after each epoch. If
-    the study's pruner stops the trial, models/<model>/ holds only a train_info.json that says
-    so (no weights), the MLflow run ends KILLED, and the stage succeeds: DVC records the
-    experiment as pruned.
+    Live (each epoch goes out as it ends: `_Epochs`) and resumable (nnlab/checkpoints.py: a
+    stage stopped in any way goes on from its last finished epoch, in the same MLflow run,
+    and ends as an unstopped run would). The model goes through a .partial folder renamed
+    into place, so a failed run never leaves a model that looks valid. A sweep trial's run
+    (NNLAB_TRIAL, nnlab/search/link.py) is nested under the study's; a pruned trial leaves
+    only a train_info.json saying so, and its run ends KILLED.
     """
     tracking.check_server()  # a server that is down fails here, not after training
-    link = TrialLink.from_env()
-    model_params = params.model_params(model_name)
-    train_set = load_split(layout.split, "train")
-    val_set = load_split(layout.split, "val")
+    link, model_params = TrialLink.from_env(), params.model_params(model_name)
+    train_set, val_set = load_split(layout.split, "train"), load_split(layout.split, "val")
     classes = load_classes(layout.prepared)
     dataset = params.data.dataset
-    tags = {**tracking.dvc_tags(f"train@{model_name}"), "model": model_name,
-            "dataset": dataset, "dataset.digest": _digest(layout),
-            **(link.mlflow_tags() if link else {})}
+    tags = {**tracking.dvc_tags(f"train@{model_name}"), "model": model_name, "dataset": dataset,
+            "dataset.digest": _digest(layout), **(link.mlflow_tags() if link else {})}
     run_params = {**flatten(model_params), "seed": params.seed, "dataset": dataset}
     model_dir = layout.model_dir(model_name)
-    shutil.rmtree(model_dir.with_name(model_dir.name + ".partial"), ignore_errors=True)
-    shutil.rmtree(model_dir, ignore_errors=True)
-    info: dict[str, object] = {"model": model_name, "classes": classes, "dataset": dataset,
-                               # what `nnlab predict` needs to preprocess an image
-                               "input_shape": [int(size) for size in train_set[0].shape[1:]]}
-    rows: History = []
-    report = link.epoch_reporter() if link else None
-
-    def on_epoch(row: dict[str, float]) -> None:
-        rows.append(row)
-        if report is not None:
-            report(row)
-
+    for folder in (model_dir.with_name(model_dir.name + ".partial"), model_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    info = _info(model_name, classes, dataset, train_set)
+    checkpoint = StageCheckpoint.for_stage(model_name, params)
+    epochs = _Epochs(model_name, checkpoint, layout.report_dir(model_name) / "history.csv",
+                     getattr(model_params, "epochs", None))
     try:
-        with tracking.training_run(dataset, model_name, run_params, tags) as run_id:
-            info["mlflow_run_id"] = run_id
+        # A trial's retry is a new trial: its own run, given the epochs the checkpoint has.
+        with tracking.training_run(dataset, model_name, run_params, tags, resume=None if link
+                                   else checkpoint.extra.get("mlflow_run_id")) as run_id:
+            info["mlflow_run_id"] = checkpoint.extra["mlflow_run_id"] = run_id
             if link:
                 link.record_run(run_id)
+            epochs.start(run_id, link.epoch_reporter() if link else None)
             model = get_model_class(model_name)(model_params, params.seed)
-            start = time.perf_counter()
-            history = model.fit(train_set, val_set, n_classes=len(classes), on_epoch=on_epoch)
-            seconds = time.perf_counter() - start
+            checkpoint.start_clock()
+            try:
+                history = model.fit(train_set, val_set, n_classes=len(classes),
+                                    on_epoch=epochs, checkpoint=checkpoint)
+            finally:
+                epochs.close()
+            seconds = checkpoint.seconds
             info.update(param_count=model.count_params(), training_seconds=round(seconds, 3),
                         samples_per_second=round(len(history) * len(train_set[1]) / seconds, 1),
-                        epochs=len(history))
-            history_path = _save(model, model_name, history, info, train_set, layout)
+                        epochs=len(history), **epochs.resumed)
+            epochs.complete(history)
+            _save(model, model_name, info, train_set, layout)
             tracking.log_results({"param_count": model.count_params(),
-                                  "training_seconds": seconds}, [history_path])
+                                  "training_seconds": seconds}, [epochs.history_path])
     except Pruned as stop:
-        write_csv(layout.report_dir(model_name) / "history.csv", _columns(rows), rows)
+        checkpoint.remove()
+        epochs.write()
         info.update(pruned=True, epochs=stop.epoch, pruned_reason=str(stop))
         write_json(model_dir / TRAIN_INFO_FILE, info)
+        return info
+    except USER_ERRORS as error:  # a rerun meets them again; a server that is down may be back
+        if not isinstance(error, TrackingServerError):
+            checkpoint.remove()
+        raise
+    checkpoint.remove()
     return info
+
+
+def _info(model_name: str, classes: list[str], dataset: str, train_set: Split
+          ) -> dict[str, object]:
+    """train_info.json's start: what `nnlab predict` needs to preprocess an image."""
+    return {"model": model_name, "classes": classes, "dataset": dataset,
+            "input_shape": [int(size) for size in train_set[0].shape[1:]]}
+
+
+class _Epochs:
+    """Where each finished epoch of a training goes (an `on_epoch` hook): the MLflow run
+    (live), history.csv (rewritten), the console (core/progress.py) and, in a sweep's trial,
+    the study's pruner. It starts with the epochs a checkpoint brings back."""
+
+    def __init__(self, model_name: str, checkpoint: StageCheckpoint, history_path: Path,
+                 epochs: int | None) -> None:
+        saved = checkpoint.saved()
+        self.rows: History = [dict(row) for row in saved[1].get("rows", [])] if saved else []
+        self.resumed = {"resumed_after_epoch": checkpoint.epoch} if saved else {}
+        if saved:
+            print(f"train@{model_name}: resuming after epoch {checkpoint.epoch} from "
+                  f"{checkpoint.path.relative_to(checkpoint.folder.parents[1])} "
+                  f"({tracking.RESTART_HINT})", file=sys.stderr, flush=True)
+        self.history_path = history_path
+        self.progress = EpochProgress(f"train@{model_name}", epochs, len(self.rows)) \
+            if epochs else None
+        self.live: LiveMetrics | None = None
+        self.report: EpochHook | None = None
+
+    def start(self, run_id: str, report: EpochHook | None) -> None:
+        self.live, self.report = LiveMetrics(run_id), report
+        if report is not None:
+            for row in self.rows:  # to the pruner, as before
+                report(row)
+
+    def __call__(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        if self.live is not None:
+            self.live.log(row)
+        self.write()
+        if self.progress is not None:
+            self.progress.update(row)
+        if self.report is not None:
+            self.report(row)
+
+    def write(self, history: History | None = None) -> None:
+        rows = self.rows if history is None else history
+        write_csv(self.history_path, _columns(rows), rows)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+    def complete(self, history: History) -> None:
+        """Training ended: every epoch in the run, exactly once; history.csv as returned."""
+        if self.live is not None:
+            self.live.complete(history)
+        self.write(history)
 
 
 def _columns(history: History) -> list[str]:
@@ -88,13 +152,10 @@ def _columns(history: History) -> list[str]:
     return HISTORY_COLUMNS + extra
 
 
-def _save(model: ImageClassifier, model_name: str, history: History, info: dict[str, object],
-          train_set: Split, layout: Layout) -> Path:
-    """Log the history and the model to the active run; write models/<model>/ (through a
-    .partial folder renamed into place) and history.csv, whose path it returns."""
-    tracking.log_history(history)
-    history_path = layout.report_dir(model_name) / "history.csv"
-    write_csv(history_path, _columns(history), history)
+def _save(model: ImageClassifier, model_name: str, info: dict[str, object],
+          train_set: Split, layout: Layout) -> None:
+    """Log the model to the active run; write models/<model>/ (through a .partial folder
+    renamed into place)."""
     model_dir = layout.model_dir(model_name)
     partial_dir = model_dir.with_name(model_dir.name + ".partial")
     try:
@@ -105,4 +166,3 @@ def _save(model: ImageClassifier, model_name: str, history: History, info: dict[
         partial_dir.rename(model_dir)
     finally:
         shutil.rmtree(partial_dir, ignore_errors=True)
-    return history_path

@@ -12,7 +12,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +27,17 @@ History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, va
 EpochHook = Callable[[dict[str, float]], None]
 
 
+class Checkpoint(Protocol):
+    """Where a model with epochs keeps its state at the end of each epoch, so that training
+    stopped at any moment goes on from the last finished epoch (nnlab/checkpoints.py)."""
+
+    def saved(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
+        """(plain arrays, JSON-able values) that `save` was given, or None: start afresh."""
+
+    def save(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
+        """Keep this state (written atomically: a stop mid-write leaves the previous one)."""
+
+
 class ImageClassifier:
     """Base class: fit on uint8 images, predict class probabilities, save and load."""
 
@@ -39,9 +50,11 @@ class ImageClassifier:
         self.seed = seed
 
     def fit(self, train: Split, val: Split, n_classes: int,
-            on_epoch: EpochHook | None = None) -> History:
+            on_epoch: EpochHook | None = None, checkpoint: Checkpoint | None = None) -> History:
         """Train on `train`, monitor on `val`; return the per-epoch history. `on_epoch` gets
-        each epoch's row as it ends (models without epochs never call it)."""
+        each epoch's row as it ends (models without epochs never call it). A model with
+        epochs goes on from `checkpoint.saved()` if there is one, and saves its state there
+        at the end of each epoch, before `on_epoch`; the result equals an unstopped run."""
         raise NotImplementedError
 
     def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from nnlab.core.files import reading
 from nnlab.core.loss import DivergenceGuard
 from nnlab.models.base import (
     RESTORE_MODEL,
+    Checkpoint,
     EpochHook,
     History,
     ImageClassifier,
@@ -81,8 +81,8 @@ class _KerasClassifier(ImageClassifier):
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
         raise NotImplementedError
 
-    def fit(self, train: Split, val: Split, n_classes: int,
-            on_epoch: EpochHook | None = None) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None = None,
+            checkpoint: Checkpoint | None = None) -> History:
         configure_determinism(self.seed)
         images, labels = train
         self.model = self.build(tuple(images.shape[1:]), n_classes)
@@ -106,7 +106,7 @@ class _KerasClassifier(ImageClassifier):
             shuffle=False,  # the pipeline shuffles, with the seed
             validation_data=evaluation_batches(*val),
             epochs=self.params.epochs,
-            verbose="auto" if sys.stdout.isatty() else 2,  # one line per epoch in logs
+            verbose=0,  # the train stage shows the epochs (nnlab/core/progress.py)
             callbacks=[*self._callbacks(), _GuardCallback(guard, on_epoch)],
         )
         rows = [

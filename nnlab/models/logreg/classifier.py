@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
 from nnlab.core.loss import cross_entropy
-from nnlab.models.base import EpochHook, FeatureClassifier, History, Split, to_features
+from nnlab.models.base import Checkpoint, EpochHook, FeatureClassifier, History, Split, to_features
 from nnlab.models.logreg.params import LogregParams
 
 
@@ -18,8 +18,8 @@ class LogregClassifier(FeatureClassifier):
     name = "logreg"
     params: LogregParams
 
-    def fit(self, train: Split, val: Split, n_classes: int,
-            on_epoch: EpochHook | None = None) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None = None,
+            checkpoint: Checkpoint | None = None) -> History:  # no epochs: no checkpoint
         x_train, x_val = to_features(train[0]), to_features(val[0])
         model = LogisticRegression(
             C=self.params.C, max_iter=self.params.max_iter, random_state=self.seed

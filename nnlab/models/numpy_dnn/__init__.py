@@ -16,7 +16,14 @@ TensorFlow: only arrays in, arrays out.
 from nnlab.core.errors import DivergenceError
 from nnlab.models.numpy_dnn.network import INITS, Network, build_mlp
 from nnlab.models.numpy_dnn.optimizers import LR_SCHEDULES, OPTIMIZERS, make_optimizer
-from nnlab.models.numpy_dnn.training import FitResult, TrainConfig, evaluate, fit, random_shifts
+from nnlab.models.numpy_dnn.training import (
+    FitResult,
+    FitState,
+    TrainConfig,
+    evaluate,
+    fit,
+    random_shifts,
+)
 
 __all__ = [
     "INITS",
@@ -25,6 +32,7 @@ __all__ = [
     "TrainConfig",
     "DivergenceError",
     "FitResult",
+    "FitState",
     "Network",
     "build_mlp",
     "evaluate",

@@ -5,6 +5,7 @@ TensorFlow."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.contract import to_float_images
-from nnlab.models.base import EpochHook, FeatureClassifier, History, Split
+from nnlab.models.base import Checkpoint, EpochHook, FeatureClassifier, History, Split
 from nnlab.models.numpy_dnn import (
+    FitState,
     Network,
     TrainConfig,
     build_mlp,
@@ -47,8 +49,8 @@ class _NumpyClassifier(FeatureClassifier):
             model=self.name,
         )
 
-    def fit(self, train: Split, val: Split, n_classes: int,
-            on_epoch: EpochHook | None = None) -> History:
+    def fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None = None,
+            checkpoint: Checkpoint | None = None) -> History:
         p = self.params
         rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
         image_shape = (int(train[0].shape[1]), int(train[0].shape[2]), int(train[0].shape[3]))
@@ -57,8 +59,14 @@ class _NumpyClassifier(FeatureClassifier):
             p.optimizer, p.learning_rate,
             momentum=p.momentum, beta1=p.beta1, beta2=p.beta2, epsilon=p.epsilon,
         )
+        saved = checkpoint.saved() if checkpoint is not None else None
+        config = self._config(image_shape, on_epoch)
+        if checkpoint is not None:
+            config = replace(config, checkpoint=lambda state: checkpoint.save(
+                *state.to_checkpoint()))
         history = fit(network, optimizer, (self.inputs(train[0]), train[1]),
-                      (self.inputs(val[0]), val[1]), self._config(image_shape, on_epoch), rng)
+                      (self.inputs(val[0]), val[1]), config, rng,
+                      resume=FitState.from_checkpoint(*saved) if saved else None)
         if history.stopped_early:
             best = history[history.best_epoch - 1]
             print(f"{self.name}: early stopping after epoch {len(history)}: validation loss "

@@ -18,8 +18,10 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nnlab.core import stops
 from nnlab.models.numpy_dnn import kernels
@@ -63,6 +65,29 @@ class Optimizer:
         with stops.deferred():  # numba compiles it (or loads it from its cache) now
             rule(*arguments)
         _COMPILED.add((self.kernel, param.dtype))
+
+    def state_arrays(self) -> dict[str, Array]:
+        """Every slot array, keyed "<slot>.<key>" (a checkpoint saves them)."""
+        return {f"{slot}.{key}": array for slot, arrays in self._state.items()
+                for key, array in arrays.items()}
+
+    def state_scalars(self) -> dict[str, float]:
+        """Counters the rule keeps between steps (Adam's step); saved with the slots."""
+        return {}
+
+    def load_state(self, arrays: dict[str, NDArray[Any]], scalars: dict[str, float]) -> None:
+        """Go on from `state_arrays()` and `state_scalars()` of an optimizer of the same kind
+        over the same parameters, before its first update."""
+        if self._flat:
+            raise RuntimeError("load_state() must come before the first update")
+        self._state = {}
+        for name, array in arrays.items():
+            slot, key = name.split(".", 1)
+            if slot not in self.slots:
+                raise ValueError(f"{type(self).__name__} has no slot {slot!r}")
+            self._state.setdefault(slot, {})[key] = np.array(array)
+        for name, value in scalars.items():
+            setattr(self, name, type(getattr(self, name))(value))
 
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         """One step over every array of `params` (same keys as `grads`), in place."""
@@ -176,6 +201,9 @@ class Adam(Optimizer):
             1 - self.beta1**self.step)
 
     kernel = "adam"
+
+    def state_scalars(self) -> dict[str, float]:
+        return {"step": self.step}
 
     def scalars(self) -> tuple[float, ...]:
         return self._alpha, 1 - self.beta1, 1 - self.beta2, self.epsilon

@@ -68,6 +68,24 @@ def test_conv2d_im2col_matches_the_direct_definition() -> None:
                                _direct_conv(x, W, b, 1, (1, 1), (8, 8)), atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 6 * 5 * 27 * 8 * 2])  # 1 sample; 2 (float64 rows)
+def test_conv2d_in_chunks_gives_the_whole_batchs_outputs_and_gradients(chunk_bytes: int) -> None:
+    """The batch goes through in chunks of columns; any split gives the same results."""
+    rng = np.random.default_rng(3)
+    W, b = rng.standard_normal((3, 3, 3, 4)), rng.standard_normal(4)
+    x = rng.standard_normal((5, 6, 5, 3))
+    whole, chunked = Conv2D(W, b, 1, "same"), Conv2D(W.copy(), b.copy(), 1, "same")
+    chunked.CHUNK_BYTES = chunk_bytes
+    assert len(chunked._chunks(5, 6 * 5 * 27 * 8)) == (5 if chunk_bytes == 1 else 3)
+    upstream = rng.standard_normal((5, 6, 5, 4))
+    np.testing.assert_allclose(chunked.forward(x), whole.forward(x), atol=1e-12)
+    np.testing.assert_allclose(chunked.backward(upstream.copy()), whole.backward(upstream.copy()),
+                               atol=1e-12)
+    for key in whole.grads:
+        np.testing.assert_allclose(chunked.grads[key], whole.grads[key], atol=1e-12)
+    _check_layer(chunked, x, rng)
+
+
 def test_conv2d_reuses_its_buffers_across_steps() -> None:
     rng = np.random.default_rng(2)
     layer = Conv2D(rng.standard_normal((3, 3, 1, 2)).astype(np.float32), None)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from nnlab import tracking
+from nnlab.live import LiveMetrics
 from tests.support.helpers import project_params
 
 
@@ -43,10 +45,18 @@ def test_run_records_params_history_tags_and_artifacts(
     artifact = tmp_path / "history.csv"
     artifact.write_text("epoch,loss\n1,0.5\n")
     tags = {**tracking.dvc_tags("train@numpy_dnn"), "dataset": "digits"}
-    with tracking.training_run("digits", "numpy_dnn", {"learning_rate": 0.01}, tags) as run_id:
-        tracking.log_history([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}])
-        tracking.log_results({"test_accuracy": 0.9}, [artifact])
     client = mlflow.MlflowClient(mlflow_store)
+    with tracking.training_run("digits", "numpy_dnn", {"learning_rate": 0.01}, tags) as run_id:
+        live = LiveMetrics(run_id)
+        live.log({"epoch": 1, "loss": 0.5})
+        time.sleep(0.01)  # epochs end at different times
+        live.log({"epoch": 2, "loss": 0.25})
+        mlflow.flush_async_logging()
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]  # live
+        # epoch 3 never sent (a killed process), epochs 1-2 sent: each ends up there once
+        live.complete([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25},
+                       {"epoch": 3, "loss": 0.125}])
+        tracking.log_results({"test_accuracy": 0.9}, [artifact])
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"learning_rate": "0.01"}
@@ -54,7 +64,8 @@ def test_run_records_params_history_tags_and_artifacts(
     assert run.data.tags["dvc.stage"] == "train@numpy_dnn"
     assert run.data.metrics["test_accuracy"] == 0.9
     history = client.get_metric_history(run_id, "loss")
-    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25), (3, 0.125)]
+    assert history[0].timestamp < history[1].timestamp  # when each epoch ended, not the start
     assert [item.path for item in client.list_artifacts(run_id)] == ["history.csv"]
     experiment = client.get_experiment_by_name("digits")
     assert experiment is not None

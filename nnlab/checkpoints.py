@@ -1,0 +1,151 @@
+"""One checkpoint per train stage, so that a training stopped at any moment (SIGTERM, Ctrl-C,
+SIGKILL, a reboot, a tracking server that was down at the end) goes on from its last finished
+epoch at the next `dvc repro` or `dvc exp run`.
+
+- Where: `.nnlab/checkpoints/train@<model>.<key>.npz` under the repository root (DVC_ROOT for
+  queued and temp experiments, which run in a copy), outside DVC's outputs: `dvc repro`
+  removes a stage's outputs before it runs it, and a stopped stage removes its own.
+- Keyed by exactly what the stage trains on: its params (the model's section, `seed`,
+  `data.dataset`) and every file of its dvc.yaml deps (the split, classes.json and its
+  code). A checkpoint for anything else has another key and is never read; the key is also
+  stored inside and checked.
+- What: plain arrays and one JSON document (no pickle), written atomically, so a stop in the
+  middle of a write leaves the previous epoch's checkpoint.
+- Removed when the stage ends: trained, pruned, or failed for a reason a rerun would meet
+  again (a diverging loss). NNLAB_RESTART=1 throws a stage's checkpoint away and trains from
+  scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from numpy.typing import NDArray
+
+from nnlab.core.files import atomic_path, project_root
+from nnlab.core.schema import Params, flatten
+
+FOLDER = Path(".nnlab") / "checkpoints"
+RESTART_VARIABLE = "NNLAB_RESTART"
+META_KEY, KEY_KEY = "__meta__", "__key__"
+STALE_SECONDS = 7 * 24 * 3600  # another key's checkpoint untouched this long is dropped
+
+
+def stage_deps(model: str, dvc_file: Path = Path("dvc.yaml")) -> list[Path]:
+    """The files of `train@<model>`'s dvc.yaml deps (folders expanded), sorted."""
+    stage = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))["stages"]["train"]
+    item = stage["foreach"][model]
+    files: list[Path] = []
+    for dep in stage["do"]["deps"]:
+        path = Path(str(dep).replace("${key}", model).replace("${item.code}", item["code"]))
+        if path.is_dir():
+            files += [file for file in path.rglob("*") if file.is_file()
+                      and "__pycache__" not in file.parts and file.suffix != ".pyc"]
+        elif path.is_file():
+            files.append(path)
+    return sorted(set(files))
+
+
+def stage_key(model: str, params: Params) -> str:
+    """What `train@<model>` trains on, as a hash: its params and its deps' bytes."""
+    digest = hashlib.sha256()
+    stage_params = {"model": model, "seed": params.seed, "dataset": params.data.dataset,
+                    "params": flatten(params.model_params(model))}
+    digest.update(json.dumps(stage_params, sort_keys=True, default=str).encode())
+    for path in stage_deps(model):
+        digest.update(str(path).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+class StageCheckpoint:
+    """The checkpoint of one train stage for one key (a models.base.Checkpoint)."""
+
+    def __init__(self, model: str, key: str, root: Path | None = None) -> None:
+        self.model, self.key = model, key
+        self.folder = (root or project_root()) / FOLDER
+        self.path = self.folder / f"train@{model}.{key}.npz"
+        self.extra: dict[str, Any] = {}  # what the stage adds (its MLflow run id)
+        self._saved: tuple[dict[str, NDArray[Any]], dict[str, Any]] | None = None
+        self._loaded = False
+        self._clock: float | None = None
+
+    @classmethod
+    def for_stage(cls, model: str, params: Params) -> StageCheckpoint:
+        checkpoint = cls(model, stage_key(model, params))
+        if os.environ.get(RESTART_VARIABLE, "").strip() not in ("", "0"):
+            checkpoint.remove()
+        return checkpoint
+
+    def saved(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
+        """The model's (arrays, meta) from the file, or None when there is none (or it is
+        unreadable: a checkpoint only ever saves time, so a bad one is dropped, not fatal)."""
+        if not self._loaded:
+            self._loaded = True
+            self._saved = self._read()
+        return self._saved
+
+    def _read(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            meta = json.loads(str(arrays.pop(META_KEY)))
+            key = str(arrays.pop(KEY_KEY))
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            print(f"train@{self.model}: ignoring an unreadable checkpoint {self.path} "
+                  f"({type(error).__name__}: {error}); training from scratch")
+            self.remove()
+            return None
+        if key != self.key:  # a file renamed by hand: never trust the name alone
+            self.remove()
+            return None
+        self.extra = meta.pop("stage", {})
+        return arrays, meta
+
+    @property
+    def epoch(self) -> int:
+        """The last finished epoch saved, 0 if none."""
+        saved = self.saved()
+        return int(saved[1].get("epoch", 0)) if saved else 0
+
+    def start_clock(self) -> None:
+        """Training starts now: each save adds the time since to the saved training time."""
+        self._clock = time.monotonic()
+        self._before = float(self.extra.get("seconds", 0.0))
+
+    @property
+    def seconds(self) -> float:
+        """Training time so far, over every run that this checkpoint went on from."""
+        since = 0.0 if self._clock is None else time.monotonic() - self._clock
+        return float(self.extra.get("seconds", 0.0)) if self._clock is None else \
+            self._before + since
+
+    def save(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
+        self.extra["seconds"] = self.seconds
+        document = json.dumps({**meta, "stage": self.extra})
+        with atomic_path(self.path) as part, open(part, "wb") as handle:
+            np.savez(handle, allow_pickle=False, **arrays,
+                     **{META_KEY: np.array(document), KEY_KEY: np.array(self.key)})
+
+    def remove(self) -> None:
+        """Drop this checkpoint, and other keys' checkpoints of the stage left for a week."""
+        self.path.unlink(missing_ok=True)
+        self._saved, self._loaded = None, True
+        now = time.time()
+        for other in self.folder.glob(f"train@{self.model}.*.npz"):
+            try:
+                if now - other.stat().st_mtime > STALE_SECONDS:
+                    other.unlink()
+            except OSError:
+                pass

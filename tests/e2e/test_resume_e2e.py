@@ -1,0 +1,143 @@
+"""Long runs, with real processes: a training's epochs are in MLflow and history.csv while it
+runs, and a `dvc repro` SIGKILLed in the middle of training goes on, at the next `dvc repro`,
+from its last finished epoch, in the same MLflow run, to the result an unstopped run gives.
+A checkpoint made with other params is never used."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from tests.support.e2e import copy_project, git, run, user_env
+
+pytestmark = pytest.mark.slow
+
+# Epochs long enough to stop in the middle of one (a few tenths of a second each here).
+LONG = {"numpy_dnn": {"epochs": 14, "hidden_layers": [768, 768], "early_stopping_patience": 5}}
+
+
+@pytest.fixture(scope="module")
+def resumable(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = copy_project(baseline, tmp_path_factory.mktemp("resume") / "project")
+    _set(project, LONG)
+    git(project, "commit", "-qam", "a longer numpy_dnn training")
+    return project
+
+
+def _set(project: Path, changes: dict[str, dict[str, object]]) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _client(project: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+
+def _running(project: Path) -> list[mlflow.entities.Run]:
+    client = _client(project)
+    experiment = client.get_experiment_by_name("digits")
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+
+
+def _history(project: Path) -> list[dict[str, str]]:
+    path = project / "reports/numpy_dnn/history.csv"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError:
+        return []
+
+
+def _kill_while_training(project: Path) -> tuple[str, int, int]:
+    """Start `dvc repro evaluate@numpy_dnn`; once history.csv and the MLflow run both show
+    epochs, SIGKILL the whole process group. (run id, epochs the MLflow run had live, epochs
+    history.csv had)."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(["dvc", "repro", "evaluate@numpy_dnn"], cwd=project,
+                                   env=user_env(), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                assert process.poll() is None, "training ended before the kill"
+                assert time.monotonic() < deadline, "no live epochs appeared"
+                running = _running(project)
+                live = (len(_client(project).get_metric_history(running[0].info.run_id,
+                                                                "val_accuracy"))
+                        if running else 0)
+                rows = len(_history(project))
+                if live >= 2 and rows >= 3:
+                    break
+                time.sleep(0.1)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    return running[0].info.run_id, live, rows
+
+
+def _weights(project: Path) -> dict[str, np.ndarray]:
+    with np.load(project / "models/numpy_dnn/model.npz", allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def test_a_killed_training_goes_on_from_its_last_epoch_to_the_unstopped_result(
+        resumable: Path, tmp_path: Path) -> None:
+    straight = copy_project(resumable, tmp_path / "straight")
+    run(["dvc", "repro", "evaluate@numpy_dnn"], straight)
+
+    project = copy_project(resumable, tmp_path / "stopped")
+    run_id, live, rows = _kill_while_training(project)
+    assert live >= 2 and rows >= 3  # live: in MLflow and history.csv while training
+    checkpoints = list((project / ".nnlab/checkpoints").glob("train@numpy_dnn.*.npz"))
+    assert len(checkpoints) == 1
+
+    # Other params: that checkpoint is not theirs, so they train from scratch.
+    original = (project / "params.yaml").read_text()
+    _set(project, {"numpy_dnn": {"learning_rate": 0.002}})
+    output = run(["dvc", "repro", "train@numpy_dnn"], project)
+    assert "resuming" not in output
+    assert checkpoints[0].exists()  # someone else's: left alone
+
+    (project / "params.yaml").write_text(original)
+    output = run(["dvc", "repro", "evaluate@numpy_dnn"], project)
+    resumed = [line for line in output.splitlines() if "resuming after epoch" in line]
+    assert len(resumed) == 1, output
+    assert "NNLAB_RESTART=1" in resumed[0]
+    assert not checkpoints[0].exists()  # removed once the stage succeeded
+
+    # What an unstopped run gives, bit for bit.
+    ours, theirs = _weights(project), _weights(straight)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key])
+    for name in ("metrics.json", "history.csv"):
+        assert (project / "reports/numpy_dnn" / name).read_text() == \
+            (straight / "reports/numpy_dnn" / name).read_text(), name
+
+    # The same MLflow run goes on and ends FINISHED, each epoch in it once.
+    info = json.loads((project / "models/numpy_dnn/train_info.json").read_text())
+    assert info["mlflow_run_id"] == run_id
+    client = _client(project)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    epochs = len(_history(project))
+    for key in ("loss", "val_accuracy"):
+        steps = [metric.step for metric in client.get_metric_history(run_id, key)]
+        assert sorted(steps) == list(range(1, epochs + 1)), key
+    assert not _running(project)
