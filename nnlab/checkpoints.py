@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ class StageCheckpoint:
                 arrays = {name: archive[name] for name in archive.files}
             meta = json.loads(str(arrays.pop(META_KEY)))
             key = str(arrays.pop(KEY_KEY))
-        except (OSError, ValueError, KeyError, EOFError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             print(f"train@{self.model}: ignoring an unreadable checkpoint {self.path} "
                   f"({type(error).__name__}: {error}); training from scratch")
             self.remove()

@@ -38,12 +38,23 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/"))
 
 
+def _quiet_mlflow() -> None:
+    """No "Downloading artifacts" bar in a stage's log, and no INFO lines of the store's
+    schema creation or migration; MLflow's warnings still show."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def setup(experiment_name: str) -> str:
     """Point MLflow at the project's store and return the experiment id, creating both once.
 
     A file lock makes store creation (and its schema migration) happen once even when
     `dvc queue start -j 2` starts several stages at the same moment.
     """
+    _quiet_mlflow()
     import mlflow
     from mlflow.exceptions import MlflowException
 

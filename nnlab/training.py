@@ -118,6 +118,8 @@ class _Epochs:
 
     def start(self, run_id: str, report: EpochHook | None) -> None:
         self.live, self.report = LiveMetrics(run_id), report
+        if self.progress is not None:
+            self.progress.restart_clock()
         if report is not None:
             for row in self.rows:  # to the pruner, as before
                 report(row)

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from nnlab.core import stops
+from nnlab.core import quiet, stops
 from nnlab.core.errors import USER_ERRORS, Interrupted
 from nnlab.core.layout import Layout
 from nnlab.core.schema import Params
@@ -64,12 +64,15 @@ def run(
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        body(load_params(sections=sections))
+        with quiet.filtered_stderr():  # TensorFlow's C++ banners
+            body(load_params(sections=sections))
     except Interrupted as stop:
         remove_outputs(outputs)
         marked = "its MLflow run is marked KILLED, " if mlflow_run else ""
+        again = ("`dvc repro` goes on from its last finished epoch" if stage.startswith("train@")
+                 else "`dvc repro` starts it again")
         print(f"{stage}: stopped by {stop.signal_name}; {marked}partial outputs removed; "
-              "`dvc repro` starts it again", file=sys.stderr)
+              f"{again}", file=sys.stderr)
         raise SystemExit(128 + stop.signal_number) from None
     except USER_ERRORS as error:
         remove_outputs(outputs)

@@ -34,6 +34,10 @@ class EpochProgress:
             self._bar = tqdm(total=epochs, initial=done, desc=label, unit="epoch",
                              file=self.stream, dynamic_ncols=True, leave=True)
 
+    def restart_clock(self) -> None:
+        """Training starts now (the time per epoch leaves out the set-up before it)."""
+        self._start = time.monotonic()
+
     def update(self, row: Mapping[str, float]) -> None:
         epoch = int(row["epoch"])
         self.done = epoch

@@ -24,7 +24,8 @@ from tests.support.e2e import copy_project, git, run, user_env
 pytestmark = pytest.mark.slow
 
 # Epochs long enough to stop in the middle of one (a few tenths of a second each here).
-LONG = {"numpy_dnn": {"epochs": 14, "hidden_layers": [768, 768], "early_stopping_patience": 5}}
+LONG = {"numpy_dnn": {"epochs": 14, "hidden_layers": [768, 768], "early_stopping_patience": 5},
+        "keras_mlp": {"epochs": 12, "hidden_units": [512, 512], "early_stopping_patience": 4}}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,8 @@ def _running(project: Path) -> list[mlflow.entities.Run]:
     return client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
 
 
-def _history(project: Path) -> list[dict[str, str]]:
-    path = project / "reports/numpy_dnn/history.csv"
+def _history(project: Path, model: str) -> list[dict[str, str]]:
+    path = project / f"reports/{model}/history.csv"
     try:
         with open(path, encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
@@ -63,12 +64,12 @@ def _history(project: Path) -> list[dict[str, str]]:
         return []
 
 
-def _kill_while_training(project: Path) -> tuple[str, int, int]:
-    """Start `dvc repro evaluate@numpy_dnn`; once history.csv and the MLflow run both show
+def _kill_while_training(project: Path, model: str) -> tuple[str, int, int]:
+    """Start `dvc repro evaluate@<model>`; once history.csv and the MLflow run both show
     epochs, SIGKILL the whole process group. (run id, epochs the MLflow run had live, epochs
     history.csv had)."""
     with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(["dvc", "repro", "evaluate@numpy_dnn"], cwd=project,
+        process = subprocess.Popen(["dvc", "repro", f"evaluate@{model}"], cwd=project,
                                    env=user_env(), stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -80,7 +81,7 @@ def _kill_while_training(project: Path) -> tuple[str, int, int]:
                 live = (len(_client(project).get_metric_history(running[0].info.run_id,
                                                                 "val_accuracy"))
                         if running else 0)
-                rows = len(_history(project))
+                rows = len(_history(project, model))
                 if live >= 2 and rows >= 3:
                     break
                 time.sleep(0.1)
@@ -97,46 +98,50 @@ def _weights(project: Path) -> dict[str, np.ndarray]:
         return {key: archive[key] for key in archive.files}
 
 
+@pytest.mark.parametrize("model", ["numpy_dnn", pytest.param("keras_mlp",
+                                                               marks=pytest.mark.tensorflow)])
 def test_a_killed_training_goes_on_from_its_last_epoch_to_the_unstopped_result(
-        resumable: Path, tmp_path: Path) -> None:
+        resumable: Path, tmp_path: Path, model: str) -> None:
     straight = copy_project(resumable, tmp_path / "straight")
-    run(["dvc", "repro", "evaluate@numpy_dnn"], straight)
+    run(["dvc", "repro", f"evaluate@{model}"], straight)
 
     project = copy_project(resumable, tmp_path / "stopped")
-    run_id, live, rows = _kill_while_training(project)
+    run_id, live, rows = _kill_while_training(project, model)
     assert live >= 2 and rows >= 3  # live: in MLflow and history.csv while training
-    checkpoints = list((project / ".nnlab/checkpoints").glob("train@numpy_dnn.*.npz"))
+    checkpoints = list((project / ".nnlab/checkpoints").glob(f"train@{model}.*.npz"))
     assert len(checkpoints) == 1
 
-    # Other params: that checkpoint is not theirs, so they train from scratch.
-    original = (project / "params.yaml").read_text()
-    _set(project, {"numpy_dnn": {"learning_rate": 0.002}})
-    output = run(["dvc", "repro", "train@numpy_dnn"], project)
-    assert "resuming" not in output
-    assert checkpoints[0].exists()  # someone else's: left alone
+    if model == "numpy_dnn":  # other params: not their checkpoint, so they start afresh
+        original = (project / "params.yaml").read_text()
+        _set(project, {model: {"learning_rate": 0.002}})
+        output = run(["dvc", "repro", f"train@{model}"], project)
+        assert "resuming" not in output
+        assert checkpoints[0].exists()  # someone else's: left alone
+        (project / "params.yaml").write_text(original)
 
-    (project / "params.yaml").write_text(original)
-    output = run(["dvc", "repro", "evaluate@numpy_dnn"], project)
+    output = run(["dvc", "repro", f"evaluate@{model}"], project)
     resumed = [line for line in output.splitlines() if "resuming after epoch" in line]
     assert len(resumed) == 1, output
     assert "NNLAB_RESTART=1" in resumed[0]
     assert not checkpoints[0].exists()  # removed once the stage succeeded
 
-    # What an unstopped run gives, bit for bit.
-    ours, theirs = _weights(project), _weights(straight)
-    assert ours.keys() == theirs.keys()
-    for key in ours:
-        np.testing.assert_array_equal(ours[key], theirs[key])
-    for name in ("metrics.json", "history.csv"):
-        assert (project / "reports/numpy_dnn" / name).read_text() == \
-            (straight / "reports/numpy_dnn" / name).read_text(), name
+    # What an unstopped run gives: the same metrics, bit for bit (and, for numpy_dnn, the
+    # same weights; a .keras file is a zip with timestamps).
+    for name in ("metrics.json", "history.csv", "per_class.json"):
+        assert (project / f"reports/{model}" / name).read_text() == \
+            (straight / f"reports/{model}" / name).read_text(), name
+    if model == "numpy_dnn":
+        ours, theirs = _weights(project), _weights(straight)
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            np.testing.assert_array_equal(ours[key], theirs[key])
 
     # The same MLflow run goes on and ends FINISHED, each epoch in it once.
-    info = json.loads((project / "models/numpy_dnn/train_info.json").read_text())
-    assert info["mlflow_run_id"] == run_id
+    info = json.loads((project / f"models/{model}/train_info.json").read_text())
+    assert info["mlflow_run_id"] == run_id and info["resumed_after_epoch"] >= 3
     client = _client(project)
     assert client.get_run(run_id).info.status == "FINISHED"
-    epochs = len(_history(project))
+    epochs = len(_history(project, model))
     for key in ("loss", "val_accuracy"):
         steps = [metric.step for metric in client.get_metric_history(run_id, key)]
         assert sorted(steps) == list(range(1, epochs + 1)), key

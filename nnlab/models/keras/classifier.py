@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,12 @@ from nnlab.models.base import (
 )
 from nnlab.models.keras.backend import keras, tf
 from nnlab.models.keras.builders import build_cnn, build_mlp, loss, optimizer, with_probabilities
+from nnlab.models.keras.checkpointing import (
+    Checkpointing,
+    history_row,
+    restore,
+    restore_early_stopping,
+)
 from nnlab.models.keras.inputs import EVAL_BATCH, evaluation_batches, training_batches
 from nnlab.models.keras.params import CnnParams, KerasMlpParams
 
@@ -65,8 +72,7 @@ class _GuardCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.guard.check_epoch(float((logs or {}).get("loss", math.nan)), epoch + 1)
         if self.on_epoch is not None:
-            self.on_epoch({"epoch": epoch + 1,
-                           **{key: float(value) for key, value in (logs or {}).items()}})
+            self.on_epoch(history_row(epoch, logs))
 
 
 class _KerasClassifier(ImageClassifier):
@@ -100,20 +106,39 @@ class _KerasClassifier(ImageClassifier):
             steps_per_execution=steps,
         )
         guard = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
-        result = self.model.fit(
-            training_batches(images, labels, self.params.batch_size, self.seed),
-            steps_per_epoch=steps,
-            shuffle=False,  # the pipeline shuffles, with the seed
-            validation_data=evaluation_batches(*val),
-            epochs=self.params.epochs,
-            verbose=0,  # the train stage shows the epochs (nnlab/core/progress.py)
-            callbacks=[*self._callbacks(), _GuardCallback(guard, on_epoch)],
-        )
-        rows = [
-            {"epoch": epoch + 1, **{key: float(values[epoch]) for key, values in
-                                    result.history.items()}}
-            for epoch in range(len(result.history["loss"]))
-        ]
+        saved = checkpoint.saved() if checkpoint is not None else None
+        rows: History = [dict(row) for row in saved[1]["rows"]] if saved else []
+        for row in rows:  # the guard's streak, as it was
+            guard.check_epoch(row["loss"], int(row["epoch"]), row.get("accuracy"))
+        callbacks = self._callbacks()
+        early = next((callback for callback in callbacks
+                      if isinstance(callback, keras.callbacks.EarlyStopping)), None)
+        if checkpoint is not None:
+            callbacks.append(Checkpointing(checkpoint, early, rows, saved))
+        if saved:
+            restore(self.model, saved[0])
+        done = len(rows)
+        if saved and (saved[1]["stopped"] or done >= self.params.epochs):
+            if early is not None:  # as EarlyStopping leaves a finished fit: its best epoch
+                restore_early_stopping(early, *saved)
+                if early.best_weights is not None:
+                    self.model.set_weights(early.best_weights)
+        else:
+            result = self.model.fit(
+                training_batches(images, labels, self.params.batch_size, self.seed,
+                                 skip=done * steps),
+                steps_per_epoch=steps,
+                shuffle=False,  # the pipeline shuffles, with the seed
+                validation_data=evaluation_batches(*val),
+                epochs=self.params.epochs,
+                initial_epoch=done,
+                verbose=0,  # the train stage shows the epochs (nnlab/core/progress.py)
+                callbacks=[*callbacks, _GuardCallback(guard, on_epoch)],
+            )
+            rows = rows[:done] + [history_row(done + index, {
+                key: values[index] for key, values in result.history.items()})
+                for index in range(len(result.history["loss"]))]
+        self._say_early_stop(rows)
         # The whole history once more, now that the end of training is known (early
         # stopping); TerminateOnNaN stops mid-epoch, and the weights tell even if no logged
         # loss does.
@@ -125,6 +150,17 @@ class _KerasClassifier(ImageClassifier):
             final.check_batch(math.nan, len(rows))
         return rows
 
+    def _say_early_stop(self, rows: History) -> None:
+        """One line when early stopping ended training, as numpy_dnn's."""
+        patience = self.params.early_stopping_patience
+        if (patience is None or not rows or len(rows) >= self.params.epochs
+                or not math.isfinite(rows[-1]["loss"])):  # TerminateOnNaN: not early stopping
+            return
+        best = min(rows, key=lambda row: row["val_loss"])
+        print(f"{self.name}: early stopping after epoch {len(rows)}: validation loss has not "
+              f"improved for {patience} epochs; restored epoch {int(best['epoch'])} "
+              f"(val_loss {best['val_loss']:.4f})", file=sys.stderr)
+
     def _callbacks(self) -> list[keras.callbacks.Callback]:
         callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
         if self.params.early_stopping_patience is not None:
@@ -134,7 +170,7 @@ class _KerasClassifier(ImageClassifier):
                     monitor="val_loss",
                     patience=self.params.early_stopping_patience,
                     restore_best_weights=True,
-                    verbose=1,
+                    verbose=0,  # fit says it in one line
                 )
             )
         return callbacks

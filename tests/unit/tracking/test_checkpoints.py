@@ -1,0 +1,205 @@
+"""Checkpoints of the train stages: keyed by exactly what the stage trains on, never used for
+anything else; a fit stopped after any epoch goes on bit for bit. Also the console format of
+a training and the filter that keeps TensorFlow's C++ banners out of it."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnlab.checkpoints import FOLDER, RESTART_VARIABLE, StageCheckpoint, stage_deps, stage_key
+from nnlab.core.errors import Interrupted
+from nnlab.core.progress import EpochProgress
+from nnlab.models.base import get_model_class
+from tests.support.helpers import make_images, project_params
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project tree with the stage's deps: the code, dvc.yaml and a split."""
+    for name in ("nnlab", "stages"):
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    (tmp_path / "data/split").mkdir(parents=True)
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    np.save(tmp_path / "data/split/train_images.npy", np.zeros((4, 8, 8, 1), np.uint8))
+    (tmp_path / "data/prepared/classes.json").write_text('["0", "1"]')
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    return tmp_path
+
+
+def test_the_key_changes_with_params_seed_data_and_code_and_nothing_else(repo: Path) -> None:
+    params = project_params()
+    key = stage_key("numpy_dnn", params)
+    assert stage_key("numpy_dnn", project_params()) == key
+    assert Path("nnlab/models/numpy_dnn/layers.py") in stage_deps("numpy_dnn")
+    assert Path("data/split/train_images.npy") in stage_deps("numpy_dnn")
+    others = {
+        "a param": stage_key("numpy_dnn", project_params({"numpy_dnn": {"dropout": 0.3}})),
+        "the seed": stage_key("numpy_dnn", project_params({"seed": 7})),
+        "another model": stage_key("numpy_cnn", params),
+    }
+    (repo / "data/split/train_images.npy").write_bytes(b"other data")
+    others["the data"] = stage_key("numpy_dnn", params)
+    (repo / "data/split/train_images.npy").unlink()
+    np.save(repo / "data/split/train_images.npy", np.zeros((4, 8, 8, 1), np.uint8))
+    assert stage_key("numpy_dnn", params) == key
+    with open(repo / "nnlab/models/numpy_dnn/layers.py", "a") as handle:
+        handle.write("# a change\n")
+    others["its code"] = stage_key("numpy_dnn", params)
+    with open(repo / "nnlab/models/keras/builders.py", "a") as handle:
+        handle.write("# another family's change\n")
+    assert stage_key("numpy_dnn", params) == others["its code"]  # not its code
+    assert key not in others.values() and len(set(others.values())) == len(others), others
+    # a keras_mlp param is not numpy_dnn's
+    assert stage_key("numpy_dnn", project_params({"keras_mlp": {"dropout": 0.1}})) == \
+        others["its code"]
+
+
+def test_a_checkpoint_for_another_key_is_never_read(repo: Path) -> None:
+    mine = StageCheckpoint("numpy_dnn", "a" * 16)
+    mine.extra["mlflow_run_id"] = "run-a"
+    mine.save({"w": np.arange(3.0)}, {"epoch": 2, "rows": []})
+    assert mine.path.parent == repo / FOLDER
+    other = StageCheckpoint("numpy_dnn", "b" * 16)
+    assert other.saved() is None
+    # Renamed by hand to the other key's name: the key inside says whose it is.
+    mine.path.rename(other.path)
+    assert StageCheckpoint("numpy_dnn", "b" * 16).saved() is None
+    assert not other.path.exists()
+
+
+def test_a_checkpoint_round_trips_and_a_corrupt_one_is_dropped(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = StageCheckpoint("numpy_dnn", "c" * 16)
+    checkpoint.extra["mlflow_run_id"] = "run-c"
+    checkpoint.save({"w": np.arange(3.0)}, {"epoch": 4, "rows": [{"epoch": 1.0}]})
+    again = StageCheckpoint("numpy_dnn", "c" * 16)
+    saved = again.saved()
+    assert saved is not None and again.epoch == 4 and again.extra["mlflow_run_id"] == "run-c"
+    np.testing.assert_array_equal(saved[0]["w"], np.arange(3.0))
+    checkpoint.path.write_bytes(checkpoint.path.read_bytes()[:50])  # truncated
+    assert StageCheckpoint("numpy_dnn", "c" * 16).saved() is None
+    assert "ignoring an unreadable checkpoint" in capsys.readouterr().out
+    assert not checkpoint.path.exists()
+
+
+def test_nnlab_restart_throws_the_checkpoint_away(repo: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    params = project_params()
+    StageCheckpoint("numpy_dnn", stage_key("numpy_dnn", params)).save({}, {"epoch": 1})
+    assert StageCheckpoint.for_stage("numpy_dnn", params).saved() is not None
+    monkeypatch.setenv(RESTART_VARIABLE, "1")
+    assert StageCheckpoint.for_stage("numpy_dnn", params).saved() is None
+    assert not list((repo / FOLDER).iterdir())
+
+
+class _Memory:
+    """A models.base.Checkpoint in memory."""
+
+    def __init__(self) -> None:
+        self.state: tuple[dict[str, np.ndarray], dict[str, object]] | None = None
+
+    def saved(self) -> tuple[dict[str, np.ndarray], dict[str, object]] | None:
+        return self.state
+
+    def save(self, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> None:
+        import copy
+
+        self.state = ({key: np.array(value) for key, value in arrays.items()},
+                      copy.deepcopy(meta))
+
+
+@pytest.mark.parametrize(("model", "changes"), [
+    ("numpy_dnn", {"epochs": 6, "early_stopping_patience": 2, "batch_norm": True,
+                   "learning_rate_decay": "step", "decay_epochs": 2}),
+    ("numpy_cnn", {"epochs": 4, "blocks": [{"filters": 4, "convs": 1}], "dense_units": [8],
+                   "augment_shift": 0.2, "batch_norm": True}),
+    pytest.param("keras_mlp", {"epochs": 6, "early_stopping_patience": 2, "hidden_units": [16],
+                               "batch_norm": True}, marks=pytest.mark.tensorflow),
+    pytest.param("cnn", {"epochs": 4, "blocks": [{"filters": 4, "convs": 1}], "dense_units": [8],
+                         "augment": {"shift": 0.1, "flip": True}},
+                 marks=pytest.mark.tensorflow),
+])
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_a_fit_stopped_after_any_epoch_goes_on_bit_for_bit(
+        model: str, changes: dict[str, object], stop_after: int) -> None:
+    """Weights, optimizer moments, the data order, augmentation, dropout, batch-norm
+    statistics, early stopping and the learning-rate schedule all come back. Keras too: with
+    op determinism on, the same machine gives the same floats."""
+    params = project_params({model: changes}).model_params(model)
+    images, labels = make_images(40, 3, (8, 8, 1), seed=1)
+    order = np.random.default_rng(0).permutation(len(labels))
+    images, labels = images[order], labels[order]
+    train, val = (images[:90], labels[:90]), (images[90:], labels[90:])
+    straight = get_model_class(model)(params, 5)
+    rows = straight.fit(train, val, 3)
+
+    def stop(row: dict[str, float]) -> None:
+        if row["epoch"] == stop_after:
+            raise Interrupted("SIGTERM", 15)
+
+    memory = _Memory()
+    with pytest.raises(Interrupted):
+        get_model_class(model)(params, 5).fit(train, val, 3, on_epoch=stop, checkpoint=memory)
+    resumed = get_model_class(model)(params, 5)
+    assert resumed.fit(train, val, 3, checkpoint=memory) == rows
+    for ours, theirs in zip(_weights(resumed), _weights(straight), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def _weights(model: object) -> list[np.ndarray]:
+    trained = model.model  # type: ignore[attr-defined]
+    if hasattr(trained, "get_weights"):  # Keras
+        return [np.asarray(weights) for weights in trained.get_weights()]
+    return list(trained.weights().values())
+
+
+def test_a_log_gets_about_15_epoch_lines_and_a_terminal_one_bar() -> None:
+    log = io.StringIO()
+    progress = EpochProgress("train@numpy_dnn", 60, stream=log, tty=False)
+    for epoch in range(1, 61):
+        progress.update({"epoch": epoch, "loss": 0.5, "val_accuracy": 0.9})
+    progress.close()
+    lines = log.getvalue().splitlines()
+    assert 14 <= len(lines) <= 16
+    assert lines[0].startswith("train@numpy_dnn: epoch 1/60  loss 0.5000 val_acc 0.9000")
+    assert lines[-1].startswith("train@numpy_dnn: epoch 60/60")
+    terminal = io.StringIO()
+    bar = EpochProgress("train@cnn", 5, done=2, stream=terminal, tty=True)
+    bar.update({"epoch": 3, "loss": 0.25, "val_accuracy": 0.75})
+    bar.close()
+    assert "3/5" in terminal.getvalue() and "val_acc 0.7500" in terminal.getvalue()
+
+
+def test_tensorflows_banners_are_dropped_and_other_lines_kept() -> None:
+    script = (
+        "import os, sys\n"
+        "from nnlab.core.quiet import filtered_stderr\n"
+        "with filtered_stderr():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called "
+        "are written to STDERR\\n')\n"
+        "    os.write(2, b'I0000 00:00:17.98   26919 port.cc:153] oneDNN custom operations "
+        "are on. You may see slightly different results\\n')\n"
+        "    print('a warning that matters', file=sys.stderr)\n"
+        "    os.write(2, b'E0000 00:00:17.68   26919 node_def_util.cc:682] NodeDef mentions "
+        "attribute use_unbounded_threadpool which is not in the op definition\\n')\n"
+        "    os.write(2, b'E0000 00:00:1 other.cc:1] a real error\\n')\n"
+        "    sys.stderr.write('progress 50%')\n"
+        "print(' after', file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert result.stderr == ("a warning that matters\nE0000 00:00:1 other.cc:1] a real error\n"
+                             "progress 50% after\n")
