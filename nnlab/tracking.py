@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nnlab.core.errors import Interrupted, Pruned
+from nnlab.core.errors import Interrupted, Pruned, TrackingServerError
 from nnlab.core.files import project_root
 from nnlab.server.client import check_server
 
@@ -39,13 +39,18 @@ def _is_local_store(uri: str) -> bool:
 
 
 def _quiet_mlflow() -> None:
-    """No "Downloading artifacts" bar in a stage's log, and no INFO lines of the store's
-    schema creation or migration; MLflow's warnings still show."""
+    """No "Downloading artifacts" bar in a stage's log, no INFO lines of the store's schema
+    creation or migration, and no error lines for live metrics an outage delayed; MLflow's
+    other warnings still show."""
     import logging
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow.store.db.utils", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # An epoch's metrics that an outage kept from the server: live.LiveMetrics.complete sends
+    # them again, and says so in one line if it cannot.
+    logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(
+        logging.CRITICAL)
 
 
 def setup(experiment_name: str) -> str:
@@ -136,6 +141,8 @@ def _final_state() -> Iterator[None]:
 
     try:
         yield
+    except TrackingServerError:
+        raise  # the server is down: marking the run would only wait for it again
     except Pruned as stop:
         mlflow.set_tags({END_TAG: "pruned", "nnlab.trial_state": "PRUNED",
                          "nnlab.pruned": str(stop)[:5000]})
@@ -171,6 +178,24 @@ def dvc_tags(stage: str) -> dict[str, str]:
         "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", commit),
         "git.commit": commit,
     }
+
+
+@contextlib.contextmanager
+def server_errors(what: str) -> Iterator[None]:
+    """A tracking server that stopped answering inside the block (after MLflow's retries)
+    becomes one TrackingServerError line naming the URI, `what` was lost and the way on.
+    A local store's errors pass unchanged."""
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    try:
+        yield
+    except (MlflowException, OSError) as error:
+        if _is_local_store(uri):
+            raise
+        raise TrackingServerError(
+            f"the MLflow tracking server at {uri} stopped answering ({type(error).__name__}); "
+            f"{what}: run `dvc repro` again once it is back (`nnlab server status`)") from None
 
 
 def _param_value(value: Any) -> str:

@@ -67,14 +67,8 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
                                     on_epoch=epochs, checkpoint=checkpoint)
             finally:
                 epochs.close()
-            seconds = checkpoint.seconds
-            info.update(param_count=model.count_params(), training_seconds=round(seconds, 3),
-                        samples_per_second=round(len(history) * len(train_set[1]) / seconds, 1),
-                        epochs=len(history), **epochs.resumed)
-            epochs.complete(history)
-            _save(model, model_name, info, train_set, layout)
-            tracking.log_results({"param_count": model.count_params(),
-                                  "training_seconds": seconds}, [epochs.history_path])
+            _finish(model, model_name, history, info, checkpoint.seconds, epochs, train_set,
+                    layout)
     except Pruned as stop:
         checkpoint.remove()
         epochs.write()
@@ -87,6 +81,20 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
         raise
     checkpoint.remove()
     return info
+
+
+def _finish(model: ImageClassifier, model_name: str, history: History, info: dict[str, object],
+            seconds: float, epochs: _Epochs, train_set: Split, layout: Layout) -> None:
+    """A trained model: every epoch in its run, the model logged and saved, its results."""
+    info.update(param_count=model.count_params(), training_seconds=round(seconds, 3),
+                samples_per_second=round(len(history) * len(train_set[1]) / seconds, 1),
+                epochs=len(history), **epochs.resumed)
+    with tracking.server_errors("the trained model is kept in its checkpoint, and is logged "
+                                "without retraining"):
+        epochs.complete(history)
+        _save(model, model_name, info, train_set, layout)
+        tracking.log_results({"param_count": model.count_params(),
+                              "training_seconds": seconds}, [epochs.history_path])
 
 
 def _info(model_name: str, classes: list[str], dataset: str, train_set: Split

@@ -30,7 +30,8 @@ class Pruned(Exception):
 
 class TrackingServerError(RuntimeError):
     """MLFLOW_TRACKING_URI names a server that does not answer or refuses us (message names
-    the URI and the fix). Raised before training starts, never after."""
+    the URI and the fix): before training starts, or when a finished training could not be
+    logged (its checkpoint keeps it for the next run)."""
 
 
 class Interrupted(BaseException):

@@ -27,6 +27,7 @@ class EpochProgress:
         self.tty = self.stream.isatty() if tty is None else tty
         self.every = max(1, math.ceil(epochs / MAX_LINES))
         self._start, self._first = time.monotonic(), done
+        self._first_end = self._start
         self._bar = None
         if self.tty:
             from tqdm import tqdm
@@ -48,8 +49,13 @@ class EpochProgress:
             self._bar.set_postfix_str(text, refresh=False)
             self._bar.update(epoch - self._bar.n)
             return
+        now = time.monotonic()
+        if epoch == self._first + 1:  # the first epoch also pays for compiling and warm-up
+            self._first_end = now
+            per_epoch = now - self._start
+        else:  # from then on, the epochs since the first
+            per_epoch = (now - self._first_end) / (epoch - self._first - 1)
         if epoch == self._first + 1 or epoch % self.every == 0 or epoch == self.epochs:
-            per_epoch = (time.monotonic() - self._start) / max(epoch - self._first, 1)
             left = per_epoch * (self.epochs - epoch)
             print(f"{self.label}: epoch {epoch}/{self.epochs}  {text}  "
                   f"{per_epoch:.2f} s/epoch, at most {_duration(left)} left", file=self.stream,

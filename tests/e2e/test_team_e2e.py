@@ -247,6 +247,83 @@ def test_a_stage_fails_in_one_line_when_the_server_is_down(stack: Stack,
     assert not [found for found in stack.runs() if found["info"]["status"] == "RUNNING"]
 
 
+def _metric_steps(stack: Stack, run_id: str, key: str = "val_accuracy") -> list[int]:
+    history = stack.api(f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key={key}")
+    return sorted(int(metric["step"]) for metric in history.get("metrics", []))
+
+
+def _training_run_id(stack: Stack, project: Path, deadline: float) -> str:
+    """The run id in the checkpoint of the stage that trains in `project`, once it has one."""
+    import numpy as np
+
+    while time.monotonic() < deadline:
+        for path in (project / ".nnlab/checkpoints").glob("train@numpy_dnn.*.npz"):
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    return str(json.loads(str(archive["__meta__"]))["stage"]["mlflow_run_id"])
+            except (OSError, ValueError, KeyError):
+                pass  # being replaced
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_a_server_outage_during_training_costs_no_epoch_and_no_training(
+        stack: Stack, team_project: Path, tmp_path: Path) -> None:
+    """`nnlab server stop`, then `start`, while a stage trains: training goes on and its run
+    ends FINISHED with every epoch. A server still down when training ends: the stage fails
+    in one line, and the next run logs the checkpointed model without retraining."""
+    import yaml
+
+    project = copy_project(team_project, tmp_path / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["numpy_dnn"].update(epochs=30, hidden_layers=[768, 768], early_stopping_patience=None)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    command = ["python", "-m", "stages.train", "numpy_dnn"]
+    stage = subprocess.Popen(command, cwd=project, env=_env(stack.uri), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    run_id = _training_run_id(stack, project, deadline)
+    while len(_metric_steps(stack, run_id)) < 2:  # live, before the outage
+        assert stage.poll() is None and time.monotonic() < deadline, stage.stdout
+        time.sleep(0.2)
+    stack.nnlab("stop", project)
+    time.sleep(3)
+    stack.start(project)
+    output, _ = stage.communicate(timeout=600)
+    assert stage.returncode == 0, output
+    assert _metric_steps(stack, run_id) == list(range(1, 31))
+    found = stack.api(f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
+    assert found["info"]["status"] == "FINISHED"
+
+    # Down at the end (MLflow's client told to give up at once): one line, model kept.
+    quick = {**_env(stack.uri), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    params["numpy_dnn"].update(epochs=8)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stage = subprocess.Popen(command, cwd=project, env=quick, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run_id = _training_run_id(stack, project, time.monotonic() + 300)
+    stack.nnlab("stop", project)
+    try:
+        _, errors = stage.communicate(timeout=600)
+        lines = [line for line in errors.splitlines() if line.strip()
+                 and not line.startswith("train@numpy_dnn: epoch")]
+        assert stage.returncode == 2, errors
+        assert len(lines) == 1 and stack.uri in lines[0] and "kept in its checkpoint" in \
+            lines[0], "\n".join(lines)
+        assert list((project / ".nnlab/checkpoints").glob("train@numpy_dnn.*.npz"))
+        assert not (project / "models/numpy_dnn").exists()
+    finally:
+        stack.start(project)
+    output = run(command, project, env={"MLFLOW_TRACKING_URI": stack.uri})
+    assert "resuming after epoch 8" in output and "train@numpy_dnn: epoch" not in output, output
+    found = stack.api(f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
+    assert found["info"]["status"] == "FINISHED"
+    assert _metric_steps(stack, run_id) == list(range(1, 9))
+    assert json.loads((project / "models/numpy_dnn/train_info.json").read_text())[
+        "mlflow_run_id"] == run_id
+
+
 def test_dvc_push_then_a_clone_pulls_everything(stack: Stack, baseline: Path,
                                                 tmp_path: Path) -> None:
     project = copy_project(baseline, tmp_path / "project")

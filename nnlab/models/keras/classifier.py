@@ -92,19 +92,8 @@ class _KerasClassifier(ImageClassifier):
         configure_determinism(self.seed)
         images, labels = train
         self.model = self.build(tuple(images.shape[1:]), n_classes)
-        accuracy = (
-            keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)  # on logits
-            if n_classes == 2
-            else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        )
         steps = math.ceil(len(labels) / self.params.batch_size)
-        self.model.compile(
-            optimizer=optimizer(self.params.optimizer, self.params.learning_rate),
-            loss=loss(n_classes),
-            metrics=[accuracy],
-            # Run a whole epoch per call: small models are dominated by per-step overhead.
-            steps_per_execution=steps,
-        )
+        self._compile(n_classes, steps)
         guard = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
         saved = checkpoint.saved() if checkpoint is not None else None
         rows: History = [dict(row) for row in saved[1]["rows"]] if saved else []
@@ -149,6 +138,20 @@ class _KerasClassifier(ImageClassifier):
         if not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
             final.check_batch(math.nan, len(rows))
         return rows
+
+    def _compile(self, n_classes: int, steps: int) -> None:
+        accuracy = (
+            keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)  # on logits
+            if n_classes == 2
+            else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        )
+        self._trained().compile(
+            optimizer=optimizer(self.params.optimizer, self.params.learning_rate),
+            loss=loss(n_classes),
+            metrics=[accuracy],
+            # Run a whole epoch per call: small models are dominated by per-step overhead.
+            steps_per_execution=steps,
+        )
 
     def _say_early_stop(self, rows: History) -> None:
         """One line when early stopping ended training, as numpy_dnn's."""
