@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,9 +61,12 @@ def _runs(project: Path, status: str | None = None) -> list[mlflow.entities.Run]
     return client.search_runs([experiment.experiment_id], where)
 
 
+PROGRESS = re.compile(r"^train@\w+: epoch \d+/\d+  ")  # a training's epoch lines (a log's)
+
+
 def _messages(output: str) -> list[str]:
     return [line for line in output.strip().splitlines()
-            if line.strip() and not line.startswith(NARRATION)]
+            if line.strip() and not line.startswith(NARRATION) and not PROGRESS.match(line)]
 
 
 def _command(args: list[str], cwd: Path) -> tuple[int, str]:

@@ -15,7 +15,9 @@ from tests.support.helpers import ROOT
 
 pytestmark = pytest.mark.tensorflow
 PER_CLASS = 150  # 1,500 images: 960 train, 240 validation, 300 test
-EPOCHS = {"numpy_dnn": 10, "numpy_cnn": 4, "keras_mlp": 20, "cnn": 4}  # the defaults, briefly
+# The defaults, briefly. numpy_cnn's batch norm over batches of 32 starts slowly: 0.80 after
+# 4 epochs, 0.89 after 8 (logreg 0.84).
+EPOCHS = {"numpy_dnn": 10, "numpy_cnn": 8, "keras_mlp": 20, "cnn": 4}
 
 
 @pytest.fixture(scope="module")
