@@ -15,7 +15,7 @@ from nnlab.core.files import sha256, write_csv, write_json
 from nnlab.core.layout import HISTORY_COLUMNS, TRAIN_INFO_FILE, Layout
 from nnlab.core.progress import EpochProgress
 from nnlab.core.schema import Params, flatten
-from nnlab.live import LiveMetrics
+from nnlab.live import LiveMetrics, Pacer
 from nnlab.models import mlflow_model
 from nnlab.models.base import EpochHook, History, ImageClassifier, Split, get_model_class
 from nnlab.search.link import TrialLink
@@ -31,7 +31,7 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
     """Train one model, log it to MLflow, and write models/<model>/ and its history.csv.
 
     Live (each epoch goes out as it ends: `_Epochs`) and resumable (nnlab/checkpoints.py: a
-    stage stopped in any way goes on from its last finished epoch, in the same MLflow run,
+    stage stopped in any way goes on from its last checkpointed epoch, in the same MLflow run,
     and ends as an unstopped run would). The model goes through a .partial folder renamed
     into place, so a failed run never leaves a model that looks valid. A sweep trial's run
     (NNLAB_TRIAL, nnlab/search/link.py) is nested under the study's; a pruned trial leaves
@@ -106,8 +106,9 @@ def _info(model_name: str, classes: list[str], dataset: str, train_set: Split
 
 class _Epochs:
     """Where each finished epoch of a training goes (an `on_epoch` hook): the MLflow run
-    (live), history.csv (rewritten), the console (core/progress.py) and, in a sweep's trial,
-    the study's pruner. It starts with the epochs a checkpoint brings back."""
+    (live), history.csv (rewritten; epochs shorter than live.SEND_EVERY together, as the
+    metrics), the console (core/progress.py) and, in a sweep's trial, the study's pruner. It
+    starts with the epochs a checkpoint brings back."""
 
     def __init__(self, model_name: str, checkpoint: StageCheckpoint, history_path: Path,
                  epochs: int | None) -> None:
@@ -123,6 +124,7 @@ class _Epochs:
             if epochs else None
         self.live: LiveMetrics | None = None
         self.report: EpochHook | None = None
+        self.pacer = Pacer()
 
     def start(self, run_id: str, report: EpochHook | None) -> None:
         self.live, self.report = LiveMetrics(run_id), report
@@ -136,7 +138,8 @@ class _Epochs:
         self.rows.append(row)
         if self.live is not None:
             self.live.log(row)
-        self.write()
+        if self.pacer.due():  # as often as the metrics go out; complete() writes the last
+            self.write()
         if self.progress is not None:
             self.progress.update(row)
         if self.report is not None:

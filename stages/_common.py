@@ -69,7 +69,7 @@ def run(
     except Interrupted as stop:
         remove_outputs(outputs)
         marked = "its MLflow run is marked KILLED, " if mlflow_run else ""
-        again = ("`dvc repro` goes on from its last finished epoch" if stage.startswith("train@")
+        again = ("`dvc repro` goes on from its last checkpoint" if stage.startswith("train@")
                  else "`dvc repro` starts it again")
         print(f"{stage}: stopped by {stop.signal_name}; {marked}partial outputs removed; "
               f"{again}", file=sys.stderr)

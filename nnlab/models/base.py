@@ -29,7 +29,7 @@ EpochHook = Callable[[dict[str, float]], None]
 
 class Checkpoint(Protocol):
     """Where a model with epochs keeps its state at the end of each epoch, so that training
-    stopped at any moment goes on from the last finished epoch (nnlab/checkpoints.py)."""
+    stopped at any moment goes on from its last checkpoint (nnlab/checkpoints.py)."""
 
     def saved(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
         """(plain arrays, JSON-able values) that `save` was given, or None: start afresh."""

@@ -138,7 +138,7 @@ def test_a_killed_training_goes_on_from_its_last_epoch_to_the_unstopped_result(
 
     # The same MLflow run goes on and ends FINISHED, each epoch in it once.
     info = json.loads((project / f"models/{model}/train_info.json").read_text())
-    assert info["mlflow_run_id"] == run_id and info["resumed_after_epoch"] >= 3
+    assert info["mlflow_run_id"] == run_id and info["resumed_after_epoch"] >= 1
     client = _client(project)
     assert client.get_run(run_id).info.status == "FINISHED"
     epochs = len(_history(project, model))

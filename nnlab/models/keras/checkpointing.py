@@ -1,5 +1,5 @@
 """A Keras training's whole state at the end of each epoch, and putting it back, so that a
-stopped fit goes on from its last finished epoch (the train stage's checkpoint,
+stopped fit goes on from its last checkpointed epoch (the train stage's checkpoint,
 nnlab/checkpoints.py).
 
 The state: every model variable (weights, batch-norm statistics, and the seed generators of

@@ -56,11 +56,11 @@ class Conv2D(Layer):
     """2-D convolution: W (kh, kw, C, F), Keras's kernel layout, and b (F,) or None.
 
     The batch goes through in chunks of about CHUNK_BYTES of columns: each chunk's columns are
-    filled and multiplied right away, while they are still in the CPU's cache (on the
-    DeepConvNet's 16-filter convs at 28x28 a whole batch's columns are 45 MB, and filling
-    them, then reading them back for the GEMM, took twice as long). Backward goes chunk by
-    chunk too: dW is summed over the chunks, and each chunk's dcols is computed into its
-    columns and added back by col2im while hot."""
+    filled and multiplied right away, while they are still in the CPU's cache (a whole
+    batch's columns are 45 MB at the DeepConvNet's 16-filter convs on 28x28 inputs).
+    Backward goes chunk by chunk too: dW is summed over the chunks, and each chunk's dcols is
+    computed into its columns and added back by col2im while they are hot. What it gains is
+    in benchmarks/README.md."""
 
     CHUNK_BYTES = 8 << 20
 
@@ -146,7 +146,7 @@ class Conv2D(Layer):
         W2 = W.reshape(-1, filters)
         d2 = dout.reshape(-1, filters)  # (N * out_h * out_w, F)
         cols = self._cols
-        if "b" in self.grads:  # a GEMV: np.sum over axis 0 of 16 columns was 7x slower
+        if "b" in self.grads:  # a GEMV, not np.sum over axis 0 (slow on 16 columns)
             count = d2.shape[0]
             if count not in self._ones:
                 self._ones[count] = np.ones(count, d2.dtype)

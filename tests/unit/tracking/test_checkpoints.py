@@ -96,6 +96,18 @@ def test_a_checkpoint_round_trips_and_a_corrupt_one_is_dropped(
     assert not checkpoint.path.exists()
 
 
+def test_short_epochs_are_checkpointed_every_few_seconds_and_the_last_always(
+        repo: Path) -> None:
+    checkpoint = StageCheckpoint("numpy_dnn", "d" * 16, last_epoch=5)
+    for epoch in (1, 2, 3):  # well within 2 seconds: only the first is written
+        checkpoint.save({}, {"epoch": epoch})
+    assert StageCheckpoint("numpy_dnn", "d" * 16).epoch == 1
+    checkpoint.save({}, {"epoch": 4, "stopped_early": True})  # early stopping's last epoch
+    assert StageCheckpoint("numpy_dnn", "d" * 16).epoch == 4
+    checkpoint.save({}, {"epoch": 5})  # the last one
+    assert StageCheckpoint("numpy_dnn", "d" * 16).epoch == 5
+
+
 def test_nnlab_restart_throws_the_checkpoint_away(repo: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     params = project_params()

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from nnlab import tracking
-from nnlab.live import LiveMetrics
+from nnlab.live import LiveMetrics, Pacer
 from tests.support.helpers import project_params
 
 
@@ -47,11 +47,11 @@ def test_run_records_params_history_tags_and_artifacts(
     tags = {**tracking.dvc_tags("train@numpy_dnn"), "dataset": "digits"}
     client = mlflow.MlflowClient(mlflow_store)
     with tracking.training_run("digits", "numpy_dnn", {"learning_rate": 0.01}, tags) as run_id:
-        live = LiveMetrics(run_id)
+        live = LiveMetrics(run_id, Pacer(every=0.0))  # every epoch sent as it ends
         live.log({"epoch": 1, "loss": 0.5})
         time.sleep(0.01)  # epochs end at different times
         live.log({"epoch": 2, "loss": 0.25})
-        mlflow.flush_async_logging()
+        live.flush()
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]  # live
         # epoch 3 never sent (a killed process), epochs 1-2 sent: each ends up there once
         live.complete([{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25},
@@ -74,6 +74,19 @@ def test_run_records_params_history_tags_and_artifacts(
     with tracking.resume_run("digits", run_id, "evaluate@numpy_dnn"):
         tracking.log_results({"val_accuracy": 0.8}, [])
     assert client.get_run(run_id).data.metrics["val_accuracy"] == 0.8
+
+
+def test_epochs_shorter_than_the_pacers_interval_go_out_together(mlflow_store: str) -> None:
+    client = mlflow.MlflowClient(mlflow_store)
+    with tracking.training_run("digits", "numpy_dnn", {}, {"model": "numpy_dnn"}) as run_id:
+        live = LiveMetrics(run_id, Pacer(every=3600.0))
+        for epoch in (1, 2, 3):
+            live.log({"epoch": epoch, "loss": 1.0 / epoch})
+        live.flush()
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1]  # the first
+        live.complete([{"epoch": epoch, "loss": 1.0 / epoch} for epoch in (1, 2, 3)])
+    history = client.get_metric_history(run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
 
 
 def test_failure_marks_run_failed_with_the_error(mlflow_store: str) -> None:
