@@ -141,8 +141,8 @@ class StageCheckpoint:
     def save(self, arrays: dict[str, NDArray[Any]], meta: dict[str, Any]) -> None:
         """Write the state after an epoch: every epoch if epochs take longer than
         live.SEND_EVERY; else the first, the last (`meta["epoch"]` reaching `last_epoch`, or
-        early stopping's), and one per SEND_EVERY seconds between (a 20 ms epoch on digits
-        would otherwise spend a fifth of its time on its checkpoint)."""
+        early stopping's), and one per SEND_EVERY seconds between, so that short epochs do
+        not spend their time writing checkpoints (benchmarks/README.md, "Long runs")."""
         final = (self.last_epoch is not None and int(meta.get("epoch", 0)) >= self.last_epoch
                  or bool(meta.get("stopped")) or bool(meta.get("stopped_early")))
         if not (self._pacer.due() or final):

@@ -55,7 +55,10 @@ class EpochProgress:
             per_epoch = now - self._start
         else:  # from then on, the epochs since the first
             per_epoch = (now - self._first_end) / (epoch - self._first - 1)
-        if epoch == self._first + 1 or epoch % self.every == 0 or epoch == self.epochs:
+        if epoch == self._first + 1:  # no time left yet: the first epoch's says too little
+            print(f"{self.label}: epoch {epoch}/{self.epochs}  {text}  {per_epoch:.2f} s "
+                  "(with the start-up)", file=self.stream, flush=True)
+        elif epoch % self.every == 0 or epoch == self.epochs:
             left = per_epoch * (self.epochs - epoch)
             print(f"{self.label}: epoch {epoch}/{self.epochs}  {text}  "
                   f"{per_epoch:.2f} s/epoch, at most {_duration(left)} left", file=self.stream,
