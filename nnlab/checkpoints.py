@@ -38,6 +38,7 @@ from nnlab.live import Pacer
 
 FOLDER = Path(".nnlab") / "checkpoints"
 RESTART_VARIABLE = "NNLAB_RESTART"
+RESTART_HINT = f"{RESTART_VARIABLE}=1 trains from scratch"
 META_KEY, KEY_KEY = "__meta__", "__key__"
 STALE_SECONDS = 7 * 24 * 3600  # another key's checkpoint untouched this long is dropped
 

@@ -24,7 +24,6 @@ STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 LOCK_FILE = ".mlflow.lock"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
-RESTART_HINT = "NNLAB_RESTART=1 trains from scratch"
 
 
 def tracking_uri(root: Path | None = None) -> str:
@@ -39,18 +38,13 @@ def _is_local_store(uri: str) -> bool:
 
 
 def _quiet_mlflow() -> None:
-    """No "Downloading artifacts" bar in a stage's log, no INFO lines of the store's schema
-    creation or migration, and no error lines for live metrics an outage delayed; MLflow's
-    other warnings still show."""
+    """No "Downloading artifacts" bar in a stage's log, and no INFO lines of the store's
+    schema creation or migration; MLflow's warnings still show."""
     import logging
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow.store.db.utils", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # An epoch's metrics that an outage kept from the server: live.LiveMetrics.complete sends
-    # them again, and says so in one line if it cannot.
-    logging.getLogger("mlflow.utils.async_logging.async_logging_queue").setLevel(
-        logging.CRITICAL)
 
 
 def setup(experiment_name: str) -> str:

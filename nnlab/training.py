@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from nnlab import tracking
-from nnlab.checkpoints import StageCheckpoint
+from nnlab.checkpoints import RESTART_HINT, StageCheckpoint
 from nnlab.core.contract import load_classes, load_split
 from nnlab.core.errors import USER_ERRORS, Pruned, TrackingServerError
 from nnlab.core.files import sha256, write_csv, write_json
@@ -118,7 +118,7 @@ class _Epochs:
         if saved:
             print(f"train@{model_name}: resuming after epoch {checkpoint.epoch} from "
                   f"{checkpoint.path.relative_to(checkpoint.folder.parents[1])} "
-                  f"({tracking.RESTART_HINT})", file=sys.stderr, flush=True)
+                  f"({RESTART_HINT})", file=sys.stderr, flush=True)
         self.history_path = history_path
         self.progress = EpochProgress(f"train@{model_name}", epochs, len(self.rows)) \
             if epochs else None
