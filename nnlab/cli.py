@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -188,6 +189,15 @@ def _sweep(args: argparse.Namespace) -> None:
     from nnlab.search.storage import StorageError
     from nnlab.search.study import SweepError
 
+    stopped_by = ["SIGINT"]
+
+    def terminate(number: int, frame: object) -> None:
+        stopped_by[0] = "SIGTERM"
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the stop itself must finish
+        raise KeyboardInterrupt
+
+    # `kill`, `timeout` or a cancelled CI job stop the sweep as Ctrl-C does: workers too.
+    signal.signal(signal.SIGTERM, terminate)
     try:
         _run_sweep(args)
     except USER_ERRORS as error:
@@ -197,10 +207,11 @@ def _sweep(args: argparse.Namespace) -> None:
         print(f"nnlab sweep: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        print(f"nnlab sweep: interrupted; the study keeps its finished trials: the same "
-              f"command resumes it (`nnlab sweep --study {args.study} --report` shows it)",
-              file=sys.stderr)
-        raise SystemExit(130) from None
+        number = signal.Signals[stopped_by[0]].value
+        print(f"nnlab sweep: stopped by {stopped_by[0]}; the study keeps its finished trials: "
+              f"the same command resumes it (`nnlab sweep --study {args.study} --report` shows "
+              "it)", file=sys.stderr)
+        raise SystemExit(128 + number) from None
 
 
 def _run_sweep(args: argparse.Namespace) -> None:

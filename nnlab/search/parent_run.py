@@ -27,37 +27,49 @@ def _client() -> Any:
 
 
 def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
-    """The study's parent run: made by the first `nnlab sweep`, reopened (RUNNING) by the
-    next one that joins or resumes the study."""
-    from mlflow.exceptions import MlflowException
-
+    """The study's one parent run, whichever command and machine comes first: found by its
+    tags (nnlab.kind "study", nnlab.study NAME) in the tracking store, made if there is none,
+    and reopened (RUNNING). Two commands that make one at the same moment both keep the
+    older one; the other is deleted. Its id is kept in the study for the workers."""
     from nnlab import tracking
 
     client = _client()
-    known = study.user_attrs.get(PARENT_ATTR)
-    if known:
-        try:
-            if client.get_run(known).info.status != "RUNNING":
-                client.update_run(known, status="RUNNING")
-            return str(known)
-        except MlflowException:
-            pass  # another tracking store than the one the study was started with
     experiment_id = tracking.setup(plan.experiment)
-    run = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags={
-        KIND_TAG: "study", STUDY_TAG: study.study_name, "model": plan.model})
+    found = _parent_runs(client, experiment_id, study.study_name)
+    made = None
+    if not found:
+        made = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags={
+            KIND_TAG: "study", STUDY_TAG: study.study_name, "model": plan.model})
+        _log_plan(client, made.info.run_id, plan, url)
+        found = _parent_runs(client, experiment_id, study.study_name)
+    winner = found[0].info.run_id
+    if made is not None and made.info.run_id != winner:  # another command made one too
+        client.delete_run(made.info.run_id)
+    if found[0].info.status != "RUNNING":
+        client.update_run(winner, status="RUNNING")
+    if study.user_attrs.get(PARENT_ATTR) != winner:
+        study.set_user_attr(PARENT_ATTR, winner)
+    return str(winner)
+
+
+def _parent_runs(client: Any, experiment_id: str, name: str) -> list[Any]:
+    """The study's parent runs, the oldest first (start time, then id: every machine orders
+    them alike)."""
+    runs = client.search_runs([experiment_id], f"tags.`{KIND_TAG}` = 'study' and "
+                              f"tags.`{STUDY_TAG}` = '{name}'", max_results=100)
+    return sorted(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def _log_plan(client: Any, run_id: str, plan: Plan, url: str) -> None:
+    from nnlab import tracking
+
     params = {"model": plan.model, "trials": plan.trials, "sampler": plan.sampler,
               "pruner": plan.pruner, "rounds": plan.rounds, "seed": plan.seed,
               "samples": " ".join(plan.space), "storage": masked(url),
               "set": " ".join(f"{k}={v}" for k, v in plan.fixed.items()),
               "targets": " ".join(plan.targets)}
     for key, value in params.items():
-        client.log_param(run.info.run_id, key, str(value)[: tracking.MAX_PARAM_LENGTH])
-    study.set_user_attr(PARENT_ATTR, run.info.run_id)
-    winner = optuna.load_study(study_name=study.study_name,
-                               storage=study._storage).user_attrs[PARENT_ATTR]
-    if winner != run.info.run_id:  # another machine made one at the same moment
-        client.delete_run(run.info.run_id)
-    return str(winner)
+        client.log_param(run_id, key, str(value)[: tracking.MAX_PARAM_LENGTH])
 
 
 def tag_trial_run(run_id: str, state: str, value: float | None) -> None:
@@ -131,7 +143,10 @@ def finish_parent_run(parent_id: str, summary: Mapping[str, Any], status: str) -
 
     client = _client()
     best = summary.get("best")
-    if best:
+    recorded = client.get_run(parent_id).data
+    if best and (recorded.tags.get("nnlab.best_trial") != str(best["number"])
+                 or recorded.metrics.get("best.val.accuracy") != best["value"]):
+        # Once per best trial: every command of the study ends here, on every machine.
         client.log_batch(
             parent_id,
             metrics=[mlflow.entities.Metric("best.val.accuracy", best["value"],

@@ -1,7 +1,8 @@
 """`nnlab sweep`: check the search before anything runs, create or join the study, start K
 workers on this machine, watch them (a killed worker's processes and temporary workspace are
-cleaned up at once), and print the ranked trials at the end. Ctrl-C stops the workers; their
-trials end FAIL and the same command resumes the study."""
+cleaned up at once), and print the ranked trials at the end. Ctrl-C or SIGTERM stops the
+workers; their trials end FAIL and the same command resumes the study. A worker gets SIGTERM
+when its command dies, even by SIGKILL, so none outlives it."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from nnlab.core.files import project_root
 from nnlab.core.schema import ParamsError
 from nnlab.params import MODEL_NAMES
 from nnlab.search import dvc
+from nnlab.search.host import command_slot, die_with_parent
 from nnlab.search.link import PRUNERS, RUN_ATTR
 from nnlab.search.parent_run import (
     end_dead_trial_runs,
@@ -132,7 +134,8 @@ def run_sweep(options: Options, root: Path | None = None,
     report(f"Watch it: optuna-dashboard {masked(url)}")
     status, finished = "KILLED", 0
     try:
-        _watch(_start_workers(url, options, root), study, url, root, report)
+        with command_slot(url, options.study) as slot:
+            _watch(_start_workers(url, options, root, slot), study, url, root, report)
         finished = len(study.get_trials(deepcopy=False, states=(
             optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
         status = "FINISHED" if finished >= plan.trials else "FAILED"
@@ -147,12 +150,14 @@ def run_sweep(options: Options, root: Path | None = None,
     return summary
 
 
-def _start_workers(url: str, options: Options, root: Path) -> list[subprocess.Popen[bytes]]:
+def _start_workers(url: str, options: Options, root: Path,
+                   slot: int) -> list[subprocess.Popen[bytes]]:
     # Each worker in its own session: Ctrl-C reaches only this process, which stops the
     # workers in order; and a killed worker's group (dvc, the stage) can be killed with it.
     return [subprocess.Popen([sys.executable, "-m", "nnlab.search.worker", "--storage", url,
-                              "--study", options.study, "--index", str(index)],
-                             cwd=root, start_new_session=True)
+                              "--study", options.study, "--index", str(index),
+                              "--slot", str(slot)],
+                             cwd=root, start_new_session=True, preexec_fn=die_with_parent)
             for index in range(1, options.workers + 1)]
 
 
@@ -170,7 +175,7 @@ def _watch(workers: Sequence[subprocess.Popen[bytes]], study: optuna.Study, url:
                 if code < 0:
                     _bury(worker, study, url, root, report)
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.py makes it a KeyboardInterrupt)
         report("Interrupted: stopping the workers (their trials end FAIL) ...")
         _stop(running)
         raise

@@ -87,9 +87,11 @@ def check_name(name: str) -> str:
     return name
 
 
-def worker_seed(seed: int, host: str, index: int) -> int:
-    """A seed per worker: workers with one seed would propose the same params in parallel."""
-    return int(zlib.crc32(f"{seed}:{host}:{index}".encode()))
+def worker_seed(seed: int, host: str, slot: int, index: int) -> int:
+    """A seed per worker: workers with one seed would propose the same params in parallel.
+    `slot` tells apart the sweep commands of one host (runner.command_slot), `index` the
+    workers of one command; the same command on its own draws the same seeds again."""
+    return int(zlib.crc32(f"{seed}:{host}:{slot}:{index}".encode()))
 
 
 def make_sampler(plan: Plan, seed: int | None) -> optuna.samplers.BaseSampler:

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from nnlab.core.files import project_root
 from nnlab.search import dvc
+from nnlab.search.host import stop_own_group
 from nnlab.search.parent_run import end_dead_trial_runs
 from nnlab.search.storage import StorageError, quiet
 from nnlab.search.study import (
@@ -69,12 +70,13 @@ def clean_up_dead_trials(study: optuna.Study, root: Path, seen: set[int]) -> Non
 
 
 def work(url: str, name: str, index: int = 1, root: Path | None = None,
-         report: Callable[[str], None] = print) -> int:
+         report: Callable[[str], None] = print, slot: int = 0) -> int:
     """Run trials of the study until it has its N finished ones; how many this worker ran."""
     root = root or project_root()
     study, plan = open_study(url, name, retry=True)
     # Seeded from --seed, differently for each worker: equal seeds would propose equal params.
-    study.sampler = make_sampler(plan, worker_seed(plan.seed, socket.gethostname(), index))
+    study.sampler = make_sampler(plan, worker_seed(plan.seed, socket.gethostname(), slot,
+                                                   index))
     raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
     objective = Objective(plan, root, url, study.user_attrs.get(PARENT_ATTR), raw,
                           root / LOGS / name, lambda line: report(f"[worker {index}] {line}"))
@@ -130,13 +132,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storage", required=True)
     parser.add_argument("--study", required=True)
     parser.add_argument("--index", type=int, default=1, help="this worker's number, for logs")
+    parser.add_argument("--slot", type=int, default=0, help="its sweep command's slot on this "
+                        "host (nnlab.search.host.command_slot), for the sampler's seed")
     args = parser.parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C: Optuna marks the running trial FAIL, the study resumes.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM (its sweep command died, or `kill`) unwinds the whole group like Ctrl-C:
+    # Optuna marks the running trial FAIL, the stage its run KILLED, the study resumes.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop_own_group)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         work(args.storage, args.study, args.index,
-             report=lambda line: print(line, flush=True))
+             report=lambda line: print(line, flush=True), slot=args.slot)
     except (StorageError, SweepError) as error:
         print(f"[worker {args.index}] error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None

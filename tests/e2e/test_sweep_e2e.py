@@ -220,34 +220,59 @@ def test_joining_needs_the_same_search_and_a_reachable_storage(project: Path) ->
     assert "make server" in line
 
 
-def test_ctrl_c_fails_the_running_trials_and_the_same_command_resumes(
-        project: Path, tmp_path: Path) -> None:
-    project = copy_project(project, tmp_path / "project")
-    command = ["nnlab", "sweep", "--study", "cc", "--model", "numpy_dnn", "--trials", "2",
-               "--workers", "2", "--pruner", "none", "--sample", SAMPLE]
-    log = (tmp_path / "sweep.log").open("w")
-    # SIGINT as a terminal's Ctrl-C: a pytest-xdist worker ignores SIGINT, and a child would
-    # inherit that (Python then installs no KeyboardInterrupt handler).
-    sweep = subprocess.Popen([*command, "--set", "epochs=2000"], cwd=project, env=user_env(),
-                             stdout=log, stderr=subprocess.STDOUT,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def _stop_sweep(project: Path, command: list[str], log_path: Path, how: str) -> str:
+    """Start the sweep, wait for its two trials to train, stop it `how` (Ctrl-C, or SIGTERM to
+    its process group as `kill` or `timeout` send it); its output."""
+    expected = {"SIGINT": 130, "SIGTERM": 143}[how]
+    with log_path.open("w") as log:
+        # SIGINT as a terminal's Ctrl-C: a pytest-xdist worker ignores SIGINT, and a child
+        # would inherit that (Python then installs no KeyboardInterrupt handler).
+        sweep = subprocess.Popen(command, cwd=project, env=user_env(), stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(lambda: len(_running(project, "cc")) == 2, 300,
                   "two trials whose stages log to MLflow")
-        sweep.send_signal(signal.SIGINT)
-        assert sweep.wait(timeout=300) == 130
+        if how == "SIGINT":
+            sweep.send_signal(signal.SIGINT)
+        else:
+            os.killpg(sweep.pid, signal.SIGTERM)
+        assert sweep.wait(timeout=300) == expected
     finally:
         if sweep.poll() is None:
             sweep.kill()
-    output = (tmp_path / "sweep.log").read_text()
-    assert "nnlab sweep: interrupted; the study keeps its finished trials" in output
-    assert "Traceback" not in output
+    return log_path.read_text()
+
+
+def _workers_of(project: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        if "nnlab.search.worker" in " ".join(process.info["cmdline"] or []) \
+                and process.info["cwd"] == str(project):
+            found.append(process)
+    return found
+
+
+def test_ctrl_c_or_sigterm_fails_the_running_trials_and_the_same_command_resumes(
+        project: Path, tmp_path: Path) -> None:
+    project = copy_project(project, tmp_path / "project")
+    command = ["nnlab", "sweep", "--study", "cc", "--model", "numpy_dnn", "--trials", "2",
+               "--workers", "2", "--pruner", "none", "--sample", SAMPLE,
+               "--set", "epochs=2000"]
+    for round_number, how in enumerate(("SIGINT", "SIGTERM"), start=1):
+        output = _stop_sweep(project, command, tmp_path / f"sweep-{how}.log", how)
+        assert f"nnlab sweep: stopped by {how}; the study keeps its finished trials" in output
+        assert "Traceback" not in output
+        assert _workers_of(project) == []  # no worker outlives its sweep
+        study = _study(project, "cc")
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * (
+            2 * round_number)
+        runs = _runs(project, "cc")
+        # The trials' runs KILLED, and the study's one parent run (reopened by round 2).
+        assert {run.info.status for run in runs} == {"KILLED"}
+        assert len(runs) == 2 * round_number + 1
+        assert dvc.leftover_workspaces(project) == []
+    run(command, project)  # the same command resumes it
     study = _study(project, "cc")
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
-    runs = _runs(project, "cc")
-    assert {run.info.status for run in runs} == {"KILLED"}  # the two trials and the parent
-    assert dvc.leftover_workspaces(project) == []
-    run([*command, "--set", "epochs=2000"], project)  # the same command resumes it
-    study = _study(project, "cc")
-    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 4 + ["COMPLETE"] * 2
     assert [run.info.status for run in _runs(project, "cc")].count("FINISHED") == 3

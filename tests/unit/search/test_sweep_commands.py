@@ -1,0 +1,134 @@
+"""What ties sweep commands together: one parent run per study whoever comes first, distinct
+seeds for distinct commands of one host, and workers that die with their command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import mlflow
+import optuna
+import psutil
+import pytest
+
+from nnlab.search.host import command_slot
+from nnlab.search.parent_run import KIND_TAG, STUDY_TAG, ensure_parent_run
+from nnlab.search.study import PARENT_ATTR, Plan, open_study, worker_seed
+from tests.support.helpers import ROOT
+
+
+def _study(tmp_path: Path) -> tuple[optuna.Study, Plan, str]:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    plan = Plan("numpy_dnn", ["numpy_dnn.learning_rate=loguniform(0.001,0.1)"])
+    study, plan = open_study(url, "one", plan)
+    return study, plan, url
+
+
+def _parents(name: str) -> list[mlflow.entities.Run]:
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    query = f"tags.`{KIND_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{name}'"
+    return list(client.search_runs([experiment.experiment_id], query))
+
+
+def test_every_command_finds_the_one_parent_run(mlflow_store: str, tmp_path: Path) -> None:
+    mlflow.set_tracking_uri(mlflow_store)
+    study, plan, url = _study(tmp_path)
+    first = ensure_parent_run(study, plan, url)
+    mlflow.MlflowClient().set_terminated(first, "KILLED")
+    assert ensure_parent_run(study, plan, url) == first  # the next command reopens it
+    assert mlflow.MlflowClient().get_run(first).info.status == "RUNNING"
+    # A command that cannot read the study's record of it (another machine, a store
+    # switched and back) finds it by its tags.
+    study.set_user_attr(PARENT_ATTR, "0" * 32)
+    again, _ = open_study(url, "one")
+    assert ensure_parent_run(again, plan, url) == first
+    assert again.user_attrs[PARENT_ATTR] == first
+    assert [run.info.run_id for run in _parents("one")] == [first]
+
+
+def test_two_parents_made_at_once_become_the_older_one(mlflow_store: str,
+                                                       tmp_path: Path) -> None:
+    mlflow.set_tracking_uri(mlflow_store)
+    study, plan, url = _study(tmp_path)
+    older = ensure_parent_run(study, plan, url)
+    client = mlflow.MlflowClient()
+    # Another command's run, made at the same moment, with a later start.
+    late = client.create_run(client.get_run(older).info.experiment_id,
+                             start_time=client.get_run(older).info.start_time + 5,
+                             tags={KIND_TAG: "study", STUDY_TAG: "one"}).info.run_id
+    assert ensure_parent_run(study, plan, url) == older
+    assert late in {run.info.run_id for run in _parents("one")}  # not ours to delete
+
+
+def test_commands_on_one_host_hold_distinct_slots_and_the_lowest_free_one(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with command_slot(url, "s") as first:
+        with command_slot(url, "s") as second, command_slot(url, "other") as other:
+            assert (first, second, other) == (0, 1, 0)
+        with command_slot(url, "s") as third:
+            assert third == 1
+    with command_slot(url, "s") as alone:
+        assert alone == 0  # the same command on its own: the same seeds again
+    seeds = {worker_seed(0, "host", slot, index) for slot in (0, 1) for index in (1, 2)}
+    assert len(seeds) == 4
+
+
+def test_a_slot_is_held_by_a_live_process_and_freed_when_it_dies(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from nnlab.search.host import command_slot
+        with command_slot({url!r}, "s") as slot:
+            print(slot, flush=True)
+            time.sleep(60)
+        """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "0"
+        with command_slot(url, "s") as slot:
+            assert slot == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    with command_slot(url, "s") as slot:
+        assert slot == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_gets_sigterm_when_its_command_is_killed(tmp_path: Path) -> None:
+    """The command is SIGKILLed (it cannot stop its workers): the worker still stops."""
+    marker = tmp_path / "stopped"
+    command = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import subprocess, sys, time
+        from nnlab.search.host import die_with_parent
+        child = subprocess.Popen([sys.executable, "-c", '''
+        import signal, time, pathlib
+        def stop(number, frame):
+            pathlib.Path({str(marker)!r}).write_text(signal.Signals(number).name)
+            raise SystemExit(0)
+        signal.signal(signal.SIGTERM, stop)
+        print("ready", flush=True)
+        time.sleep(60)
+        '''], start_new_session=True, preexec_fn=die_with_parent)
+        print(child.pid, flush=True)
+        time.sleep(60)
+        """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert command.stdout is not None
+    # Both print to the same pipe: the child's pid, and "ready" once its handler is set.
+    lines = {command.stdout.readline().strip() for _ in range(2)}
+    assert "ready" in lines
+    child = psutil.Process(int(next(line for line in lines if line != "ready")))
+    try:
+        os.kill(command.pid, signal.SIGKILL)
+        command.wait()
+        child.wait(timeout=30)
+        assert marker.read_text() == "SIGTERM"
+    finally:
+        if child.is_running():
+            child.kill()
