@@ -36,7 +36,7 @@ run: install
 	@echo
 	@cat reports/summary.md
 	@echo
-	@echo "Compare runs in the MLflow UI:  make ui   (then open http://127.0.0.1:$(UI_PORT))"
+	@nnlab ui --link --port $(UI_PORT)
 
 lint: install
 	ruff check nnlab stages tests benchmarks tools
@@ -58,9 +58,10 @@ test-fast: install
 	ruff check nnlab stages tests benchmarks tools
 	NNLAB_TEST_FAST=1 python -m pytest -n 2 -m "not slow and not tensorflow" -q
 
+# `nnlab ui` makes or checks the store under the stages' lock, ends runs whose process died,
+# prints the link to the training runs, then runs `mlflow ui`.
 ui: install
-	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--host 127.0.0.1 --port $(UI_PORT) --workers 1
+	nnlab ui --port $(UI_PORT)
 
 # The team stack (nnlab/server/): PostgreSQL, SeaweedFS S3, `mlflow server` and Optuna's gRPC
 # proxy, all from the lock file. Options: `nnlab server start --help`.

@@ -8,21 +8,20 @@ and runs logged there would vanish with it. MLFLOW_TRACKING_URI, when set, wins.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nnlab import store
 from nnlab.core.errors import Interrupted, Pruned, TrackingServerError
 from nnlab.core.files import project_root
+from nnlab.liveness import END_TAG, beating, end_dead_runs, owner_tags
 from nnlab.server.client import check_server
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-LOCK_FILE = ".mlflow.lock"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
 
 
@@ -37,7 +36,7 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/"))
 
 
-def _quiet_mlflow() -> None:
+def quiet_mlflow() -> None:
     """No "Downloading artifacts" bar in a stage's log, and no INFO lines of the store's
     schema creation or migration; MLflow's warnings still show."""
     import logging
@@ -50,10 +49,11 @@ def _quiet_mlflow() -> None:
 def setup(experiment_name: str) -> str:
     """Point MLflow at the project's store and return the experiment id, creating both once.
 
-    A file lock makes store creation (and its schema migration) happen once even when
-    `dvc queue start -j 2` starts several stages at the same moment.
+    A local store is made atomically under a file lock (nnlab/store.py), and the experiment
+    is created under the same lock, so `dvc queue start -j 2`, `make ui` and a stage that
+    start at the same moment make each once.
     """
-    _quiet_mlflow()
+    quiet_mlflow()
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -61,10 +61,11 @@ def setup(experiment_name: str) -> str:
     uri = tracking_uri(root)
     check_server(uri)
     mlflow.set_tracking_uri(uri)
-    lock = open(root / LOCK_FILE, "a") if _is_local_store(uri) else contextlib.nullcontext()
-    with lock as handle:
-        if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    path = store.sqlite_path(uri)
+    if path is not None:
+        store.ensure(path)
+    lock = store.locked(path.parent) if path is not None else contextlib.nullcontext()
+    with lock:
         client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
@@ -79,51 +80,6 @@ def setup(experiment_name: str) -> str:
             if experiment is None:
                 raise
             return str(experiment.experiment_id)
-
-
-# Which process holds a run open: a run left RUNNING by a process that is gone (SIGKILL, a
-# power cut) is marked FAILED by the next stage that starts (fail_dead_runs).
-PID_TAG, STARTED_TAG, HOST_TAG = "nnlab.pid", "nnlab.pid_started", "nnlab.host"
-END_TAG = "nnlab.end_reason"
-
-
-def owner_tags() -> dict[str, str]:
-    """This process: pid, its start time (pids are reused) and host."""
-    import psutil
-
-    return {PID_TAG: str(os.getpid()), STARTED_TAG: f"{psutil.Process().create_time():.2f}",
-            HOST_TAG: socket.gethostname()}
-
-
-def _owner_alive(tags: Mapping[str, str]) -> bool:
-    """Whether the process recorded in a run's tags still runs (True when unknown)."""
-    import psutil
-
-    if tags.get(HOST_TAG) != socket.gethostname() or PID_TAG not in tags:
-        return True  # another machine's process: only that machine can tell
-    try:
-        process = psutil.Process(int(tags[PID_TAG]))
-        return abs(process.create_time() - float(tags.get(STARTED_TAG, "0"))) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
-
-
-def fail_dead_runs(experiment_id: str) -> list[str]:
-    """Mark FAILED (tag nnlab.end_reason "process died") every RUNNING run of the experiment
-    whose process, on this host, no longer runs. SIGKILL cannot be caught, so this is where
-    such runs end. Works the same on a tracking server. Returns the run ids it ended."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    ended = []
-    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'",
-                                  max_results=1000):
-        if _owner_alive(run.data.tags):
-            continue
-        client.set_tag(run.info.run_id, END_TAG, "process died")
-        client.set_terminated(run.info.run_id, "FAILED")
-        ended.append(run.info.run_id)
-    return ended
 
 
 @contextlib.contextmanager
@@ -232,7 +188,7 @@ def training_run(
     import mlflow
 
     experiment_id = setup(experiment_name)
-    fail_dead_runs(experiment_id)
+    end_dead_runs()
     if resume is not None and _reopenable(resume, experiment_id):
         run = mlflow.start_run(run_id=resume)
         client = mlflow.MlflowClient()
@@ -244,7 +200,7 @@ def training_run(
     else:
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
                                tags={**tags, **owner_tags()})
-    with _final_state():
+    with _final_state(), beating(run.info.run_id):
         mlflow.log_params({key: _param_value(value) for key, value in params.items()})
         yield run.info.run_id
     mlflow.end_run("FINISHED")
@@ -261,7 +217,7 @@ def resume_run(experiment_name: str, run_id: str, stage: str) -> Iterator[str]:
     from mlflow.exceptions import MlflowException
 
     experiment_id = setup(experiment_name)
-    fail_dead_runs(experiment_id)
+    end_dead_runs()
     try:
         mlflow.MlflowClient().get_run(run_id)
         run = mlflow.start_run(run_id=run_id)
@@ -269,7 +225,7 @@ def resume_run(experiment_name: str, run_id: str, stage: str) -> Iterator[str]:
     except MlflowException:
         tags = {**dvc_tags(stage), "nnlab.missing_train_run": run_id, **owner_tags()}
         run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags)
-    with _final_state():
+    with _final_state(), beating(run.info.run_id):
         yield run.info.run_id
     mlflow.end_run("FINISHED")
 

@@ -53,7 +53,7 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow database with its schema created and migrated, made once per worker:
-    creating one costs about 17 s here, copying it a few milliseconds."""
+    creating one takes a few seconds, copying it a few milliseconds."""
     import mlflow
 
     path = tmp_path_factory.mktemp("store") / "mlflow.db"

@@ -148,27 +148,27 @@ def test_ui_serves_every_param_metric_and_tag(
     # failed by the next stage's check, through the REST API.
     import socket
 
-    from nnlab import tracking
+    from nnlab import liveness
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     orphan = _post(f"{url}/api/2.0/mlflow/runs/create", {
         "experiment_id": digits["experiment_id"],
-        "tags": [{"key": tracking.PID_TAG, "value": str(finished.pid)},
-                 {"key": tracking.STARTED_TAG, "value": "1.0"},
-                 {"key": tracking.HOST_TAG, "value": socket.gethostname()}],
+        "tags": [{"key": liveness.PID_TAG, "value": str(finished.pid)},
+                 {"key": liveness.STARTED_TAG, "value": "1.0"},
+                 {"key": liveness.HOST_TAG, "value": socket.gethostname()}],
     })["run"]["info"]["run_id"]
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(url)
     try:
-        assert tracking.fail_dead_runs(digits["experiment_id"]) == [orphan]
+        assert liveness.end_dead_runs(experiment_ids=[digits["experiment_id"]]) == [orphan]
     finally:
         mlflow.set_tracking_uri(previous)
     served_run = _post(f"{url}/api/2.0/mlflow/runs/search", {
         "experiment_ids": [digits["experiment_id"]],
         "filter": f"attributes.run_id = '{orphan}'"})["runs"][0]
     assert served_run["info"]["status"] == "FAILED"
-    assert _tags(served_run)[tracking.END_TAG] == "process died"
+    assert _tags(served_run)[liveness.END_TAG] == "process died"
 
 
 def _tags(run: dict[str, Any]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from nnlab import tracking
+from nnlab import liveness, tracking
 from nnlab.live import LiveMetrics, Pacer
 from tests.support.helpers import project_params
 
@@ -141,27 +141,51 @@ def test_runs_of_dead_processes_are_failed_and_live_ones_kept(mlflow_store: str)
     import socket
     import subprocess
     import sys
+    import time
 
     # A real process that has ended: its pid is free (or reused with another start time).
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     experiment_id = tracking.setup("digits")
+    other_id = tracking.setup("mnist")  # a dead run of any experiment ends
     client = mlflow.MlflowClient(mlflow_store)
     host = socket.gethostname()
-    dead = client.create_run(experiment_id, tags={
-        tracking.PID_TAG: str(finished.pid), tracking.STARTED_TAG: "1.0",
-        tracking.HOST_TAG: host}).info.run_id
-    alive = client.create_run(experiment_id, tags=tracking.owner_tags()).info.run_id
+    dead = client.create_run(other_id, tags={
+        liveness.PID_TAG: str(finished.pid), liveness.STARTED_TAG: "1.0",
+        liveness.HOST_TAG: host}).info.run_id
+    alive = client.create_run(experiment_id, tags=liveness.owner_tags()).info.run_id
+    beating = {liveness.PID_TAG: "1", liveness.STARTED_TAG: "1.0",
+               liveness.HOST_TAG: "another-machine"}
     elsewhere = client.create_run(experiment_id, tags={
-        tracking.PID_TAG: "1", tracking.STARTED_TAG: "1.0",
-        tracking.HOST_TAG: "another-machine"}).info.run_id
+        **beating, liveness.ALIVE_TAG: f"{time.time() - 60:.0f}"}).info.run_id
+    lost = client.create_run(experiment_id, tags={
+        **beating, liveness.ALIVE_TAG: f"{time.time() - 301:.0f}"}).info.run_id
     untagged = client.create_run(experiment_id).info.run_id  # e.g. a sweep's parent run
 
-    assert tracking.fail_dead_runs(experiment_id) == [dead]
-    assert client.get_run(dead).info.status == "FAILED"
-    assert client.get_run(dead).data.tags[tracking.END_TAG] == "process died"
+    assert sorted(liveness.end_dead_runs()) == sorted([dead, lost])
+    for run_id in (dead, lost):
+        assert client.get_run(run_id).info.status == "FAILED"
+        assert client.get_run(run_id).data.tags[liveness.END_TAG] == "process died"
     for run_id in (alive, elsewhere, untagged):
         assert client.get_run(run_id).info.status == "RUNNING"
+
+
+def test_an_open_run_beats_and_stops_beating_when_it_ends(mlflow_store: str) -> None:
+    import time
+
+    experiment_id = tracking.setup("digits")
+    client = mlflow.MlflowClient(mlflow_store)
+    run_id = client.create_run(experiment_id, tags={liveness.ALIVE_TAG: "0"}).info.run_id
+    with liveness.beating(run_id, every=0.05):
+        deadline = time.monotonic() + 30
+        while client.get_run(run_id).data.tags[liveness.ALIVE_TAG] == "0":
+            assert time.monotonic() < deadline, "no beat"
+            time.sleep(0.05)
+    beat = client.get_run(run_id).data.tags[liveness.ALIVE_TAG]
+    assert abs(float(beat) - time.time()) < 30
+    client.set_tag(run_id, liveness.ALIVE_TAG, "1")
+    time.sleep(0.3)
+    assert client.get_run(run_id).data.tags[liveness.ALIVE_TAG] == "1"  # no beat after
 
 
 def test_an_interrupted_run_is_killed_with_the_signal_as_tag(mlflow_store: str) -> None:
@@ -175,5 +199,5 @@ def test_an_interrupted_run_is_killed_with_the_signal_as_tag(mlflow_store: str) 
     assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "KILLED"
-    assert run.data.tags[tracking.END_TAG] == "stopped by SIGTERM"
+    assert run.data.tags[liveness.END_TAG] == "stopped by SIGTERM"
     assert mlflow.active_run() is None

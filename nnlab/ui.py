@@ -1,0 +1,90 @@
+"""`nnlab ui` (`make ui`): the local MLflow UI, opened on the runs a user looks for.
+
+Before MLflow's UI starts, the store is made or checked under the stages' lock (so a stage
+started at the same moment never meets a half-made store), and runs whose process died are
+ended. The link printed opens the dataset's experiment in MLflow's model-training view:
+MLflow 3's UI starts a new visitor in its GenAI view otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from nnlab import store
+from nnlab.core.files import project_root
+from nnlab.tracking import STORE_FILE, quiet_mlflow
+
+VIEW = "workflowType=machine_learning"  # MLflow 3's switch to its model-training view
+
+
+def experiment_link(base: str, experiment_id: str | None) -> str:
+    """The runs of an experiment in the model-training view, or every experiment."""
+    if experiment_id is None:
+        return f"{base}/#/experiments?{VIEW}"
+    return f"{base}/#/experiments/{experiment_id}/runs?{VIEW}"
+
+
+def _dataset(root: Path) -> str | None:
+    """The dataset params.yaml trains on: the name of its MLflow experiment."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+        return str(raw["data"]["dataset"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def prepare(root: Path | None = None, report: Callable[[str], None] = print) -> str | None:
+    """Make or check the local store, end dead runs; the dataset's experiment id, if any."""
+    quiet_mlflow()
+    import mlflow
+
+    from nnlab.liveness import end_dead_runs
+
+    root = root or project_root()
+    path = root / STORE_FILE
+    if not path.exists():
+        report(f"Creating the MLflow store {path} ...")
+    store.ensure(path)
+    client = mlflow.MlflowClient(f"sqlite:///{path}")
+    ended = end_dead_runs(client)
+    if ended:
+        report(f"Marked FAILED {len(ended)} run(s) left RUNNING by a process that died: "
+               f"{', '.join(ended)}")
+    name = _dataset(root)
+    experiment = client.get_experiment_by_name(name) if name else None
+    return str(experiment.experiment_id) if experiment is not None else None
+
+
+def _server_link(uri: str, root: Path) -> str:
+    import mlflow
+
+    name = _dataset(root)
+    try:
+        experiment = mlflow.MlflowClient(uri).get_experiment_by_name(name) if name else None
+    except Exception:  # noqa: BLE001 (a server that is down: the link to its experiments)
+        experiment = None
+    return experiment_link(uri.rstrip("/"), experiment.experiment_id if experiment else None)
+
+
+def serve(host: str, port: int, link_only: bool = False, root: Path | None = None) -> None:
+    """Prepare, print the link, then become `mlflow ui` on the store (unless `link_only`)."""
+    root = root or project_root()
+    remote = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if link_only and remote.startswith(("http://", "https://")):
+        print(f"Compare runs on the team's MLflow server: open {_server_link(remote, root)}",
+              flush=True)
+        return
+    experiment_id = prepare(root)
+    link = experiment_link(f"http://{host}:{port}", experiment_id)
+    if link_only:
+        print(f"Compare runs in the MLflow UI: `make ui`, then open {link}", flush=True)
+        return
+    print(f"MLflow UI on {root / STORE_FILE}: open {link}  (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                              f"sqlite:///{root / STORE_FILE}", "--host", host,
+                              "--port", str(port), "--workers", "1"])
