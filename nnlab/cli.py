@@ -86,6 +86,8 @@ def _add_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     server.add_argument("--mlflow-port", type=int, help="default: 5000")
     server.add_argument("--s3-port", type=int, help="default: 8333")
     server.add_argument("--grpc-port", type=int, help="Optuna's gRPC proxy (default: 13000)")
+    server.add_argument("--postgres-port", type=int, help="Optuna's database over TCP, for "
+                        "sweep machines (password; default: 15432)")
     server.add_argument("--database-url", metavar="postgresql+psycopg://...",
                         help="an existing PostgreSQL instead of the bundled one")
     server.add_argument("--auth", action="store_true", default=None,
@@ -93,6 +95,8 @@ def _add_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     server.add_argument("--insecure", action="store_true", default=None,
                         help="allow a non-loopback --host without MLflow authentication")
     server.add_argument("--workers", type=int, help="MLflow server workers (default: 2)")
+    server.add_argument("--janitor-every", type=int, metavar="SECONDS",
+                        help="how often runs whose process is gone are ended (default: 60)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,8 +203,8 @@ def _server(args: argparse.Namespace) -> None:
     try:
         if args.action == "start":
             options = {name: getattr(args, name) for name in (
-                "host", "mlflow_port", "s3_port", "grpc_port", "database_url", "auth",
-                "insecure", "workers")}
+                "host", "mlflow_port", "s3_port", "grpc_port", "postgres_port", "database_url",
+                "auth", "insecure", "workers", "janitor_every")}
             stack.start(data_dir, options, project if (project / ".dvc").is_dir() else None,
                         report=_say)
         elif args.action == "stop":

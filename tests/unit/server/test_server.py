@@ -94,14 +94,15 @@ def test_settings_persist_and_options_override_them(tmp_path: Path) -> None:
 
 def test_the_env_file_has_the_uri_and_how_another_machine_joins(tmp_path: Path) -> None:
     credentials = Credentials.load_or_create(tmp_path)
-    lines = env_lines(Settings(tmp_path, mlflow_port=5001, s3_port=8001), credentials)
+    url = "postgresql+psycopg://nnlab_optuna:pw@127.0.0.1:15432/mlflow_optuna"
+    lines = env_lines(Settings(tmp_path, mlflow_port=5001, s3_port=8001), credentials, url)
     assert "export MLFLOW_TRACKING_URI=http://127.0.0.1:5001" in lines
-    assert "export NNLAB_OPTUNA_STORAGE=grpc://127.0.0.1:13000" in lines
+    assert f"export NNLAB_OPTUNA_STORAGE={url}" in lines
     assert not [line for line in lines if "PASSWORD" in line]
     joins = [line for line in lines if line.startswith("#   dvc remote")]
     assert any("endpointurl http://127.0.0.1:8001" in line for line in joins)
     assert any(credentials.s3_secret_key in line for line in joins)
-    with_auth = env_lines(Settings(tmp_path, auth=True), credentials)
+    with_auth = env_lines(Settings(tmp_path, auth=True), credentials, url)
     assert f"export MLFLOW_TRACKING_PASSWORD={credentials.mlflow_admin_password}" in with_auth
 
 

@@ -1,0 +1,63 @@
+"""A newcomer opens the UI in one terminal and trains in another: `nnlab ui` (what `make ui`
+runs) and a train stage, started at the same moment on a project with no MLflow store yet,
+ten times. Each time the store is made once, the stage logs its run, and the UI serves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from nnlab import store
+from nnlab.server.process import http_status
+from nnlab.server.settings import free_port
+from tests.support.e2e import copy_project, user_env
+
+pytestmark = pytest.mark.slow
+ROUNDS = 10
+
+
+def test_the_ui_and_a_stage_started_together_on_no_store_both_work(
+        baseline: Path, tmp_path: Path) -> None:
+    project = copy_project(baseline, tmp_path / "project")
+    for round_number in range(1, ROUNDS + 1):
+        (project / "mlflow.db").unlink()
+        port = free_port()
+        with tempfile.TemporaryFile("w+") as ui_log, tempfile.TemporaryFile("w+") as log:
+            ui = subprocess.Popen(["nnlab", "ui", "--port", str(port)], cwd=project,
+                                  env=user_env(), stdout=ui_log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+            stage = subprocess.Popen(["python", "-m", "stages.train", "logreg"], cwd=project,
+                                     env=user_env(), stdout=log, stderr=subprocess.STDOUT)
+            try:
+                code = stage.wait(timeout=300)
+                log.seek(0)
+                output = log.read()
+                assert code == 0 and "Traceback" not in output, \
+                    f"round {round_number}:\n{output[-3000:]}"
+                deadline = time.monotonic() + 120
+                while http_status(f"http://127.0.0.1:{port}/health") != 200:
+                    ui_log.seek(0)
+                    assert ui.poll() is None and time.monotonic() < deadline, \
+                        f"round {round_number}: the UI did not serve:\n{ui_log.read()[-3000:]}"
+                    time.sleep(0.2)
+            finally:
+                if ui.poll() is None:
+                    os.killpg(ui.pid, signal.SIGTERM)
+                ui.wait(timeout=60)
+                if stage.poll() is None:
+                    stage.kill()
+            ui_log.seek(0)
+            assert "Traceback" not in ui_log.read()
+        assert store.revision(project / "mlflow.db") == store.head_revision()
+        client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("digits")
+        assert experiment is not None
+        (found,) = client.search_runs([experiment.experiment_id])
+        assert found.info.status == "FINISHED"
