@@ -15,16 +15,8 @@ from pathlib import Path
 
 from nnlab import store
 from nnlab.core.files import project_root
+from nnlab.server.client import experiment_link
 from nnlab.tracking import STORE_FILE, quiet_mlflow
-
-VIEW = "workflowType=machine_learning"  # MLflow 3's switch to its model-training view
-
-
-def experiment_link(base: str, experiment_id: str | None) -> str:
-    """The runs of an experiment in the model-training view, or every experiment."""
-    if experiment_id is None:
-        return f"{base}/#/experiments?{VIEW}"
-    return f"{base}/#/experiments/{experiment_id}/runs?{VIEW}"
 
 
 def _dataset(root: Path) -> str | None:

@@ -11,6 +11,7 @@ import urllib.request
 
 from nnlab.core.errors import TrackingServerError
 
+VIEW = "workflowType=machine_learning"  # MLflow 3's UI: its model-training view, not GenAI
 SERVER_CHECK_SECONDS = 5.0  # how long a stage waits for a tracking server before failing
 _checked: set[str] = set()
 
@@ -67,3 +68,12 @@ def _http_get(url: str, timeout: float) -> tuple[int | None, str]:
         return None, str(error.reason)
     except (OSError, ValueError) as error:
         return None, str(error) or type(error).__name__
+
+
+def experiment_link(base: str, experiment_id: str | None) -> str:
+    """MLflow's UI on an experiment's runs (or the list of experiments), in its
+    model-training view: MLflow 3 starts a new visitor in its GenAI view otherwise."""
+    base = base.rstrip("/")
+    if experiment_id is None:
+        return f"{base}/#/experiments?{VIEW}"
+    return f"{base}/#/experiments/{experiment_id}/runs?{VIEW}"

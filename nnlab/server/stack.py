@@ -8,6 +8,7 @@ and a start lose nothing.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nnlab.server import remote
+from nnlab.server.client import experiment_link
 from nnlab.server.parts import Janitor, MlflowServer, OptunaProxy, S3Gateway, Seaweed
 from nnlab.server.postgres import Postgres
 from nnlab.server.settings import (
@@ -108,8 +110,8 @@ def _summary(settings: Settings, credentials: Credentials, report: Report) -> No
         report(f"Exposed on {settings.host}: MLflow :{settings.mlflow_port} "
                f"({'basic auth, user admin' if settings.auth else 'NO authentication'}), "
                f"S3 :{settings.s3_port} (key {masked(credentials.s3_access_key)}); "
-               f"Optuna gRPC proxy :{settings.grpc_port} {proxy}. "
-               "PostgreSQL listens on a unix socket only.")
+               f"Optuna gRPC proxy :{settings.grpc_port} {proxy}; PostgreSQL "
+               f":{settings.postgres_port} to Optuna's database only, by password.")
     report(f"Credentials: {settings.path('credentials.json')} (mode 0600).")
     report(f"In each shell that should log to the team server "
            f"(the lines are in {settings.path('env')}):")
@@ -118,8 +120,10 @@ def _summary(settings: Settings, credentials: Credentials, report: Report) -> No
         if line.startswith("export "):
             name, _, value = line.partition("=")
             secret = "PASSWORD" in name
-            report(f"    {name}={masked(value) if secret else value}")
-    report(f"MLflow UI: {settings.mlflow_uri}")
+            value = masked(value) if secret else re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@",
+                                                        value)  # a URL's password
+            report(f"    {name}={value}")
+    report(f"MLflow UI: {experiment_link(settings.mlflow_uri, None)}")
 
 
 @dataclass(frozen=True)

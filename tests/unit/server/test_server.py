@@ -143,3 +143,18 @@ def test_push_checks_the_remote_first(tmp_path: Path) -> None:
     message = str(error.value)
     assert "\n" not in message and f"DVC remote `team` (s3://dvc at http://127.0.0.1:{port})" \
         " does not answer" in message and "make server" in message
+
+
+def test_the_start_summary_never_prints_a_password_and_links_the_training_runs(
+        tmp_path: Path) -> None:
+    from nnlab.server import stack
+
+    credentials = Credentials.load_or_create(tmp_path)
+    lines: list[str] = []
+    stack._summary(Settings(tmp_path, host="0.0.0.0", auth=True), credentials, lines.append)
+    text = "\n".join(lines)
+    for secret in (credentials.optuna_password, credentials.mlflow_admin_password,
+                   credentials.s3_secret_key):
+        assert secret not in text
+    assert "NNLAB_OPTUNA_STORAGE=postgresql+psycopg://nnlab_optuna:***@127.0.0.1:15432/" in text
+    assert "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning" in text
