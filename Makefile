@@ -49,7 +49,7 @@ test: install
 	nnlab check
 	ruff check nnlab stages tests benchmarks tools
 	mypy nnlab
-	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=30
 
 # The loop while coding: unit tests only. No TensorFlow import (tests/conftest.py refuses it)
 # and no `dvc` or server subprocess; `make test` runs everything.

@@ -33,10 +33,11 @@ import yaml
 from numpy.typing import NDArray
 
 from nnlab.core.files import atomic_path, project_root
+from nnlab.core.layout import CHECKPOINTS_DIR
 from nnlab.core.schema import Params, flatten
 from nnlab.live import Pacer
 
-FOLDER = Path(".nnlab") / "checkpoints"
+FOLDER = CHECKPOINTS_DIR
 RESTART_VARIABLE = "NNLAB_RESTART"
 RESTART_HINT = f"{RESTART_VARIABLE}=1 trains from scratch"
 META_KEY, KEY_KEY = "__meta__", "__key__"

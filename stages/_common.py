@@ -7,6 +7,7 @@ import argparse
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -14,7 +15,8 @@ from typing import TypeVar
 
 from nnlab.core import quiet, stops
 from nnlab.core.errors import USER_ERRORS, Interrupted
-from nnlab.core.layout import Layout
+from nnlab.core.files import project_root
+from nnlab.core.layout import CHECKPOINTS_DIR, Layout
 from nnlab.core.schema import Params
 from nnlab.params import MODEL_NAMES, load_params
 
@@ -32,6 +34,13 @@ def _interrupt(number: int, frame: FrameType | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stops.stop(signal.Signals(number).name, number)  # raises Interrupted, now or at a safe point
+
+
+def _checkpointed(stage: str, since: float) -> bool:
+    """Whether this run of the stage left a checkpoint that the next one goes on from (file
+    times are coarser than the clock: a second of slack)."""
+    folder = project_root() / CHECKPOINTS_DIR
+    return any(path.stat().st_mtime >= since - 1.0 for path in folder.glob(f"{stage}.*.npz"))
 
 
 def remove_outputs(outputs: Sequence[Path]) -> None:
@@ -63,13 +72,14 @@ def run(
     """
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    started = time.time()
     try:
         with quiet.filtered_stderr():  # TensorFlow's C++ banners
             body(load_params(sections=sections))
     except Interrupted as stop:
         remove_outputs(outputs)
         marked = "its MLflow run is marked KILLED, " if mlflow_run else ""
-        again = ("`dvc repro` goes on from its last checkpoint" if stage.startswith("train@")
+        again = ("`dvc repro` goes on from its last checkpoint" if _checkpointed(stage, started)
                  else "`dvc repro` starts it again")
         print(f"{stage}: stopped by {stop.signal_name}; {marked}partial outputs removed; "
               f"{again}", file=sys.stderr)

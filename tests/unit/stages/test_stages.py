@@ -195,3 +195,22 @@ def test_a_stop_during_numbas_first_compile_is_one_line(tmp_path: Path, cache: s
     assert result.stdout == ""  # stopped as the compile ended, before the body went on
     assert result.stderr.strip().splitlines() == [
         "compile: stopped by SIGTERM; partial outputs removed; `dvc repro` starts it again"]
+
+
+def test_a_stop_says_go_on_only_when_this_run_left_a_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from stages import _common
+
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    folder = tmp_path / ".nnlab" / "checkpoints"
+    folder.mkdir(parents=True)
+    old = folder / "train@numpy_dnn.aaaa.npz"
+    old.write_bytes(b"")
+    os.utime(old, (1.0, 1.0))  # another key's, from long ago
+    started = time.time()
+    assert not _common._checkpointed("train@numpy_dnn", started)
+    assert not _common._checkpointed("train@logreg", started)  # logreg never checkpoints
+    (folder / "train@numpy_dnn.bbbb.npz").write_bytes(b"")
+    assert _common._checkpointed("train@numpy_dnn", started)
