@@ -3,6 +3,9 @@
     nnlab check [params.yaml]   (every section, as each stage would; `make run` starts with it)
     nnlab ui [--port 5000] [--link]   (`make ui`: the local MLflow UI, on the training runs)
     nnlab predict --model cnn img.png [more.png | folder ...] [--json]
+    nnlab predict --model models:/mnist-cnn@champion img.png   (from MLflow, no workspace)
+    nnlab promote --model cnn | --exp NAME --model cnn | --study S --trial N | --run ID [--force]
+    nnlab serve --model models:/mnist-cnn@champion [--port 5001]   (MLflow's scoring server)
     nnlab server start [--host 0.0.0.0 --auth] | status | stop
     nnlab push | pull [dvc push/pull options]   (checks the DVC remote first)
     nnlab sweep --study lr --model numpy_dnn --trials 20 --workers 2 \\
@@ -22,6 +25,7 @@ from pathlib import Path
 from nnlab.core.errors import USER_ERRORS
 from nnlab.models.registry import MODEL_NAMES
 from nnlab.search import command as sweep_command
+from nnlab.server import command as server_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,11 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path, default=Path("params.yaml"),
                        help="the params file (default: params.yaml)")
     predict = commands.add_parser(
-        "predict", help="top-3 classes of image files, for a model trained by `dvc repro`",
+        "predict", help="top-3 classes of image files, for a model trained by `dvc repro` "
+        "or one in MLflow (models:/NAME@champion)",
         description="Print the 3 most likely classes of each image, using the model in "
         "models/<model> and the preprocessing it was trained with (size, grey/RGB, scaling).",
     )
-    predict.add_argument("--model", required=True, choices=MODEL_NAMES)
+    predict.add_argument("--model", required=True, metavar="MODEL",
+                         help=f"one of {', '.join(MODEL_NAMES)} (the workspace's model), or an "
+                         "MLflow model URI: models:/NAME@champion, models:/NAME/VERSION")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                          help="image files, or folders searched for images (recursively)")
     predict.add_argument("--models-dir", type=Path, default=Path("models"),
@@ -55,8 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000, help="default: 5000")
     ui.add_argument("--link", action="store_true", help="print the link only, start nothing")
+    _add_promote(commands)
+    serve = commands.add_parser(
+        "serve", help="MLflow's scoring server on a registered model, taking image files",
+        description="Serve a model of MLflow's registry (or any models:/ URI) with MLflow's "
+        "scoring server. POST /invocations {\"inputs\": [\"<base64 PNG or JPEG>\", ...]} or "
+        "uint8 pixels (N, H, W, C); each image gets its class and every class's probability.")
+    serve.add_argument("--model", required=True, metavar="models:/NAME@champion")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001, help="default: 5001")
     sweep_command.add_parser(commands)
-    _add_server(commands)
+    server_command.add_parser(commands)
     for name in ("push", "pull"):
         transfer = commands.add_parser(
             name, help=f"`dvc {name}`, after checking that the DVC remote answers",
@@ -69,34 +85,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    server = commands.add_parser(
-        "server", help="the team stack: MLflow server on PostgreSQL, S3 artifacts, DVC remote",
-        description="Start, inspect or stop the team stack: PostgreSQL (pgserver), SeaweedFS "
-        "S3, `mlflow server` (artifacts in S3) and Optuna's gRPC storage proxy, all from the "
-        "lock file. Everything lives in --data-dir; a restart loses nothing.",
-    )
-    server.add_argument("action", choices=["start", "status", "stop"])
-    server.add_argument("--data-dir", type=Path, default=None,
-                        help="where the stack keeps its data (default: .nnlab/server at the "
-                        "project root)")
-    given = "default: 127.0.0.1, or what the first start used"
-    server.add_argument("--host", help=f"address MLflow and S3 bind to ({given}); a "
-                        "non-loopback host needs --auth or --insecure")
-    server.add_argument("--mlflow-port", type=int, help="default: 5000")
-    server.add_argument("--s3-port", type=int, help="default: 8333")
-    server.add_argument("--grpc-port", type=int, help="Optuna's gRPC proxy (default: 13000)")
-    server.add_argument("--postgres-port", type=int, help="Optuna's database over TCP, for "
-                        "sweep machines (password; default: 15432)")
-    server.add_argument("--database-url", metavar="postgresql+psycopg://...",
-                        help="an existing PostgreSQL instead of the bundled one")
-    server.add_argument("--auth", action="store_true", default=None,
-                        help="MLflow's basic-auth app (user admin, password in credentials.json)")
-    server.add_argument("--insecure", action="store_true", default=None,
-                        help="allow a non-loopback --host without MLflow authentication")
-    server.add_argument("--workers", type=int, help="MLflow server workers (default: 2)")
-    server.add_argument("--janitor-every", type=int, metavar="SECONDS",
-                        help="how often runs whose process is gone are ended (default: 60)")
+def _add_promote(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    promote = commands.add_parser(
+        "promote", help="register a trained model in MLflow's registry as <dataset>-<model>; "
+        "@champion moves to it if its validation accuracy is the best",
+        description="Register a trained model as a new version of the registered model "
+        "<dataset>-<model> (local store or MLFLOW_TRACKING_URI), tagged with its DVC "
+        "experiment, commit, data digest and accuracies. The alias @champion moves to it only "
+        "if its validation accuracy beats the champion's on the same data (--force: anyway).")
+    promote.add_argument("--model", help="the workspace's model (models/<model>/), or with "
+                         "--exp the experiment's")
+    promote.add_argument("--exp", help="a DVC experiment's name (`dvc exp show`)")
+    promote.add_argument("--study", help="a sweep study (with --trial)")
+    promote.add_argument("--trial", type=int, help="the trial's number in --study")
+    promote.add_argument("--run", help="an MLflow run id")
+    promote.add_argument("--force", action="store_true",
+                         help="move @champion even if the model does not beat it")
+
+
+def _promote(args: argparse.Namespace) -> None:
+    from nnlab import registry, tracking
+
+    try:
+        with tracking.server_errors("nothing was promoted", "promote again"):
+            run_id = registry.find_run(args.model, args.exp, args.study, args.trial, args.run)
+            registry.promote(registry.candidate(run_id), args.force)
+    except USER_ERRORS as error:
+        print(f"nnlab promote: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from nnlab import serving, tracking
+
+    try:
+        with tracking.server_errors("nothing is served", "serve again"):
+            serving.serve(args.model, args.host, args.port)
+    except USER_ERRORS as error:
+        print(f"nnlab serve: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         sweep_command.main(args)
         return
     if args.command == "server":
-        _server(args)
+        server_command.main(args)
         return
     if args.command == "check":
         _check(args.path)
@@ -117,10 +146,26 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "ui":
         _ui(args)
         return
-    from nnlab.predict import predict  # late: `nnlab --help` should not load TensorFlow
+    if args.command == "promote":
+        _promote(args)
+        return
+    if args.command == "serve":
+        _serve(args)
+        return
+    from nnlab import tracking
+    from nnlab.predict import predict, predict_registered  # late: `nnlab --help` is fast
 
     try:
-        predictions, skipped = predict(args.models_dir / args.model, args.images, top=args.top)
+        if args.model.startswith("models:/"):
+            with tracking.server_errors("nothing was predicted", "predict again"):
+                predictions, skipped = predict_registered(args.model, args.images,
+                                                          top=args.top)
+        elif args.model in MODEL_NAMES:
+            predictions, skipped = predict(args.models_dir / args.model, args.images,
+                                           top=args.top)
+        else:
+            raise ValueError(f"--model {args.model!r}: give one of {', '.join(MODEL_NAMES)}, "
+                             "or an MLflow model URI such as models:/digits-cnn@champion")
     except USER_ERRORS as error:
         print(f"nnlab predict: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -183,46 +228,6 @@ def _transfer(command: str, dvc_args: list[str]) -> None:
         raise SystemExit(2) from None
     sys.stdout.flush()
     os.execvp("dvc", ["dvc", command, *dvc_args])
-
-
-def _say(line: str) -> None:
-    """Print a progress line; a closed stdout (`| head`) must not abort a start half-way."""
-    try:
-        print(line, flush=True)
-    except BrokenPipeError:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
-
-
-def _server(args: argparse.Namespace) -> None:
-    from nnlab.core.files import project_root
-    from nnlab.server import stack
-    from nnlab.server.settings import ServerError
-
-    project = project_root()
-    data_dir = (args.data_dir or project / ".nnlab" / "server").resolve()
-    try:
-        if args.action == "start":
-            options = {name: getattr(args, name) for name in (
-                "host", "mlflow_port", "s3_port", "grpc_port", "postgres_port", "database_url",
-                "auth", "insecure", "workers", "janitor_every")}
-            stack.start(data_dir, options, project if (project / ".dvc").is_dir() else None,
-                        report=_say)
-        elif args.action == "stop":
-            if not stack.stop(data_dir, report=_say):
-                print(f"nnlab server: nothing to stop: no stack was started in {data_dir}")
-        else:
-            rows = stack.status(data_dir)
-            if not rows:
-                print(f"nnlab server: no stack in {data_dir}: start one with `make server`")
-                raise SystemExit(3)
-            print(f"{'part':<12} {'state':<5} address (data in {data_dir})")
-            for row in rows:
-                print(f"{row.name:<12} {'up' if row.up else 'down':<5} {row.address}")
-            if not all(row.up for row in rows):
-                raise SystemExit(3)
-    except ServerError as error:
-        print(f"nnlab server: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

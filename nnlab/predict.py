@@ -1,4 +1,5 @@
-"""`nnlab predict`: class probabilities for image files, with the training preprocessing.
+"""`nnlab predict`: class probabilities for image files, with the training preprocessing,
+from a workspace's model folder or from MLflow (`models:/NAME@champion`).
 
 The model folder's train_info.json records the input shape (H, W, C) and the class names the
 model was trained on. An image is read with Pillow, converted to grey (C = 1) or RGB (C = 3)
@@ -8,6 +9,7 @@ uint8 pixels to [0, 1] itself, as in training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,17 +96,58 @@ def predict(
     info = read_json(info_path)
     if "input_shape" not in info or "classes" not in info:
         raise ValueError(f"{model_dir}: saved by an older nnlab; run `dvc repro` to retrain it")
-    classes: list[str] = info["classes"]
-    shape = tuple(info["input_shape"])
+
+    def load() -> Callable[[np.ndarray], np.ndarray]:
+        return get_model_class(info.get("model", model_name)).load(model_dir).predict_proba
+
+    return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top)
+
+
+def predict_registered(
+    uri: str, paths: list[Path], top: int = 3
+) -> tuple[list[Prediction], list[tuple[Path, str]]]:
+    """As `predict`, for a model of MLflow's registry or a logged model (`models:/NAME@alias`,
+    `models:/NAME/3`, `models:/<model id>`): the class names and input shape come with it
+    (its MLmodel's metadata), so nothing of the workspace is needed, only
+    MLFLOW_TRACKING_URI."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from nnlab import tracking
+
+    tracking.quiet_mlflow()
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    try:
+        metadata = mlflow.models.get_model_info(uri).metadata or {}
+    except (MlflowException, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ValueError(f"{uri}: not found in {tracking.tracking_uri()} ({first}); "
+                         "`nnlab promote` registers a model, or check MLFLOW_TRACKING_URI"
+                         ) from None
+    if "input_shape" not in metadata or "classes" not in metadata:
+        raise ValueError(f"{uri}: logged by an older nnlab, without its classes and input "
+                         "shape; promote a model trained since")
+
+    def load() -> Callable[[np.ndarray], np.ndarray]:
+        model = mlflow.pyfunc.load_model(uri)
+        return lambda images: np.asarray(model.predict(images))
+
+    return _predict(list(metadata["classes"]), tuple(metadata["input_shape"]), load, paths, top)
+
+
+def _predict(classes: list[str], shape: tuple[int, ...],
+             load: Callable[[], Callable[[np.ndarray], np.ndarray]], paths: list[Path],
+             top: int) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     named, found = image_paths(paths)
-    kept, images, _ = read_images(named, shape, skip_unreadable=False)
-    kept_found, found_images, skipped = read_images(found, shape, skip_unreadable=True)
+    height, width, channels = (int(size) for size in shape)
+    kept, images, _ = read_images(named, (height, width, channels), skip_unreadable=False)
+    kept_found, found_images, skipped = read_images(found, (height, width, channels),
+                                                    skip_unreadable=True)
     if not kept and not kept_found:
         folders = ", ".join(str(path) for path in paths if path.is_dir())
         raise ValueError(f"{folders}: no readable image in the folder "
                          f"({len(skipped)} other file(s) skipped)")
-    model = get_model_class(info.get("model", model_name)).load(model_dir)
-    probabilities = model.predict_proba(np.concatenate([images, found_images]))
+    probabilities = load()(np.concatenate([images, found_images]))
     predictions = []
     for path, row in zip(kept + kept_found, probabilities, strict=True):
         order = np.argsort(-row, kind="stable")[:top]

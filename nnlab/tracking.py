@@ -131,7 +131,7 @@ def dvc_tags(stage: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def server_errors(what: str) -> Iterator[None]:
+def server_errors(what: str, again: str = "run `dvc repro` again") -> Iterator[None]:
     """A tracking server that stopped answering inside the block (after MLflow's retries)
     becomes one TrackingServerError line naming the URI, `what` was lost and the way on.
     A local store's errors pass unchanged."""
@@ -145,7 +145,7 @@ def server_errors(what: str) -> Iterator[None]:
             raise
         raise TrackingServerError(
             f"the MLflow tracking server at {uri} stopped answering ({type(error).__name__}); "
-            f"{what}: run `dvc repro` again once it is back (`nnlab server status`)") from None
+            f"{what}: {again} once it is back (`nnlab server status`)") from None
 
 
 def _param_value(value: Any) -> str:

@@ -173,8 +173,9 @@ def _save(model: ImageClassifier, model_name: str, info: dict[str, object],
     partial_dir = model_dir.with_name(model_dir.name + ".partial")
     try:
         model.save(partial_dir)
+        metadata = {key: info[key] for key in ("model", "classes", "dataset", "input_shape")}
         info["mlflow_model_uri"] = mlflow_model.log_model(model, model_name, partial_dir,
-                                                      train_set[0][:5])
+                                                          train_set[0][:5], metadata)
         write_json(partial_dir / TRAIN_INFO_FILE, info)
         partial_dir.rename(model_dir)
     finally:

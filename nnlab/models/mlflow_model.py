@@ -58,9 +58,16 @@ def pins(*packages: str) -> list[str]:
     return pins
 
 
-def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any) -> str:
-    """Log a trained model to the active run with a signature inferred from `sample` images;
-    returns its `models:/` URI.
+EXAMPLES = 3  # uint8 images kept with the logged model as its input example
+
+
+def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any,
+              metadata: dict[str, Any]) -> str:
+    """Log a trained model to the active run, with a signature inferred from `sample` images,
+    its first images as input example, and `metadata` in its MLmodel file (the model's name,
+    the class names, the input shape (H, W, C) and the dataset: what a client needs to turn
+    an image file into the model's input, with nothing but the model); returns its
+    `models:/` URI.
 
     Keras models use the Keras flavor (with a softmax head, so both flavors output
     probabilities); the others are this file's SavedModel over `model_dir`, logged as code.
@@ -70,27 +77,22 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any) ->
     from mlflow.models import infer_signature
 
     signature = infer_signature(sample, classifier.predict_proba(sample))
+    common = {"name": MODEL_NAME, "signature": signature, "metadata": metadata,
+              "input_example": np.asarray(sample[:EXAMPLES], dtype=np.uint8)}
     with warnings.catch_warnings():
-        # The signature above is what an input example would give.
-        warnings.filterwarnings("ignore", ".*An input example was not provided")
-        return _log_model(classifier, model_name, model_dir, signature)
-
-
-def _log_model(classifier: Any, model_name: str, model_dir: Path, signature: Any) -> str:
-    if classifier.flavor == "keras":
-        info = mlflow.keras.log_model(
-            classifier.probability_model(), name=MODEL_NAME, signature=signature,
-            pip_requirements=pins("keras", "tensorflow", "numpy"),
-        )
-    else:
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_NAME,
-            python_model=__file__,  # this file: MLflow runs it to load the model
-            artifacts={"model": str(model_dir)},
-            model_config={"model": model_name},
-            signature=signature,
-            pip_requirements=pins("numpy", "scikit-learn"),
-        )
+        # MLflow's note that an integer column cannot hold missing values: images never do.
+        warnings.filterwarnings("ignore", ".*integer column.*")
+        if classifier.flavor == "keras":
+            info = mlflow.keras.log_model(
+                classifier.probability_model(), **common,
+                pip_requirements=pins("keras", "tensorflow", "numpy"),
+            )
+        else:
+            info = mlflow.pyfunc.log_model(
+                python_model=__file__,  # this file: MLflow runs it to load the model
+                artifacts={"model": str(model_dir)}, model_config={"model": model_name},
+                **common, pip_requirements=pins("numpy", "scikit-learn"),
+            )
     return str(info.model_uri)
 
 

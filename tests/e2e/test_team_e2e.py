@@ -161,6 +161,37 @@ def test_dvc_exp_run_logs_every_model_to_the_server(stack: Stack, team_project: 
     assert not (team_project / "mlartifacts").exists()
 
 
+def test_a_promoted_model_predicts_where_there_is_only_the_tracking_uri(
+        stack: Stack, team_project: Path, tmp_path: Path) -> None:
+    """`nnlab promote` registers the workspace's numpy_dnn on the server as
+    digits-numpy_dnn@champion; in a folder with no repo, no data and no outputs, with only
+    MLFLOW_TRACKING_URI set, `nnlab predict --model models:/digits-numpy_dnn@champion` gives
+    the workspace model's probabilities (the artifacts come through the server)."""
+    import numpy as np
+    from PIL import Image
+
+    env = {**user_env(), "MLFLOW_TRACKING_URI": stack.uri}
+    output = run(["nnlab", "promote", "--model", "numpy_dnn"], team_project, env=env)
+    assert "digits-numpy_dnn: registered version 1" in output, output
+    assert "digits-numpy_dnn@champion -> version 1" in output, output
+    pixels = np.load(team_project / "data/prepared/test_images.npy", allow_pickle=False)[:3]
+    files = []
+    for index, image in enumerate(pixels):
+        files.append(str(tmp_path / f"{index}.png"))
+        Image.fromarray(image[:, :, 0]).save(files[-1])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    results = []
+    for model, cwd in (("numpy_dnn", team_project),
+                       ("models:/digits-numpy_dnn@champion", elsewhere)):
+        done = subprocess.run(["nnlab", "predict", "--model", model, "--json", *files],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        results.append(json.loads(done.stdout))
+    assert results[0] == results[1] and len(results[0]) == 3
+    assert list(elsewhere.iterdir()) == []  # nothing downloaded into the folder
+
+
 def test_a_queued_experiment_logs_to_the_server(stack: Stack, team_project: Path) -> None:
     """`dvc queue start` runs experiments in DVC's workers, which inherit the environment of
     the shell that started them: their runs land on the server too."""
