@@ -23,6 +23,7 @@ from nnlab.server.client import check_server
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
+SYSTEM_METRICS_SECONDS = 2  # CPU and memory of a training, sampled this often
 
 
 def tracking_uri(root: Path | None = None) -> str:
@@ -38,12 +39,16 @@ def _is_local_store(uri: str) -> bool:
 
 def quiet_mlflow() -> None:
     """No "Downloading artifacts" bar in a stage's log, and no INFO lines of the store's
-    schema creation or migration; MLflow's warnings still show."""
+    schema creation or migration or of the system metrics monitor; MLflow's warnings still
+    show."""
     import logging
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow.store.db.utils", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Its warnings say that a server that went down cannot be asked about the run: the
+    # stage's own line says that (server_errors).
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
 
 
 def setup(experiment_name: str) -> str:
@@ -189,8 +194,9 @@ def training_run(
 
     experiment_id = setup(experiment_name)
     end_dead_runs()
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
     if resume is not None and _reopenable(resume, experiment_id):
-        run = mlflow.start_run(run_id=resume)
+        run = mlflow.start_run(run_id=resume, log_system_metrics=True)
         client = mlflow.MlflowClient()
         existing = client.get_run(resume).data.tags
         for key in (END_TAG, "error"):
@@ -199,7 +205,7 @@ def training_run(
         mlflow.set_tags({**tags, **owner_tags()})
     else:
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
-                               tags={**tags, **owner_tags()})
+                               tags={**tags, **owner_tags()}, log_system_metrics=True)
     with _final_state(), beating(run.info.run_id):
         mlflow.log_params({key: _param_value(value) for key, value in params.items()})
         yield run.info.run_id
@@ -228,6 +234,19 @@ def resume_run(experiment_name: str, run_id: str, stage: str) -> Iterator[str]:
     with _final_state(), beating(run.info.run_id):
         yield run.info.run_id
     mlflow.end_run("FINISHED")
+
+
+def log_datasets(dataset: str, sets: Mapping[str, tuple[Any, Any, str]]) -> None:
+    """The data the active run used, as MLflow datasets (the UI's Dataset column): for each
+    context ("training", "validation", "testing") its (images, labels, digest), named
+    `<dataset>-<context>`. The digest is the hash of the split's files, so runs on the same
+    data share it."""
+    import mlflow
+    from mlflow.data.numpy_dataset import from_numpy
+
+    for context, (images, labels, digest) in sets.items():
+        mlflow.log_input(from_numpy(images, targets=labels, digest=digest,
+                                    name=f"{dataset}-{context}"), context=context)
 
 
 def log_results(

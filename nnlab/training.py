@@ -21,9 +21,9 @@ from nnlab.models.base import EpochHook, History, ImageClassifier, Split, get_mo
 from nnlab.search.link import TrialLink
 
 
-def _digest(layout: Layout) -> str:
+def _digest(layout: Layout, names: tuple[str, ...] = ("train", "val")) -> str:
     """What the model was trained and validated on: a short hash of the split's arrays."""
-    return sha256(*(layout.split / f"{name}_{kind}.npy" for name in ("train", "val")
+    return sha256(*(layout.split / f"{name}_{kind}.npy" for name in names
                     for kind in ("images", "labels")))[:16]
 
 
@@ -57,6 +57,9 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
         with tracking.training_run(dataset, model_name, run_params, tags, resume=None if link
                                    else checkpoint.extra.get("mlflow_run_id")) as run_id:
             info["mlflow_run_id"] = checkpoint.extra["mlflow_run_id"] = run_id
+            tracking.log_datasets(dataset, {
+                "training": (*train_set, _digest(layout, ("train",))),
+                "validation": (*val_set, _digest(layout, ("val",)))})
             if link:
                 link.record_run(run_id)
             epochs.start(run_id, link.epoch_reporter() if link else None)

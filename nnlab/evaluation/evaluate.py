@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from nnlab import tracking
 from nnlab.core import points
 from nnlab.core.contract import load_classes, load_split
-from nnlab.core.files import read_json, reading, write_csv, write_json
+from nnlab.core.files import read_json, reading, sha256, write_csv, write_json
 from nnlab.core.layout import PLOTS_DIR, TRAIN_INFO_FILE, Layout
 from nnlab.core.schema import Params
 from nnlab.models.base import ImageClassifier, Split, get_model_class
@@ -40,6 +40,9 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
     plot_dir = report_dir / PLOTS_DIR
     shutil.rmtree(plot_dir, ignore_errors=True)
     with tracking.resume_run(params.data.dataset, info["mlflow_run_id"], f"evaluate@{model_name}"):
+        test_digest = sha256(*(layout.prepared / f"test_{kind}.npy"
+                               for kind in ("images", "labels")))[:16]
+        tracking.log_datasets(params.data.dataset, {"testing": (*sets["test"], test_digest)})
         outputs = {name: model.predict_proba(images) for name, (images, _) in sets.items()}
         metrics = {name: classification_metrics(sets[name][1], outputs[name], len(classes))
                    for name in sets}

@@ -70,6 +70,7 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
     assert experiment.artifact_location.startswith((project / "mlartifacts").as_uri())
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(run.data.tags["model"] for run in runs) == sorted(MODELS)
+    digests: list[dict[str, str]] = []
     for run in runs:
         model = run.data.tags["model"]
         assert run.info.status == "FINISHED"
@@ -91,6 +92,15 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
         logged = _model_info(project, info["mlflow_model_uri"])
         assert logged.run_id == run.info.run_id and logged.signature is not None
         assert ("keras" in logged.flavors) == (model in ("keras_mlp", "cnn"))
+        assert logged.metadata["classes"] == [str(n) for n in range(10)]  # with the model
+        assert logged.metadata["input_shape"] == [8, 8, 1]
+        assert logged.saved_input_example_info is not None
+        # The data as MLflow datasets, each with the digest of its files: the same in
+        # every run on this data.
+        inputs = {item.dataset.name: item.dataset.digest for item in run.inputs.dataset_inputs}
+        assert set(inputs) == {"digits-training", "digits-validation", "digits-testing"}
+        digests.append(inputs)
+    assert all(found == digests[0] for found in digests)
     numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
     section = yaml.safe_load((project / "params.yaml").read_text())["numpy_dnn"]
     assert numpy_run.data.params["hidden_layers"] == str(section["hidden_layers"])

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -85,8 +87,11 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    folder = tmp_path_factory.mktemp("team")
+def stack() -> Iterator[Stack]:
+    # Not under pytest's temporary root: as root, PostgreSQL runs as another user, and any
+    # pytest session that starts meanwhile on this machine makes that root private again
+    # (mode 0700), which locks the server out of its own data dir.
+    folder = Path(tempfile.mkdtemp(prefix="nnlab-team-"))
     ports = {"mlflow": free_port(), "s3": free_port(), "grpc": free_port(),
              "postgres": free_port()}
     stack = Stack(folder / "server", ports)
@@ -95,6 +100,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.nnlab("stop", folder, False)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
