@@ -49,14 +49,14 @@ test: install
 	nnlab check
 	ruff check nnlab stages tests benchmarks tools
 	mypy nnlab
-	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=30
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=30 -m "not loop"
 
 # The loop while coding: unit tests only. No TensorFlow import (tests/conftest.py refuses it)
 # and no `dvc` or server subprocess; `make test` runs everything.
 test-fast: install
 	nnlab check
 	ruff check nnlab stages tests benchmarks tools
-	NNLAB_TEST_FAST=1 python -m pytest -n 2 -m "not slow and not tensorflow" -q
+	NNLAB_TEST_FAST=1 python -m pytest -n 2 -m "not slow and not tensorflow and not loop" -q
 
 # `nnlab ui` makes or checks the store under the stages' lock, ends runs whose process died,
 # prints the link to the training runs, then runs `mlflow ui`.

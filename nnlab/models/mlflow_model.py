@@ -11,7 +11,10 @@ Annotations are real, not strings (no `from __future__ import annotations`): MLf
 SavedModel.predict's.
 """
 
+import contextlib
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,27 @@ class SavedModel(PythonModel):
         self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
     ) -> np.ndarray:
         return self.classifier.predict_proba(np.asarray(model_input, dtype=np.uint8))
+
+
+@contextlib.contextmanager
+def _keras_example_folder() -> Iterator[None]:
+    """MLflow 3.17's Keras flavor writes the input example before it creates the model's
+    folder (FileNotFoundError: .../model/input_example.json): inside the block, its
+    save_model makes the folder first."""
+    import mlflow.keras
+
+    flavor: Any = mlflow.keras
+    original = flavor.save_model
+
+    def save_model(*args: Any, **kwargs: Any) -> Any:
+        os.makedirs(kwargs["path"] if "path" in kwargs else args[1], exist_ok=True)
+        return original(*args, **kwargs)
+
+    flavor.save_model = save_model
+    try:
+        yield
+    finally:
+        flavor.save_model = original
 
 
 def pins(*packages: str) -> list[str]:
@@ -83,10 +107,11 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any,
         # MLflow's note that an integer column cannot hold missing values: images never do.
         warnings.filterwarnings("ignore", ".*integer column.*")
         if classifier.flavor == "keras":
-            info = mlflow.keras.log_model(
-                classifier.probability_model(), **common,
-                pip_requirements=pins("keras", "tensorflow", "numpy"),
-            )
+            with _keras_example_folder():
+                info = mlflow.keras.log_model(
+                    classifier.probability_model(), **common,
+                    pip_requirements=pins("keras", "tensorflow", "numpy"),
+                )
         else:
             info = mlflow.pyfunc.log_model(
                 python_model=__file__,  # this file: MLflow runs it to load the model
