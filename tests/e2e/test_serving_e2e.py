@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -57,22 +56,21 @@ def _serve(tmp_path: Path, mlflow_store: str) -> Iterator[tuple[str, list[Path]]
         Image.fromarray(image).save(files[-1])
     port = free_port()
     env = {**user_env(), "MLFLOW_TRACKING_URI": mlflow_store}
-    with tempfile.TemporaryFile("w+") as log:
+    log = tmp_path / "serve.log"  # read through its own handle, never the child's
+    with open(log, "w") as out:
         server = subprocess.Popen(["nnlab", "serve", "--model", MODEL, "--port", str(port)],
-                                  cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:
             deadline = time.monotonic() + 180
             while http_status(f"http://127.0.0.1:{port}/health") != 200:
-                log.seek(0)
-                assert server.poll() is None and time.monotonic() < deadline, log.read()
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
             yield f"http://127.0.0.1:{port}", files
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
-            log.seek(0)
-            assert "Traceback" not in log.read()
+            assert "Traceback" not in log.read_text()
 
 
 def _post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:

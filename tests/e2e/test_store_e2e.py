@@ -8,10 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from typing import IO
 
 import mlflow
 import pytest
@@ -25,11 +23,10 @@ pytestmark = pytest.mark.slow
 ROUNDS = 10
 
 
-def _ready(log: IO[str], port: int, serving: bool) -> bool:
+def _ready(log: Path, port: int, serving: bool) -> bool:
     """`nnlab ui` has made or checked the store and handed over to `mlflow ui` (its link
     line); with `serving`, MLflow's UI answers too (checked once: it is the slow part)."""
-    log.seek(0)
-    if "MLflow UI on" not in log.read():
+    if "MLflow UI on" not in log.read_text(errors="replace"):
         return False
     return not serving or http_status(f"http://127.0.0.1:{port}/health") == 200
 
@@ -40,23 +37,25 @@ def test_the_ui_and_a_stage_started_together_on_no_store_both_work(
     for round_number in range(1, ROUNDS + 1):
         (project / "mlflow.db").unlink()
         port = free_port()
-        with tempfile.TemporaryFile("w+") as ui_log, tempfile.TemporaryFile("w+") as log:
+        # Each output read through its own handle: reading a file the child writes to
+        # through a shared one would move the child's offset, and its lines would be lost.
+        ui_log, log = tmp_path / f"ui-{round_number}.log", tmp_path / f"stage-{round_number}.log"
+        with open(ui_log, "w") as ui_out, open(log, "w") as stage_out:
             ui = subprocess.Popen(["nnlab", "ui", "--port", str(port)], cwd=project,
-                                  env=user_env(), stdout=ui_log, stderr=subprocess.STDOUT,
+                                  env=user_env(), stdout=ui_out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
             stage = subprocess.Popen(["python", "-m", "stages.train", "logreg"], cwd=project,
-                                     env=user_env(), stdout=log, stderr=subprocess.STDOUT)
+                                     env=user_env(), stdout=stage_out, stderr=subprocess.STDOUT)
             try:
                 code = stage.wait(timeout=300)
-                log.seek(0)
-                output = log.read()
+                output = log.read_text(errors="replace")
                 assert code == 0 and "Traceback" not in output, \
                     f"round {round_number}:\n{output[-3000:]}"
                 deadline = time.monotonic() + 120
                 while not _ready(ui_log, port, serving=round_number == ROUNDS):
-                    ui_log.seek(0)
                     assert ui.poll() is None and time.monotonic() < deadline, \
-                        f"round {round_number}: the UI did not start:\n{ui_log.read()[-3000:]}"
+                        f"round {round_number}: the UI did not start:\n" \
+                        f"{ui_log.read_text(errors='replace')[-3000:]}"
                     time.sleep(0.2)
             finally:
                 if ui.poll() is None:
@@ -64,8 +63,7 @@ def test_the_ui_and_a_stage_started_together_on_no_store_both_work(
                 ui.wait(timeout=60)
                 if stage.poll() is None:
                     stage.kill()
-            ui_log.seek(0)
-            assert "Traceback" not in ui_log.read()
+            assert "Traceback" not in ui_log.read_text(errors="replace")
         assert store.revision(project / "mlflow.db") == store.head_revision()
         client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
         experiment = client.get_experiment_by_name("digits")

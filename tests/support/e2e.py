@@ -141,23 +141,21 @@ def ui_prepared(project: Path, timeout: float = 300) -> str:
 
     from nnlab.server.settings import free_port
 
-    with tempfile.TemporaryFile("w+") as log:
+    log = project.parent / f"{project.name}-ui.log"  # read through its own handle
+    with open(log, "w") as out:
         ui = subprocess.Popen(["nnlab", "ui", "--port", str(free_port())], cwd=project,
-                              env=user_env(), stdout=log, stderr=subprocess.STDOUT,
+                              env=user_env(), stdout=out, stderr=subprocess.STDOUT,
                               start_new_session=True)
         try:
             deadline = time.monotonic() + timeout
-            while True:
-                log.seek(0)
-                output = log.read()
-                if "MLflow UI on" in output or ui.poll() is not None:
-                    break
+            while "MLflow UI on" not in (output := log.read_text()) and ui.poll() is None:
                 assert time.monotonic() < deadline, f"nnlab ui printed no link:\n{output}"
                 time.sleep(0.1)
         finally:
             if ui.poll() is None:
                 os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
+    output = log.read_text()
     assert "MLflow UI on" in output and "workflowType=machine_learning" in output, output
     return output
 
