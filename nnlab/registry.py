@@ -112,7 +112,10 @@ def candidate(run_id: str) -> Candidate:
     """The run as a model to promote, refused in one line if it is not one."""
     from mlflow.exceptions import MlflowException
 
+    from nnlab.liveness import end_dead_runs
+
     client = _client()
+    end_dead_runs(client)  # a run its dead process left RUNNING is FAILED, not promotable
     try:
         run = client.get_run(run_id)
     except MlflowException:
