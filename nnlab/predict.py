@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import UnidentifiedImageError
@@ -103,13 +104,10 @@ def predict(
     return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top)
 
 
-def predict_registered(
-    uri: str, paths: list[Path], top: int = 3
-) -> tuple[list[Prediction], list[tuple[Path, str]]]:
-    """As `predict`, for a model of MLflow's registry or a logged model (`models:/NAME@alias`,
-    `models:/NAME/3`, `models:/<model id>`): the class names and input shape come with it
-    (its MLmodel's metadata), so nothing of the workspace is needed, only
-    MLFLOW_TRACKING_URI."""
+def registered_metadata(uri: str) -> dict[str, Any]:
+    """The MLmodel metadata of a model in MLflow (`models:/NAME@alias`, `models:/NAME/3`,
+    `models:/<model id>`), checked to carry its class names and input shape; MLflow is
+    pointed at the project's tracking URI."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -118,7 +116,7 @@ def predict_registered(
     tracking.quiet_mlflow()
     mlflow.set_tracking_uri(tracking.tracking_uri())
     try:
-        metadata = mlflow.models.get_model_info(uri).metadata or {}
+        metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
     except (MlflowException, OSError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise ValueError(f"{uri}: not found in {tracking.tracking_uri()} ({first}); "
@@ -127,6 +125,18 @@ def predict_registered(
     if "input_shape" not in metadata or "classes" not in metadata:
         raise ValueError(f"{uri}: logged by an older nnlab, without its classes and input "
                          "shape; promote a model trained since")
+    return metadata
+
+
+def predict_registered(
+    uri: str, paths: list[Path], top: int = 3
+) -> tuple[list[Prediction], list[tuple[Path, str]]]:
+    """As `predict`, for a model in MLflow: the class names and input shape come with it
+    (registered_metadata), so nothing of the workspace is needed, only
+    MLFLOW_TRACKING_URI."""
+    import mlflow
+
+    metadata = registered_metadata(uri)
 
     def load() -> Callable[[np.ndarray], np.ndarray]:
         model = mlflow.pyfunc.load_model(uri)

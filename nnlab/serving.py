@@ -24,22 +24,10 @@ SERVING_CODE = Path(__file__).with_name("serving_model.py")
 def load(uri: str) -> Any:
     """The serving pyfunc over `uri` (checked: it must carry its classes and input shape)."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    from nnlab import tracking
+    from nnlab.predict import registered_metadata
 
-    tracking.quiet_mlflow()
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    try:
-        metadata = mlflow.models.get_model_info(uri).metadata or {}
-    except (MlflowException, OSError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ValueError(f"{uri}: not found in {tracking.tracking_uri()} ({first}); "
-                         "`nnlab promote` registers a model, or check MLFLOW_TRACKING_URI"
-                         ) from None
-    if "classes" not in metadata or "input_shape" not in metadata:
-        raise ValueError(f"{uri}: logged by an older nnlab, without its classes and input "
-                         "shape; promote a model trained since")
+    registered_metadata(uri)
     folder = Path(tempfile.mkdtemp(prefix="nnlab-serve-")) / "model"
     mlflow.pyfunc.save_model(folder, python_model=str(SERVING_CODE),
                              model_config={"uri": uri}, pip_requirements=[])

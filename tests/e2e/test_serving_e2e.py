@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,9 +19,8 @@ from PIL import Image
 
 from nnlab import registry
 from nnlab.predict import predict_registered
-from nnlab.server.process import http_status
 from nnlab.server.settings import free_port
-from tests.support.e2e import user_env
+from tests.support.e2e import serving, user_env
 from tests.unit.tracking.test_registry import _trained
 
 pytestmark = pytest.mark.slow
@@ -56,21 +51,11 @@ def _serve(tmp_path: Path, mlflow_store: str) -> Iterator[tuple[str, list[Path]]
         Image.fromarray(image).save(files[-1])
     port = free_port()
     env = {**user_env(), "MLFLOW_TRACKING_URI": mlflow_store}
-    log = tmp_path / "serve.log"  # read through its own handle, never the child's
-    with open(log, "w") as out:
-        server = subprocess.Popen(["nnlab", "serve", "--model", MODEL, "--port", str(port)],
-                                  cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        try:
-            deadline = time.monotonic() + 180
-            while http_status(f"http://127.0.0.1:{port}/health") != 200:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}", files
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
-            assert "Traceback" not in log.read_text()
+    log = tmp_path / "serve.log"
+    with serving(["nnlab", "serve", "--model", MODEL, "--port", str(port)], tmp_path, port,
+                 log, env):
+        yield f"http://127.0.0.1:{port}", files
+    assert "Traceback" not in log.read_text()
 
 
 def _post(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:

@@ -5,21 +5,17 @@ saved under .test-artifacts/ui/ (look at them)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from nnlab.server.process import http_status
 from nnlab.server.settings import free_port
-from tests.support.e2e import MODELS, ROOT, copy_project, user_env
+from tests.support.e2e import MODELS, ROOT, copy_project, serving
 
 pytestmark = pytest.mark.slow
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -50,22 +46,11 @@ def ui(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
         pytest.skip("Chromium is not installed: apt-get install chromium (.ci/run does)")
     project = copy_project(baseline, tmp_path_factory.mktemp("ui") / "project")
     port = free_port()
-    log = project.parent / "ui.log"  # read through its own handle, never the child's
-    with open(log, "w") as out:
-        server = subprocess.Popen(["nnlab", "ui", "--port", str(port)], cwd=project,
-                                  env=user_env(), stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        try:
-            deadline = time.monotonic() + 180
-            while http_status(f"http://127.0.0.1:{port}/health") != 200:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            links = re.findall(r"open (http://\S+)", log.read_text())
-            assert links, "nnlab ui printed no link"
-            yield links[0], project
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+    log = project.parent / "ui.log"
+    with serving(["nnlab", "ui", "--port", str(port)], project, port, log):
+        links = re.findall(r"open (http://\S+)", log.read_text())
+        assert links, "nnlab ui printed no link"
+        yield links[0], project
 
 
 def test_the_link_opens_the_runs_table_with_our_runs_and_their_datasets(

@@ -8,6 +8,7 @@ test that changes a project works in its own copy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,31 @@ def ui_prepared(project: Path, timeout: float = 300) -> str:
     output = log.read_text()
     assert "MLflow UI on" in output and "workflowType=machine_learning" in output, output
     return output
+
+
+@contextlib.contextmanager
+def serving(args: list[str], cwd: Path, port: int, log: Path,
+            env: dict[str, str] | None = None) -> Iterator[None]:
+    """Run a server command (`nnlab ui`, `nnlab serve`) in its own session until its /health
+    on `port` answers 200, for the block; then SIGTERM its group. Its output goes to `log`,
+    read through its own handle (reading the child's would move the child's offset)."""
+    import signal
+    import time
+
+    from nnlab.server.process import http_status
+
+    with open(log, "w") as out:
+        server = subprocess.Popen(args, cwd=cwd, env=env or user_env(), stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while http_status(f"http://127.0.0.1:{port}/health") != 200:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            yield
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
 
 
 RECORDER = ROOT / "tests" / "support" / "import_recorder"
