@@ -39,12 +39,12 @@ def _is_local_store(uri: str) -> bool:
 
 def quiet_mlflow() -> None:
     """No "Downloading artifacts" bar in a stage's log, and no INFO lines of the store's
-    schema creation or migration or of the system metrics monitor; MLflow's warnings still
-    show."""
+    schema creation or migration, of the system metrics monitor or of a logged model's input
+    example check; MLflow's warnings still show."""
     import logging
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for name in ("mlflow.store.db.utils", "alembic"):
+    for name in ("mlflow.store.db.utils", "alembic", "mlflow.pyfunc"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Its warnings say that a server that went down cannot be asked about the run: the
     # stage's own line says that (server_errors).

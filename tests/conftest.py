@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 # The longest files first. `make test` runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`:
-# one worker trains the shared baseline (test_pipeline_e2e) while the other runs the sweep;
+# one worker trains the shared baseline (test_pipeline_e2e) while the other runs the sweeps,
+# which need no baseline (the team tests do: second, they waited ~100 s for it);
 # whichever is free next takes the queued experiments (which copy the baseline), and the
 # unit tests fill in.
-LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_team_e2e.py": 1, "test_sweep_e2e.py": 2,
+LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep_e2e.py": 1, "test_team_e2e.py": 2,
                  "test_rerun_scope.py": 3,
                  "test_queue_e2e.py": 4, "test_store_e2e.py": 5, "test_resume_e2e.py": 6,
                  "test_datasets_e2e.py": 7, "test_mlflow_ui.py": 8}

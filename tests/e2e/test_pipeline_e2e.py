@@ -38,6 +38,8 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
     project = baseline
     output = (baseline.parent / "repro.log").read_text()
     assert {f"train@{m}" for m in MODELS} <= ran_stages(output)
+    # A user reads this log: no library's INFO lines in it (MLflow's input example check)
+    assert not [line for line in output.splitlines() if " INFO " in line], output[-3000:]
 
     test_labels = np.load(project / "data/prepared/test_labels.npy", allow_pickle=False)
     for model in MODELS:

@@ -1,6 +1,6 @@
 """A newcomer opens the UI in one terminal and trains in another: `nnlab ui` (what `make ui`
 runs) and a train stage, started at the same moment on a project with no MLflow store yet,
-ten times. Each time the store is made once, the stage logs its run, and the UI starts
+three times. Each time the store is made once, the stage logs its run, and the UI starts
 (and, the last time, serves)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from nnlab.server.settings import free_port
 from tests.support.e2e import copy_project, user_env
 
 pytestmark = pytest.mark.slow
-ROUNDS = 10
+ROUNDS = 3  # 10 in a row passed (2026-12-02); 3 keep `make test` in its budget
 
 
 def _ready(log: Path, port: int, serving: bool) -> bool:
