@@ -44,3 +44,13 @@ def test_a_stop_is_clean_20_times_in_a_row(prepared: Path, tmp_path: Path, cache
         print(f"numba cache {cache}, run {index + 1}: {signal.Signals(number).name} "
               f"{results[-1]} ({time.monotonic() - began:.1f} s)", flush=True)
     assert results == ["pass"] * RUNS, results
+
+
+def test_the_store_race_10_rounds_in_a_row(baseline: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test` runs the UI-and-stage race on no store 3 rounds; here, 10."""
+    from tests.e2e import test_store_e2e
+
+    monkeypatch.setattr(test_store_e2e, "ROUNDS", 10)
+    test_store_e2e.test_the_ui_and_a_stage_started_together_on_no_store_both_work(
+        baseline, tmp_path)

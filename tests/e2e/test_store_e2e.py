@@ -20,7 +20,7 @@ from nnlab.server.settings import free_port
 from tests.support.e2e import copy_project, user_env
 
 pytestmark = pytest.mark.slow
-ROUNDS = 3  # 10 in a row passed (2026-12-02); 3 keep `make test` in its budget
+ROUNDS = 3  # 10 in a row: `python -m pytest -m loop tests/e2e/test_fault_loop.py`
 
 
 def _ready(log: Path, port: int, serving: bool) -> bool:
