@@ -19,9 +19,10 @@ STATE_TAG, VALUE_TAG = "nnlab.trial_state", "nnlab.value"
 
 
 def _client() -> Any:
-    import mlflow
-
     from nnlab import tracking
+
+    tracking.quiet_mlflow()  # no INFO lines of a new store's tables in the sweep's console
+    import mlflow
 
     return mlflow.MlflowClient(tracking.tracking_uri())
 

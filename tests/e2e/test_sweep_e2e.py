@@ -105,6 +105,7 @@ def test_two_workers_share_one_study_of_dvc_experiments_and_nested_runs(
             trial.user_attrs["values"]["numpy_dnn.learning_rate"]
         assert child.data.metrics["val.accuracy"] == pytest.approx(trial.value)
     assert dvc.leftover_workspaces(project) == []
+    assert " INFO " not in output, output  # none of MLflow's store or model logging
     ranked = sorted(finished, key=lambda t: -(t.value or 0))
     lines = output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("rank  trial"))
