@@ -9,7 +9,9 @@ DeepConvNet's six convolutions (batch 100, float32), in rounds that alternate ev
    loop nest over both cores (prange over samples; dW summed in 4 fixed chunks, so it is
    deterministic), vectorised over filters or channels.
 
-Each direct kernel is checked against Conv2D before it is timed.
+Each direct kernel is checked against Conv2D before it is timed. numba's OpenMP threads
+wait passively (OMP_WAIT_POLICY=PASSIVE): spinning after each direct kernel, they slowed the
+next OpenBLAS GEMMs by about 20%.
 
     python benchmarks/conv_routes.py [--rounds 15]
 """
@@ -17,15 +19,18 @@ Each direct kernel is checked against Conv2D before it is timed.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
 import numpy as np
-from numba import njit, prange
-from numpy.lib.stride_tricks import as_strided
 
-from nnlab.models.numpy_dnn import kernels
-from nnlab.models.numpy_dnn.conv import Conv2D
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before numba starts its threads
+from numba import njit, prange  # noqa: E402
+from numpy.lib.stride_tricks import as_strided  # noqa: E402
+
+from nnlab.models.numpy_dnn import kernels  # noqa: E402
+from nnlab.models.numpy_dnn.conv import Conv2D  # noqa: E402
 
 BATCH = 100
 # (input side, in channels, filters, padding) of the DeepConvNet's convs on 28x28x1
