@@ -45,7 +45,8 @@ class _NumpyClassifier(FeatureClassifier):
         return TrainConfig(
             epochs=p.epochs, batch_size=p.batch_size, **self.schedule(),
             early_stopping_patience=p.early_stopping_patience, on_epoch=on_epoch,
-            augment=random_shifts(image_shape, p.augment_shift) if p.augment_shift else None,
+            augment=random_shifts(image_shape, p.augment_shift, p.augment_subpixel)
+            if p.augment_shift else None,
             model=self.name,
         )
 

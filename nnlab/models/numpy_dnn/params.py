@@ -47,6 +47,7 @@ class NumpyDnnParams(Section):
     dropout: Probability
     batch_norm: bool
     augment_shift: float = Field(ge=0, le=0.5)  # random shifts, as cnn's augment.shift
+    augment_subpixel: bool  # shifts by fractions of a pixel, bilinear (Keras's)
     batch_size: BatchSize | None  # None: full-batch gradient descent
     epochs: Epochs
     early_stopping_patience: Patience | None  # None: train every epoch
@@ -88,6 +89,7 @@ class NumpyCnnParams(Section):
     init: Annotated[str, one_of(INITS, "init")]
     batch_norm: bool
     augment_shift: float = Field(ge=0, le=0.5)  # random shifts, as numpy_dnn's
+    augment_subpixel: bool  # as numpy_dnn's
     optimizer: Annotated[str, one_of(tuple(OPTIMIZERS), "optimizer")]
     learning_rate: LearningRate
     momentum: Probability

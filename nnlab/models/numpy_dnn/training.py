@@ -226,26 +226,50 @@ def _epoch(network: Network, optimizer: Optimizer, train: Data, val: Data, batch
             "learning_rate": optimizer.learning_rate}
 
 
-def random_shifts(shape: tuple[int, int, int], fraction: float
+def _moved(images: NDArray[np.float32], dy: NDArray[np.int64], dx: NDArray[np.int64]
+           ) -> NDArray[np.float32]:
+    """images (N, H, W, C), image i moved dy[i] pixels down and dx[i] right, the uncovered
+    border zero: one slice copy per offset, not per image."""
+    _, height, width, _ = images.shape
+    moved = np.zeros_like(images)
+    for y in np.unique(dy):
+        for x_ in np.unique(dx[dy == y]):
+            rows = np.flatnonzero((dy == y) & (dx == x_))
+            y, x_ = int(y), int(x_)
+            if abs(y) < height and abs(x_) < width:
+                moved[rows, max(y, 0):height + min(y, 0), max(x_, 0):width + min(x_, 0)] = \
+                    images[rows, max(-y, 0):height - max(y, 0), max(-x_, 0):width - max(x_, 0)]
+    return moved
+
+
+def random_shifts(shape: tuple[int, int, int], fraction: float, subpixel: bool = False
                   ) -> Callable[[NDArray[np.float32], np.random.Generator], NDArray[np.float32]]:
-    """An `augment` for flattened (H, W, C) images: each image moved by a random whole number
-    of pixels, up to `fraction` of its height and width in each direction, the uncovered
-    border filled with zeros (the background after scaling). A new draw every epoch."""
+    """An `augment` for flattened (H, W, C) images: each image moved by a random offset, up
+    to `fraction` of its height and width in each direction, the uncovered border filled
+    with zeros (the background after scaling). A new draw every epoch.
+
+    Whole pixels by default. `subpixel`: offsets drawn uniformly from [-fraction, fraction]
+    of the size, fractions of a pixel included, and each pixel interpolated bilinearly from
+    the four whole-pixel shifts around it, as Keras's RandomTranslation(fill_mode="constant")
+    does."""
     height, width, channels = shape
-    reach_y, reach_x = round(fraction * height), round(fraction * width)
+    reach_y, reach_x = fraction * height, fraction * width
 
     def shift(x: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
         images = x.reshape(-1, height, width, channels)
-        moved = np.zeros_like(images)
-        dy = rng.integers(-reach_y, reach_y + 1, len(images))
-        dx = rng.integers(-reach_x, reach_x + 1, len(images))
-        for y in range(-reach_y, reach_y + 1):  # one slice copy per offset, not per image
-            for x_ in range(-reach_x, reach_x + 1):
-                rows = np.flatnonzero((dy == y) & (dx == x_))
-                if rows.size:
-                    moved[rows, max(y, 0):height + min(y, 0), max(x_, 0):width + min(x_, 0)] = \
-                        images[rows, max(-y, 0):height - max(y, 0),
-                               max(-x_, 0):width - max(x_, 0)]
-        return moved.reshape(x.shape)
+        if not subpixel:
+            dy = rng.integers(-round(reach_y), round(reach_y) + 1, len(images))
+            dx = rng.integers(-round(reach_x), round(reach_x) + 1, len(images))
+            return _moved(images, dy, dx).reshape(x.shape)
+        fy = rng.uniform(-reach_y, reach_y, len(images))
+        fx = rng.uniform(-reach_x, reach_x, len(images))
+        y0, x0 = np.floor(fy).astype(np.int64), np.floor(fx).astype(np.int64)
+        ty = (fy - y0).astype(x.dtype)[:, None, None, None]  # the weight of one pixel further
+        tx = (fx - x0).astype(x.dtype)[:, None, None, None]
+        out = _moved(images, y0, x0) * ((1 - ty) * (1 - tx))
+        out += _moved(images, y0, x0 + 1) * ((1 - ty) * tx)
+        out += _moved(images, y0 + 1, x0) * (ty * (1 - tx))
+        out += _moved(images, y0 + 1, x0 + 1) * (ty * tx)
+        return out.reshape(x.shape)
 
     return shift

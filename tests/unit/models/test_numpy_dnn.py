@@ -348,6 +348,25 @@ def test_random_shifts_move_whole_images_by_whole_pixels_within_reach() -> None:
     assert len(offsets) == 9  # every offset drawn across 50 images
 
 
+def test_subpixel_shifts_are_bilinear_translations_as_scipys() -> None:
+    """Offsets in fractions of a pixel (drawn down, then across), each image interpolated
+    bilinearly with zeros beyond its edges: scipy.ndimage.shift(order=1) agrees."""
+    from scipy import ndimage
+
+    images = np.random.default_rng(0).random((40, 7, 8, 2), dtype=np.float32)
+    shift = random_shifts((7, 8, 2), 0.3, subpixel=True)
+    moved = shift(images.reshape(40, -1), np.random.default_rng(1)).reshape(images.shape)
+    draws = np.random.default_rng(1)
+    dy, dx = draws.uniform(-2.1, 2.1, 40), draws.uniform(-2.4, 2.4, 40)
+    assert np.count_nonzero(np.abs(dy - np.round(dy)) > 0.1) > 20  # mostly between pixels
+    for image, after, y, x in zip(images, moved, dy, dx, strict=True):
+        expected = ndimage.shift(image.astype(np.float64), (y, x, 0), order=1,
+                                 mode="grid-constant", cval=0.0)
+        np.testing.assert_allclose(after, expected, atol=1e-5)
+    again = shift(images.reshape(40, -1), np.random.default_rng(1)).reshape(images.shape)
+    np.testing.assert_array_equal(moved, again)  # seeded
+
+
 def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
     out = np.zeros_like(image)
     height, width = image.shape[:2]
