@@ -232,10 +232,9 @@ def _moved(images: NDArray[np.float32], dy: NDArray[np.int64], dx: NDArray[np.in
     border zero: one slice copy per offset, not per image."""
     _, height, width, _ = images.shape
     moved = np.zeros_like(images)
-    for y in np.unique(dy):
-        for x_ in np.unique(dx[dy == y]):
+    for y in np.unique(dy).tolist():
+        for x_ in np.unique(dx[dy == y]).tolist():
             rows = np.flatnonzero((dy == y) & (dx == x_))
-            y, x_ = int(y), int(x_)
             if abs(y) < height and abs(x_) < width:
                 moved[rows, max(y, 0):height + min(y, 0), max(x_, 0):width + min(x_, 0)] = \
                     images[rows, max(-y, 0):height - max(y, 0), max(-x_, 0):width - max(x_, 0)]
