@@ -27,7 +27,6 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before numba starts its threads
 from numba import njit, prange  # noqa: E402
-from numpy.lib.stride_tricks import as_strided  # noqa: E402
 
 from nnlab.models.numpy_dnn import kernels  # noqa: E402
 from nnlab.models.numpy_dnn.conv import Conv2D  # noqa: E402
@@ -114,9 +113,7 @@ def _routes(side: int, channels: int, filters: int, pad: int) -> dict[str, Calla
     assert np.abs(mine - out).max() < 1e-4 * scale, "direct forward differs from Conv2D"
     assert np.allclose(dpadded[:, pad:pad + side, pad:pad + side], dx, atol=1e-4 * scale)
     assert np.allclose(parts.sum(0), layer.grads["W"], rtol=1e-3, atol=1e-3 * scale)
-    windows = (BATCH, *out.shape[1:3], 3, 3, channels)
-    strided = as_strided(padded, windows, (*padded.strides[:3], *padded.strides[1:]))
-    dcols = cols.reshape(windows)
+    dcols = cols.reshape(BATCH, *out.shape[1:3], 3, 3, channels)
 
     def scatter() -> None:
         dpadded.fill(0)
@@ -130,7 +127,7 @@ def _routes(side: int, channels: int, filters: int, pad: int) -> dict[str, Calla
         "GEMMs (ceiling)": lambda: (a @ b, a.T @ c, c @ b.T),
         "Conv2D forward": lambda: layer.forward(x, training=True),
         "Conv2D backward": lambda: layer.backward(dout),
-        "  im2col fill": lambda: np.copyto(cols.reshape(windows), strided),
+        "  im2col fill": lambda: layer._fill(padded, cols, 0, BATCH),  # Conv2D's own
         "  col2im": scatter,
         "direct forward": lambda: direct_forward(padded, W, mine),
         "direct dX": direct_input_grad,

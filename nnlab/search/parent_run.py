@@ -19,10 +19,9 @@ STATE_TAG, VALUE_TAG = "nnlab.trial_state", "nnlab.value"
 
 
 def _client() -> Any:
-    from nnlab import tracking
-
-    tracking.quiet_mlflow()  # no INFO lines of a new store's tables in the sweep's console
     import mlflow
+
+    from nnlab import tracking
 
     return mlflow.MlflowClient(tracking.tracking_uri())
 
@@ -34,8 +33,8 @@ def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
     older one; the other is deleted. Its id is kept in the study for the workers."""
     from nnlab import tracking
 
+    experiment_id = tracking.setup(plan.experiment)  # makes the store, under its lock, quietly
     client = _client()
-    experiment_id = tracking.setup(plan.experiment)
     found = _parent_runs(client, experiment_id, study.study_name)
     made = None
     if not found:
@@ -87,8 +86,8 @@ def restored_trial_run(study: str, number: int, parent_id: str, plan: Plan,
     params, so no stage ran and none logged): the trial still gets its child run."""
     from nnlab import tracking
 
+    experiment_id = tracking.setup(plan.experiment)  # makes the store, under its lock, quietly
     client = _client()
-    experiment_id = tracking.setup(plan.experiment)
     run = client.create_run(experiment_id, run_name=plan.model, tags={
         "mlflow.parentRunId": parent_id, STUDY_TAG: study, TRIAL_TAG: str(number),
         "model": plan.model, "nnlab.restored": "DVC run-cache: same params as an earlier run"})
