@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from nnlab.core.contract import load_split  # noqa: E402
 from nnlab.core.layout import Layout  # noqa: E402
+from nnlab.core.quiet import filtered_stderr  # noqa: E402
 from nnlab.models.base import get_model_class  # noqa: E402
 
 
@@ -53,8 +54,9 @@ def main() -> None:
     images, labels = load_split(layout.prepared, "test")
     right = {}
     for name in args.models:
-        model = get_model_class(name).load(layout.model_dir(name))
-        right[name] = model.predict_proba(images).argmax(axis=1) == labels
+        with filtered_stderr():  # TensorFlow's notices, for a Keras model
+            model = get_model_class(name).load(layout.model_dir(name))
+            right[name] = model.predict_proba(images).argmax(axis=1) == labels
         low, high = wilson(int(right[name].sum()), len(labels))
         print(f"{name:>10}: test accuracy {right[name].mean():.4f} on {len(labels)} images, "
               f"95% interval {low:.4f}-{high:.4f}")
