@@ -28,6 +28,9 @@ class DvcError(RuntimeError):
         self.output = output
 
 
+STOP_SECONDS = 60.0  # what a dvc stopped by Ctrl-C gets to stop its stage and clean up
+
+
 def _cli_value(value: Any) -> str:
     # `-S` parses values as YAML: floats in full repr, lists in flow style.
     return repr(value) if isinstance(value, float) else yaml_scalar(value)
@@ -59,7 +62,7 @@ def run_dvc(args: list[str], root: Path, timeout: float = 600,
             # Ctrl-C reached dvc too (same process group): let it stop its stage and remove
             # its temporary workspace, instead of killing it half way (subprocess.run would).
             try:
-                process.wait(60)
+                process.wait(STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 process.kill()
             raise

@@ -20,6 +20,7 @@ from typing import Any
 
 import optuna
 import yaml
+from optuna.exceptions import UpdateFinishedTrialError
 
 from nnlab.core.files import project_root
 from nnlab.core.schema import ParamsError
@@ -46,6 +47,9 @@ from nnlab.search.study import (
     open_study,
 )
 from nnlab.search.trial import EXP_ATTR, WORKER_ATTR
+
+# What the workers get, after Ctrl-C, before they are killed: more than each gives its dvc
+STOP_SECONDS = dvc.STOP_SECONDS + 30
 
 
 @dataclass
@@ -179,7 +183,11 @@ def _watch(workers: Sequence[subprocess.Popen[bytes]], study: optuna.Study, url:
             time.sleep(0.5)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.py makes it a KeyboardInterrupt)
         report("Interrupted: stopping the workers (their trials end FAIL) ...")
-        _stop(running)
+        for worker in _stop(running):
+            late = f"did not stop within {STOP_SECONDS:.0f} s of Ctrl-C and was killed"
+            dead = _end_trials(worker, study, root, f"its sweep worker {late}")
+            report(f"worker pid {worker.pid} {late}; its trial(s) "
+                   f"{', '.join(str(t.number) for t in dead) or 'none'} end FAIL")
         raise
 
 
@@ -191,31 +199,47 @@ def _bury(worker: subprocess.Popen[bytes], study: optuna.Study, url: str, root: 
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(worker.pid, signal.SIGKILL)
     name = signal.Signals(-worker.returncode).name
-    me = f"{socket.gethostname()}:{worker.pid}"
-    dead = [trial for trial in study.get_trials(deepcopy=False, states=(
-        optuna.trial.TrialState.RUNNING,)) if trial.user_attrs.get(WORKER_ATTR) == me]
-    dvc.remove_workspaces(root, [str(t.user_attrs.get(EXP_ATTR)) for t in dead])
-    for trial in dead:
-        if not has_heartbeat(url):
-            study._storage.set_trial_state_values(trial._trial_id,
-                                                  optuna.trial.TrialState.FAIL)
-            with quiet():
-                optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)(
-                    study, study._storage.get_trial(trial._trial_id))
-        if trial.user_attrs.get(RUN_ATTR):
-            end_trial_run(trial.user_attrs[RUN_ATTR], "its sweep worker was killed")
-    end_dead_trial_runs(study)
+    no_heartbeat = not has_heartbeat(url)
+    dead = _end_trials(worker, study, root, "its sweep worker was killed", fail=no_heartbeat,
+                       retry=no_heartbeat)
     trials = ", ".join(str(t.number) for t in dead) or "none"
     report(f"worker pid {worker.pid} was killed by {name}; its trial(s) {trials} will be "
            "retried by a live worker (once its heartbeat is overdue)")
 
 
-def _stop(workers: Sequence[subprocess.Popen[bytes]], grace: float = 60.0) -> None:
-    """SIGINT to each worker's group (worker, dvc, stage: each cleans up), then SIGKILL."""
+def _end_trials(worker: subprocess.Popen[bytes], study: optuna.Study, root: Path, why: str,
+                fail: bool = True, retry: bool = False) -> list[optuna.trial.FrozenTrial]:
+    """The RUNNING trials of `worker`, a dead process: their DVC temp workspaces removed and
+    MLflow runs ended, and with `fail` the trials FAIL now (else the storage's heartbeat
+    fails them, and a live worker retries them), retried as the heartbeat would with
+    `retry`."""
+    me = f"{socket.gethostname()}:{worker.pid}"
+    dead = [trial for trial in study.get_trials(deepcopy=False, states=(
+        optuna.trial.TrialState.RUNNING,)) if trial.user_attrs.get(WORKER_ATTR) == me]
+    dvc.remove_workspaces(root, [str(t.user_attrs.get(EXP_ATTR)) for t in dead])
+    for trial in dead:
+        if fail:
+            with contextlib.suppress(UpdateFinishedTrialError):  # the heartbeat was first
+                study._storage.set_trial_state_values(trial._trial_id,
+                                                      optuna.trial.TrialState.FAIL)
+                if retry:
+                    with quiet():
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY)(
+                            study, study._storage.get_trial(trial._trial_id))
+        if trial.user_attrs.get(RUN_ATTR):
+            end_trial_run(trial.user_attrs[RUN_ATTR], why)
+    end_dead_trial_runs(study)
+    return dead
+
+
+def _stop(workers: Sequence[subprocess.Popen[bytes]],
+          grace: float = STOP_SECONDS) -> list[subprocess.Popen[bytes]]:
+    """SIGINT to each worker's group (worker, dvc, stage: each cleans up; a worker gives its
+    dvc dvc.STOP_SECONDS), then SIGKILL to the groups still there; the workers killed."""
     for worker in workers:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(worker.pid, signal.SIGINT)
-    deadline = time.monotonic() + grace
+    deadline, killed = time.monotonic() + grace, []
     for worker in workers:
         try:
             worker.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -223,3 +247,5 @@ def _stop(workers: Sequence[subprocess.Popen[bytes]], grace: float = 60.0) -> No
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+            killed.append(worker)
+    return killed

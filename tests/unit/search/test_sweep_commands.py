@@ -132,3 +132,48 @@ def test_a_worker_gets_sigterm_when_its_command_is_killed(tmp_path: Path) -> Non
     finally:
         if child.is_running():
             child.kill()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # trials asked by hand
+def test_a_worker_that_outlives_the_stop_grace_is_killed_and_its_trial_ends_fail(
+        mlflow_store: str, tmp_path: Path) -> None:
+    """Ctrl-C: a worker still there after the grace (here one that ignores SIGINT) is
+    SIGKILLed, and its RUNNING trial ends FAIL and its run KILLED at once, not left RUNNING
+    for the heartbeat."""
+    import socket
+
+    from nnlab.search import runner
+    from nnlab.search.link import RUN_ATTR
+    from nnlab.search.trial import WORKER_ATTR
+
+    mlflow.set_tracking_uri(mlflow_store)
+    study, _, _ = _study(tmp_path)
+    worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import signal, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(120)
+        """)], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                              start_new_session=True)
+    assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    client, trials = mlflow.MlflowClient(), []
+    experiment = client.create_experiment("sweep")
+    for process in (worker, polite):  # a trial of each, as a worker's objective marks it
+        trial = study.ask()
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{process.pid}")
+        trial.set_user_attr(RUN_ATTR, client.create_run(experiment).info.run_id)
+        trials.append((trial, trial.user_attrs[RUN_ATTR]))
+    try:
+        assert runner._stop([polite, worker], grace=3) == [worker]  # polite: SIGINT ends it
+    finally:
+        for process in (worker, polite):
+            if process.poll() is None:
+                process.kill()
+    assert worker.returncode == -signal.SIGKILL and polite.returncode == -signal.SIGINT
+    runner._end_trials(worker, study, tmp_path, "its sweep worker was killed")
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {trials[0][0].number: optuna.trial.TrialState.FAIL,
+                      trials[1][0].number: optuna.trial.TrialState.RUNNING}
+    assert client.get_run(trials[0][1]).info.status == "KILLED"
+    assert client.get_run(trials[1][1]).info.status == "RUNNING"
