@@ -3,6 +3,8 @@ summary.png comparing them."""
 
 from __future__ import annotations
 
+import math
+
 from nnlab.core.files import read_json, write_csv, write_text
 from nnlab.core.layout import BASELINES_FILE, TRAIN_INFO_FILE, Layout
 
@@ -23,8 +25,10 @@ SUMMARY_COLUMNS = list(SUMMARY_FORMATS)
 def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
     """One row per model in reports/summary.csv and summary.md; summary.png compares them."""
     rows: list[dict[str, object]] = []
+    val_accuracy: dict[str, float] = {}  # unrounded, to compare with the baselines
     for model_name in models:
         metrics = read_json(layout.report_dir(model_name) / "metrics.json")
+        val_accuracy[model_name] = float(metrics["val"]["accuracy"])
         info = read_json(layout.model_dir(model_name) / TRAIN_INFO_FILE)
         if info.get("pruned"):
             raise ValueError(f"{model_name}: models/{model_name} is a sweep trial that was "
@@ -61,7 +65,7 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
             f"Best by validation accuracy: **{best['model']}**. "
             "Test metrics are reported, never used to choose.",
             "",
-            *_baselines_table(layout, rows),
+            *_baselines_table(layout, val_accuracy),
         ]
     )
     write_text(layout.reports / "summary.md", text)
@@ -71,9 +75,9 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
     return rows
 
 
-def _baselines_table(layout: Layout, rows: list[dict[str, object]]) -> list[str]:
+def _baselines_table(layout: Layout, val_accuracy: dict[str, float]) -> list[str]:
     """scikit-learn's baselines (reports/baselines.json) on the same split, and which of our
-    models beat the best of them on validation and on test."""
+    models beat the best of them on validation, and which tie it."""
     path = layout.reports / BASELINES_FILE
     if not path.is_file():
         return []
@@ -87,8 +91,11 @@ def _baselines_table(layout: Layout, rows: list[dict[str, object]]) -> list[str]
               f"{row['test_accuracy']:.4f} | {row['training_seconds']:,.1f} | "
               f"{row['train_samples']:,} |" for row in baselines]
     best = max(baselines, key=lambda row: row["val_accuracy"])
-    beat = [str(row["model"]) for row in rows
-            if float(str(row["val_accuracy"])) > best["val_accuracy"]]
+    # The same validation images: equal accuracies are equal counts, a tie, not a miss.
+    level = float(best["val_accuracy"])
+    tied = [model for model, score in val_accuracy.items() if math.isclose(score, level)]
+    beat = [model for model, score in val_accuracy.items() if score > level and model not in tied]
     lines += ["", f"Above the best baseline ({best['model']}, validation accuracy "
-              f"{best['val_accuracy']:.4f}): {', '.join(beat) or 'none of our models'}.", ""]
+              f"{best['val_accuracy']:.4f}): {', '.join(beat) or 'none of our models'}"
+              f"{'; level with it: ' + ', '.join(tied) if tied else ''}.", ""]
     return lines

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from nnlab.core.files import write_json
+from nnlab.core.files import read_json, write_json
 from nnlab.core.layout import TRAIN_INFO_FILE, Layout
 from nnlab.evaluation import report as report_step
 from tests.support.helpers import ROOT, raw_params
@@ -118,6 +118,13 @@ def test_report_shows_the_baselines_and_which_models_beat_them(tmp_path: Path) -
     summary = (tmp_path / "reports" / "summary.md").read_text()
     assert "| SVC | 0.9200 | 0.9100 | 0.2 | 1,150 |" in summary
     assert ("Above the best baseline (mlp, validation accuracy 0.9400): logreg." in summary)
+    found = read_json(layout.reports / "baselines.json")
+    found["rows"][1]["val_accuracy"] = 0.95  # logreg's: a tie
+    write_json(layout.reports / "baselines.json", found)
+    report_step.report(["numpy_dnn", "logreg"], layout)
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert ("Above the best baseline (mlp, validation accuracy 0.9500): none of our models; "
+            "level with it: logreg." in summary)
 
 
 def test_baselines_train_on_the_split_and_score_validation_and_test() -> None:
