@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 DEFAULT_FILE = ".nnlab/optuna.db"  # relative to the project root: the default storage
 HEARTBEAT_SECONDS = 20  # a RUNNING trial whose worker is silent for 3x this becomes FAIL
 MAX_RETRY = 2  # times a heartbeat-failed trial is run again (Optuna's retry callback)
+CREATE_ATTEMPTS = 5  # opens of a storage whose tables another process is making at once
 
 
 class StorageError(RuntimeError):
@@ -78,20 +80,35 @@ def open_storage(url: str, heartbeat_seconds: int | None = None,
         engine["connect_args"] = {"timeout": 60}  # workers and stages write at once
     elif url.startswith("postgresql"):
         engine["connect_args"] = {"connect_timeout": 5}
-    try:
-        with quiet():
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine,
-                heartbeat_interval=heartbeat_seconds if heartbeat_seconds else None,
-                grace_period=3 * heartbeat_seconds if heartbeat_seconds else None,
-                heartbeat_stale_trial_callback=callback,
-            )
-    except Exception as error:  # SQLAlchemy's OperationalError, ArgumentError, ...
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StorageError(
-            f"Optuna storage {masked(url)} does not answer ({first[:200]}); start it "
-            "(`make server` for the team stack's), or pass another --storage, e.g. "
-            f"sqlite:///{DEFAULT_FILE}") from None
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            with quiet():
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine,
+                    heartbeat_interval=heartbeat_seconds if heartbeat_seconds else None,
+                    grace_period=3 * heartbeat_seconds if heartbeat_seconds else None,
+                    heartbeat_stale_trial_callback=callback,
+                )
+        except Exception as error:  # SQLAlchemy's OperationalError, ArgumentError, ...
+            if attempt < CREATE_ATTEMPTS and _made_at_once(error):
+                time.sleep(0.2 * attempt)  # another process is making the tables: let it
+                continue
+            first = str(error).strip().splitlines()[0] if str(error).strip() \
+                else type(error).__name__
+            raise StorageError(
+                f"Optuna storage {masked(url)} does not answer ({first[:200]}); start it "
+                "(`make server` for the team stack's), or pass another --storage, e.g. "
+                f"sqlite:///{DEFAULT_FILE}") from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _made_at_once(error: Exception) -> bool:
+    """Whether `error` is Optuna creating its tables in a new database that another process
+    is creating at the same moment (two commands started together on a new SQLite file)."""
+    text = str(error)
+    return "already exists" in text or (
+        "UNIQUE constraint failed" in text and "alembic_version" in text) or (
+        "duplicate key" in text and "alembic_version" in text)
 
 
 def _check_port(url: str, host: str, port: int) -> None:
