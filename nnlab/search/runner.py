@@ -184,10 +184,9 @@ def _watch(workers: Sequence[subprocess.Popen[bytes]], study: optuna.Study, url:
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.py makes it a KeyboardInterrupt)
         report("Interrupted: stopping the workers (their trials end FAIL) ...")
         for worker in _stop(running):
-            late = f"did not stop within {STOP_SECONDS:.0f} s of Ctrl-C and was killed"
+            late = f"was still running {STOP_SECONDS:.0f} s after the stop and was killed"
             dead = _end_trials(worker, study, root, f"its sweep worker {late}")
-            report(f"worker pid {worker.pid} {late}; its trial(s) "
-                   f"{', '.join(str(t.number) for t in dead) or 'none'} end FAIL")
+            report(f"worker pid {worker.pid} {late}; its trial(s) {_numbers(dead)} end FAIL")
         raise
 
 
@@ -202,9 +201,12 @@ def _bury(worker: subprocess.Popen[bytes], study: optuna.Study, url: str, root: 
     no_heartbeat = not has_heartbeat(url)
     dead = _end_trials(worker, study, root, "its sweep worker was killed", fail=no_heartbeat,
                        retry=no_heartbeat)
-    trials = ", ".join(str(t.number) for t in dead) or "none"
-    report(f"worker pid {worker.pid} was killed by {name}; its trial(s) {trials} will be "
-           "retried by a live worker (once its heartbeat is overdue)")
+    report(f"worker pid {worker.pid} was killed by {name}; its trial(s) {_numbers(dead)} will "
+           "be retried by a live worker (once its heartbeat is overdue)")
+
+
+def _numbers(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    return ", ".join(str(trial.number) for trial in trials) or "none"
 
 
 def _end_trials(worker: subprocess.Popen[bytes], study: optuna.Study, root: Path, why: str,

@@ -80,7 +80,9 @@ def open_storage(url: str, heartbeat_seconds: int | None = None,
         engine["connect_args"] = {"timeout": 60}  # workers and stages write at once
     elif url.startswith("postgresql"):
         engine["connect_args"] = {"connect_timeout": 5}
-    for attempt in range(1, CREATE_ATTEMPTS + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             with quiet():
                 return optuna.storages.RDBStorage(
@@ -99,7 +101,6 @@ def open_storage(url: str, heartbeat_seconds: int | None = None,
                 f"Optuna storage {masked(url)} does not answer ({first[:200]}); start it "
                 "(`make server` for the team stack's), or pass another --storage, e.g. "
                 f"sqlite:///{DEFAULT_FILE}") from None
-    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _made_at_once(error: Exception) -> bool:

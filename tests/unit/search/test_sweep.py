@@ -8,6 +8,7 @@ import math
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -364,17 +365,19 @@ def test_an_unreachable_storage_is_one_line_naming_the_url_and_the_fix(url: str)
 def test_processes_that_make_a_new_storage_at_once_all_open_it(tmp_path: Path) -> None:
     """Two sweep commands started together on a new SQLite file: Optuna's table creation
     races (`table studies already exists`, alembic_version's UNIQUE constraint); each
-    process still opens the storage and uses it. Without the retry, 8 of 10 rounds of 4
-    processes failed."""
+    process still opens the storage and uses it. (With CREATE_ATTEMPTS = 1 this fails.)"""
     import time
 
     for round_number in range(3):
         url = f"sqlite:///{tmp_path / f'optuna-{round_number}.db'}"
         start = time.time() + 2  # every process imported Optuna, then all open at once
-        code = (f"import time, optuna\nfrom nnlab.search.storage import open_storage\n"
-                f"while time.time() < {start}: pass\n"
-                f"optuna.create_study(storage=open_storage({url!r}), study_name=str(__import__("
-                f"'os').getpid()))\n")
+        code = textwrap.dedent(f"""
+            import os, time, optuna
+            from nnlab.search.storage import open_storage
+            while time.time() < {start}:
+                pass
+            optuna.create_study(storage=open_storage({url!r}), study_name=str(os.getpid()))
+            """)
         processes = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True,
                                       stderr=subprocess.PIPE) for _ in range(4)]
         errors = [process.communicate(timeout=120)[1] for process in processes]
