@@ -28,8 +28,8 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before numba starts its threads
 from numba import njit, prange  # noqa: E402
 
-from nnlab.models.numpy_dnn import kernels  # noqa: E402
-from nnlab.models.numpy_dnn.conv import Conv2D  # noqa: E402
+from nnlab.models.numpy import kernels  # noqa: E402
+from nnlab.models.numpy.conv import Conv2D  # noqa: E402
 
 BATCH = 100
 # (input side, in channels, filters, padding) of the DeepConvNet's convs on 28x28x1

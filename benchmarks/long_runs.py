@@ -2,10 +2,10 @@
 
 1. numpy_dnn on digits with params.yaml's defaults, trained in this process, alternating:
    - `end`: the epochs logged to MLflow once, after training (the old behaviour);
-   - `live`: each epoch's metrics sent as it ends (nnlab.live.LiveMetrics, asynchronous),
-     made whole at the end;
+   - `live`: each epoch's metrics sent as it ends (nnlab.training.live_metrics.LiveMetrics,
+     asynchronous), made whole at the end;
    - `stage`: `live`, plus what the train stage also does each epoch: history.csv rewritten
-     and a checkpoint written (nnlab/checkpoints.py).
+     and a checkpoint written (nnlab/training/checkpoints.py).
    Against the local SQLite store, and against a team server (`nnlab server start` on free
    loopback ports in a temporary folder, or --server-uri).
 2. The Keras cnn (params.yaml's defaults) on the real-digit benchmark's 3,200 training
@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support, run from anywhere
 
-from nnlab.checkpoints import StageCheckpoint  # noqa: E402
 from nnlab.core.files import write_csv  # noqa: E402
 from nnlab.models.base import get_model_class  # noqa: E402
 from nnlab.params import load_params  # noqa: E402
+from nnlab.training.checkpoints import StageCheckpoint  # noqa: E402
 
 
 def digits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -52,7 +52,7 @@ def train_once(mode: str, uri: str, folder: Path) -> float:
     import mlflow
     from mlflow.entities import Metric
 
-    from nnlab.live import LiveMetrics
+    from nnlab.training.live_metrics import LiveMetrics
 
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.set_experiment("long-runs-benchmark")

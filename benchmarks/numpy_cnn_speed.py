@@ -22,11 +22,11 @@ import tracemalloc
 
 import numpy as np
 
-from nnlab.models.numpy_dnn import make_optimizer
-from nnlab.models.numpy_dnn.conv import Conv2D
-from nnlab.models.numpy_dnn.convnet import build_cnn
-from nnlab.models.numpy_dnn.layers import Dense
-from nnlab.models.numpy_dnn.network import Network
+from nnlab.models.numpy import make_optimizer
+from nnlab.models.numpy.conv import Conv2D
+from nnlab.models.numpy.convnet import build_cnn
+from nnlab.models.numpy.layers import Dense
+from nnlab.models.numpy.network import Network
 
 BATCH, SHAPE, CLASSES = 100, (28, 28, 1), 10
 

@@ -32,7 +32,7 @@ from numpy_vs_keras import (  # this folder, run as a script
     step_matmuls,
 )
 
-from nnlab.models.numpy_dnn import build_mlp, make_optimizer
+from nnlab.models.numpy import build_mlp, make_optimizer
 
 
 def profile_steps(sizes: list[int], samples: int, epochs: int) -> dict[str, float]:

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from nnlab.models.numpy_dnn import TrainConfig, build_mlp, fit, make_optimizer
+from nnlab.models.numpy import TrainConfig, build_mlp, fit, make_optimizer
 
 BATCH = 128
 N_CLASSES = 10
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     big = parse_arch(BIG if BIG in archs else archs[-1])
     size = n_params(big)
     # Bandwidth is measured before and after the updates, on one thread (as the update
-    # runs: see nnlab/models/numpy_dnn/optimizers.py) and on every CPU; the best of each is used.
+    # runs: see nnlab/models/numpy/optimizers.py) and on every CPU; the best of each is used.
     thread_counts = sorted({1, os.cpu_count() or 1})
     before = [memory.bandwidth(threads) for threads in thread_counts]
     updates = bench_updates(size, memory, args.repeats)

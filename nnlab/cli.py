@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from nnlab.core.errors import USER_ERRORS
-from nnlab.models.registry import MODEL_NAMES
+from nnlab.models.catalog import MODEL_NAMES
 from nnlab.search import command as sweep_command
 from nnlab.server import command as server_command
 
@@ -104,23 +104,25 @@ def _add_promote(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _promote(args: argparse.Namespace) -> None:
-    from nnlab import registry, tracking
+    from nnlab.handoff import promote
+    from nnlab.tracking import mlflow_runs
 
     try:
-        with tracking.server_errors("nothing was promoted", "promote again"):
-            run_id = registry.find_run(args.model, args.exp, args.study, args.trial, args.run)
-            registry.promote(registry.candidate(run_id), args.force)
+        with mlflow_runs.server_errors("nothing was promoted", "promote again"):
+            run_id = promote.find_run(args.model, args.exp, args.study, args.trial, args.run)
+            promote.promote(promote.candidate(run_id), args.force)
     except USER_ERRORS as error:
         print(f"nnlab promote: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from nnlab import serving, tracking
+    from nnlab.handoff import serve
+    from nnlab.tracking import mlflow_runs
 
     try:
-        with tracking.server_errors("nothing is served", "serve again"):
-            serving.serve(args.model, args.host, args.port)
+        with mlflow_runs.server_errors("nothing is served", "serve again"):
+            serve.serve(args.model, args.host, args.port)
     except USER_ERRORS as error:
         print(f"nnlab serve: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -152,12 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         _serve(args)
         return
-    from nnlab import tracking
-    from nnlab.predict import predict, predict_registered  # late: `nnlab --help` is fast
+    from nnlab.handoff.predict import predict, predict_registered  # late: `nnlab --help` is fast
+    from nnlab.tracking import mlflow_runs
 
     try:
         if args.model.startswith("models:/"):
-            with tracking.server_errors("nothing was predicted", "predict again"):
+            with mlflow_runs.server_errors("nothing was predicted", "predict again"):
                 predictions, skipped = predict_registered(args.model, args.images,
                                                           top=args.top)
         elif args.model in MODEL_NAMES:
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _ui(args: argparse.Namespace) -> None:
-    from nnlab import ui
+    from nnlab.tracking import ui
 
     try:
         ui.serve(args.host, args.port, link_only=args.link)

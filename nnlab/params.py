@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from nnlab.core.schema import Params, ParamsError, Section, Seed, describe
-from nnlab.models.registry import MODEL_NAMES, MODELS, load
+from nnlab.models.catalog import MODEL_NAMES, MODELS, load
 
 # Section name -> "module:Class" of its schema, imported only when that section is validated.
 SECTIONS: dict[str, str] = {

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from nnlab import training as train_step
+from nnlab.core.layout import Layout
+from nnlab.core.schema import Params
+from nnlab.training import train as train_step
+from nnlab.training import trial
 from stages._common import run_model_stage
 
 
+def train(model: str, params: Params, layout: Layout) -> dict[str, object]:
+    # In a sweep, the trial comes from outside (NNLAB_TRIAL): training never imports the sweep.
+    return train_step.train(model, params, layout, trial.from_env())
+
+
 def main(argv: list[str] | None = None) -> None:
-    run_model_stage("train", argv, train_step.train, lambda info: (
+    run_model_stage("train", argv, train, lambda info: (
         f"{info['pruned_reason']}; no model saved" if info.get("pruned") else
         f"{info['epochs']} epoch{'' if info['epochs'] == 1 else 's'} in "
         f"{info['training_seconds']} s, "

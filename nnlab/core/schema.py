@@ -76,6 +76,29 @@ def _one_to_eight_blocks(value: list[ConvBlock]) -> list[ConvBlock]:
 
 ConvBlocks = Annotated[list[ConvBlock], AfterValidator(_one_to_eight_blocks)]
 
+# The source tutorials' DeepConvNet ("Deep Learning from Scratch", ch. 8): conv-conv-pool x 3
+# at 16/32/64 filters, Dense 50, dropout 0.5, He init, Adam. As a preset of cnn and numpy_cnn
+# it replaces these keys, so MLflow logs the architecture that was really trained.
+DEEP_CNN: dict[str, Any] = {
+    "blocks": [ConvBlock(filters=16, convs=2), ConvBlock(filters=32, convs=2),
+               ConvBlock(filters=64, convs=2)],
+    "block_dropout": 0.0,
+    "dense_units": [50],
+    "dense_dropout": 0.5,
+    "init": "he",
+    "optimizer": "adam",
+}
+
+
+class TrainingFields(Section):
+    """The fields of every model trained by epochs of mini-batches (numpy_dnn, numpy_cnn,
+    keras_mlp, cnn). Each family adds its `optimizer` (its own names) and the rest."""
+
+    learning_rate: LearningRate
+    batch_size: BatchSize
+    epochs: Epochs
+    early_stopping_patience: Patience | None  # None: train every epoch
+
 
 def describe(error: Mapping[str, Any], prefix: str = "") -> str:
     """One pydantic error as `key=value: what is allowed`, the key dotted from the top of

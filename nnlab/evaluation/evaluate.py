@@ -10,19 +10,19 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab import tracking
 from nnlab.core import points
 from nnlab.core.contract import load_classes, load_split
 from nnlab.core.files import read_json, reading, sha256, write_csv, write_json
 from nnlab.core.layout import PLOTS_DIR, TRAIN_INFO_FILE, Layout
 from nnlab.core.schema import Params
 from nnlab.models.base import ImageClassifier, Split, get_model_class
+from nnlab.tracking import mlflow_runs
 
 
 def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[str, float]]:
     """Score a trained model on validation and test data; write metrics, per-class scores,
     confusion data and the PNG plots, and add them all to the model's MLflow run."""
-    tracking.check_server()  # a server that is down fails before the model is loaded
+    mlflow_runs.check_server()  # a server that is down fails before the model is loaded
     # late: sklearn.metrics takes seconds to import; other stages never need it
     from nnlab.evaluation.metrics import classification_metrics, per_class_metrics, write_confusion
 
@@ -39,10 +39,11 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
     report_dir = layout.report_dir(model_name)
     plot_dir = report_dir / PLOTS_DIR
     shutil.rmtree(plot_dir, ignore_errors=True)
-    with tracking.resume_run(params.data.dataset, info["mlflow_run_id"], f"evaluate@{model_name}"):
+    with mlflow_runs.resume_run(params.data.dataset, info["mlflow_run_id"],
+                                f"evaluate@{model_name}"):
         test_digest = sha256(*(layout.prepared / f"test_{kind}.npy"
                                for kind in ("images", "labels")))[:16]
-        tracking.log_datasets(params.data.dataset, {"testing": (*sets["test"], test_digest)})
+        mlflow_runs.log_datasets(params.data.dataset, {"testing": (*sets["test"], test_digest)})
         outputs = {name: model.predict_proba(images) for name, (images, _) in sets.items()}
         metrics = {name: classification_metrics(sets[name][1], outputs[name], len(classes))
                    for name in sets}
@@ -58,7 +59,7 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         # Keras-style names ("val_accuracy"), so the two never collide in one run.
         flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
-        tracking.log_results(
+        mlflow_runs.log_results(
             flat,
             [report_dir / name for name in ("metrics.json", "per_class.json", "confusion.csv")],
             folders={PLOTS_DIR: plot_dir},

@@ -1,10 +1,11 @@
 """The models, one folder per family:
 
-    registry.py     params.yaml's model names -> classifier and params schema (strings)
-    base.py         the contract every model follows (ImageClassifier) and get_model_class
-    mlflow_model.py a trained model in MLflow: how it is logged, and the pyfunc that loads it
-    numpy_dnn/      from scratch in NumPy: layers, losses, optimizers, training loop
-    keras/          keras_mlp and cnn
+    catalog.py       params.yaml's model names -> classifier and params schema (strings)
+    base.py          the contract every model follows (ImageClassifier) and get_model_class
+    logged_model.py  a trained model in MLflow: how it is logged, and the pyfunc that loads it
+    numpy/           numpy_dnn and numpy_cnn, from scratch in NumPy: layers, conv layers,
+                     losses, optimizers, kernels, training loop
+    keras/           keras_mlp and cnn
     logreg/         scikit-learn's logistic regression, the reference row
 
 A family's folder holds its params schema, its network or builder, its training and its

@@ -1,5 +1,5 @@
 """The contract every model follows, and `get_model_class`, which loads a model by its
-params name from the registry (nnlab/models/registry.py).
+params name from the registry (nnlab/models/catalog.py).
 
 Models take uint8 images (N, H, W, C) as stored by the data contract and scale them
 themselves, so training, evaluation and prediction all share one preprocessing path.
@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from nnlab.core.contract import Split, to_features
 from nnlab.core.files import atomic_path, load_npz, reading
-from nnlab.models.registry import MODELS, load
+from nnlab.models.catalog import MODELS, load
 
 History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
 # Called with each epoch's history row as soon as it is known (a sweep's pruning reports
@@ -29,7 +29,7 @@ EpochHook = Callable[[dict[str, float]], None]
 
 class Checkpoint(Protocol):
     """Where a model with epochs keeps its state at the end of each epoch, so that training
-    stopped at any moment goes on from its last checkpoint (nnlab/checkpoints.py)."""
+    stopped at any moment goes on from its last checkpoint (nnlab/training/checkpoints.py)."""
 
     def saved(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
         """(plain arrays, JSON-able values) that `save` was given, or None: start afresh."""
@@ -41,7 +41,7 @@ class Checkpoint(Protocol):
 class ImageClassifier:
     """Base class: fit on uint8 images, predict class probabilities, save and load."""
 
-    # How mlflow_model.log_model logs it: "pyfunc" (mlflow_model.SavedModel over the saved
+    # How logged_model.log_model logs it: "pyfunc" (logged_model.SavedModel over the saved
     # folder) or "keras" (the Keras flavor, from `probability_model()`).
     flavor = "pyfunc"
 

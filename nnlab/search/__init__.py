@@ -8,6 +8,7 @@ validation accuracy, never test.
     storage.py     the study's storage URL, its heartbeat, one-line errors when it is down
     study.py       the study's plan (kept in the study), create or join, the samplers
     link.py        what a trial's stages learn from the worker: nesting, per-epoch pruning
+                   (the train stage loads it by name: nnlab/training/trial.py)
     trial.py       one trial: params, `dvc exp run --temp`, its value and MLflow tags
     dvc.py         DVC experiments: run, read metrics, remove a killed run's workspace
     parent_run.py  the MLflow parent run, and runs left RUNNING by killed trials
@@ -15,7 +16,9 @@ validation accuracy, never test.
     runner.py      `nnlab sweep`: check, create or join, start and watch K workers
     report.py      the ranked table, narrowed ranges and summary
     apply.py       `--apply-best`
+    command.py     `nnlab sweep`'s command line and its one-line endings
+    host.py        one host's sweep commands and workers: seeds slots, a worker's tie to its
+                   command
 
-This file imports nothing: the train stage imports link.py, and must not load Optuna when no
-sweep runs.
+This file imports nothing: `nnlab sweep` must not load Optuna before it is asked to.
 """

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from nnlab.core.errors import USER_ERRORS
-from nnlab.models.registry import MODEL_NAMES
+from nnlab.models.catalog import MODEL_NAMES
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

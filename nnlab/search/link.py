@@ -2,25 +2,27 @@
 variable: which study and trial they belong to (MLflow nesting and tags), where to report
 validation accuracy after each epoch, and whether the study's pruner stops the training.
 
-The worker sets NNLAB_TRIAL for `dvc exp run --temp`, whose stages inherit it. Outside a sweep
-it is unset and nothing here runs.
+The worker sets NNLAB_TRIAL for `dvc exp run --temp`, whose stages inherit it. It names this
+module's TrialLink as its hook: the train stage loads it by that name
+(nnlab/training/trial.py), so training never imports the sweep. Outside a sweep it is unset and
+nothing here runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from nnlab.core.errors import Pruned
 from nnlab.search.storage import open_storage
+from nnlab.training.trial import ENV, HOOK_KEY
+from nnlab.training.trial import from_env as trial_from_env
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
 
-ENV = "NNLAB_TRIAL"
 PRUNERS = ("median", "hyperband", "none")
 MONITOR = "val_accuracy"  # the history column reported per epoch: validation, never test
 RUN_ATTR = "mlflow_run_id"  # the trial's user attr naming its MLflow run
@@ -55,23 +57,20 @@ class TrialLink:
     parent_run_id: str | None
 
     def to_env(self) -> dict[str, str]:
-        return {ENV: json.dumps(asdict(self))}
+        return {ENV: json.dumps({HOOK_KEY: f"{__name__}:{type(self).__name__}", **asdict(self)})}
 
     @classmethod
     def from_env(cls) -> TrialLink | None:
-        """The trial this process belongs to, or None outside a sweep.
+        """The trial this process belongs to, or None outside a sweep (as the train stage
+        reads it: nnlab/training/trial.py).
 
         Raises:
             ValueError: NNLAB_TRIAL is set but is not what a sweep worker writes.
         """
-        text = os.environ.get(ENV)
-        if not text:
-            return None
-        try:
-            return cls(**json.loads(text))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{ENV} is set but unreadable ({error}); it is set by `nnlab "
-                             "sweep` workers only: unset it to run the pipeline") from None
+        link = trial_from_env()
+        if link is not None and not isinstance(link, cls):
+            raise ValueError(f"{ENV} names {type(link).__name__}, not {cls.__name__}")
+        return link
 
     def mlflow_tags(self) -> dict[str, str]:
         """The trial's MLflow run is a child of the study's parent run, tagged with both."""

@@ -21,9 +21,9 @@ STATE_TAG, VALUE_TAG = "nnlab.trial_state", "nnlab.value"
 def _client() -> Any:
     import mlflow
 
-    from nnlab import tracking
+    from nnlab.tracking import mlflow_runs
 
-    return mlflow.MlflowClient(tracking.tracking_uri())
+    return mlflow.MlflowClient(mlflow_runs.tracking_uri())
 
 
 def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
@@ -31,9 +31,9 @@ def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
     tags (nnlab.kind "study", nnlab.study NAME) in the tracking store, made if there is none,
     and reopened (RUNNING). Two commands that make one at the same moment both keep the
     older one; the other is deleted. Its id is kept in the study for the workers."""
-    from nnlab import tracking
+    from nnlab.tracking import mlflow_runs
 
-    experiment_id = tracking.setup(plan.experiment)  # makes the store, under its lock, quietly
+    experiment_id = mlflow_runs.setup(plan.experiment)  # makes the store, under its lock, quietly
     client = _client()
     found = _parent_runs(client, experiment_id, study.study_name)
     made = None
@@ -61,7 +61,7 @@ def _parent_runs(client: Any, experiment_id: str, name: str) -> list[Any]:
 
 
 def _log_plan(client: Any, run_id: str, plan: Plan, url: str) -> None:
-    from nnlab import tracking
+    from nnlab.tracking import mlflow_runs
 
     params = {"model": plan.model, "trials": plan.trials, "sampler": plan.sampler,
               "pruner": plan.pruner, "rounds": plan.rounds, "seed": plan.seed,
@@ -69,7 +69,7 @@ def _log_plan(client: Any, run_id: str, plan: Plan, url: str) -> None:
               "set": " ".join(f"{k}={v}" for k, v in plan.fixed.items()),
               "targets": " ".join(plan.targets)}
     for key, value in params.items():
-        client.log_param(run_id, key, str(value)[: tracking.MAX_PARAM_LENGTH])
+        client.log_param(run_id, key, str(value)[: mlflow_runs.MAX_PARAM_LENGTH])
 
 
 def tag_trial_run(run_id: str, state: str, value: float | None) -> None:
@@ -84,9 +84,9 @@ def restored_trial_run(study: str, number: int, parent_id: str, plan: Plan,
                        values: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:
     """A run for a trial that DVC restored from its run-cache (an earlier trial had the same
     params, so no stage ran and none logged): the trial still gets its child run."""
-    from nnlab import tracking
+    from nnlab.tracking import mlflow_runs
 
-    experiment_id = tracking.setup(plan.experiment)  # makes the store, under its lock, quietly
+    experiment_id = mlflow_runs.setup(plan.experiment)  # makes the store, under its lock, quietly
     client = _client()
     run = client.create_run(experiment_id, run_name=plan.model, tags={
         "mlflow.parentRunId": parent_id, STUDY_TAG: study, TRIAL_TAG: str(number),

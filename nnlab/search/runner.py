@@ -24,7 +24,6 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from nnlab.core.files import project_root
 from nnlab.core.schema import ParamsError
-from nnlab.liveness import end_dead_runs
 from nnlab.params import MODEL_NAMES
 from nnlab.search import dvc
 from nnlab.search.host import command_slot, die_with_parent
@@ -47,6 +46,7 @@ from nnlab.search.study import (
     open_study,
 )
 from nnlab.search.trial import EXP_ATTR, WORKER_ATTR
+from nnlab.tracking.heartbeat import end_dead_runs
 
 # What the workers get, after Ctrl-C, before they are killed: more than each gives its dvc
 STOP_SECONDS = dvc.STOP_SECONDS + 30

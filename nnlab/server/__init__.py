@@ -16,5 +16,9 @@ glue (settings, credentials, start/stop, health checks, clear errors):
     stack.py     start all (idempotent, undone on failure), status, stop
     remote.py    the DVC remote `team` on the stack's S3, and its check before push/pull
     proxy.py     `python -m nnlab.server.proxy`: Optuna's gRPC storage proxy
-    janitor.py   `python -m nnlab.server.janitor`: ends dead runs (nnlab/liveness.py)
+    janitor.py   `python -m nnlab.server.janitor`: ends dead runs (nnlab/tracking/heartbeat.py)
+    command.py   `nnlab server start|status|stop`'s command line
+    postgres_start.py  starting the stack's own PostgreSQL on its socket and TCP, safely
+
+The tracking server's client check lives with tracking (nnlab/tracking/server_check.py).
 """

@@ -1,7 +1,8 @@
 """The team stack's janitor: `python -m nnlab.server.janitor --every 60`, started by `nnlab
 server start`. Every minute it ends the runs on the stack's MLflow server whose process is
-gone (nnlab/liveness.py): on this host by pid, on any other by its liveness beat. So a run of
-a machine that never comes back does not stay RUNNING, even if nothing else runs."""
+gone (nnlab/tracking/heartbeat.py): on this host by pid, on any other by its liveness beat.
+So a run of a machine that never comes back does not stay RUNNING, even if nothing else
+runs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def sweep_once(uri: str) -> list[str]:
     """End the dead runs on the server once; their ids."""
     import mlflow
 
-    from nnlab.liveness import end_dead_runs
+    from nnlab.tracking.heartbeat import end_dead_runs
 
     return end_dead_runs(mlflow.MlflowClient(uri))
 

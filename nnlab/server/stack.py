@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nnlab.server import remote
-from nnlab.server.client import experiment_link
 from nnlab.server.parts import Janitor, MlflowServer, OptunaProxy, S3Gateway, Seaweed
 from nnlab.server.postgres import Postgres
 from nnlab.server.settings import (
@@ -28,6 +27,7 @@ from nnlab.server.settings import (
     masked,
     write_private,
 )
+from nnlab.tracking.server_check import experiment_link
 
 Report = Callable[[str], None]
 

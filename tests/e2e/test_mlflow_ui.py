@@ -18,11 +18,11 @@ from typing import Any
 import mlflow
 import pytest
 
-from nnlab import training as train_step
 from nnlab.core.layout import Layout
 from nnlab.data import split as data_split
 from nnlab.data import steps as data_steps
 from nnlab.evaluation import evaluate as evaluate_step
+from nnlab.training import train as train_step
 from tests.support.helpers import project_params
 
 pytestmark = pytest.mark.slow
@@ -82,9 +82,9 @@ class Server:
 
 @pytest.fixture
 def server(mlflow_store: str, tmp_path: Path) -> Iterator[Server]:
-    from nnlab import tracking
+    from nnlab.tracking import mlflow_runs
 
-    tracking.setup("digits")  # create and migrate the store once, before the server reads it
+    mlflow_runs.setup("digits")  # create and migrate the store once, before the server reads it
     server = Server(mlflow_store, tmp_path / "server.log")
     try:
         yield server
@@ -148,27 +148,27 @@ def test_ui_serves_every_param_metric_and_tag(
     # failed by the next stage's check, through the REST API.
     import socket
 
-    from nnlab import liveness
+    from nnlab.tracking import heartbeat
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
     orphan = _post(f"{url}/api/2.0/mlflow/runs/create", {
         "experiment_id": digits["experiment_id"],
-        "tags": [{"key": liveness.PID_TAG, "value": str(finished.pid)},
-                 {"key": liveness.STARTED_TAG, "value": "1.0"},
-                 {"key": liveness.HOST_TAG, "value": socket.gethostname()}],
+        "tags": [{"key": heartbeat.PID_TAG, "value": str(finished.pid)},
+                 {"key": heartbeat.STARTED_TAG, "value": "1.0"},
+                 {"key": heartbeat.HOST_TAG, "value": socket.gethostname()}],
     })["run"]["info"]["run_id"]
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(url)
     try:
-        assert liveness.end_dead_runs(experiment_ids=[digits["experiment_id"]]) == [orphan]
+        assert heartbeat.end_dead_runs(experiment_ids=[digits["experiment_id"]]) == [orphan]
     finally:
         mlflow.set_tracking_uri(previous)
     served_run = _post(f"{url}/api/2.0/mlflow/runs/search", {
         "experiment_ids": [digits["experiment_id"]],
         "filter": f"attributes.run_id = '{orphan}'"})["runs"][0]
     assert served_run["info"]["status"] == "FAILED"
-    assert _tags(served_run)[liveness.END_TAG] == "process died"
+    assert _tags(served_run)[heartbeat.END_TAG] == "process died"
 
 
 def _tags(run: dict[str, Any]) -> dict[str, str]:

@@ -84,7 +84,7 @@ def test_a_code_change_reruns_exactly_the_stages_that_import_it(
 
 
 @pytest.mark.parametrize(("file", "allowed"), [
-    ("nnlab/models/numpy_dnn/optimizers.py",
+    ("nnlab/models/numpy/optimizers.py",
      {f"{stage}@{model}" for stage in ("train", "evaluate") for model in ("numpy_dnn",
                                                                           "numpy_cnn")}),
     ("nnlab/models/keras/builders.py",

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab import registry
-from nnlab.predict import predict_registered
+from nnlab.handoff import promote
+from nnlab.handoff.predict import predict_registered
 from nnlab.server.settings import free_port
 from tests.support.e2e import serving, user_env
 from tests.unit.tracking.test_registry import _trained
@@ -38,7 +38,7 @@ def served(migrated_store: Path, tmp_path_factory: pytest.TempPathFactory
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DVC_ROOT", str(tmp_path))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        registry.promote(registry.candidate(_trained(tmp_path, 0.9, name="one")),
+        promote.promote(promote.candidate(_trained(tmp_path, 0.9, name="one")),
                          report=lambda line: None)
     yield from _serve(tmp_path, mlflow_store)
 

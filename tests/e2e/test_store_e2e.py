@@ -14,9 +14,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from nnlab import store
 from nnlab.server.process import http_status
 from nnlab.server.settings import free_port
+from nnlab.tracking import store
 from tests.support.e2e import copy_project, user_env
 
 pytestmark = pytest.mark.slow

@@ -25,9 +25,9 @@ from typing import Any
 import psutil
 import pytest
 
-from nnlab.models.registry import MODEL_NAMES
-from nnlab.server.client import SERVER_CHECK_SECONDS
+from nnlab.models.catalog import MODEL_NAMES
 from nnlab.server.settings import free_port
+from nnlab.tracking.server_check import SERVER_CHECK_SECONDS
 from tests.support.e2e import GIT, copy_project, git, make_project, ran_stages, run, user_env
 
 pytestmark = pytest.mark.slow
@@ -337,7 +337,7 @@ def test_the_janitor_ends_runs_whose_process_is_gone(stack: Stack) -> None:
     running; a live machine's run is left alone."""
     import socket
 
-    from nnlab import liveness
+    from nnlab.tracking import heartbeat
 
     finished = subprocess.Popen(["python", "-c", "pass"])
     finished.wait()
@@ -349,11 +349,11 @@ def test_the_janitor_ends_runs_whose_process_is_gone(stack: Stack) -> None:
                 "tags": [{"key": key, "value": value} for key, value in tags.items()]}
         return str(stack.api("/api/2.0/mlflow/runs/create", body)["run"]["info"]["run_id"])
 
-    here = create({liveness.PID_TAG: str(finished.pid), liveness.STARTED_TAG: "1.0",
-                   liveness.HOST_TAG: socket.gethostname()})
-    away = {liveness.PID_TAG: "7", liveness.STARTED_TAG: "1.0", liveness.HOST_TAG: "machine-c"}
-    gone = create({**away, liveness.ALIVE_TAG: f"{time.time() - 600:.0f}"})
-    beating = create({**away, liveness.ALIVE_TAG: f"{time.time() + 600:.0f}"})
+    here = create({heartbeat.PID_TAG: str(finished.pid), heartbeat.STARTED_TAG: "1.0",
+                   heartbeat.HOST_TAG: socket.gethostname()})
+    away = {heartbeat.PID_TAG: "7", heartbeat.STARTED_TAG: "1.0", heartbeat.HOST_TAG: "machine-c"}
+    gone = create({**away, heartbeat.ALIVE_TAG: f"{time.time() - 600:.0f}"})
+    beating = create({**away, heartbeat.ALIVE_TAG: f"{time.time() + 600:.0f}"})
     deadline = time.monotonic() + 60
 
     def status(run_id: str) -> str:

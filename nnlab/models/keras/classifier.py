@@ -25,14 +25,14 @@ from nnlab.models.base import (
 )
 from nnlab.models.keras.backend import keras, tf
 from nnlab.models.keras.builders import build_cnn, build_mlp, loss, optimizer, with_probabilities
-from nnlab.models.keras.checkpointing import (
+from nnlab.models.keras.inputs import EVAL_BATCH, evaluation_batches, training_batches
+from nnlab.models.keras.params import CnnParams, KerasMlpParams
+from nnlab.models.keras.training_state import (
     Checkpointing,
     history_row,
     restore,
     restore_early_stopping,
 )
-from nnlab.models.keras.inputs import EVAL_BATCH, evaluation_batches, training_batches
-from nnlab.models.keras.params import CnnParams, KerasMlpParams
 
 # Fixed thread counts: with op determinism, same params + seed give identical weights.
 THREADS = 2

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
 from nnlab.core.schema import (
+    DEEP_CNN,
     Activation,
-    BatchSize,
-    ConvBlock,
     ConvBlocks,
-    Epochs,
-    LearningRate,
-    Patience,
     Probability,
     Section,
+    TrainingFields,
     Units,
     one_of,
 )
@@ -31,7 +28,7 @@ class Augment(Section):
     flip: bool  # random horizontal flips
 
 
-class KerasMlpParams(Section):
+class KerasMlpParams(TrainingFields):
     """Flatten -> [Dense -> (BN) -> activation -> (Dropout)] x L -> Dense(n_classes)."""
 
     hidden_units: Units
@@ -41,27 +38,13 @@ class KerasMlpParams(Section):
     batch_norm: bool
     augment: Augment
     optimizer: KerasOptimizer
-    learning_rate: LearningRate
-    batch_size: BatchSize
-    epochs: Epochs
-    early_stopping_patience: Patience | None  # None: train every epoch
 
 
-# The source tutorials' DeepConvNet ("Deep Learning from Scratch", ch. 8): conv-conv-pool x 3
-# at 16/32/64 filters, Dense 50, dropout 0.5, He init, Adam. It replaces these keys.
-DEEP_CNN: dict[str, Any] = {
-    "blocks": [ConvBlock(filters=16, convs=2), ConvBlock(filters=32, convs=2),
-               ConvBlock(filters=64, convs=2)],
-    "block_dropout": 0.0,
-    "dense_units": [50],
-    "dense_dropout": 0.5,
-    "init": "he",
-    "optimizer": "adam",
-}
+# The source tutorials' DeepConvNet (nnlab/core/schema.py): numpy_cnn has the same preset.
 PRESETS = {"deep": DEEP_CNN}
 
 
-class CnnParams(Section):
+class CnnParams(TrainingFields):
     """[Conv3x3 x convs -> MaxPool -> Dropout] per block -> Dense -> Dense(n_classes)."""
 
     preset: Annotated[str, one_of(tuple(PRESETS), "preset")] | None
@@ -72,10 +55,6 @@ class CnnParams(Section):
     init: KerasInit
     augment: Augment
     optimizer: KerasOptimizer
-    learning_rate: LearningRate
-    batch_size: BatchSize
-    epochs: Epochs
-    early_stopping_patience: Patience | None  # None: train every epoch
 
     @model_validator(mode="after")
     def _apply_preset(self) -> CnnParams:

@@ -1,2 +1,6 @@
 """logreg: scikit-learn's logistic regression on flattened pixels, the reference row of every
-table (classifier.py; its params section: params.py)."""
+table:
+
+    params.py      the `logreg` section's schema
+    classifier.py  the ImageClassifier: fit, predict, save and load as plain .npz arrays
+"""

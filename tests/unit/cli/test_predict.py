@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab import training as train_step
 from nnlab.core.contract import save_classes, save_split
 from nnlab.core.layout import Layout
+from nnlab.training import train as train_step
 from tests.support.helpers import ROOT, make_images, project_params
 
 

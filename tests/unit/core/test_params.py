@@ -181,3 +181,24 @@ def test_flatten_nested_blocks() -> None:
         block["filters"] for block in cnn["blocks"]]
     assert flat["augment.shift"] == cnn["augment"]["shift"]
     assert flat["dense_units"] == cnn["dense_units"]
+
+
+def test_the_neural_models_share_one_schema_for_their_training_fields() -> None:
+    from nnlab.core.schema import DEEP_CNN, TrainingFields
+    from nnlab.models.catalog import MODELS, load
+
+    shared = set(TrainingFields.model_fields)
+    neural = {name: load(entry.params) for name, entry in MODELS.items()
+              if "epochs" in load(entry.params).model_fields}
+    assert sorted(neural) == ["cnn", "keras_mlp", "numpy_cnn", "numpy_dnn"]
+    for name, schema in neural.items():
+        assert issubclass(schema, TrainingFields), name
+        # Only numpy_dnn widens one (batch_size: None is full-batch descent).
+        redefined = {field for field in shared if field in schema.__annotations__}
+        assert redefined == ({"batch_size"} if name == "numpy_dnn" else set()), name
+    # One DeepConvNet: both presets apply its keys (numpy_cnn also turns batch norm off).
+    params = load_params(ROOT / "params.yaml")
+    for name in ("cnn", "numpy_cnn"):
+        section = type(params.model_params(name)).model_validate(
+            {**_defaults()[name], "preset": "deep"})
+        assert {key: getattr(section, key) for key in DEEP_CNN} == DEEP_CNN, name

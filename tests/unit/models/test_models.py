@@ -74,20 +74,20 @@ def test_mlflow_pyfunc_predicts_what_the_model_predicts(
 ) -> None:
     import mlflow
 
-    from nnlab import tracking
-    from nnlab.models import mlflow_model
+    from nnlab.models import logged_model
+    from nnlab.tracking import mlflow_runs
 
     model, _, val_images, _ = _fit(name, n_classes)
     probabilities = model.predict_proba(val_images)
     model.save(tmp_path / name)
     metadata = {"model": name, "classes": [str(n) for n in range(n_classes)],
                 "dataset": "tiny", "input_shape": [8, 8, 1]}
-    with tracking.training_run("tiny", name, {}, {}) as run_id:
-        uri = mlflow_model.log_model(model, name, tmp_path / name, val_images[:5], metadata)
+    with mlflow_runs.training_run("tiny", name, {}, {}) as run_id:
+        uri = logged_model.log_model(model, name, tmp_path / name, val_images[:5], metadata)
     pyfunc = mlflow.pyfunc.load_model(uri)
     assert pyfunc.metadata.metadata == metadata  # what a client needs, with the model
     example = pyfunc.metadata.load_input_example(mlflow.artifacts.download_artifacts(uri))
-    np.testing.assert_array_equal(example, val_images[:mlflow_model.EXAMPLES])
+    np.testing.assert_array_equal(example, val_images[:logged_model.EXAMPLES])
     np.testing.assert_allclose(pyfunc.predict(val_images), probabilities, atol=1e-6)
     assert pyfunc.metadata.run_id == run_id
     flavors = set(pyfunc.metadata.flavors)

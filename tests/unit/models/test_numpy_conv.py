@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnlab.models.numpy_dnn.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
-from nnlab.models.numpy_dnn.convnet import build_cnn
-from nnlab.models.numpy_dnn.layers import Dense, Layer, ReLU
-from nnlab.models.numpy_dnn.losses import SoftmaxCrossEntropy
-from nnlab.models.numpy_dnn.network import Network
+from nnlab.models.numpy.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
+from nnlab.models.numpy.convnet import build_cnn
+from nnlab.models.numpy.layers import Dense, Layer, ReLU
+from nnlab.models.numpy.losses import SoftmaxCrossEntropy
+from nnlab.models.numpy.network import Network
 from tests.support.gradients import numeric_grad, relative_error
 
 

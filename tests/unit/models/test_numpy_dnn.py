@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnlab.core.errors import DivergenceError, Pruned
-from nnlab.models.numpy_dnn import (
+from nnlab.models.numpy import (
     Network,
     TrainConfig,
     build_mlp,
@@ -18,7 +18,7 @@ from nnlab.models.numpy_dnn import (
     make_optimizer,
     random_shifts,
 )
-from nnlab.models.numpy_dnn.layers import (
+from nnlab.models.numpy.layers import (
     BatchNorm,
     Dense,
     Dropout,
@@ -28,7 +28,7 @@ from nnlab.models.numpy_dnn.layers import (
     Sigmoid,
     Tanh,
 )
-from nnlab.models.numpy_dnn.optimizers import (
+from nnlab.models.numpy.optimizers import (
     OPTIMIZERS,
     SGD,
     Adagrad,

@@ -12,9 +12,9 @@ import os
 import numpy as np
 import pytest
 
-from nnlab.models.numpy_dnn import Network, build_mlp, make_optimizer
-from nnlab.models.numpy_dnn.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
-from nnlab.models.numpy_dnn.layers import BatchNorm, Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
+from nnlab.models.numpy import Network, build_mlp, make_optimizer
+from nnlab.models.numpy.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
+from nnlab.models.numpy.layers import BatchNorm, Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

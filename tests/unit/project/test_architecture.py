@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from nnlab.core.activations import ACTIVATIONS
-from nnlab.models.registry import MODEL_NAMES, MODELS
+from nnlab.models.catalog import MODEL_NAMES, MODELS
 from nnlab.params import SECTIONS
 from tests.support.helpers import ROOT
 
@@ -130,7 +131,7 @@ def test_imports_point_down() -> None:
                 allowed = target.startswith(("nnlab.core.", "nnlab.data."))
             elif _family(name):  # a model family: core, the model contract, itself
                 allowed = (target.startswith("nnlab.core.") or _family(target) == _family(name)
-                           or target in ("nnlab.models.base", "nnlab.models.registry"))
+                           or target in ("nnlab.models.base", "nnlab.models.catalog"))
             if target == "nnlab.params" or target == "nnlab.cli":  # the top: read by stages
                 allowed = name.startswith(("nnlab.cli", "nnlab.search."))
             if not allowed:
@@ -164,7 +165,7 @@ def stage_code(stage: str, model: str | None = None) -> set[str]:
     """The files `python -m stages.<stage> [model]` runs: its imports, followed (packages'
     __init__ included), plus the modules it loads by name: its sections' schemas
     (nnlab.params.SECTIONS) and, for train and evaluate, the model's classifier
-    (nnlab.models.registry.MODELS)."""
+    (nnlab.models.catalog.MODELS)."""
     graph = import_graph(folders=("nnlab", "stages"))
     paths = _paths("nnlab", "stages")
     todo = [f"stages.{stage}"]
@@ -246,7 +247,7 @@ def test_data_stages_do_not_run_model_or_evaluation_code() -> None:
     for stage in ("download", "prepare", "split"):
         assert not [file for file in stage_code(stage)
                     if file.startswith(("nnlab/models/", "nnlab/evaluation/"))
-                    and file not in ("nnlab/models/__init__.py", "nnlab/models/registry.py")]
+                    and file not in ("nnlab/models/__init__.py", "nnlab/models/catalog.py")]
     assert "nnlab/evaluation/plots.py" not in stage_code("train", "cnn")
     assert "nnlab/evaluation/plots.py" in stage_code("report")
 
@@ -290,7 +291,7 @@ def test_model_names_agree_in_params_yaml_dvc_yaml_and_the_registry() -> None:
 
 def test_keras_and_numpy_share_activation_names() -> None:
     from nnlab.models.keras import spec
-    from nnlab.models.numpy_dnn.layers import ACTIVATIONS as NUMPY_ACTIVATIONS
+    from nnlab.models.numpy.layers import ACTIVATIONS as NUMPY_ACTIVATIONS
 
     assert tuple(NUMPY_ACTIVATIONS) == tuple(spec.ACTIVATIONS) == ACTIVATIONS
 
@@ -309,10 +310,10 @@ def test_each_class_name_means_one_thing() -> None:
 
 
 def test_mlflow_pins_whichever_tensorflow_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nnlab.models import mlflow_model  # late: it imports MLflow
+    from nnlab.models import logged_model  # late: it imports MLflow
 
     real = importlib.metadata.version
-    assert mlflow_model.pins("tensorflow")[0].startswith("tensorflow-cpu==")
+    assert logged_model.pins("tensorflow")[0].startswith("tensorflow-cpu==")
 
     def plain_tensorflow_only(name: str) -> str:
         if name == "tensorflow-cpu":
@@ -320,7 +321,7 @@ def test_mlflow_pins_whichever_tensorflow_is_installed(monkeypatch: pytest.Monke
         return "2.21.0" if name == "tensorflow" else real(name)
 
     monkeypatch.setattr(importlib.metadata, "version", plain_tensorflow_only)
-    assert mlflow_model.pins("tensorflow", "numpy")[0] == "tensorflow==2.21.0"
+    assert logged_model.pins("tensorflow", "numpy")[0] == "tensorflow==2.21.0"
 
 
 # -- shape: files a newcomer can read -------------------------------------------------------
@@ -351,3 +352,64 @@ def test_no_function_is_longer_than_a_screen() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     too_long[f"{path.relative_to(ROOT).as_posix()}:{node.name}"] = lines
     assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines: {too_long}"
+
+
+# -- the house: grouped by job, and maps that cannot drift ----------------------------------------
+TOP_LEVEL = {"__init__.py", "cli.py", "params.py"}
+
+
+def test_nothing_is_loose_at_the_top_of_nnlab() -> None:
+    loose = {path.name for path in (ROOT / "nnlab").glob("*.py")} - TOP_LEVEL
+    assert not loose, f"modules at nnlab/'s top level belong in a package named for their job: " \
+        f"{sorted(loose)}"
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_model_stages_run_nothing_of_the_sweep_or_the_team_stack(stage: str) -> None:
+    for model in MODEL_NAMES:
+        ran = [file for file in stage_code(stage, model)
+               if file.startswith(("nnlab/search/", "nnlab/server/"))]
+        assert not ran, f"{stage}@{model} runs {ran}: a sweep hands its trial in through " \
+            "NNLAB_TRIAL (nnlab/training/trial.py); the server check is nnlab/tracking/"
+
+
+def _packages() -> list[Path]:
+    return sorted(path.parent for path in (ROOT / "nnlab").rglob("__init__.py"))
+
+
+def _map_names(folder: Path) -> tuple[set[str], set[str]]:
+    """What a package's __init__ docstring maps, and what the folder holds: modules as
+    `name.py`, subpackages as `name/`."""
+    doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text()), clean=False) or ""
+    named = set(re.findall(r"(?m)^[ ]+(\w+\.py|\w+/)\s", doc + "\n"))
+    held = {path.name for path in folder.glob("*.py") if path.name != "__init__.py"}
+    held |= {f"{path.name}/" for path in folder.iterdir() if (path / "__init__.py").is_file()}
+    return named, held
+
+
+@pytest.mark.parametrize("folder", _packages(), ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_each_package_map_names_every_module_in_it(folder: Path) -> None:
+    named, held = _map_names(folder)
+    assert held - named == set(), f"{folder.relative_to(ROOT)}/__init__.py's map misses " \
+        f"{sorted(held - named)}"
+    assert named - held == set(), f"{folder.relative_to(ROOT)}/__init__.py maps modules that " \
+        f"are gone: {sorted(named - held)}"
+
+
+def test_the_map_check_finds_a_missing_module(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text('"""A package:\n\n    a.py  one\n"""\n')
+    for name in ("a.py", "b.py", "sub/__init__.py"):
+        (tmp_path / "pkg" / name).write_text('"""x"""\n')
+    assert _map_names(tmp_path / "pkg") == ({"a.py"}, {"a.py", "b.py", "sub/"})
+
+
+def test_the_docs_maps_name_every_package_and_top_level_module() -> None:
+    expected = {f"{path.name}/" for path in (ROOT / "nnlab").iterdir()
+                if (path / "__init__.py").is_file()} | (TOP_LEVEL - {"__init__.py"})
+    for doc in ("README.md", "docs/development.md"):
+        text = (ROOT / doc).read_text()
+        tree = text[text.index("nnlab/\n"):]
+        tree = tree[:tree.index("```")]
+        assert {name for name in expected if not re.search(
+            rf"(?m)^\s+{re.escape(name)}", tree)} == set(), f"{doc}'s tree"

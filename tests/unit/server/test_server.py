@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from nnlab import tracking
 from nnlab.core.errors import TrackingServerError
 from nnlab.server import remote
 from nnlab.server.settings import (
@@ -24,6 +23,7 @@ from nnlab.server.settings import (
     free_port,
     masked,
 )
+from nnlab.tracking import mlflow_runs
 
 
 def test_a_network_host_needs_auth_or_insecure(tmp_path: Path) -> None:
@@ -110,12 +110,12 @@ def test_a_tracking_server_that_is_down_fails_in_one_line_within_its_deadline() 
     uri = f"http://127.0.0.1:{free_port()}"
     began = time.monotonic()
     with pytest.raises(TrackingServerError) as error:
-        tracking.check_server(uri, seconds=1.0)
+        mlflow_runs.check_server(uri, seconds=1.0)
     assert time.monotonic() - began < 5
     message = str(error.value)
     assert "\n" not in message and uri in message and "make server" in message
     assert "unset MLFLOW_TRACKING_URI" in message
-    tracking.check_server("sqlite:///nowhere.db")  # a local store: nothing to check
+    mlflow_runs.check_server("sqlite:///nowhere.db")  # a local store: nothing to check
 
 
 def _dvc_repo(path: Path) -> Path:

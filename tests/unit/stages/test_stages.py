@@ -172,7 +172,7 @@ executionengine.ExecutionEngine.set_object_cache = lambda self, notify=None, get
     set_object_cache(self, signalled(notify), signalled(getbuffer)))
 
 import numpy as np
-from nnlab.models.numpy_dnn.optimizers import make_optimizer
+from nnlab.models.numpy.optimizers import make_optimizer
 from stages._common import run
 
 def body(params):

@@ -14,10 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlab.checkpoints import FOLDER, RESTART_VARIABLE, StageCheckpoint, stage_deps, stage_key
 from nnlab.core.errors import Interrupted
 from nnlab.core.progress import EpochProgress
 from nnlab.models.base import get_model_class
+from nnlab.training.checkpoints import (
+    FOLDER,
+    RESTART_VARIABLE,
+    StageCheckpoint,
+    stage_deps,
+    stage_key,
+)
 from tests.support.helpers import make_images, project_params
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +50,7 @@ def test_the_key_changes_with_params_seed_data_and_code_and_nothing_else(repo: P
     params = project_params()
     key = stage_key("numpy_dnn", params)
     assert stage_key("numpy_dnn", project_params()) == key
-    assert Path("nnlab/models/numpy_dnn/layers.py") in stage_deps("numpy_dnn")
+    assert Path("nnlab/models/numpy/layers.py") in stage_deps("numpy_dnn")
     assert Path("data/split/train_images.npy") in stage_deps("numpy_dnn")
     others = {
         "a param": stage_key("numpy_dnn", project_params({"numpy_dnn": {"dropout": 0.3}})),
@@ -56,7 +62,7 @@ def test_the_key_changes_with_params_seed_data_and_code_and_nothing_else(repo: P
     (repo / "data/split/train_images.npy").unlink()
     np.save(repo / "data/split/train_images.npy", np.zeros((4, 8, 8, 1), np.uint8))
     assert stage_key("numpy_dnn", params) == key
-    with open(repo / "nnlab/models/numpy_dnn/layers.py", "a") as handle:
+    with open(repo / "nnlab/models/numpy/layers.py", "a") as handle:
         handle.write("# a change\n")
     others["its code"] = stage_key("numpy_dnn", params)
     with open(repo / "nnlab/models/keras/builders.py", "a") as handle:

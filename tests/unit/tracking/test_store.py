@@ -14,7 +14,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from nnlab import store
+from nnlab.tracking import store
 
 
 def _upgrade(path: Path) -> subprocess.Popen[bytes]:

@@ -12,8 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.loss import DivergenceGuard
-from nnlab.models.numpy_dnn.network import Network
-from nnlab.models.numpy_dnn.optimizers import Optimizer, scheduled_learning_rate
+from nnlab.models.numpy.network import Network
+from nnlab.models.numpy.optimizers import Optimizer, scheduled_learning_rate
 
 
 def evaluate(

@@ -1,6 +1,6 @@
 """`nnlab serve --model models:/NAME@champion`: MLflow's scoring server
 (`mlflow.pyfunc.scoring_server`, what `mlflow models serve` runs) on a model of the registry,
-taking image files or pixels (nnlab/serving_model.py).
+taking image files or pixels (nnlab/handoff/serving_pyfunc.py).
 
     POST /invocations  {"inputs": ["<base64 PNG or JPEG>", ...]}        image files
                        {"inputs": [[[[0, 12, ...]]]]}                  uint8 (N, H, W, C)
@@ -25,7 +25,7 @@ def load(uri: str) -> Any:
     """The serving pyfunc over `uri` (checked: it must carry its classes and input shape)."""
     import mlflow
 
-    from nnlab.predict import registered_metadata
+    from nnlab.handoff.predict import registered_metadata
 
     registered_metadata(uri)
     folder = Path(tempfile.mkdtemp(prefix="nnlab-serve-")) / "model"

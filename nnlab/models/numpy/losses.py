@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.loss import MAX_SAMPLE_LOSS, cross_entropy
-from nnlab.models.numpy_dnn.layers import Array, sigmoid
+from nnlab.models.numpy.layers import Array, sigmoid
 
 
 class SoftmaxCrossEntropy:

@@ -5,7 +5,7 @@ likely class and every class's probability.
 
 MLflow loads this file as the model's code (`model_config["uri"]` names the model it wraps).
 Bad input raises MlflowException with INVALID_PARAMETER_VALUE, which the scoring server
-answers with 400; nnlab/serving.py makes that one line.
+answers with 400; nnlab/handoff/serve.py makes that one line.
 
 Annotations are real, not strings: MLflow reads ImageClassifierServer.predict's.
 """

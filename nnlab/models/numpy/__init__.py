@@ -1,22 +1,23 @@
-"""numpy_dnn: a deep network written from scratch in pure NumPy.
+"""numpy_dnn and numpy_cnn: deep networks written from scratch in pure NumPy.
 
     layers.py      Dense, activations, BatchNorm, Dropout: forward caches, backward returns dx
+    conv.py        Conv2D (im2col + one GEMM), MaxPool2D, Flatten, BatchNorm2D
     losses.py      softmax and sigmoid cross-entropy, fused so that backward is (y - t) / N
     optimizers.py  SGD, momentum, Nesterov, Adagrad, RMSprop, Adam; learning-rate schedules
-    kernels.py     the update rules as fused loops compiled by numba
+    kernels.py     the update rules, max-pooling and col2im as loops compiled by numba
     network.py     a stack of layers over two flat buffers (weights, gradients); build_mlp
-    training.py    the mini-batch loop: shuffling, decay, early stopping, the divergence guard
-    params.py      the `numpy_dnn` section's schema (names from the registries above)
-    classifier.py  the ImageClassifier: params in, a saved .npz out
+    convnet.py     the convnet builder (build_cnn), the source tutorials' DeepConvNet included
+    loop.py        the mini-batch loop: shuffling, decay, early stopping, the divergence guard
+    params.py      the `numpy_dnn` and `numpy_cnn` sections' schemas (names from the
+                   registries above)
+    classifier.py  the ImageClassifiers: params in, a saved .npz out
 
 The engine (all but params.py and classifier.py) has no I/O, no yaml, no MLflow and no
 TensorFlow: only arrays in, arrays out.
 """
 
 from nnlab.core.errors import DivergenceError
-from nnlab.models.numpy_dnn.network import INITS, Network, build_mlp
-from nnlab.models.numpy_dnn.optimizers import LR_SCHEDULES, OPTIMIZERS, make_optimizer
-from nnlab.models.numpy_dnn.training import (
+from nnlab.models.numpy.loop import (
     FitResult,
     FitState,
     TrainConfig,
@@ -24,6 +25,8 @@ from nnlab.models.numpy_dnn.training import (
     fit,
     random_shifts,
 )
+from nnlab.models.numpy.network import INITS, Network, build_mlp
+from nnlab.models.numpy.optimizers import LR_SCHEDULES, OPTIMIZERS, make_optimizer
 
 __all__ = [
     "INITS",

@@ -111,15 +111,15 @@ def registered_metadata(uri: str) -> dict[str, Any]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from nnlab import tracking
+    from nnlab.tracking import mlflow_runs
 
-    tracking.quiet_mlflow()
-    mlflow.set_tracking_uri(tracking.tracking_uri())
+    mlflow_runs.quiet_mlflow()
+    mlflow.set_tracking_uri(mlflow_runs.tracking_uri())
     try:
         metadata: dict[str, Any] = mlflow.models.get_model_info(uri).metadata or {}
     except (MlflowException, OSError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ValueError(f"{uri}: not found in {tracking.tracking_uri()} ({first}); "
+        raise ValueError(f"{uri}: not found in {mlflow_runs.tracking_uri()} ({first}); "
                          "`nnlab promote` registers a model, or check MLFLOW_TRACKING_URI"
                          ) from None
     if "input_shape" not in metadata or "classes" not in metadata:

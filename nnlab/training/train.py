@@ -7,18 +7,18 @@ import shutil
 import sys
 from pathlib import Path
 
-from nnlab import tracking
-from nnlab.checkpoints import RESTART_HINT, StageCheckpoint
 from nnlab.core.contract import load_classes, load_split
 from nnlab.core.errors import USER_ERRORS, Pruned, TrackingServerError
 from nnlab.core.files import sha256, write_csv, write_json
 from nnlab.core.layout import HISTORY_COLUMNS, TRAIN_INFO_FILE, Layout
 from nnlab.core.progress import EpochProgress
 from nnlab.core.schema import Params, flatten
-from nnlab.live import LiveMetrics, Pacer
-from nnlab.models import mlflow_model
+from nnlab.models import logged_model
 from nnlab.models.base import EpochHook, History, ImageClassifier, Split, get_model_class
-from nnlab.search.link import TrialLink
+from nnlab.tracking import mlflow_runs
+from nnlab.training.checkpoints import RESTART_HINT, StageCheckpoint
+from nnlab.training.live_metrics import LiveMetrics, Pacer
+from nnlab.training.trial import Trial
 
 
 def _digest(layout: Layout, names: tuple[str, ...] = ("train", "val")) -> str:
@@ -27,23 +27,26 @@ def _digest(layout: Layout, names: tuple[str, ...] = ("train", "val")) -> str:
                     for kind in ("images", "labels")))[:16]
 
 
-def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
+def train(model_name: str, params: Params, layout: Layout, trial: Trial | None = None
+          ) -> dict[str, object]:
     """Train one model, log it to MLflow, and write models/<model>/ and its history.csv.
 
-    Live (each epoch goes out as it ends: `_Epochs`) and resumable (nnlab/checkpoints.py: a
-    stage stopped in any way goes on from its last checkpointed epoch, in the same MLflow run,
-    and ends as an unstopped run would). The model goes through a .partial folder renamed
-    into place, so a failed run never leaves a model that looks valid. A sweep trial's run
-    (NNLAB_TRIAL, nnlab/search/link.py) is nested under the study's; a pruned trial leaves
-    only a train_info.json saying so, and its run ends KILLED.
+    Live (each epoch goes out as it ends: `_Epochs`) and resumable
+    (nnlab/training/checkpoints.py: a stage stopped in any way goes on from its last
+    checkpointed epoch, in the same MLflow run, and ends as an unstopped run would). The model
+    goes through a .partial folder renamed into place, so a failed run never leaves a model
+    that looks valid. A sweep's `trial`
+    (handed in by the stage: nnlab/training/trial.py) tags the run, nesting it under the
+    study's, and hears of each epoch; a pruned trial leaves only a train_info.json saying so,
+    and its run ends KILLED.
     """
-    tracking.check_server()  # a server that is down fails here, not after training
-    link, model_params = TrialLink.from_env(), params.model_params(model_name)
+    mlflow_runs.check_server()  # a server that is down fails here, not after training
+    model_params = params.model_params(model_name)
     train_set, val_set = load_split(layout.split, "train"), load_split(layout.split, "val")
     classes = load_classes(layout.prepared)
     dataset = params.data.dataset
-    tags = {**tracking.dvc_tags(f"train@{model_name}"), "model": model_name, "dataset": dataset,
-            "dataset.digest": _digest(layout), **(link.mlflow_tags() if link else {})}
+    tags = {**mlflow_runs.dvc_tags(f"train@{model_name}"), "model": model_name, "dataset": dataset,
+            "dataset.digest": _digest(layout), **(trial.mlflow_tags() if trial else {})}
     run_params = {**flatten(model_params), "seed": params.seed, "dataset": dataset}
     model_dir = layout.model_dir(model_name)
     for folder in (model_dir.with_name(model_dir.name + ".partial"), model_dir):
@@ -54,15 +57,15 @@ def train(model_name: str, params: Params, layout: Layout) -> dict[str, object]:
                      getattr(model_params, "epochs", None))
     try:
         # A trial's retry is a new trial: its own run, given the epochs the checkpoint has.
-        with tracking.training_run(dataset, model_name, run_params, tags, resume=None if link
+        with mlflow_runs.training_run(dataset, model_name, run_params, tags, resume=None if trial
                                    else checkpoint.extra.get("mlflow_run_id")) as run_id:
             info["mlflow_run_id"] = checkpoint.extra["mlflow_run_id"] = run_id
-            tracking.log_datasets(dataset, {
+            mlflow_runs.log_datasets(dataset, {
                 "training": (*train_set, _digest(layout, ("train",))),
                 "validation": (*val_set, _digest(layout, ("val",)))})
-            if link:
-                link.record_run(run_id)
-            epochs.start(run_id, link.epoch_reporter() if link else None)
+            if trial:
+                trial.record_run(run_id)
+            epochs.start(run_id, trial.epoch_reporter() if trial else None)
             model = get_model_class(model_name)(model_params, params.seed)
             checkpoint.start_clock()
             try:
@@ -92,11 +95,11 @@ def _finish(model: ImageClassifier, model_name: str, history: History, info: dic
     info.update(param_count=model.count_params(), training_seconds=round(seconds, 3),
                 samples_per_second=round(len(history) * len(train_set[1]) / seconds, 1),
                 epochs=len(history), **epochs.resumed)
-    with tracking.server_errors("the trained model is kept in its checkpoint, and is logged "
+    with mlflow_runs.server_errors("the trained model is kept in its checkpoint, and is logged "
                                 "without retraining"):
         epochs.complete(history)
         _save(model, model_name, info, train_set, layout)
-        tracking.log_results({"param_count": model.count_params(),
+        mlflow_runs.log_results({"param_count": model.count_params(),
                               "training_seconds": seconds}, [epochs.history_path])
 
 
@@ -177,7 +180,7 @@ def _save(model: ImageClassifier, model_name: str, info: dict[str, object],
     try:
         model.save(partial_dir)
         metadata = {key: info[key] for key in ("model", "classes", "dataset", "input_shape")}
-        info["mlflow_model_uri"] = mlflow_model.log_model(model, model_name, partial_dir,
+        info["mlflow_model_uri"] = logged_model.log_model(model, model_name, partial_dir,
                                                           train_set[0][:5], metadata)
         write_json(partial_dir / TRAIN_INFO_FILE, info)
         partial_dir.rename(model_dir)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.models.numpy_dnn.layers import ACTIVATIONS, Array, BatchNorm, Dense, Dropout, Layer
-from nnlab.models.numpy_dnn.losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from nnlab.models.numpy.layers import ACTIVATIONS, Array, BatchNorm, Dense, Dropout, Layer
+from nnlab.models.numpy.losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 
 # Weight scale per init name, as a function of fan-in. `zeros` is kept on purpose: the tutorials
 # use it to show that identical units never become different (symmetry is never broken).

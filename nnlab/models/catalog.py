@@ -24,10 +24,10 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "numpy_dnn": ModelEntry("nnlab.models.numpy_dnn.classifier:NumpyDnnClassifier",
-                            "nnlab.models.numpy_dnn.params:NumpyDnnParams"),
-    "numpy_cnn": ModelEntry("nnlab.models.numpy_dnn.classifier:NumpyCnnClassifier",
-                            "nnlab.models.numpy_dnn.params:NumpyCnnParams"),
+    "numpy_dnn": ModelEntry("nnlab.models.numpy.classifier:NumpyDnnClassifier",
+                            "nnlab.models.numpy.params:NumpyDnnParams"),
+    "numpy_cnn": ModelEntry("nnlab.models.numpy.classifier:NumpyCnnClassifier",
+                            "nnlab.models.numpy.params:NumpyCnnParams"),
     "keras_mlp": ModelEntry("nnlab.models.keras.classifier:KerasMlpClassifier",
                             "nnlab.models.keras.params:KerasMlpParams"),
     "cnn": ModelEntry("nnlab.models.keras.classifier:CnnClassifier",
@@ -39,7 +39,7 @@ MODEL_NAMES = tuple(MODELS)
 
 
 def load(target: str) -> Any:
-    """The object a "module:Name" string names, its module imported now (the registry's
+    """The object a "module:Name" string names, its module imported now (the catalog's
     classes and nnlab.params' section schemas)."""
     module_name, name = target.split(":")
     return getattr(importlib.import_module(module_name), name)

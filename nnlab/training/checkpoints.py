@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from nnlab.core.files import atomic_path, project_root
 from nnlab.core.layout import CHECKPOINTS_DIR
 from nnlab.core.schema import Params, flatten
-from nnlab.live import Pacer
+from nnlab.training.live_metrics import Pacer
 
 FOLDER = CHECKPOINTS_DIR
 RESTART_VARIABLE = "NNLAB_RESTART"

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from nnlab.core.contract import to_float_images
 from nnlab.models.base import Checkpoint, EpochHook, FeatureClassifier, History, Split
-from nnlab.models.numpy_dnn import (
+from nnlab.models.numpy import (
     FitState,
     Network,
     TrainConfig,
@@ -23,8 +23,8 @@ from nnlab.models.numpy_dnn import (
     make_optimizer,
     random_shifts,
 )
-from nnlab.models.numpy_dnn.convnet import build_cnn
-from nnlab.models.numpy_dnn.params import NumpyCnnParams, NumpyDnnParams
+from nnlab.models.numpy.convnet import build_cnn
+from nnlab.models.numpy.params import NumpyCnnParams, NumpyDnnParams
 
 
 class _NumpyClassifier(FeatureClassifier):

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from nnlab.models.numpy_dnn.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
-from nnlab.models.numpy_dnn.layers import Array, BatchNorm, Dense, Dropout, Layer, ReLU
-from nnlab.models.numpy_dnn.network import Network, init_weights
+from nnlab.models.numpy.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
+from nnlab.models.numpy.layers import Array, BatchNorm, Dense, Dropout, Layer, ReLU
+from nnlab.models.numpy.network import Network, init_weights
 
 # (filters, padding) of the DeepConvNet's convs; a 2x2 max-pool follows every second one.
 DEEP_CONVS = [(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]

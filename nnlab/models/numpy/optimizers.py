@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core import stops
-from nnlab.models.numpy_dnn import kernels
-from nnlab.models.numpy_dnn.layers import Array
+from nnlab.models.numpy import kernels
+from nnlab.models.numpy.layers import Array
 
 # (kernel, dtype) pairs this process has compiled: their first call ran under stops.deferred().
 _COMPILED: set[tuple[str, np.dtype]] = set()

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from nnlab import store
 from nnlab.core.files import project_root
-from nnlab.server.client import experiment_link
-from nnlab.tracking import STORE_FILE, quiet_mlflow
+from nnlab.tracking import store
+from nnlab.tracking.mlflow_runs import STORE_FILE, quiet_mlflow
+from nnlab.tracking.server_check import experiment_link
 
 
 def _dataset(root: Path) -> str | None:
@@ -35,7 +35,7 @@ def prepare(root: Path | None = None, report: Callable[[str], None] = print) -> 
     quiet_mlflow()
     import mlflow
 
-    from nnlab.liveness import end_dead_runs
+    from nnlab.tracking.heartbeat import end_dead_runs
 
     root = root or project_root()
     path = root / STORE_FILE

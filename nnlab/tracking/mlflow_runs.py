@@ -14,11 +14,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nnlab import store
 from nnlab.core.errors import Interrupted, Pruned, TrackingServerError
 from nnlab.core.files import project_root
-from nnlab.liveness import END_TAG, beating, end_dead_runs, owner_tags
-from nnlab.server.client import check_server
+from nnlab.tracking import store
+from nnlab.tracking.heartbeat import END_TAG, beating, end_dead_runs, owner_tags
+from nnlab.tracking.server_check import check_server
 
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -54,9 +54,9 @@ def quiet_mlflow() -> None:
 def setup(experiment_name: str) -> str:
     """Point MLflow at the project's store and return the experiment id, creating both once.
 
-    A local store is made atomically under a file lock (nnlab/store.py), and the experiment
-    is created under the same lock, so `dvc queue start -j 2`, `make ui` and a stage that
-    start at the same moment make each once.
+    A local store is made atomically under a file lock (nnlab/tracking/store.py), and the
+    experiment is created under the same lock, so `dvc queue start -j 2`, `make ui` and a
+    stage that start at the same moment make each once.
     """
     quiet_mlflow()
     import mlflow

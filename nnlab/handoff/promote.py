@@ -50,10 +50,10 @@ def _client() -> Any:
     """The client of the project's tracking store (made first if it is a new local one)."""
     import mlflow
 
-    from nnlab import store, tracking
+    from nnlab.tracking import mlflow_runs, store
 
-    tracking.quiet_mlflow()
-    uri = tracking.tracking_uri()
+    mlflow_runs.quiet_mlflow()
+    uri = mlflow_runs.tracking_uri()
     path = store.sqlite_path(uri)
     if path is not None:
         store.ensure(path)
@@ -112,7 +112,7 @@ def candidate(run_id: str) -> Candidate:
     """The run as a model to promote, refused in one line if it is not one."""
     from mlflow.exceptions import MlflowException
 
-    from nnlab.liveness import end_dead_runs
+    from nnlab.tracking.heartbeat import end_dead_runs
 
     client = _client()
     end_dead_runs(client)  # a run its dead process left RUNNING is FAILED, not promotable

@@ -7,50 +7,51 @@ registries, so the schema can never accept a name the code does not know.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
 from nnlab.core.schema import (
+    DEEP_CNN,
     Activation,
     BatchSize,
-    ConvBlock,
     ConvBlocks,
     Epochs,
-    LearningRate,
-    Patience,
     Probability,
-    Section,
+    TrainingFields,
     Units,
     one_of,
 )
-from nnlab.models.numpy_dnn.network import INITS
-from nnlab.models.numpy_dnn.optimizers import LR_SCHEDULES, OPTIMIZERS
+from nnlab.models.numpy.network import INITS
+from nnlab.models.numpy.optimizers import LR_SCHEDULES, OPTIMIZERS
 
 
-class NumpyDnnParams(Section):
+class NumpyTrainingFields(TrainingFields):
+    """What both NumPy networks add to the shared training fields: numpy_dnn's optimizers
+    with their constants, and random shifts of the training images."""
+
+    optimizer: Annotated[str, one_of(tuple(OPTIMIZERS), "optimizer")]
+    momentum: Probability
+    beta1: Probability
+    beta2: Probability
+    epsilon: float = Field(gt=0, le=1)
+    augment_shift: float = Field(ge=0, le=0.5)  # random shifts, as cnn's augment.shift
+    augment_subpixel: bool  # shifts by fractions of a pixel, bilinear (Keras's)
+
+
+class NumpyDnnParams(NumpyTrainingFields):
     """[LINEAR -> (BN) -> ACT -> (DROPOUT)] x L -> LINEAR -> SOFTMAX, trained from scratch."""
 
     hidden_layers: Units
     activation: Activation
     init: Annotated[str, one_of(INITS, "init")]
-    optimizer: Annotated[str, one_of(tuple(OPTIMIZERS), "optimizer")]
-    learning_rate: LearningRate
-    momentum: Probability
-    beta1: Probability
-    beta2: Probability
-    epsilon: float = Field(gt=0, le=1)
     learning_rate_decay: Annotated[str, one_of(tuple(LR_SCHEDULES), "learning_rate_decay")] | None
     decay_rate: float = Field(gt=0, le=100)
     decay_epochs: Epochs
     l2: float = Field(ge=0, le=10)
     dropout: Probability
     batch_norm: bool
-    augment_shift: float = Field(ge=0, le=0.5)  # random shifts, as cnn's augment.shift
-    augment_subpixel: bool  # shifts by fractions of a pixel, bilinear (Keras's)
-    batch_size: BatchSize | None  # None: full-batch gradient descent
-    epochs: Epochs
-    early_stopping_patience: Patience | None  # None: train every epoch
+    batch_size: BatchSize | None  # type: ignore[assignment]  # None: full-batch descent
 
     @model_validator(mode="after")
     def _step_decay_shrinks(self) -> NumpyDnnParams:
@@ -62,22 +63,12 @@ class NumpyDnnParams(Section):
         return self
 
 
-# The source tutorials' DeepConvNet (nnlab/models/numpy_dnn/convnet.py builds it layer for
-# layer): these are the values it trains with, so MLflow logs what was really trained.
-DEEP_CNN: dict[str, Any] = {
-    "blocks": [ConvBlock(filters=16, convs=2), ConvBlock(filters=32, convs=2),
-               ConvBlock(filters=64, convs=2)],
-    "block_dropout": 0.0,
-    "dense_units": [50],
-    "dense_dropout": 0.5,
-    "init": "he",
-    "optimizer": "adam",
-    "batch_norm": False,
-}
-CNN_PRESETS = {"deep": DEEP_CNN}
+# The source tutorials' DeepConvNet (nnlab/core/schema.py; nnlab/models/numpy/convnet.py
+# builds it layer for layer), without batch norm, as the tutorial trains it.
+CNN_PRESETS = {"deep": {**DEEP_CNN, "batch_norm": False}}
 
 
-class NumpyCnnParams(Section):
+class NumpyCnnParams(NumpyTrainingFields):
     """[Conv3x3 x convs -> (BN) -> ReLU -> MaxPool -> Dropout] per block -> Dense -> out, from
     scratch in NumPy: the Keras cnn's params, with numpy_dnn's optimizers."""
 
@@ -88,17 +79,6 @@ class NumpyCnnParams(Section):
     dense_dropout: Probability
     init: Annotated[str, one_of(INITS, "init")]
     batch_norm: bool
-    augment_shift: float = Field(ge=0, le=0.5)  # random shifts, as numpy_dnn's
-    augment_subpixel: bool  # as numpy_dnn's
-    optimizer: Annotated[str, one_of(tuple(OPTIMIZERS), "optimizer")]
-    learning_rate: LearningRate
-    momentum: Probability
-    beta1: Probability
-    beta2: Probability
-    epsilon: float = Field(gt=0, le=1)
-    batch_size: BatchSize
-    epochs: Epochs
-    early_stopping_patience: Patience | None  # None: train every epoch
 
     @model_validator(mode="after")
     def _apply_preset(self) -> NumpyCnnParams:

@@ -17,8 +17,8 @@ from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from nnlab.core import stops
-from nnlab.models.numpy_dnn import kernels
-from nnlab.models.numpy_dnn.layers import Array, BatchNorm, Layer
+from nnlab.models.numpy import kernels
+from nnlab.models.numpy.layers import Array, BatchNorm, Layer
 
 PADDINGS = ("same", "valid")
 

@@ -1,6 +1,6 @@
 """A Keras training's whole state at the end of each epoch, and putting it back, so that a
 stopped fit goes on from its last checkpointed epoch (the train stage's checkpoint,
-nnlab/checkpoints.py).
+nnlab/training/checkpoints.py).
 
 The state: every model variable (weights, batch-norm statistics, and the seed generators of
 dropout and augmentation), every optimizer variable (its step count and moments), early

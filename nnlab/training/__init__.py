@@ -1,0 +1,9 @@
+"""The train stage's work, for every model family:
+
+    train.py         fit one model (live, resumable), log it to MLflow, write models/<model>/
+    checkpoints.py   the stage's checkpoint after each epoch, and the key that says whose it is
+    live_metrics.py  each epoch's metrics sent to the MLflow run as it ends, off the training
+                     thread; the Pacer both share
+    trial.py         a sweep's trial, handed in through NNLAB_TRIAL: training never imports
+                     nnlab/search/
+"""
