@@ -163,7 +163,7 @@ def bench_numpy(sizes: list[int], x: np.ndarray, y: np.ndarray, epochs: int,
     optimizer = make_optimizer("adam", 1e-3)
     matmuls = step_matmuls(sizes, rng)
     val = (x[:BATCH], y[:BATCH])
-    config = TrainConfig(epochs=1, batch_size=BATCH, progress=False)
+    config = TrainConfig(epochs=1, batch_size=BATCH)
     fit(network, optimizer, (x, y), val, config, rng)  # warm-up: numba compiles the update
     rates, ceilings, shares = [], [], []
     for _ in range(epochs):

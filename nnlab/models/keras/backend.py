@@ -12,4 +12,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+# No Keras progress bar anywhere (MLflow's Keras flavor calls `model.predict()` with its
+# default verbosity when it logs a model): the stages print their own epoch lines
+# (nnlab/core/progress.py). Keras then sends those messages to Python logging at INFO level.
+keras.utils.disable_interactive_logging()
+
 __all__ = ["keras", "tf"]

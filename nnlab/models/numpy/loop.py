@@ -31,8 +31,8 @@ def evaluate(
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How `fit` trains: epochs and batches, the learning-rate schedule, early stopping and
-    the progress bar.
+    """How `fit` trains: epochs and batches, the learning-rate schedule, early stopping, and
+    what is called after each epoch.
 
     Args:
         batch_size: None means full-batch gradient descent (the source tutorials' loop).
