@@ -13,7 +13,7 @@ Each direct kernel is checked against Conv2D before it is timed. numba's OpenMP 
 wait passively (OMP_WAIT_POLICY=PASSIVE): spinning after each direct kernel, they slowed the
 next OpenBLAS GEMMs by about 20%.
 
-    python benchmarks/conv_routes.py [--rounds 15]
+    python benchmarks/conv_routes.py [--rounds 15] [--quick]
 """
 
 from __future__ import annotations
@@ -138,7 +138,11 @@ def _routes(side: int, channels: int, filters: int, pad: int) -> dict[str, Calla
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="rounds of every route")
+    parser.add_argument("--quick", action="store_true",
+                        help="one round: checks that the script runs (make test); no figures")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 1
     shapes = [_routes(*conv) for conv in CONVS]
     names = list(shapes[0])
     times = [{name: [] for name in names} for _ in shapes]

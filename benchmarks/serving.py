@@ -9,6 +9,10 @@ The model is the workspace's (models/<model>/train_info.json's logged model, in 
 store): run `dvc repro` first.
 
     python benchmarks/serving.py [--model numpy_dnn] [--requests 100] [--batches 30]
+                                 [--project DIR] [--quick]
+
+`--project` serves another trained project's model (default: this one); `--quick` (run by
+`make test`) sends 3 requests and 1 batch: it checks that the script runs.
 """
 
 from __future__ import annotations
@@ -60,17 +64,23 @@ def main() -> None:
     parser.add_argument("--model", default="numpy_dnn")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--project", type=Path, default=ROOT, help="a trained project")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 requests, 1 batch: checks that the script runs (make test)")
     args = parser.parse_args()
-    info = json.loads((ROOT / "models" / args.model / "train_info.json").read_text())
+    if args.quick:
+        args.requests, args.batches = 3, 1
+    project = args.project.resolve()
+    info = json.loads((project / "models" / args.model / "train_info.json").read_text())
     uri = info["mlflow_model_uri"]
-    images = np.load(ROOT / "data/split/val_images.npy", allow_pickle=False)
+    images = np.load(project / "data/split/val_images.npy", allow_pickle=False)
     encoded = [_png(image) for image in images[:max(32, args.requests)]]
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{ROOT / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     with tempfile.TemporaryFile("w+") as log:
         began = time.perf_counter()
         server = subprocess.Popen(["nnlab", "serve", "--model", uri, "--port", str(port)],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:
             while http_status(f"http://127.0.0.1:{port}/health") != 200:

@@ -14,7 +14,7 @@ workers can only run side by side if each trial keeps to one core (the usual set
 sweep: workers x threads = cores).
 
     python benchmarks/sweep.py [--trials 8] [--scale-epochs 400] [--prune-trials 20]
-                               [--epochs 30] [--blas-threads 1]
+                               [--epochs 30] [--blas-threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -86,7 +86,12 @@ def main() -> None:
     parser.add_argument("--scale-epochs", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true",
+                        help="2 trials of 2 epochs per study: checks that the script runs "
+                        "(make test); no figures")
     args = parser.parse_args()
+    if args.quick:
+        args.trials, args.prune_trials, args.scale_epochs, args.epochs = 2, 2, 2, 2
     if args.blas_threads:
         THREADS.update({name: str(args.blas_threads) for name in (
             "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})

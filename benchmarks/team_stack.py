@@ -8,7 +8,7 @@
 3. `dvc push` / `dvc pull` of the default pipeline's data and non-TensorFlow models (digits;
    download, prepare, split, train@numpy_dnn and train@logreg) to the `team` remote.
 
-    python benchmarks/team_stack.py [--runs 20]
+    python benchmarks/team_stack.py [--runs 20] [--quick]
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ def log_one_run(uri: str, artifacts: list[Path]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--quick", action="store_true",
+                        help="1 logged run each: checks that the script runs (make test)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 1
     work = Path(tempfile.mkdtemp(prefix="team-bench-"))
     data_dir = work / "server"
     ports = ["--mlflow-port", str(free_port()), "--s3-port", str(free_port()),

@@ -9,6 +9,7 @@ NumPy and pydantic):
     loss.py         the cross-entropy every model reports, and the divergence rule
     activations.py  the activation names numpy_dnn and Keras share
     points.py       2-D points stored as images (the planar dataset's encoding)
+    chunks.py       work in chunks sized by a memory budget (prediction, evaluation)
     progress.py     the console's epoch lines: a bar in a terminal, a few lines in a log
     quiet.py        third-party C++ log lines (TensorFlow's banners) kept off the console
     stops.py        SIGTERM and SIGINT raised where Python can unwind from them

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from nnlab.core.chunks import chunk_rows, chunks
 from nnlab.core.contract import Split, to_features
 from nnlab.core.files import atomic_path, load_npz, reading
 from nnlab.models.catalog import MODELS, load
@@ -95,8 +96,22 @@ class FeatureClassifier(ImageClassifier):
     def inputs(images: NDArray[np.uint8]) -> NDArray[np.float32]:
         return to_features(images)
 
+    def bytes_per_image(self, image_shape: tuple[int, ...]) -> int:
+        """What one more image costs a prediction: its features as float32, and the
+        estimator's copy of them (the NumPy networks measure their own layers)."""
+        return 2 * 4 * int(np.prod(image_shape))
+
     def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
-        return np.asarray(self._trained().predict_proba(self.inputs(images)), np.float32)
+        """In chunks sized by the working-memory budget (nnlab/core/chunks.py): the images'
+        float copies and the network's activations never grow with the set. A set that fits
+        in one chunk is one call, as before."""
+        model = self._trained()
+        rows = chunk_rows(self.bytes_per_image(tuple(images.shape[1:])))
+        if len(images) <= rows:
+            return np.asarray(model.predict_proba(self.inputs(images)), np.float32)
+        return np.concatenate([
+            np.asarray(model.predict_proba(self.inputs(images[part])), np.float32)
+            for part in chunks(len(images), rows)])
 
     def _save_arrays(self, directory: Path, arrays: dict[str, NDArray[Any]]) -> None:
         # Plain arrays instead of a pickle: loading a model never executes code.

@@ -40,6 +40,9 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
     assert {f"train@{m}" for m in MODELS} <= ran_stages(output)
     # A user reads this log: no library's INFO lines in it (MLflow's input example check)
     assert not [line for line in output.splitlines() if " INFO " in line], output[-3000:]
+    # ... and no Keras progress bar (MLflow's Keras flavor predicts when it logs a model)
+    assert not [line for line in output.splitlines() if "━" in line or "/step" in line], \
+        output[-3000:]
 
     test_labels = np.load(project / "data/prepared/test_labels.npy", allow_pickle=False)
     for model in MODELS:

@@ -99,3 +99,18 @@ def test_the_issue_targets(baseline: Path, file: str, allowed: set[str]) -> None
     importers = {stage for stage, record in imports.items()
                  if file in record["files"]}  # type: ignore[operator]
     assert importers and importers <= allowed, importers
+
+
+def test_an_edit_to_the_sweep_or_the_team_stack_reruns_nothing(baseline: Path) -> None:
+    """The train stage takes a sweep's trial by name (nnlab/training/trial.py): no stage's
+    process imports nnlab/search/ or nnlab/server/, so no edit there retrains a model (the
+    loop above checks each of those files against real `dvc status` too)."""
+    imports = _imports(baseline)
+    files = [path.relative_to(baseline).as_posix()
+             for folder in ("nnlab/search", "nnlab/server")
+             for path in (baseline / folder).glob("*.py")]
+    assert len(files) > 20
+    importers = {file: sorted(stage for stage, record in imports.items()
+                              if file in record["files"])  # type: ignore[operator]
+                 for file in files}
+    assert {file: stages for file, stages in importers.items() if stages} == {}

@@ -78,6 +78,10 @@ class _NumpyClassifier(FeatureClassifier):
     def count_params(self) -> int:
         return int(self._trained().count_params())
 
+    def bytes_per_image(self, image_shape: tuple[int, ...]) -> int:
+        features = self.inputs(np.zeros((1, *image_shape), np.uint8))
+        return features.nbytes + int(self._trained().bytes_per_sample(features.shape[1:]))
+
     def save(self, directory: Path) -> None:
         self._save_arrays(directory, self._trained().to_arrays())
 

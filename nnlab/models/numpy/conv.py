@@ -63,6 +63,7 @@ class Conv2D(Layer):
     in benchmarks/README.md."""
 
     CHUNK_BYTES = 8 << 20
+    KEPT_SHAPES = 4  # buffers kept for the last input shapes: training's and validation's
 
     def __init__(self, W: Array, b: Array | None, stride: int = 1, padding: str | int = "same",
                  input_grad: bool = True) -> None:
@@ -95,6 +96,10 @@ class Conv2D(Layer):
         out_h, top, bottom = _pads(height, kh, self.stride, self.padding)
         out_w, left, right = _pads(width, kw, self.stride, self.padding)
         if x.shape not in self._buffers:
+            while len(self._buffers) >= self.KEPT_SHAPES:  # bounded, whatever sizes come
+                oldest = next(iter(self._buffers))
+                del self._buffers[oldest]
+                self._dx.pop(oldest, None)
             padded = np.zeros((n, height + top + bottom, width + left + right, channels),
                               x.dtype)
             self._buffers[x.shape] = (padded, np.empty((n * out_h * out_w, kh * kw * channels),
@@ -103,6 +108,9 @@ class Conv2D(Layer):
         padded[:, top:top + height, left:left + width] = x  # the border stays zero
         self._geometry = (n, out_h, out_w, kh, kw, channels, top, left, height, width)
         return padded, cols
+
+    def scratch_bytes(self, x: Array) -> int:
+        return sum(array.nbytes for array in self._buffers.get(x.shape, ()))
 
     def _fill(self, padded: Array, cols: Array, start: int, end: int) -> Array:
         """im2col of samples start:end into their rows of cols: one copy from a strided view

@@ -33,6 +33,10 @@ class Layer:
         """Fill `grads` and return dx. May overwrite `dout`, which the network never reuses."""
         raise NotImplementedError
 
+    def scratch_bytes(self, x: Array) -> int:
+        """Bytes of the buffers the layer keeps for inputs shaped as x (Conv2D's columns)."""
+        return 0
+
 
 class Dense(Layer):
     """Affine layer: x (N, n_in) @ W (n_in, n_out) + b (n_out,).

@@ -63,6 +63,17 @@ class Network:
         """Class probabilities, shaped (N, n_classes)."""
         return self.loss.probabilities(self.logits(x))
 
+    def bytes_per_sample(self, input_shape: tuple[int, ...]) -> int:
+        """What one more sample costs a forward pass in inference mode: every layer's output
+        and kept buffers, measured on one zero sample of `input_shape` (no batch axis)."""
+        x: Array = np.zeros((1, *input_shape), np.float32)
+        total = x.nbytes
+        for layer in self.layers:
+            output = layer.forward(x)
+            total += output.nbytes + layer.scratch_bytes(x)
+            x = output
+        return total
+
     def loss_and_backward(self, x: Array, labels: NDArray[np.int64]) -> tuple[float, Array]:
         """Forward + backward on one batch in training mode; fills every layer's grads.
 
