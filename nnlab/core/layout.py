@@ -12,7 +12,8 @@ TRAIN_INFO_FILE = "train_info.json"
 SKIPPED_FILE = "skipped.txt"
 PLOTS_DIR = "plots"  # reports/<model>/plots/*.png
 BASELINES_FILE = "baselines.json"  # reports/baselines.json: scikit-learn's baselines
-CHECKPOINTS_DIR = Path(".nnlab") / "checkpoints"  # under the repository root (checkpoints.py)
+# under the repository root (nnlab/training/checkpoints.py)
+CHECKPOINTS_DIR = Path(".nnlab") / "checkpoints"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from nnlab.core.chunks import chunk_rows, chunks
 from nnlab.core.contract import Split, load_split, to_features
 from nnlab.core.files import write_json
 from nnlab.core.layout import BASELINES_FILE, Layout
@@ -64,7 +65,11 @@ def fit_and_score(name: str, train: Split, sets: dict[str, Split], seed: int) ->
                               "training_seconds": round(seconds, 3),
                               "train_samples": int(len(train[1]))}
     for split, (images, labels) in sets.items():
-        predicted = estimator.predict(to_features(images))
+        # In chunks (float64 features inside scikit-learn: 8 bytes a pixel), whatever the set.
+        rows = chunk_rows(8 * int(np.prod(images.shape[1:])))
+        predicted = np.concatenate([estimator.predict(to_features(images[part]))
+                                    for part in chunks(len(labels), rows)]) \
+            if len(labels) else np.empty(0, np.int64)
         result[f"{split}_accuracy"] = float(np.mean(predicted == labels))
     return result
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SERVING_CODE = Path(__file__).with_name("serving_model.py")
+SERVING_CODE = Path(__file__).with_name("serving_pyfunc.py")
 
 
 def load(uri: str) -> Any:

@@ -30,6 +30,7 @@ TINY: dict[str, tuple[list[str], str]] = {
     "paired_test.py": (["{project}"], "McNemar's exact test"),
     "quality.py": (["--quick"], "targets: numpy_dnn > SVC"),
     "rerun_scope.py": (["nnlab/evaluation/plots.py"], "nnlab/evaluation/plots.py: 6 stages"),
+    "scale.py": (["--quick"], "prepare of the photo folder, one core / every core"),
     "serving.py": (["--quick", "--project", "{project}"], "32 images per request"),
     "sweep.py": (["--quick"], "pruned trials trained"),
     "team_stack.py": (["--quick"], "dvc push:"),

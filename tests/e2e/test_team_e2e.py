@@ -594,7 +594,7 @@ def test_with_auth_only_the_env_file_credentials_get_in(stack: Stack, tmp_path: 
         assert password not in output  # never printed in full
         with pytest.raises(urllib.error.HTTPError, match="401"):
             second.api("/api/2.0/mlflow/experiments/search?max_results=1")
-        check = ("from nnlab import tracking; tracking.check_server(); "
+        check = ("from nnlab.tracking import mlflow_runs; mlflow_runs.check_server(); "
                  "import mlflow; mlflow.set_experiment('auth'); "
                  "mlflow.start_run(); mlflow.log_metric('m', 1.0); mlflow.end_run()")
         refused = subprocess.run(["python", "-c", check], capture_output=True, text=True,

@@ -154,9 +154,13 @@ def test_a_worker_that_outlives_the_stop_grace_is_killed_and_its_trial_ends_fail
         print("ready", flush=True)
         time.sleep(120)
         """)], start_new_session=True, stdout=subprocess.PIPE, text=True)
-    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                              start_new_session=True)
-    assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    polite = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); "
+                               "time.sleep(120)"], start_new_session=True,
+                              stdout=subprocess.PIPE, text=True)
+    # Both are running their code before the stop: on a loaded machine a Python that is still
+    # starting can take longer than the grace to reach its SIGINT handler.
+    for process in (worker, polite):
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     client, trials = mlflow.MlflowClient(), []
     experiment = client.create_experiment("sweep")
     for process in (worker, polite):  # a trial of each, as a worker's objective marks it
