@@ -159,6 +159,11 @@ def measure(name: str, project: Path, commands: list[str]) -> dict[str, tuple[fl
         results[command] = stage(command, project)
         seconds, rss = results[command]
         print(f"{name:<10} {command:<20} {seconds:8.1f} s {rss:8,.0f} MB", flush=True)
+    sizes = {folder: sum(path.stat().st_size for path in (project / folder).rglob("*")
+                         if path.is_file()) / 1e6 for folder in ("images", "data", "models")}
+    print(f"{name:<10} disk: " + ", ".join(f"{folder}/ {megabytes:,.0f} MB" for folder, megabytes
+                                          in sizes.items()) + " (DVC's cache not counted)",
+          flush=True)
     return results
 
 

@@ -35,10 +35,9 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
     (nnlab/training/checkpoints.py: a stage stopped in any way goes on from its last
     checkpointed epoch, in the same MLflow run, and ends as an unstopped run would). The model
     goes through a .partial folder renamed into place, so a failed run never leaves a model
-    that looks valid. A sweep's `trial`
-    (handed in by the stage: nnlab/training/trial.py) tags the run, nesting it under the
-    study's, and hears of each epoch; a pruned trial leaves only a train_info.json saying so,
-    and its run ends KILLED.
+    that looks valid. A sweep's `trial` (handed in by the stage: nnlab/training/trial.py)
+    tags the run, nesting it under the study's, and hears of each epoch; a pruned trial
+    leaves only a train_info.json saying so, and its run ends KILLED.
     """
     mlflow_runs.check_server()  # a server that is down fails here, not after training
     model_params = params.model_params(model_name)
@@ -57,8 +56,9 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
                      getattr(model_params, "epochs", None))
     try:
         # A trial's retry is a new trial: its own run, given the epochs the checkpoint has.
-        with mlflow_runs.training_run(dataset, model_name, run_params, tags, resume=None if trial
-                                   else checkpoint.extra.get("mlflow_run_id")) as run_id:
+        resume = None if trial else checkpoint.extra.get("mlflow_run_id")
+        with mlflow_runs.training_run(dataset, model_name, run_params, tags,
+                                      resume=resume) as run_id:
             info["mlflow_run_id"] = checkpoint.extra["mlflow_run_id"] = run_id
             mlflow_runs.log_datasets(dataset, {
                 "training": (*train_set, _digest(layout, ("train",))),
@@ -95,12 +95,12 @@ def _finish(model: ImageClassifier, model_name: str, history: History, info: dic
     info.update(param_count=model.count_params(), training_seconds=round(seconds, 3),
                 samples_per_second=round(len(history) * len(train_set[1]) / seconds, 1),
                 epochs=len(history), **epochs.resumed)
-    with mlflow_runs.server_errors("the trained model is kept in its checkpoint, and is logged "
-                                "without retraining"):
+    with mlflow_runs.server_errors("the trained model is kept in its checkpoint, and is "
+                                   "logged without retraining"):
         epochs.complete(history)
         _save(model, model_name, info, train_set, layout)
         mlflow_runs.log_results({"param_count": model.count_params(),
-                              "training_seconds": seconds}, [epochs.history_path])
+                                 "training_seconds": seconds}, [epochs.history_path])
 
 
 def _info(model_name: str, classes: list[str], dataset: str, train_set: Split
