@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from nnlab.core.chunks import chunk_rows, chunks
 from nnlab.core.errors import DataFormatError
 from nnlab.core.files import RESTORE, atomic_path, load_npy, reading
 
@@ -50,7 +51,7 @@ def check_contract(images: NDArray, labels: NDArray, n_classes: int, name: str) 
 
 def check_memory(shape: tuple[int, ...], cause: str, fix: str) -> None:
     """Refuse, before allocating, uint8 arrays of `shape` that cannot fit: prepare holds the
-    images about twice (all of them, then the train and test parts)."""
+    images once, and asks for twice that to leave room for the reader and the page cache."""
     import psutil
 
     need = 2 * math.prod(shape)
@@ -63,19 +64,31 @@ def check_memory(shape: tuple[int, ...], cause: str, fix: str) -> None:
         )
 
 
-def _save_npy(path: Path, array: NDArray) -> None:
+def _save_npy(path: Path, array: NDArray, rows: NDArray[np.intp] | None = None) -> None:
+    """np.save of `array`, or of `array[rows]` gathered chunk by chunk and written as it goes
+    (the same bytes as np.save's, without a second copy of the rows in memory)."""
     # Write next to the target, then rename: a crash never leaves a valid-looking half file.
     with atomic_path(path) as part, open(part, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
+        if rows is None:
+            np.save(handle, array, allow_pickle=False)
+            return
+        np.lib.format.write_array_header_1_0(handle, {
+            "descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+            "shape": (len(rows), *array.shape[1:])})
+        step = chunk_rows(int(np.prod(array.shape[1:])) * array.itemsize)
+        for part_rows in chunks(len(rows), step):
+            handle.write(np.ascontiguousarray(array[rows[part_rows]]).tobytes())
 
 
 def save_split(
-    directory: Path, name: str, images: NDArray[np.uint8], labels: NDArray[np.int64]
+    directory: Path, name: str, images: NDArray[np.uint8], labels: NDArray[np.int64],
+    rows: NDArray[np.intp] | None = None,
 ) -> None:
-    """Write `<name>_images.npy` and `<name>_labels.npy` under `directory`."""
+    """Write `<name>_images.npy` and `<name>_labels.npy` under `directory`: the arrays, or
+    their `rows` (written chunk by chunk)."""
     directory.mkdir(parents=True, exist_ok=True)
-    _save_npy(directory / f"{name}_images.npy", images)
-    _save_npy(directory / f"{name}_labels.npy", labels)
+    _save_npy(directory / f"{name}_images.npy", images, rows)
+    _save_npy(directory / f"{name}_labels.npy", labels if rows is None else labels[rows])
 
 
 def load_split(directory: Path, name: str) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:

@@ -103,19 +103,20 @@ def load(raw_dir: Path, data: DataParams) -> RawDataset:
     shape = (len(entries), side, side, 1 if data.grayscale else 3)
     check_memory(shape, f"data.image_size={side}", "lower data.image_size")
     images = np.empty(shape, dtype=np.uint8)
-    labels = np.empty(len(entries), dtype=np.int64)
-    found: dict[str, int] = {}
-    skipped = []
-    count = 0
     paths = [root / entry["path"] for entry in entries]
-    for entry, path, pixels in zip(entries, paths, _read_all(paths, mode, side), strict=True):
-        if isinstance(pixels, BaseException):
-            skipped.append(f"{path}\t{type(pixels).__name__}: {pixels}")
-            continue
-        found[entry["class"]] = found.get(entry["class"], 0) + 1
-        images[count] = pixels.reshape(images.shape[1:])
-        labels[count] = manifest["classes"].index(entry["class"])
-        count += 1
+    readable = np.ones(len(entries), dtype=bool)
+    skipped = []
+    for index, error in enumerate(_read_all(paths, mode, side, images)):
+        if error is not None:
+            readable[index] = False
+            skipped.append(f"{paths[index]}\t{type(error).__name__}: {error}")
+    kept = np.flatnonzero(readable)
+    count = len(kept)
+    for target, source in enumerate(kept if count < len(entries) else ()):
+        images[target] = images[source]  # close the gaps in place: no second array
+    index_of = {name: number for number, name in enumerate(manifest["classes"])}
+    labels = np.array([index_of[entries[source]["class"]] for source in kept], dtype=np.int64)
+    found = {manifest["classes"][number] for number in np.unique(labels)}
     empty = [name for name in manifest["classes"] if name not in found]
     skipped += [f"{root / name}/\tno readable image: class left out" for name in empty]
     classes = [name for name in manifest["classes"] if name in found]
@@ -128,29 +129,31 @@ def load(raw_dir: Path, data: DataParams) -> RawDataset:
     remap = np.array([classes.index(name) if name in found else -1
                       for name in manifest["classes"]], dtype=np.int64)
     return RawDataset(
-        images=images[:count], labels=remap[labels[:count]], classes=classes, skipped=skipped
+        images=images[:count], labels=remap[labels], classes=classes, skipped=skipped
     )
 
 
-def _read_all(paths: list[Path], mode: str, side: int
-              ) -> Iterator[np.ndarray | BaseException]:
-    """Each image's pixels, or what made it unreadable, in order; on every core for a large
-    folder, with a progress line every tenth for a very large one."""
-    def read(path: Path) -> np.ndarray | BaseException:
+def _read_all(paths: list[Path], mode: str, side: int, out: np.ndarray
+              ) -> Iterator[BaseException | None]:
+    """Read each image into its row of `out` (N, side, side, C); yield, in order, what made
+    it unreadable or None. On every core for a large folder, with a progress line every tenth
+    for a very large one."""
+    def read(index: int) -> BaseException | None:
         try:
-            return _decode(path, mode, side)
+            out[index] = _decode(paths[index], mode, side).reshape(out.shape[1:])
         except UNREADABLE as error:
             return error
+        return None
 
     with warnings.catch_warnings():  # for every thread: the filters are the process's
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         threads = workers() if len(paths) >= PARALLEL_FROM else 1
         if threads == 1:
-            yield from _reporting(map(read, paths), len(paths))
+            yield from _reporting(map(read, range(len(paths))), len(paths))
             return
         pool = ThreadPoolExecutor(threads, thread_name_prefix="prepare")
         try:
-            yield from _reporting(pool.map(read, paths), len(paths), threads)
+            yield from _reporting(pool.map(read, range(len(paths))), len(paths), threads)
         finally:  # a stop (Ctrl-C) waits for the images in flight, not for the whole folder
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -178,6 +181,6 @@ def _decode(path: Path | Any, mode: str, side: int) -> np.ndarray:
     """read_image without its warning filter (the caller sets it, once for every thread)."""
     with Image.open(path) as image:
         image.load()
-        converted = image.convert(mode)
-    resized = converted.resize((side, side), Image.Resampling.BILINEAR)
+        converted = image if image.mode == mode else image.convert(mode)
+        resized = converted.resize((side, side), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)

@@ -31,6 +31,7 @@ def split(data: DataParams, seed: int, layout: Layout) -> dict[str, int]:
     images, labels = load_split(layout.prepared, "train")
     kept, held = stratified_split(labels, data.val_fraction, seed)
     check_training_counts(labels[kept], load_classes(layout.prepared), data.val_fraction)
-    save_split(layout.split, "train", images[kept], labels[kept])
-    save_split(layout.split, "val", images[held], labels[held])
+    # Gathered from the memory-mapped images chunk by chunk, straight into the files.
+    save_split(layout.split, "train", images, labels, rows=kept)
+    save_split(layout.split, "val", images, labels, rows=held)
     return {"train": int(kept.shape[0]), "val": int(held.shape[0])}

@@ -70,18 +70,20 @@ def prepare(data: DataParams, layout: Layout) -> dict[str, int]:
     """
     source = get_dataset(data.dataset)
     raw = source.load(layout.raw, data)
+    n_classes = len(raw.classes)
     if raw.test_images is not None and raw.test_labels is not None:
-        train_images, train_labels = raw.images, raw.labels
-        test_images, test_labels = raw.test_images, raw.test_labels
+        check_contract(raw.images, raw.labels, n_classes, "train")
+        check_contract(raw.test_images, raw.test_labels, n_classes, "test")
+        save_split(layout.prepared, "train", raw.images, raw.labels)
+        save_split(layout.prepared, "test", raw.test_images, raw.test_labels)
+        counts = (len(raw.labels), len(raw.test_labels))
     else:
         kept, held = stratified_split(raw.labels, data.test_fraction, TEST_HOLDOUT_SEED)
-        train_images, train_labels = raw.images[kept], raw.labels[kept]
-        test_images, test_labels = raw.images[held], raw.labels[held]
-    n_classes = len(raw.classes)
-    check_contract(train_images, train_labels, n_classes, "train")
-    check_contract(test_images, test_labels, n_classes, "test")
-    save_split(layout.prepared, "train", train_images, train_labels)
-    save_split(layout.prepared, "test", test_images, test_labels)
+        check_contract(raw.images, raw.labels, n_classes, "train")
+        # Both parts written row by row from the loaded images: never a second copy of them.
+        save_split(layout.prepared, "train", raw.images, raw.labels, rows=kept)
+        save_split(layout.prepared, "test", raw.images, raw.labels, rows=held)
+        counts = (len(kept), len(held))
     save_classes(layout.prepared, raw.classes)
     # Always written (empty when nothing was skipped), so the output set never changes.
     write_text(
@@ -89,8 +91,4 @@ def prepare(data: DataParams, layout: Layout) -> dict[str, int]:
         f"# {len(raw.skipped)} unreadable input(s) skipped\n"
         + "".join(f"{line}\n" for line in raw.skipped),
     )
-    return {
-        "train": int(train_labels.shape[0]),
-        "test": int(test_labels.shape[0]),
-        "skipped": len(raw.skipped),
-    }
+    return {"train": counts[0], "test": counts[1], "skipped": len(raw.skipped)}

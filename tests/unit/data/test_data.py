@@ -139,3 +139,24 @@ def test_an_allocation_that_cannot_fit_is_refused_before_it_starts(
     assert str(error.value) == (
         "data.image_size=1024: 25,000 images of 1024x1024x3 need about 146.5 GiB, more than "
         "half of the 8.0 GiB of memory available; lower data.image_size")
+
+
+def test_a_split_written_by_rows_is_the_bytes_of_the_gathered_arrays(tmp_path: Path) -> None:
+    """prepare and split write their parts row by row from the loaded (or memory-mapped)
+    images, never holding a second copy: the files are exactly np.save's of the parts."""
+    import io
+
+    from nnlab.core import chunks as core_chunks
+    from nnlab.core.contract import save_split
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 50).astype(np.int64)
+    rows = rng.permutation(50)[:37]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core_chunks, "WORKING_MEMORY", 100)  # two images a chunk: many chunks
+        save_split(tmp_path, "train", images, labels, rows=rows)
+    for name, array in (("images", images[rows]), ("labels", labels[rows])):
+        expected = io.BytesIO()
+        np.save(expected, array, allow_pickle=False)
+        assert (tmp_path / f"train_{name}.npy").read_bytes() == expected.getvalue(), name
