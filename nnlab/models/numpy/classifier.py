@@ -56,6 +56,7 @@ class _NumpyClassifier(FeatureClassifier):
         rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
         image_shape = (int(train[0].shape[1]), int(train[0].shape[2]), int(train[0].shape[3]))
         self.model = network = self.build(image_shape, n_classes, rng)
+        self.__dict__.pop("_image_bytes", None)  # a new network: bytes_per_image measures anew
         optimizer = make_optimizer(
             p.optimizer, p.learning_rate,
             momentum=p.momentum, beta1=p.beta1, beta2=p.beta2, epsilon=p.epsilon,
@@ -79,8 +80,14 @@ class _NumpyClassifier(FeatureClassifier):
         return int(self._trained().count_params())
 
     def bytes_per_image(self, image_shape: tuple[int, ...]) -> int:
-        features = self.inputs(np.zeros((1, *image_shape), np.uint8))
-        return features.nbytes + int(self._trained().bytes_per_sample(features.shape[1:]))
+        # Measured once per shape (a forward pass of one image): a served model answers
+        # many small requests.
+        measured: dict[tuple[int, ...], int] = self.__dict__.setdefault("_image_bytes", {})
+        if image_shape not in measured:
+            features = self.inputs(np.zeros((1, *image_shape), np.uint8))
+            measured[image_shape] = features.nbytes + int(
+                self._trained().bytes_per_sample(features.shape[1:]))
+        return measured[image_shape]
 
     def save(self, directory: Path) -> None:
         self._save_arrays(directory, self._trained().to_arrays())
