@@ -87,11 +87,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--blas-threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true",
-                        help="2 trials of 2 epochs per study: checks that the script runs "
+                        help="1 or 2 trials of 2 epochs per study: checks that the script runs "
                         "(make test); no figures")
     args = parser.parse_args()
     if args.quick:
-        args.trials, args.prune_trials, args.scale_epochs, args.epochs = 2, 2, 2, 2
+        args.trials, args.prune_trials, args.scale_epochs, args.epochs = 1, 2, 2, 2
     if args.blas_threads:
         THREADS.update({name: str(args.blas_threads) for name in (
             "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})

@@ -16,9 +16,10 @@ import pytest
 # whichever is free next takes the queued experiments (which copy the baseline), and the
 # unit tests fill in.
 LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep_e2e.py": 1, "test_team_e2e.py": 2,
-                 "test_rerun_scope.py": 3,
-                 "test_queue_e2e.py": 4, "test_store_e2e.py": 5, "test_resume_e2e.py": 6,
-                 "test_datasets_e2e.py": 7, "test_mlflow_ui.py": 8}
+                 "test_benchmark_pipelines.py": 3, "test_rerun_scope.py": 4,
+                 "test_queue_e2e.py": 5, "test_store_e2e.py": 6, "test_resume_e2e.py": 7,
+                 "test_benchmark_scripts.py": 8, "test_datasets_e2e.py": 9,
+                 "test_mlflow_ui.py": 10}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,10 +1,4 @@
-"""Every script in benchmarks/ runs, in its tiny mode: an API change that breaks one fails
-the suite, so each figure in benchmarks/README.md stays reproducible by its own command.
-
-The figures of a tiny run mean nothing; only that the script ran to its end and printed its
-table. The scripts that need a trained project (serving, the paired test) use the shared
-baseline.
-"""
+"""Each script in benchmarks/ and its tiny run (tests/e2e/test_benchmark_*.py run them)."""
 
 from __future__ import annotations
 
@@ -12,11 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support.e2e import ROOT, user_env
-
-pytestmark = pytest.mark.slow
 
 # script -> (arguments of its tiny run, a line it prints at its end)
 TINY: dict[str, tuple[list[str], str]] = {
@@ -35,25 +25,19 @@ TINY: dict[str, tuple[list[str], str]] = {
     "sweep.py": (["--quick"], "pruned trials trained"),
     "team_stack.py": (["--quick"], "dvc push:"),
 }
+# The ones that run a whole pipeline, sweep or server stack: a file of their own, so that
+# the two pytest workers share the tiny runs (`--dist loadfile`).
+PIPELINES = ("quality.py", "sweep.py", "team_stack.py")
 
 
-def test_every_benchmark_script_has_a_tiny_run() -> None:
-    scripts = {path.name for path in (ROOT / "benchmarks").glob("*.py")}
-    assert scripts == set(TINY), f"give each script a tiny run here: {scripts ^ set(TINY)}"
-
-
-@pytest.mark.parametrize("script", sorted(TINY))
-def test_benchmark_runs_in_its_tiny_mode(script: str, request: pytest.FixtureRequest,
-                                         tmp_path: Path) -> None:
-    arguments, last = TINY[script]
-    if any("{project}" in argument for argument in arguments):
-        project = request.getfixturevalue("baseline")
-        arguments = [argument.format(project=project) for argument in arguments]
-    log = tmp_path / "output.log"
+def run_tiny(script: str, log: Path, project: Path | None = None) -> None:
+    """Run `benchmarks/<script>` in its tiny mode; fail with its output unless it ran to its
+    end."""
+    arguments = [argument.format(project=project) for argument in TINY[script][0]]
     with open(log, "w") as output:  # a file, not a pipe: servers' children inherit it
         code = subprocess.run([sys.executable, f"benchmarks/{script}", *arguments], cwd=ROOT,
                               env=user_env(), stdout=output, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, timeout=600).returncode
     text = log.read_text(errors="replace")
     assert code == 0 and "Traceback" not in text, f"{script}:\n{text[-4000:]}"
-    assert last in text, f"{script} did not reach its end:\n{text[-4000:]}"
+    assert TINY[script][1] in text, f"{script} did not reach its end:\n{text[-4000:]}"
