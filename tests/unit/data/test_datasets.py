@@ -319,3 +319,37 @@ def test_flower_is_the_seeds_flower() -> None:
     radius = np.hypot(points[:, 0], points[:, 1])
     # r = 4 sin(4t) + noise: petals reach about 4 from the centre, and both classes do.
     assert 3.5 < radius[labels == 0].max() < 5 and 3.5 < radius[labels == 1].max() < 5
+
+
+def test_a_large_folder_is_read_on_every_core_to_the_arrays_one_thread_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Above PARALLEL_FROM images the folder is decoded by a thread per core, straight into
+    the output array: the same arrays and labels as one thread, corrupt files and a
+    decompression bomb still skipped with one line each, and progress lines."""
+    from PIL import Image
+
+    folder = tmp_path / "many"
+    rng = np.random.default_rng(0)
+    for index in range(300):
+        label = ("cat", "dog", "fox")[index % 3]
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / label / f"{index:03d}.png")
+    (folder / "cat" / "150.png").write_bytes(b"\x89PNG truncated")  # 150 % 3: a cat
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)  # 100x100 is a bomb here
+    Image.new("RGB", (100, 100)).save(folder / "fox" / "bomb.png")
+    data = data_section(dataset="image_folder", source=str(folder), image_size=8)
+    image_folder.download(tmp_path / "raw", data)
+    monkeypatch.setattr(image_folder, "PROGRESS_FROM", 100)
+    monkeypatch.setattr(image_folder, "workers", lambda: 2)
+    threaded = image_folder.load(tmp_path / "raw", data)
+    assert "on 2 thread(s)" in capsys.readouterr().err
+    monkeypatch.setattr(image_folder, "workers", lambda: 1)
+    serial = image_folder.load(tmp_path / "raw", data)
+    np.testing.assert_array_equal(threaded.images, serial.images)
+    np.testing.assert_array_equal(threaded.labels, serial.labels)
+    assert threaded.images.shape == (299, 8, 8, 3), threaded.skipped
+    assert sorted(Path(line.split("\t")[0]).name for line in threaded.skipped) == \
+        ["150.png", "bomb.png"]
+    assert "DecompressionBomb" in "\n".join(threaded.skipped)
