@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -75,6 +75,7 @@ def _one_to_eight_blocks(value: list[ConvBlock]) -> list[ConvBlock]:
 
 
 ConvBlocks = Annotated[list[ConvBlock], AfterValidator(_one_to_eight_blocks)]
+SectionT = TypeVar("SectionT", bound=BaseModel)
 
 # The source tutorials' DeepConvNet ("Deep Learning from Scratch", ch. 8): conv-conv-pool x 3
 # at 16/32/64 filters, Dense 50, dropout 0.5, He init, Adam. As a preset of cnn and numpy_cnn
@@ -88,6 +89,13 @@ DEEP_CNN: dict[str, Any] = {
     "init": "he",
     "optimizer": "adam",
 }
+
+
+def with_preset(section: SectionT, presets: Mapping[str, Mapping[str, Any]]) -> SectionT:
+    """`section` with its `preset`'s values over its own (a `model_validator` of cnn and
+    numpy_cnn): the preset wins, so MLflow logs the architecture that was really trained."""
+    preset = getattr(section, "preset", None)
+    return section if preset is None else section.model_copy(update=dict(presets[preset]))
 
 
 class TrainingFields(Section):

@@ -16,6 +16,7 @@ from nnlab.core.schema import (
     TrainingFields,
     Units,
     one_of,
+    with_preset,
 )
 from nnlab.models.keras.spec import INITIALIZERS, OPTIMIZERS
 
@@ -58,7 +59,4 @@ class CnnParams(TrainingFields):
 
     @model_validator(mode="after")
     def _apply_preset(self) -> CnnParams:
-        # The preset's values win, so MLflow logs the architecture that was really trained.
-        if self.preset is None:
-            return self
-        return self.model_copy(update=PRESETS[self.preset])
+        return with_preset(self, PRESETS)

@@ -21,6 +21,7 @@ from nnlab.core.schema import (
     TrainingFields,
     Units,
     one_of,
+    with_preset,
 )
 from nnlab.models.numpy.network import INITS
 from nnlab.models.numpy.optimizers import LR_SCHEDULES, OPTIMIZERS
@@ -82,6 +83,4 @@ class NumpyCnnParams(NumpyTrainingFields):
 
     @model_validator(mode="after")
     def _apply_preset(self) -> NumpyCnnParams:
-        if self.preset is None:
-            return self
-        return self.model_copy(update=CNN_PRESETS[self.preset])
+        return with_preset(self, CNN_PRESETS)
