@@ -5,7 +5,10 @@
     nnlab predict --model cnn img.png [more.png | folder ...] [--json]
     nnlab predict --model models:/mnist-cnn@champion img.png   (from MLflow, no workspace)
     nnlab promote --model cnn | --exp NAME --model cnn | --study S --trial N | --run ID [--force]
-    nnlab serve --model models:/mnist-cnn@champion [--port 5001]   (MLflow's scoring server)
+    nnlab promote --run ID --onnx   (the run's ONNX export, as <dataset>-<model>-onnx)
+    nnlab export --model cnn | --model models:/mnist-cnn@champion | --run ID [--output F]
+    nnlab serve --model models:/mnist-cnn@champion [--port 5001]   (MLflow's scoring server;
+        --max-body-mb 16 --max-images 256 --max-pixels 40000000)
     nnlab server start [--host 0.0.0.0 --auth] | status | stop
     nnlab push | pull [dvc push/pull options]   (checks the DVC remote first)
     nnlab sweep --study lr --model numpy_dnn --trials 20 --workers 2 \\
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 
 from nnlab.core.errors import USER_ERRORS
+from nnlab.handoff.serve import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS
 from nnlab.models.catalog import MODEL_NAMES
 from nnlab.search import command as sweep_command
 from nnlab.server import command as server_command
@@ -63,14 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="default: 5000")
     ui.add_argument("--link", action="store_true", help="print the link only, start nothing")
     _add_promote(commands)
-    serve = commands.add_parser(
-        "serve", help="MLflow's scoring server on a registered model, taking image files",
-        description="Serve a model of MLflow's registry (or any models:/ URI) with MLflow's "
-        "scoring server. POST /invocations {\"inputs\": [\"<base64 PNG or JPEG>\", ...]} or "
-        "uint8 pixels (N, H, W, C); each image gets its class and every class's probability.")
-    serve.add_argument("--model", required=True, metavar="models:/NAME@champion")
-    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    serve.add_argument("--port", type=int, default=5001, help="default: 5001")
+    _add_export(commands)
+    _add_serve(commands)
     sweep_command.add_parser(commands)
     server_command.add_parser(commands)
     for name in ("push", "pull"):
@@ -101,6 +99,42 @@ def _add_promote(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     promote.add_argument("--run", help="an MLflow run id")
     promote.add_argument("--force", action="store_true",
                          help="move @champion even if the model does not beat it")
+    promote.add_argument("--onnx", action="store_true",
+                         help="register the run's ONNX export (`nnlab export`) as "
+                         "<dataset>-<model>-onnx")
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve", help="MLflow's scoring server on a registered model, taking image files",
+        description="Serve a model of MLflow's registry (or any models:/ URI) with MLflow's "
+        "scoring server. POST /invocations {\"inputs\": [\"<base64 PNG or JPEG>\", ...]} or "
+        "uint8 pixels (N, H, W, C); each image gets its class and every class's probability.")
+    serve.add_argument("--model", required=True, metavar="models:/NAME@champion")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001, help="default: 5001")
+    serve.add_argument("--max-body-mb", type=float, default=MAX_BODY_MB,
+                       help=f"larger request bodies get 413, unread (default: {MAX_BODY_MB:g})")
+    serve.add_argument("--max-images", type=int, default=MAX_IMAGES,
+                       help=f"images per request (default: {MAX_IMAGES})")
+    serve.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                       help="width x height of one image file, checked before it is decoded "
+                       f"(default: {MAX_PIXELS})")
+
+
+def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export", help="a trained model as an ONNX file, checked in onnxruntime and logged to "
+        "its run", description="Write an ONNX file (uint8 images (N, H, W, C) in, "
+        "probabilities out) after checking it against the model in onnxruntime, and log it to "
+        "the model's run as MLflow's onnx flavor (`nnlab promote --onnx` registers it).")
+    export.add_argument("--model", metavar="MODEL",
+                        help="the workspace's model (e.g. cnn) or models:/NAME@ALIAS")
+    export.add_argument("--run", help="an MLflow run id")
+    export.add_argument("--output", type=Path,
+                        help="the file to write (default: exports/<model>.onnx)")
+    export.add_argument("--no-log", action="store_true",
+                        help="only write the file; log nothing to MLflow")
 
 
 def _promote(args: argparse.Namespace) -> None:
@@ -110,9 +144,21 @@ def _promote(args: argparse.Namespace) -> None:
     try:
         with mlflow_runs.server_errors("nothing was promoted", "promote again"):
             run_id = promote.find_run(args.model, args.exp, args.study, args.trial, args.run)
-            promote.promote(promote.candidate(run_id), args.force)
+            promote.promote(promote.candidate(run_id, args.onnx), args.force)
     except USER_ERRORS as error:
         print(f"nnlab promote: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _export(args: argparse.Namespace) -> None:
+    from nnlab.handoff import export
+    from nnlab.tracking import mlflow_runs
+
+    try:
+        with mlflow_runs.server_errors("nothing was logged", "export again"):
+            export.main(args.model, args.run, args.output, log=not args.no_log)
+    except USER_ERRORS as error:
+        print(f"nnlab export: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -122,7 +168,8 @@ def _serve(args: argparse.Namespace) -> None:
 
     try:
         with mlflow_runs.server_errors("nothing is served", "serve again"):
-            serve.serve(args.model, args.host, args.port)
+            limits = serve.Limits(args.max_body_mb, args.max_images, args.max_pixels)
+            serve.serve(args.model, args.host, args.port, limits)
     except USER_ERRORS as error:
         print(f"nnlab serve: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -153,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "serve":
         _serve(args)
+        return
+    if args.command == "export":
+        _export(args)
         return
     from nnlab.handoff.predict import predict, predict_registered  # late: `nnlab --help` is fast
     from nnlab.tracking import mlflow_runs

@@ -140,7 +140,7 @@ def _read_all(paths: list[Path], mode: str, side: int, out: np.ndarray
     for a very large one."""
     def read(index: int) -> BaseException | None:
         try:
-            out[index] = _decode(paths[index], mode, side).reshape(out.shape[1:])
+            out[index] = decode_image(paths[index], mode, side).reshape(out.shape[1:])
         except UNREADABLE as error:
             return error
         return None
@@ -174,11 +174,12 @@ def read_image(path: Path, mode: str, side: int) -> np.ndarray:
     with warnings.catch_warnings():
         # A truncated JPEG raises OSError in load(); an absurdly large one is refused too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(path, mode, side)
+        return decode_image(path, mode, side)
 
 
-def _decode(path: Path | Any, mode: str, side: int) -> np.ndarray:
-    """read_image without its warning filter (the caller sets it, once for every thread)."""
+def decode_image(path: Path | Any, mode: str, side: int) -> np.ndarray:
+    """read_image without its warning filter (the caller sets it, once for every thread, or
+    checks the image's size itself, as `nnlab serve` does)."""
     with Image.open(path) as image:
         image.load()
         converted = image if image.mode == mode else image.convert(mode)

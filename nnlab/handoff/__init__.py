@@ -5,7 +5,10 @@
     predict.py         `nnlab predict`: class probabilities for image files, from a workspace
                        model, a run or `models:/NAME@alias`
     serve.py           `nnlab serve`: MLflow's scoring server on the serving pyfunc, errors in
-                       one line
+                       one line, request bodies limited (413 unread)
+    batching.py        concurrent requests' images through the model in one call
+    export.py          `nnlab export`: a model as ONNX, checked in onnxruntime, logged to its run
+    onnx_export/       the ONNX exporter of each model family
     serving_pyfunc.py  the served pyfunc: image files or pixels in, classes and
                        probabilities out
 """

@@ -128,21 +128,43 @@ def registered_metadata(uri: str) -> dict[str, Any]:
     return metadata
 
 
+def registered_predictor(uri: str) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 images (N, H, W, C) -> probabilities (N, n_classes) for a model in MLflow, at
+    the model's own speed: a Keras model through its compiled predict function
+    (nnlab/models/keras/inference.py, not the flavor's `model.predict()` per call), an ONNX
+    model (`nnlab export`) in onnxruntime, the others through their pyfunc (the project's
+    own loader and predict_proba). Same probabilities as the pyfunc (1e-5)."""
+    import mlflow
+
+    flavors = mlflow.models.get_model_info(uri).flavors
+    if "onnx" in flavors:
+        import mlflow.onnx
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(mlflow.onnx.load_model(uri).SerializeToString(),
+                                               providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda images: session.run(None, {name: np.asarray(images, np.uint8)})[0]
+    if "keras" in flavors:
+        import mlflow.keras
+
+        from nnlab.models.keras.inference import Predictor
+
+        return Predictor(mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True}),
+                         xla=True)
+    model = mlflow.pyfunc.load_model(uri)
+    return lambda images: np.asarray(model.predict(np.asarray(images, np.uint8)))
+
+
 def predict_registered(
     uri: str, paths: list[Path], top: int = 3
 ) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     """As `predict`, for a model in MLflow: the class names and input shape come with it
     (registered_metadata), so nothing of the workspace is needed, only
     MLFLOW_TRACKING_URI."""
-    import mlflow
-
     metadata = registered_metadata(uri)
-
-    def load() -> Callable[[np.ndarray], np.ndarray]:
-        model = mlflow.pyfunc.load_model(uri)
-        return lambda images: np.asarray(model.predict(images))
-
-    return _predict(list(metadata["classes"]), tuple(metadata["input_shape"]), load, paths, top)
+    return _predict(list(metadata["classes"]), tuple(metadata["input_shape"]),
+                    lambda: registered_predictor(uri), paths, top)
 
 
 def _predict(classes: list[str], shape: tuple[int, ...],

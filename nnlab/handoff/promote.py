@@ -40,13 +40,14 @@ class Candidate:
     val_accuracy: float
     test_accuracy: float
     tags: dict[str, str]
+    onnx: bool = False  # the run's ONNX export (`nnlab export`), not its native model
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}-{self.model}"
+        return f"{self.dataset}-{self.model}" + ("-onnx" if self.onnx else "")
 
 
-def _client() -> Any:
+def tracking_client() -> Any:
     """The client of the project's tracking store (made first if it is a new local one)."""
     import mlflow
 
@@ -97,7 +98,7 @@ def _trial_run(study: str, trial: int | None) -> str:
 
 
 def _experiment_run(experiment: str, model: str) -> str:
-    client = _client()
+    client = tracking_client()
     ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
     runs = client.search_runs(ids, f"tags.`dvc.exp_name` = '{experiment}' and "
                               f"tags.model = '{model}'", order_by=["attributes.start_time DESC"],
@@ -108,13 +109,14 @@ def _experiment_run(experiment: str, model: str) -> str:
     return str(runs[0].info.run_id)
 
 
-def candidate(run_id: str) -> Candidate:
-    """The run as a model to promote, refused in one line if it is not one."""
+def candidate(run_id: str, onnx: bool = False) -> Candidate:
+    """The run as a model to promote, refused in one line if it is not one; with `onnx`, its
+    ONNX export, registered as `<dataset>-<model>-onnx`."""
     from mlflow.exceptions import MlflowException
 
     from nnlab.tracking.heartbeat import end_dead_runs
 
-    client = _client()
+    client = tracking_client()
     end_dead_runs(client)  # a run its dead process left RUNNING is FAILED, not promotable
     try:
         run = client.get_run(run_id)
@@ -130,14 +132,16 @@ def candidate(run_id: str) -> Candidate:
     if missing or "model" not in tags or "dataset" not in tags:
         raise PromoteError(f"run {run_id} has no {', '.join(missing) or 'model tags'}: run "
                            "its evaluate stage (`dvc repro`) first")
-    logged = client.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                         filter_string=f"source_run_id = '{run_id}'")
+    logged = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' and name = '{'onnx' if onnx else 'model'}'")
     if not logged:
-        raise PromoteError(f"run {run_id} logged no model")
+        raise PromoteError(f"run {run_id} has no ONNX model: `nnlab export --run {run_id}` "
+                           "makes one" if onnx else f"run {run_id} logged no model")
     return Candidate(run_id, f"models:/{logged[0].model_id}", tags["model"], tags["dataset"],
                      tags.get("dataset.digest", ""), float(metrics["val.accuracy"]),
                      float(metrics["test.accuracy"]),
-                     {key: tags[key] for key in VERSION_TAGS if key in tags})
+                     {key: tags[key] for key in VERSION_TAGS if key in tags}, onnx)
 
 
 def promote(found: Candidate, force: bool = False,
@@ -146,7 +150,7 @@ def promote(found: Candidate, force: bool = False,
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = _client()
+    client = tracking_client()
     try:
         champion = client.get_model_version_by_alias(found.name, CHAMPION)
     except MlflowException:

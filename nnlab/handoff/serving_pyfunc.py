@@ -3,9 +3,15 @@ files (PNG or JPEG bytes, base64 in JSON) or uint8 arrays, preprocesses them as 
 predict` does (grey or RGB, resized to the model's input), and returns, per image, the most
 likely class and every class's probability.
 
-MLflow loads this file as the model's code (`model_config["uri"]` names the model it wraps).
+MLflow loads this file as the model's code (`model_config["uri"]` names the model it wraps,
+`max_images` and `max_pixels` the limits of a request). The model runs at its own speed
+(`registered_predictor`: a Keras model's compiled function, an ONNX model in onnxruntime),
+warmed up at load, and concurrent requests share its calls (nnlab/handoff/batching.py).
+
 Bad input raises MlflowException with INVALID_PARAMETER_VALUE, which the scoring server
-answers with 400; nnlab/handoff/serve.py makes that one line.
+answers with 400; nnlab/handoff/serve.py makes that one line. An image file's size is read
+from its header and checked before it is decoded, and at most one image per core is being
+decoded at any time: a request's memory is bounded by its body, whatever the files claim.
 
 Annotations are real, not strings: MLflow reads ImageClassifierServer.predict's.
 """
@@ -13,6 +19,8 @@ Annotations are real, not strings: MLflow reads ImageClassifierServer.predict's.
 import base64
 import binascii
 import io
+import os
+import threading
 from typing import Any, cast
 
 import mlflow
@@ -20,18 +28,24 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from nnlab.handoff.serve import MAX_IMAGES, MAX_PIXELS
 
 IMAGE_KEYS = ("image", "images")  # {"inputs": {"image": [...]}} or a dataframe column
+# At most this many files decoded at once: each may take max_pixels x 4 bytes while decoding.
+DECODING = threading.BoundedSemaphore(os.cpu_count() or 1)
 
 
 def bad_request(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def to_batch(data: Any, shape: tuple[int, int, int]) -> np.ndarray:
+def to_batch(data: Any, shape: tuple[int, int, int], max_images: int = MAX_IMAGES,
+             max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A request's images as uint8 (N, H, W, C): base64 image files, or arrays of that shape
-    (one image (H, W, C), or H x W for a grey model) with values 0..255."""
+    (one image (H, W, C), or H x W for a grey model) with values 0..255. More than
+    `max_images` images, or a file of more than `max_pixels` pixels, is refused."""
     if isinstance(data, dict):
         found = [data[key] for key in IMAGE_KEYS if key in data]
         if len(found) != 1:
@@ -45,22 +59,41 @@ def to_batch(data: Any, shape: tuple[int, int, int]) -> np.ndarray:
         data = data[columns[0]].to_numpy()
     array = np.asarray(data)
     if array.dtype.kind in "USO":
-        return np.stack([_decode(item, shape, index) for index, item in
-                         enumerate(array.reshape(-1))]) if array.size else \
-            np.empty((0, *shape), np.uint8)
-    return _pixels(array, shape)
+        items = array.reshape(-1)
+        _check_count(len(items), max_images)
+        return np.stack([_decode(item, shape, index, max_pixels) for index, item in
+                         enumerate(items)]) if len(items) else np.empty((0, *shape), np.uint8)
+    images = _pixels(array, shape)
+    _check_count(len(images), max_images)
+    return images
 
 
-def _decode(item: Any, shape: tuple[int, int, int], index: int) -> np.ndarray:
-    from nnlab.data.image_folder import read_image
+def _check_count(count: int, max_images: int) -> None:
+    if count > max_images:
+        raise bad_request(f"{count:,} images in one request, over the limit of {max_images:,} "
+                          "(nnlab serve --max-images): send them in several requests")
+
+
+def _decode(item: Any, shape: tuple[int, int, int], index: int, max_pixels: int) -> np.ndarray:
+    from nnlab.data.image_folder import decode_image
 
     height, _, channels = shape
     try:
-        raw = base64.b64decode(str(item), validate=True)
-        image = read_image(cast(Any, io.BytesIO(raw)), "L" if channels == 1 else "RGB", height)
+        raw = io.BytesIO(base64.b64decode(str(item), validate=True))
+        with Image.open(raw) as header:  # reads the header only
+            width, tall = header.size
+        if width * tall > max_pixels:
+            raise bad_request(f"image {index}: {width}x{tall} pixels, over the limit of "
+                              f"{max_pixels:,} pixels per image (nnlab serve --max-pixels)")
+        raw.seek(0)
+        with DECODING:
+            image = decode_image(raw, "L" if channels == 1 else "RGB", height)
     except (binascii.Error, ValueError):
         raise bad_request(f"image {index}: not base64 (send each file's bytes base64-encoded)"
                           ) from None
+    except Image.DecompressionBombError as error:  # Pillow's own limit, above ours
+        raise bad_request(f"image {index}: over the limit of {max_pixels:,} pixels per image "
+                          f"({' '.join(str(error).split())[:120]})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise bad_request(f"image {index}: not a readable PNG or JPEG file "
                           f"({' '.join(str(error).split())[:120]})") from None
@@ -87,16 +120,24 @@ class ImageClassifierServer(PythonModel):
     """Image files or pixels in; per image its class and every class's probability out."""
 
     def load_context(self, context: Any) -> None:
-        uri = context.model_config["uri"]
+        from nnlab.handoff.batching import Batcher
+        from nnlab.handoff.predict import registered_predictor
+
+        config = context.model_config
+        uri = config["uri"]
         metadata = mlflow.models.get_model_info(uri).metadata or {}
         self.classes = list(metadata["classes"])
         self.shape = cast(tuple[int, int, int], tuple(int(x) for x in metadata["input_shape"]))
-        self.model = mlflow.pyfunc.load_model(uri)
+        self.max_images = int(config.get("max_images", MAX_IMAGES))
+        self.max_pixels = int(config.get("max_pixels", MAX_PIXELS))
+        self.model = Batcher(registered_predictor(uri), max_rows=max(self.max_images, 256))
+        for size in (1, 2, 4, 8, 16, 32):  # compiled now, not on the first requests
+            self.model(np.zeros((size, *self.shape), np.uint8))
 
     def predict(self, context: Any, model_input: Any,
                 params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        images = to_batch(model_input, self.shape)
-        probabilities = np.asarray(self.model.predict(images)) if len(images) else \
+        images = to_batch(model_input, self.shape, self.max_images, self.max_pixels)
+        probabilities = self.model(images) if len(images) else \
             np.empty((0, len(self.classes)))
         return [{"class": self.classes[int(np.argmax(row))],
                  "probabilities": {name: float(p) for name, p in zip(self.classes, row,

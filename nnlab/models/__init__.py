@@ -9,5 +9,6 @@
     logreg/         scikit-learn's logistic regression, the reference row
 
 A family's folder holds its params schema, its network or builder, its training and its
-save/load. A stage imports only the family it runs.
+save/load (its ONNX exporter is in nnlab/handoff/onnx_export/). A stage imports only the
+family it runs.
 """

@@ -1,12 +1,18 @@
 """`nnlab serve` with a real scoring server process on a loopback port, on a model of a real
 MLflow store's registry: image files (base64 PNG) and uint8 arrays in, class names and
-probabilities out, the same as `nnlab predict`; bad requests get 400 and one line."""
+probabilities out, the same as `nnlab predict`; bad requests get 400 and one line; a body
+over the limit gets 413 unread, and the server's memory stays where it was; concurrent
+clients each get their own images' answers."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +31,7 @@ from tests.unit.tracking.test_registry import _trained
 
 pytestmark = pytest.mark.slow
 MODEL = "models:/tiny-logreg@champion"
+LIMITS = ["--max-body-mb", "2", "--max-images", "40", "--max-pixels", "10000"]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +59,8 @@ def _serve(tmp_path: Path, mlflow_store: str) -> Iterator[tuple[str, list[Path]]
     port = free_port()
     env = {**user_env(), "MLFLOW_TRACKING_URI": mlflow_store}
     log = tmp_path / "serve.log"
-    with serving(["nnlab", "serve", "--model", MODEL, "--port", str(port)], tmp_path, port,
-                 log, env):
+    with serving(["nnlab", "serve", "--model", MODEL, "--port", str(port), *LIMITS], tmp_path,
+                 port, log, env):
         yield f"http://127.0.0.1:{port}", files
     assert "Traceback" not in log.read_text()
 
@@ -104,3 +111,100 @@ def test_a_bad_request_gets_400_and_one_line(served: tuple[str, list[Path]], bod
     assert status == 400, answer
     assert set(answer) == {"error"} and "\n" not in answer["error"], answer
     assert "Traceback" not in answer["error"] and reason in answer["error"], answer
+
+
+def _png(side: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("L", (side, side), 128).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ({"inputs": [_png(8)] * 41}, "41 images in one request, over the limit of 40 "
+     "(nnlab serve --max-images)"),
+    ({"inputs": np.zeros((41, 8, 8, 1), np.uint8).tolist()}, "over the limit of 40"),
+    ({"inputs": [_png(8), _png(101)]}, "image 1: 101x101 pixels, over the limit of 10,000 "
+     "pixels per image (nnlab serve --max-pixels)"),
+])
+def test_too_many_images_or_pixels_get_400_naming_the_limit(served: tuple[str, list[Path]],
+                                                           body: Any, reason: str) -> None:
+    status, answer = _post(served[0], body)
+    assert status == 400 and reason in answer["error"], answer
+
+
+def _rss_mb(port: int) -> float:
+    """The resident memory of the process listening on `port`."""
+    import psutil
+
+    (pid,) = {c.pid for c in psutil.net_connections("tcp")
+              if c.status == "LISTEN" and c.laddr.port == port and c.pid}
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def _send_body(port: int, header: bytes, body: bytes) -> tuple[int, bytes, float]:
+    """Send a request as a client that writes its whole body before reading (stopping if
+    the server closes first); (status, answer's body, seconds)."""
+    began = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
+        try:
+            connection.sendall(header)
+            for start in range(0, len(body), 1 << 20):
+                connection.sendall(body[start:start + (1 << 20)])
+        except OSError:  # the server answered and closed
+            pass
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and answer.endswith(b"}"):
+                break
+    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1], \
+        time.perf_counter() - began
+
+
+def test_a_body_over_the_limit_gets_413_unread_and_costs_no_memory(
+        served: tuple[str, list[Path]]) -> None:
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    before = _rss_mb(port)
+    body = b'{"inputs": ["' + b"A" * 60_000_000 + b'"]}'
+    header = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    status, answer, took = _send_body(port, header, body)
+    assert status == 413 and b"over the limit of 2,097,152 bytes" in answer, answer
+    assert b"--max-body-mb" in answer and took < 5, (answer, took)
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in
+                       [body[i:i + 500_000] for i in range(0, 3_000_000, 500_000)])
+    header = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    status, answer, _ = _send_body(port, header, chunked + b"0\r\n\r\n")
+    assert status == 413, answer
+    assert _rss_mb(port) - before < 100
+    status, _ = _post(url, {"inputs": [_png(8)]})  # and it goes on serving
+    assert status == 200
+
+
+def test_concurrent_clients_each_get_their_own_answers(served: tuple[str, list[Path]]) -> None:
+    """16 clients at once, each image with a known answer: batching never mixes requests."""
+    url, _ = served
+    images = np.random.default_rng(3).integers(0, 256, size=(16, 8, 8, 1), dtype=np.uint8)
+    status, alone = _post(url, {"inputs": images.tolist()})
+    assert status == 200
+    answers: dict[int, list[Any]] = {}
+
+    def client(index: int) -> None:
+        answers[index] = [_post(url, {"inputs": images[index:index + 1].tolist()})
+                          for _ in range(10)]
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(16):
+        for status, answer in answers[index]:
+            assert status == 200, answer
+            (prediction,) = answer["predictions"]
+            assert prediction["class"] == alone["predictions"][index]["class"]
+            for name, probability in prediction["probabilities"].items():
+                assert probability == pytest.approx(
+                    alone["predictions"][index]["probabilities"][name], abs=1e-6)

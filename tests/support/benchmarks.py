@@ -21,7 +21,7 @@ TINY: dict[str, tuple[list[str], str]] = {
     "quality.py": (["--quick"], "targets: numpy_dnn > SVC"),
     "rerun_scope.py": (["nnlab/evaluation/plots.py"], "nnlab/evaluation/plots.py: 6 stages"),
     "scale.py": (["--quick"], "prepare of the photo folder, one core / every core"),
-    "serving.py": (["--quick", "--project", "{project}"], "32 images per request"),
+    "serving.py": (["--quick", "--project", "{project}"], "32 images per request, images/s"),
     "sweep.py": (["--quick"], "pruned trials trained"),
     "team_stack.py": (["--quick"], "dvc push:"),
 }

@@ -31,6 +31,8 @@ class _NumpyClassifier(FeatureClassifier):
     """What both numpy models share: fit (one seeded generator for init, shuffling and
     dropout), save and load. Subclasses build their network and shape their inputs."""
 
+    flat_inputs = True  # the network takes flattened pixels (N, H*W*C), not images
+
     def build(self, input_shape: tuple[int, int, int], n_classes: int,
               rng: np.random.Generator) -> Network:
         raise NotImplementedError
@@ -128,6 +130,7 @@ class NumpyCnnClassifier(_NumpyClassifier):
 
     name = "numpy_cnn"
     params: NumpyCnnParams
+    flat_inputs = False
 
     @staticmethod
     def inputs(images: NDArray[np.uint8]) -> NDArray[np.float32]:
