@@ -134,7 +134,8 @@ def candidate(run_id: str, onnx: bool = False) -> Candidate:
                            "its evaluate stage (`dvc repro`) first")
     logged = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}' and name = '{'onnx' if onnx else 'model'}'")
+        filter_string=f"source_run_id = '{run_id}' and name = '{'onnx' if onnx else 'model'}'",
+        order_by=[{"field_name": "creation_time", "ascending": False}])  # the latest export
     if not logged:
         raise PromoteError(f"run {run_id} has no ONNX model: `nnlab export --run {run_id}` "
                            "makes one" if onnx else f"run {run_id} logged no model")
