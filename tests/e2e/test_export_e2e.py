@@ -50,7 +50,7 @@ def _answers(port: int, images: np.ndarray) -> np.ndarray:
 
 
 def test_a_promoted_cnn_is_served_natively_and_as_onnx_with_mlflows_probabilities(
-        baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        baseline: Path, tmp_path: Path) -> None:
     project = copy_project(baseline, tmp_path / "project")
     env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     run(["nnlab", "promote", "--model", "cnn"], project, env=env)
@@ -61,9 +61,13 @@ def test_a_promoted_cnn_is_served_natively_and_as_onnx_with_mlflows_probabilitie
     assert "-cnn-onnx@champion -> version 1" in promoted, promoted
     dataset = json.loads((project / "models/cnn/train_info.json").read_text())["dataset"]
     images = np.load(project / "data/prepared/test_images.npy", allow_pickle=False)[:64]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
     uri = f"models:/{dataset}-cnn@champion"
-    mlflows = np.asarray(mlflow.pyfunc.load_model(uri).predict(images))  # model.predict()
+    before = mlflow.get_tracking_uri()  # set by an earlier test of this worker, maybe
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    try:
+        mlflows = np.asarray(mlflow.pyfunc.load_model(uri).predict(images))  # model.predict()
+    finally:
+        mlflow.set_tracking_uri(before)
     for served in (uri, f"models:/{dataset}-cnn-onnx@champion"):
         port = free_port()
         with serving(["nnlab", "serve", "--model", served, "--port", str(port)], project,
