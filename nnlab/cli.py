@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="where `dvc repro` put the models (default: models)")
     predict.add_argument("--top", type=int, default=3, help="classes per image (default: 3)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of text")
+    predict.add_argument("--plot", type=Path, metavar="OUT.png",
+                         help="also draw each image beside its class probabilities (the first "
+                         "16 images)")
     ui = commands.add_parser(
         "ui", help="the MLflow UI on the local store, opened on the dataset's training runs",
         description="Make or check the local MLflow store (under the stages' lock), mark "
@@ -211,10 +214,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.model.startswith("models:/"):
             with mlflow_runs.server_errors("nothing was predicted", "predict again"):
                 predictions, skipped = predict_registered(args.model, args.images,
-                                                          top=args.top)
+                                                          top=args.top, plot=args.plot)
         elif args.model in MODEL_NAMES:
             predictions, skipped = predict(args.models_dir / args.model, args.images,
-                                           top=args.top)
+                                           top=args.top, plot=args.plot)
         else:
             raise ValueError(f"--model {args.model!r}: give one of {', '.join(MODEL_NAMES)}, "
                              "or an MLflow model URI such as models:/digits-cnn@champion")
@@ -227,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
         for item in predictions:
             ranked = ", ".join(f"{name} {probability:.1%}" for name, probability in item.top)
             print(f"{item.image}: {ranked}")
+    if args.plot:
+        print(f"nnlab predict: drew {min(len(predictions), 16)} image(s) and their "
+              f"probabilities in {args.plot}", file=sys.stderr)
     for path, reason in skipped:  # stderr: stdout stays one line (or JSON) per prediction
         print(f"nnlab predict: skipped {path}: {reason}", file=sys.stderr)
     if skipped:

@@ -58,6 +58,7 @@ class Layout:
         return {
             "prepare": [self.prepared],
             "split": [self.split],
+            "data_report": [self.reports / "data"],
             "report": [self.reports / f"summary.{kind}" for kind in ("md", "csv", "png")],
             "baselines": [self.reports / BASELINES_FILE],
         }.get(stage, [])

@@ -59,10 +59,11 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         # Keras-style names ("val_accuracy"), so the two never collide in one run.
         flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
+        data_dir = layout.reports / "data"  # the data_report stage's pictures, if it ran
         mlflow_runs.log_results(
             flat,
             [report_dir / name for name in ("metrics.json", "per_class.json", "confusion.csv")],
-            folders={PLOTS_DIR: plot_dir},
+            folders={PLOTS_DIR: plot_dir, **({"data": data_dir} if data_dir.is_dir() else {})},
         )
     return metrics
 
@@ -95,9 +96,9 @@ def _pruned(model_name: str, params: Params, layout: Layout,
 
 def _plot(model: ImageClassifier, test: Split, probabilities: NDArray[np.float32],
           classes: list[str], report_dir: Path, title: str, planar_points: bool) -> None:
-    """reports/<model>/plots/: confusion matrix, misclassified test images, learning curves,
-    and for 2-D points the decision boundary."""
-    from nnlab.evaluation import plots  # late: matplotlib takes seconds to import
+    """reports/<model>/plots/: confusion matrix, misclassified test images, probability bars,
+    learning curves, and for 2-D points the decision boundary."""
+    from nnlab.evaluation import bars, plots  # late: matplotlib takes seconds to import
     from nnlab.evaluation.metrics import confusion_counts
 
     images, labels = np.asarray(test[0]), test[1]
@@ -109,6 +110,12 @@ def _plot(model: ImageClassifier, test: Split, probabilities: NDArray[np.float32
     )
     plots.misclassified_png(plot_dir / "misclassified.png", images, labels, probabilities,
                             classes, title)
+    if not planar_points:  # a point is not a picture: its decision boundary tells more
+        chosen = bars.chosen_for_evaluation(labels, probabilities)
+        bars.probabilities_png(plot_dir / "probabilities.png", images[chosen],
+                               probabilities[chosen], classes,
+                               f"{title}: the most confident mistakes, then a typical right "
+                               "answer", labels=[int(labels[i]) for i in chosen])
     history = read_history(report_dir / "history.csv")
     if history:
         plots.learning_curves_png(plot_dir / "learning_curves.png", history, title)

@@ -1,7 +1,7 @@
 """The PNG figures of the evaluation and report stages (matplotlib, headless).
 
-Each function writes one PNG atomically (to `<name>.part`, then renamed), with a fixed size
-and DPI and no timestamp in the metadata, so the same inputs give the same bytes.
+Each function writes one PNG atomically, with a fixed size and DPI and no timestamp in the
+metadata, so the same inputs give the same bytes (nnlab/evaluation/figures.py).
 """
 
 from __future__ import annotations
@@ -16,20 +16,9 @@ matplotlib.use("Agg")  # no display needed: stages run in CI and in DVC's queue 
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
-from nnlab.core.files import atomic_path  # noqa: E402
-
-DPI = 100
-
-
-def _save(figure: Figure, path: Path) -> None:
-    try:
-        with atomic_path(path) as part:
-            figure.savefig(part, format="png", dpi=DPI, metadata={"Software": None})
-    finally:
-        plt.close(figure)
+from nnlab.evaluation.figures import save_png as _save  # noqa: E402
 
 
 def confusion_matrix_png(

@@ -65,6 +65,11 @@ def report(models: list[str], layout: Layout) -> list[dict[str, object]]:
             f"Best by validation accuracy: **{best['model']}**. "
             "Test metrics are reported, never used to choose.",
             "",
+            "The data: [training images per class](data/samples.png), "
+            "[images per class in each set](data/class_counts.png). Each model's predictions: "
+            "`<model>/plots/probabilities.png`, e.g. "
+            f"[{best['model']}'s]({best['model']}/plots/probabilities.png).",
+            "",
             *_baselines_table(layout, val_accuracy),
         ]
     )

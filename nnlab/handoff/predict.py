@@ -80,10 +80,11 @@ def read_images(
 
 
 def predict(
-    model_dir: Path, paths: list[Path], top: int = 3
+    model_dir: Path, paths: list[Path], top: int = 3, plot: Path | None = None
 ) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     """The `top` most likely classes of each image, for the model saved in `model_dir`, and
-    the files skipped with the reason.
+    the files skipped with the reason; with `plot`, a PNG of each image beside its
+    probabilities as bars (nnlab/evaluation/bars.py).
 
     `paths` are image files or folders of them. A named file that is missing or unreadable
     is an error; inside a folder, files that are not readable images are skipped.
@@ -101,7 +102,7 @@ def predict(
     def load() -> Callable[[np.ndarray], np.ndarray]:
         return get_model_class(info.get("model", model_name)).load(model_dir).predict_proba
 
-    return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top)
+    return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top, plot)
 
 
 def registered_metadata(uri: str) -> dict[str, Any]:
@@ -157,19 +158,20 @@ def registered_predictor(uri: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def predict_registered(
-    uri: str, paths: list[Path], top: int = 3
+    uri: str, paths: list[Path], top: int = 3, plot: Path | None = None
 ) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     """As `predict`, for a model in MLflow: the class names and input shape come with it
     (registered_metadata), so nothing of the workspace is needed, only
     MLFLOW_TRACKING_URI."""
     metadata = registered_metadata(uri)
     return _predict(list(metadata["classes"]), tuple(metadata["input_shape"]),
-                    lambda: registered_predictor(uri), paths, top)
+                    lambda: registered_predictor(uri), paths, top, plot)
 
 
 def _predict(classes: list[str], shape: tuple[int, ...],
              load: Callable[[], Callable[[np.ndarray], np.ndarray]], paths: list[Path],
-             top: int) -> tuple[list[Prediction], list[tuple[Path, str]]]:
+             top: int, plot: Path | None = None
+             ) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     named, found = image_paths(paths)
     height, width, channels = (int(size) for size in shape)
     kept, images, _ = read_images(named, (height, width, channels), skip_unreadable=False)
@@ -179,7 +181,16 @@ def _predict(classes: list[str], shape: tuple[int, ...],
         folders = ", ".join(str(path) for path in paths if path.is_dir())
         raise ValueError(f"{folders}: no readable image in the folder "
                          f"({len(skipped)} other file(s) skipped)")
-    probabilities = load()(np.concatenate([images, found_images]))
+    every = np.concatenate([images, found_images])
+    probabilities = load()(every)
+    if plot is not None:
+        from nnlab.evaluation.bars import MAX_PANELS, probabilities_png
+
+        files = kept + kept_found
+        probabilities_png(plot, every[:MAX_PANELS], probabilities[:MAX_PANELS], classes,
+                          "nnlab predict" + (f": the first {MAX_PANELS} of {len(files)} images"
+                                             if len(files) > MAX_PANELS else ""),
+                          names=[path.name for path in files[:MAX_PANELS]])
     predictions = []
     for path, row in zip(kept + kept_found, probabilities, strict=True):
         order = np.argsort(-row, kind="stable")[:top]

@@ -64,7 +64,8 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
         assert sorted(per_class) == [str(digit) for digit in range(10)]
         assert sum(scores["support"] for scores in per_class.values()) == 360
         plots = sorted(path.name for path in (project / "reports" / model / "plots").iterdir())
-        assert plots == ["confusion_matrix.png", "learning_curves.png", "misclassified.png"]
+        assert plots == ["confusion_matrix.png", "learning_curves.png", "misclassified.png",
+                         "probabilities.png"]
     summary = (project / "reports" / "summary.md").read_text()
     assert all(f"| {m} |" in summary for m in MODELS)
     assert (project / "reports" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -93,6 +94,9 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
         assert {"history.csv", "confusion.csv", "metrics.json", "per_class.json"} <= artifacts
         pngs = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
         assert "plots/confusion_matrix.png" in pngs and "plots/misclassified.png" in pngs
+        assert "plots/probabilities.png" in pngs
+        data = {item.path for item in client.list_artifacts(run.info.run_id, "data")}
+        assert {"data/samples.png", "data/class_counts.png", "data/class_counts.csv"} <= data
         info = json.loads((project / "models" / model / "train_info.json").read_text())
         logged = _model_info(project, info["mlflow_model_uri"])
         assert logged.run_id == run.info.run_id and logged.signature is not None
@@ -131,6 +135,7 @@ def test_dvc_shows_metrics_plots_and_experiments(baseline: Path) -> None:
         assert f"reports/{model}/confusion.csv" in plots
         assert f"reports/{model}/plots/learning_curves.png" in plots  # image plots too
     assert "reports/summary.png" in plots
+    assert "reports/data/samples.png" in plots and "Training images per class" in plots
 
     experiments = json.loads(sh(["dvc", "exp", "show", "--json"], project))
     text = json.dumps(experiments)

@@ -41,7 +41,7 @@ def project(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_stage_recorded_its_imports(baseline: Path) -> None:
     imports = _imports(baseline)
-    expected = {"download", "prepare", "split", "baselines", "report",
+    expected = {"download", "prepare", "split", "data_report", "baselines", "report",
                 *(f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS)}
     assert set(imports) == expected
     for stage, record in imports.items():

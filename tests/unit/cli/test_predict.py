@@ -111,3 +111,15 @@ def test_a_folder_is_predicted_image_by_image_with_skips_reported(
     assert empty.stderr.strip().splitlines() == [
         f"nnlab predict: error: {folder}: no readable image in the folder "
         "(1 other file(s) skipped)"]
+
+
+def test_plot_draws_each_image_beside_its_probabilities(trained: Path) -> None:
+    files = [str(_png(trained / f"p{i}.png", top_bright=i % 2 == 0)) for i in range(3)]
+    out = trained / "plot" / "bars.png"
+    out.parent.mkdir()
+    result = _nnlab(["predict", "--model", "numpy_dnn", *files, "--plot", str(out)], trained)
+    assert result.returncode == 0, result.stderr
+    assert f"drew 3 image(s) and their probabilities in {out}" in result.stderr
+    with Image.open(out) as image:
+        # 3 rows of 2 classes each (nnlab/evaluation/bars.py's sizes, at 100 DPI)
+        assert image.size == (900, int((3 * (0.2 * 2 + 0.9) + 0.8) * 100))
