@@ -57,7 +57,7 @@ def probabilities_png(path: Path, images: NDArray[np.uint8],
 
     drawn_rows: list[int] = []
     truths = list(labels) if labels is not None else [None] * len(images)
-    heights = [0.2 * len(_shown(row, truth)) + 0.9 for row, truth in
+    heights = [max(1.6, 0.2 * len(_shown(row, truth)) + 0.9) for row, truth in
                zip(probabilities, truths, strict=True)]
     figure, grid = plt.subplots(max(len(images), 1), 2, squeeze=False,
                                 figsize=(9, max(sum(heights), 1.5) + 0.8),
