@@ -78,8 +78,11 @@ def _decode(item: Any, shape: tuple[int, int, int], index: int, max_pixels: int)
     from nnlab.data.image_folder import decode_image
 
     height, _, channels = shape
+    if not isinstance(item, str | bytes):
+        raise bad_request(f"image {index}: expected a base64-encoded image file, got "
+                          f"{'null' if item is None else type(item).__name__}")
     try:
-        raw = io.BytesIO(base64.b64decode(str(item), validate=True))
+        raw = io.BytesIO(base64.b64decode(item, validate=True))
         with Image.open(raw) as header:  # reads the header only
             width, tall = header.size
         if width * tall > max_pixels:
@@ -94,7 +97,10 @@ def _decode(item: Any, shape: tuple[int, int, int], index: int, max_pixels: int)
     except Image.DecompressionBombError as error:  # Pillow's own limit, above ours
         raise bad_request(f"image {index}: over the limit of {max_pixels:,} pixels per image "
                           f"({' '.join(str(error).split())[:120]})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except UnidentifiedImageError:  # its message holds only a memory address
+        raise bad_request(f"image {index}: not a readable PNG or JPEG file (not an image "
+                          "format Pillow reads: SVG and PDF are not images)") from None
+    except (OSError, SyntaxError) as error:
         raise bad_request(f"image {index}: not a readable PNG or JPEG file "
                           f"({' '.join(str(error).split())[:120]})") from None
     return image.reshape(shape)
@@ -130,6 +136,10 @@ class ImageClassifierServer(PythonModel):
         self.shape = cast(tuple[int, int, int], tuple(int(x) for x in metadata["input_shape"]))
         self.max_images = int(config.get("max_images", MAX_IMAGES))
         self.max_pixels = int(config.get("max_pixels", MAX_PIXELS))
+        # Every file's size is checked against max_pixels from its header, before it is
+        # decoded (_decode): Pillow's own guard, which refuses at open without the size,
+        # would only hide which limit a request broke.
+        Image.MAX_IMAGE_PIXELS = None
         self.model = Batcher(registered_predictor(uri), max_rows=max(self.max_images, 256))
         for size in (1, 2, 4, 8, 16, 32):  # compiled now, not on the first requests
             self.model(np.zeros((size, *self.shape), np.uint8))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nnlab.core.files import project_root
+from nnlab.core.ports import ensure_free
 from nnlab.tracking import store
 from nnlab.tracking.mlflow_runs import STORE_FILE, quiet_mlflow
 from nnlab.tracking.server_check import experiment_link
@@ -71,6 +72,8 @@ def serve(host: str, port: int, link_only: bool = False, root: Path | None = Non
         print(f"Compare runs on the team's MLflow server: open {_server_link(remote, root)}",
               flush=True)
         return
+    if not link_only:
+        ensure_free(host, port, "nnlab ui")  # before the store is touched: fail in a second
     experiment_id = prepare(root)
     link = experiment_link(f"http://{host}:{port}", experiment_id)
     if link_only:

@@ -57,7 +57,9 @@ def _serve(tmp_path: Path, mlflow_store: str) -> Iterator[tuple[str, list[Path]]
         files.append(tmp_path / f"{index}.png")
         Image.fromarray(image).save(files[-1])
     port = free_port()
-    env = {**user_env(), "MLFLOW_TRACKING_URI": mlflow_store}
+    temporary = tmp_path / "tmp"  # the server's TMPDIR: what it leaves there shows
+    temporary.mkdir()
+    env = {**user_env(), "MLFLOW_TRACKING_URI": mlflow_store, "TMPDIR": str(temporary)}
     log = tmp_path / "serve.log"
     with serving(["nnlab", "serve", "--model", MODEL, "--port", str(port), *LIMITS], tmp_path,
                  port, log, env):
@@ -208,3 +210,70 @@ def test_concurrent_clients_each_get_their_own_answers(served: tuple[str, list[P
             for name, probability in prediction["probabilities"].items():
                 assert probability == pytest.approx(
                     alone["predictions"][index]["probabilities"][name], abs=1e-6)
+
+
+def _bomb_png(width: int, height: int) -> str:
+    """A real 1x1 PNG whose header claims width x height: Pillow reads the size, and would
+    decode (and allocate) that many pixels."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    header = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return base64.b64encode(bytes(data)).decode()
+
+
+SVG = base64.b64encode(b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>'
+                       ).decode()
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"[" * 100_000 + b"]" * 100_000, "nested 100,000 levels deep (at most 32)"),
+    (b"\xff\xfe\x00secret", "not UTF-8 text"),
+    (b"secret, not json", "the body is not JSON (Expecting value at line 1, column 1)"),
+    (b"[1, 2]", "not a list"),
+    (json.dumps({"inputs": None}).encode(), "image 0: expected a base64-encoded image file, "
+     "got null"),
+    (json.dumps({"inputs": [SVG]}).encode(), "SVG and PDF are not images"),
+    (json.dumps({"inputs": [_bomb_png(30_000, 30_000)]}).encode(),
+     "image 0: 30000x30000 pixels, over the limit of 10,000 pixels per image"),
+])
+def test_a_malformed_request_gets_400_naming_its_cause_and_never_echoed(
+        served: tuple[str, list[Path]], raw: bytes, reason: str) -> None:
+    status, answer = _post(served[0], None, raw)
+    assert status == 400 and reason in answer["error"], answer
+    assert "secret" not in answer["error"] and " at 0x" not in answer["error"], answer
+
+
+def test_the_server_leaves_no_temporary_folder(served: tuple[str, list[Path]]) -> None:
+    assert list((served[1][0].parent / "tmp").iterdir()) == []
+
+
+def test_a_taken_port_is_one_line_before_anything_loads(served: tuple[str, list[Path]]
+                                                      ) -> None:
+    import subprocess
+
+    url, files = served
+    port = url.rsplit(":", 1)[1]
+    for command in (["nnlab", "serve", "--model", MODEL], ["nnlab", "ui"]):
+        began = time.perf_counter()
+        result = subprocess.run([*command, "--port", port], cwd=files[0].parent,
+                                env=user_env(), capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result
+        assert result.stderr.strip() == (
+            f"{command[0]} {command[1]}: error: port {port} on 127.0.0.1 is taken by another "
+            f"process: stop it, or give `{command[0]} {command[1]}` another --port"), result
+        assert "Serving" not in result.stdout and time.perf_counter() - began < 30
+
+
+def test_serving_beyond_loopback_warns_that_there_is_no_authentication() -> None:
+    from nnlab.handoff.serve import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
+    assert exposure_warning("localhost") is None
+    warning = exposure_warning("0.0.0.0")
+    assert warning is not None and "no authentication" in warning and "127.0.0.1" in warning
