@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
         counts = data_steps.prepare(params.data, Layout())
         print(f"prepare: {counts['train']} train+val and {counts['test']} test images")
+        for name in counts["left_out"]:
+            print(f"prepare: warning: class {name!r} left out: none of its files is a "
+                  f"readable image (see data/prepared/{SKIPPED_FILE})")
         if counts["skipped"]:
             print(
                 f"prepare: skipped {counts['skipped']} unreadable file(s); "

@@ -32,6 +32,7 @@ class RawDataset:
     test_images: NDArray[np.uint8] | None = None  # official test split, if the source has one
     test_labels: NDArray[np.int64] | None = None
     skipped: list[str] = field(default_factory=list)  # unreadable inputs, one line each
+    left_out: list[str] = field(default_factory=list)  # classes with no readable input
 
 
 def check_contract(images: NDArray, labels: NDArray, n_classes: int, name: str) -> None:
@@ -125,13 +126,23 @@ def load_classes(directory: Path) -> list[str]:
 
 
 def stratified_split(
-    labels: NDArray[np.int64], fraction: float, seed: int
+    labels: NDArray[np.int64], fraction: float, seed: int, classes: list[str] | None = None
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Indices (kept, held_out) with `fraction` of every class held out, sorted.
+    """Indices (kept, held_out) with `fraction` of every class held out, sorted. A class
+    with a single sample is refused by its name (from `classes`).
 
     Works on indices only, so callers can slice memory-mapped arrays without copying all.
     """
     from sklearn.model_selection import train_test_split  # late: sklearn takes ~10 s to import
+
+    counts = np.bincount(labels, minlength=len(classes) if classes else 0)
+    alone = [index for index, count in enumerate(counts) if count == 1]
+    if alone:
+        names = ", ".join(repr(classes[i]) if classes else str(i) for i in alone[:5])
+        raise ValueError(
+            f"class {names} has a single image: a stratified split puts at least one image of "
+            "every class on each side, and training needs 5 more (about 10 images per class "
+            "in all); add images to it, or remove its folder")
 
     indices = np.arange(labels.shape[0])
     try:

@@ -129,7 +129,8 @@ def load(raw_dir: Path, data: DataParams) -> RawDataset:
     remap = np.array([classes.index(name) if name in found else -1
                       for name in manifest["classes"]], dtype=np.int64)
     return RawDataset(
-        images=images[:count], labels=remap[labels], classes=classes, skipped=skipped
+        images=images[:count], labels=remap[labels], classes=classes, skipped=skipped,
+        left_out=empty
     )
 
 
@@ -182,6 +183,26 @@ def decode_image(path: Path | Any, mode: str, side: int) -> np.ndarray:
     checks the image's size itself, as `nnlab serve` does)."""
     with Image.open(path) as image:
         image.load()
-        converted = image if image.mode == mode else image.convert(mode)
+        eight_bit = to_eight_bits(image)
+        converted = eight_bit if eight_bit.mode == mode else eight_bit.convert(mode)
         resized = converted.resize((side, side), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
+
+
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # 16-bit, 32-bit, float pixels
+
+
+def to_eight_bits(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grey image as 8-bit grey, scaled the way image viewers show
+    it: 0..65535 to 0..255 for integers (Pillow's own convert("L") clips at 255 instead, so
+    a 16-bit digit would come out a white blot), 0..1 to 0..255 for floats that stay in it.
+    Other modes pass unchanged."""
+    if image.mode not in WIDE_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0
+    else:
+        scale = 255.0 / 65535.0
+    scaled = np.clip(np.nan_to_num(values * scale), 0, 255)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")

@@ -29,8 +29,9 @@ def check_training_counts(labels: NDArray[np.int64], classes: list[str],
 def split(data: DataParams, seed: int, layout: Layout) -> dict[str, int]:
     """Take a stratified, seeded `data.val_fraction` validation set out of the training part."""
     images, labels = load_split(layout.prepared, "train")
-    kept, held = stratified_split(labels, data.val_fraction, seed)
-    check_training_counts(labels[kept], load_classes(layout.prepared), data.val_fraction)
+    classes = load_classes(layout.prepared)
+    kept, held = stratified_split(labels, data.val_fraction, seed, classes)
+    check_training_counts(labels[kept], classes, data.val_fraction)
     # Gathered from the memory-mapped images chunk by chunk, straight into the files.
     save_split(layout.split, "train", images, labels, rows=kept)
     save_split(layout.split, "val", images, labels, rows=held)

@@ -11,7 +11,7 @@ stratified hold-out in `prepare`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nnlab.core.contract import (
     RawDataset,
@@ -63,10 +63,11 @@ def download(data: DataParams, layout: Layout) -> None:
     get_dataset(data.dataset).download(layout.raw, data)
 
 
-def prepare(data: DataParams, layout: Layout) -> dict[str, int]:
+def prepare(data: DataParams, layout: Layout) -> dict[str, Any]:
     """Convert raw files to the data contract; hold out a fixed stratified test set if needed.
 
-    Returns the number of train and test samples written, and of unreadable files skipped.
+    Returns the number of train and test samples written, of unreadable files skipped, and
+    the classes left out because none of their files was readable.
     """
     source = get_dataset(data.dataset)
     raw = source.load(layout.raw, data)
@@ -78,7 +79,8 @@ def prepare(data: DataParams, layout: Layout) -> dict[str, int]:
         save_split(layout.prepared, "test", raw.test_images, raw.test_labels)
         counts = (len(raw.labels), len(raw.test_labels))
     else:
-        kept, held = stratified_split(raw.labels, data.test_fraction, TEST_HOLDOUT_SEED)
+        kept, held = stratified_split(raw.labels, data.test_fraction, TEST_HOLDOUT_SEED,
+                                      raw.classes)
         check_contract(raw.images, raw.labels, n_classes, "train")
         # Both parts written row by row from the loaded images: never a second copy of them.
         save_split(layout.prepared, "train", raw.images, raw.labels, rows=kept)
@@ -91,4 +93,5 @@ def prepare(data: DataParams, layout: Layout) -> dict[str, int]:
         f"# {len(raw.skipped)} unreadable input(s) skipped\n"
         + "".join(f"{line}\n" for line in raw.skipped),
     )
-    return {"train": counts[0], "test": counts[1], "skipped": len(raw.skipped)}
+    return {"train": counts[0], "test": counts[1], "skipped": len(raw.skipped),
+            "left_out": raw.left_out}

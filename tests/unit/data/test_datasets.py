@@ -21,7 +21,7 @@ from nnlab.data import steps as data_steps
 from nnlab.data.fetch import RemoteFile
 from nnlab.data.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
 from nnlab.data.params import DATASETS, PLANAR_SHAPES
-from tests.support.helpers import data_section, make_image_folder, project_params
+from tests.support.helpers import data_section, make_image_folder, png, project_params
 from tests.support.loopback import Loopback, loopback_server
 
 
@@ -254,6 +254,18 @@ def test_image_folder_skips_unreadable_files_and_empty_classes(tmp_path: Path) -
     assert str(folder / "cat" / "broken.jpg") in skipped
     assert str(folder / "dog" / "notes.txt") in skipped
     assert f"{folder / 'bird'}/\tno readable image" in skipped
+    assert dataset.left_out == ["bird"]  # prepare names it on the console
+
+
+def test_a_class_of_one_image_is_refused_by_its_folder_name(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path / "pets", per_class=12)
+    png(folder / "lonely owl" / "owl.png", (90, 90, 90))
+    data = data_section(dataset="image_folder", source=str(folder), image_size=8)
+    layout = Layout(tmp_path)
+    data_steps.download(data, layout)
+    with pytest.raises(ValueError, match="class 'lonely owl' has a single image: .*about 10 "
+                       r"images per class in all\); add images to it, or remove its folder"):
+        data_steps.prepare(data, layout)
 
 
 def test_image_folder_grayscale(tmp_path: Path) -> None:
