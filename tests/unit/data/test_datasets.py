@@ -303,7 +303,7 @@ def test_prepare_writes_skipped_txt(root: Path) -> None:
     layout = Layout(root)
     data_steps.download(params.data, layout)
     counts = data_steps.prepare(params.data, layout)
-    assert counts == {"train": 16, "test": 4, "skipped": 3}
+    assert counts == {"train": 16, "test": 4, "skipped": 3, "left_out": ["bird"]}
     lines = (layout.prepared / "skipped.txt").read_text().splitlines()
     assert lines[0] == "# 3 unreadable input(s) skipped" and len(lines) == 4
     assert str(folder / "cat" / "broken.jpg") in lines[1]
