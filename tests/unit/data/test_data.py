@@ -33,8 +33,11 @@ def test_stratified_split_keeps_class_shares_and_is_seeded() -> None:
 
 def test_stratified_split_too_small_class_is_a_clear_error() -> None:
     labels = np.array([0, 0, 0, 1], dtype=np.int64)
-    with pytest.raises(ValueError, match="cannot hold out a stratified 50% of 4 samples"):
-        stratified_split(labels, 0.5, seed=0)
+    with pytest.raises(ValueError, match="class 'owl' has a single image"):
+        stratified_split(labels, 0.5, seed=0, classes=["cat", "owl"])
+    labels = np.array([0, 0, 0, 0, 1, 1], dtype=np.int64)  # 10%: one image for two classes
+    with pytest.raises(ValueError, match="cannot hold out a stratified 10% of 6 samples"):
+        stratified_split(labels, 0.1, seed=0)
 
 
 def test_split_round_trip_loads_without_pickle(tmp_path: Path) -> None:
@@ -79,7 +82,7 @@ def test_prepare_and_split_digits(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     data_steps.download(params.data, layout)
     counts = data_steps.prepare(params.data, layout)
-    assert counts == {"train": 1437, "test": 360, "skipped": 0}
+    assert counts == {"train": 1437, "test": 360, "skipped": 0, "left_out": []}
     test_images, test_labels = load_split(layout.prepared, "test")
     assert test_images.shape == (360, 8, 8, 1) and test_images.max() == 255
     assert np.bincount(test_labels).min() >= 35  # stratified: ~36 per digit
