@@ -25,8 +25,8 @@ import os
 import sys
 from pathlib import Path
 
-from nnlab.core.errors import USER_ERRORS
-from nnlab.handoff.serve import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS
+from nnlab.core.errors import USER_ERRORS, storage_problem
+from nnlab.handoff import command as handoff_command
 from nnlab.models.catalog import MODEL_NAMES
 from nnlab.search import command as sweep_command
 from nnlab.server import command as server_command
@@ -70,8 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="default: 5000")
     ui.add_argument("--link", action="store_true", help="print the link only, start nothing")
     _add_promote(commands)
-    _add_export(commands)
-    _add_serve(commands)
+    handoff_command.add_parsers(commands)
     sweep_command.add_parser(commands)
     server_command.add_parser(commands)
     for name in ("push", "pull"):
@@ -105,39 +104,6 @@ def _add_promote(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     promote.add_argument("--onnx", action="store_true",
                          help="register the run's ONNX export (`nnlab export`) as "
                          "<dataset>-<model>-onnx")
-
-
-def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser(
-        "serve", help="MLflow's scoring server on a registered model, taking image files",
-        description="Serve a model of MLflow's registry (or any models:/ URI) with MLflow's "
-        "scoring server. POST /invocations {\"inputs\": [\"<base64 PNG or JPEG>\", ...]} or "
-        "uint8 pixels (N, H, W, C); each image gets its class and every class's probability.")
-    serve.add_argument("--model", required=True, metavar="models:/NAME@champion")
-    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    serve.add_argument("--port", type=int, default=5001, help="default: 5001")
-    serve.add_argument("--max-body-mb", type=float, default=MAX_BODY_MB,
-                       help=f"larger request bodies get 413, unread (default: {MAX_BODY_MB:g})")
-    serve.add_argument("--max-images", type=int, default=MAX_IMAGES,
-                       help=f"images per request (default: {MAX_IMAGES})")
-    serve.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
-                       help="width x height of one image file, checked before it is decoded "
-                       f"(default: {MAX_PIXELS})")
-
-
-def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    export = commands.add_parser(
-        "export", help="a trained model as an ONNX file, checked in onnxruntime and logged to "
-        "its run", description="Write an ONNX file (uint8 images (N, H, W, C) in, "
-        "probabilities out) after checking it against the model in onnxruntime, and log it to "
-        "the model's run as MLflow's onnx flavor (`nnlab promote --onnx` registers it).")
-    export.add_argument("--model", metavar="MODEL",
-                        help="the workspace's model (e.g. cnn) or models:/NAME@ALIAS")
-    export.add_argument("--run", help="an MLflow run id")
-    export.add_argument("--output", type=Path,
-                        help="the file to write (default: exports/<model>.onnx)")
-    export.add_argument("--no-log", action="store_true",
-                        help="only write the file; log nothing to MLflow")
 
 
 def _promote(args: argparse.Namespace) -> None:
@@ -186,6 +152,17 @@ def main(argv: list[str] | None = None) -> None:
         _transfer(argv[0], argv[1:])  # every option is dvc's: passed on as given
         return
     args = _parser().parse_args(argv)
+    try:
+        _dispatch(args)
+    except Exception as error:  # a write the disk refused: one line, whichever command
+        problem = storage_problem(error)
+        if problem is None:
+            raise
+        print(f"nnlab {args.command}: error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "sweep":
         sweep_command.main(args)
         return

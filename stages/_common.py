@@ -14,7 +14,7 @@ from types import FrameType
 from typing import TypeVar
 
 from nnlab.core import quiet, stops
-from nnlab.core.errors import USER_ERRORS, Interrupted
+from nnlab.core.errors import USER_ERRORS, Interrupted, storage_problem
 from nnlab.core.files import project_root
 from nnlab.core.layout import CHECKPOINTS_DIR, Layout
 from nnlab.core.schema import Params
@@ -67,6 +67,8 @@ def run(
     - SIGTERM (`kill`, `timeout`, a cancelled CI job) and SIGINT (Ctrl-C) unwind like an
       exception: the MLflow run is marked KILLED on the way out, and the stage exits
       128 + the signal number with one line.
+    - A write the disk refused (full, over a size limit, read-only) exits 2 with one line
+      naming the file.
     - Whatever stopped it, `outputs` are removed, so DVC never sees a stale or half-written
       result that looks valid.
     """
@@ -88,9 +90,13 @@ def run(
         remove_outputs(outputs)
         print(f"{stage}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except BaseException:
+    except BaseException as error:
         remove_outputs(outputs)
-        raise
+        problem = storage_problem(error)  # a full disk, a read-only folder or store
+        if problem is None:
+            raise
+        print(f"{stage}: error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_model_stage(stage: str, argv: list[str] | None,

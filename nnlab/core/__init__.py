@@ -13,4 +13,5 @@ NumPy and pydantic):
     progress.py     the console's epoch lines: a bar in a terminal, a few lines in a log
     quiet.py        third-party C++ log lines (TensorFlow's banners) kept off the console
     stops.py        SIGTERM and SIGINT raised where Python can unwind from them
+    ports.py        a server's port checked before it starts (nnlab serve, nnlab ui)
 """

@@ -1,5 +1,7 @@
 """Errors a user can cause and fix; stages print them as one line instead of a traceback."""
 
+import errno
+
 
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite, or stayed far above a chance-level model's
@@ -52,3 +54,39 @@ class Interrupted(BaseException):
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, DivergenceError, DownloadError, TrackingServerError,
 )
+
+
+# A write refused by the disk or the file system: full, over a file-size or disk quota,
+# read-only, or not ours to write.
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file too large "
+                  "(over the file-size limit)", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                  errno.EPERM: "operation not permitted"}
+# What SQLite says of the same faults (through SQLAlchemy and MLflow, in their messages).
+SQLITE_STORAGE = {"database or disk is full": "free disk space",
+                  "disk I/O error": "free disk space (or raise the file-size limit)",
+                  "attempt to write a readonly database": "make mlflow.db and its folder "
+                  "writable", "unable to open database file": "make mlflow.db and its folder "
+                  "writable"}
+
+
+def storage_problem(error: BaseException) -> str | None:
+    """One line for a write the disk refused, naming the file and the fix, or None if
+    `error` (or what it was raised from) is not one."""
+    seen: BaseException | None = error
+    for _ in range(10):  # the chain: MlflowException <- SQLAlchemy <- sqlite3 <- OSError
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
+            where = f"{seen.filename}: " if seen.filename else ""
+            fix = "make it writable" if seen.errno in (errno.EROFS, errno.EACCES, errno.EPERM) \
+                else "free disk space (or raise the file-size limit)"
+            return (f"{where}{STORAGE_ERRNOS[seen.errno]}: the write failed and nothing "
+                    f"half-written was kept; {fix}, then run the command again")
+        text = str(seen)
+        for phrase, fix in SQLITE_STORAGE.items():
+            if phrase in text:
+                return (f"the MLflow store could not be written ({phrase}): {fix} (or point "
+                        "MLFLOW_TRACKING_URI at another store), then run the command again")
+        seen = seen.__cause__ or seen.__context__
+    return None

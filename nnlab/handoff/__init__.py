@@ -7,6 +7,7 @@
     serve.py           `nnlab serve`: MLflow's scoring server on the serving pyfunc, errors in
                        one line, request bodies limited (413 unread)
     batching.py        concurrent requests' images through the model in one call
+    command.py         the parsers of `nnlab serve` and `nnlab export`
     export.py          `nnlab export`: a model as ONNX, checked in onnxruntime, logged to its run
     onnx_export/       the ONNX exporter of each model family
     serving_pyfunc.py  the served pyfunc: image files or pixels in, classes and

@@ -44,8 +44,12 @@ def quiet_mlflow() -> None:
     import logging
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for name in ("mlflow.store.db.utils", "alembic", "mlflow.pyfunc"):
+    for name in ("alembic", "mlflow.pyfunc"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # It logs every failed SQL statement with its traceback before raising the error: the
+    # error itself reaches the caller, which prints one line for a store it cannot write
+    # (core/errors.py: storage_problem) and the whole error for anything else.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # Its warnings say that a server that went down cannot be asked about the run: the
     # stage's own line says that (server_errors).
     logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)

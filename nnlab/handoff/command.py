@@ -1,0 +1,46 @@
+"""The parsers of `nnlab serve` and `nnlab export` (nnlab/cli.py runs them)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nnlab.handoff.serve import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS
+
+
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add_export(commands)
+    add_serve(commands)
+
+
+def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve", help="MLflow's scoring server on a registered model, taking image files",
+        description="Serve a model of MLflow's registry (or any models:/ URI) with MLflow's "
+        "scoring server. POST /invocations {\"inputs\": [\"<base64 PNG or JPEG>\", ...]} or "
+        "uint8 pixels (N, H, W, C); each image gets its class and every class's probability.")
+    serve.add_argument("--model", required=True, metavar="models:/NAME@champion")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001, help="default: 5001")
+    serve.add_argument("--max-body-mb", type=float, default=MAX_BODY_MB,
+                       help=f"larger request bodies get 413, unread (default: {MAX_BODY_MB:g})")
+    serve.add_argument("--max-images", type=int, default=MAX_IMAGES,
+                       help=f"images per request (default: {MAX_IMAGES})")
+    serve.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                       help="width x height of one image file, checked before it is decoded "
+                       f"(default: {MAX_PIXELS})")
+
+
+def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export", help="a trained model as an ONNX file, checked in onnxruntime and logged to "
+        "its run", description="Write an ONNX file (uint8 images (N, H, W, C) in, "
+        "probabilities out) after checking it against the model in onnxruntime, and log it to "
+        "the model's run as MLflow's onnx flavor (`nnlab promote --onnx` registers it).")
+    export.add_argument("--model", metavar="MODEL",
+                        help="the workspace's model (e.g. cnn) or models:/NAME@ALIAS")
+    export.add_argument("--run", help="an MLflow run id")
+    export.add_argument("--output", type=Path,
+                        help="the file to write (default: exports/<model>.onnx)")
+    export.add_argument("--no-log", action="store_true",
+                        help="only write the file; log nothing to MLflow")
