@@ -84,12 +84,19 @@ def load_npz(path: Path, what: str, fix: str = RESTORE) -> dict[str, NDArray[Any
 def atomic_path(path: Path) -> Iterator[Path]:
     """A `<name>.part` sibling to write to; renamed onto `path` only if the block succeeds.
 
-    On an error the `.part` is removed, so nothing half-written is ever left behind.
+    On an error the `.part` is removed, so nothing half-written is ever left behind; a write
+    the disk refuses (full, over a size limit) names `path`, which a bare write() error does
+    not.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     try:
         yield part
+    except OSError as error:
+        part.unlink(missing_ok=True)
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         part.unlink(missing_ok=True)
         raise

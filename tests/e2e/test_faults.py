@@ -265,3 +265,41 @@ def test_a_truncated_keras_model_is_one_line_at_predict(
     assert len(lines) == 1
     assert "models/cnn/model.keras: the cnn model is truncated or corrupt" in lines[0]
     assert "`dvc checkout`" in lines[0]
+
+
+def test_a_full_disk_during_training_is_one_line_and_leaves_nothing(project: Path) -> None:
+    """Under a file-size limit (the same failure as a full disk: EFBIG, or SQLite's disk I/O
+    error) the train stage says which write failed and what to do, in one line."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+
+    result = subprocess.run([sys.executable, "-m", "stages.train", "numpy_dnn"], cwd=project,
+                            env=user_env(), capture_output=True, text=True, timeout=600,
+                            preexec_fn=limited)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = _messages(result.stderr)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[0].startswith("train@numpy_dnn: error: ") and \
+        "free disk space (or raise the file-size limit)" in lines[0], lines
+    _nothing_valid_left(project)
+    code, output = _command(["dvc", "repro", "train@numpy_dnn"], project)  # room again
+    assert code == 0, output[-3000:]
+    assert not _runs(project, "RUNNING")
+
+
+def test_promote_on_a_read_only_store_is_one_line(project: Path) -> None:
+    """The project's folder mounted read-only (its own mount namespace: root only)."""
+    mounted = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("unshare -m needs root: a read-only mount cannot be made here")
+    script = (f"mount --bind {project} {project} && mount -o remount,ro,bind {project} && "
+              "nnlab promote --model cnn")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=project,
+                            env=user_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        "nnlab promote: error: the MLflow store could not be written (attempt to write a "
+        "readonly database): make mlflow.db and its folder writable (or point "
+        "MLFLOW_TRACKING_URI at another store), then run the command again"], result.stderr
