@@ -272,6 +272,10 @@ def test_a_full_disk_during_training_is_one_line_and_leaves_nothing(project: Pat
     error) the train stage says which write failed and what to do, in one line."""
     import resource
 
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["numpy_dnn"]["epochs"] = 3  # the fixture's is a training that never ends
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
 
