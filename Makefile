@@ -1,15 +1,23 @@
 # Reproducible image-classification experiments. Start with `make run`.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The newest supported Python on PATH that runs (a pyenv shim may not), unless PYTHON=... names one.
+PYTHON ?= $(firstword $(foreach v,3.13 3.12 3.11,\
+	$(shell python$(v) -c "" >/dev/null 2>&1 && command -v python$(v))))
 VENV := .venv
+# ACCEL=cuda installs the GPU builds (requirements-cuda.lock); the choice is kept in .venv, so
+# `make run` afterwards stays on it, until `make install ACCEL=cpu`.
+ACCEL ?= $(or $(shell cat $(VENV)/.accel 2>/dev/null),cpu)
+LOCK_cpu := requirements.lock
+LOCK_cuda := requirements-cuda.lock
+LOCK := $(LOCK_$(ACCEL))
 BIN := $(CURDIR)/$(VENV)/bin
 # Stages run `python -m stages.<name>`: make that the venv's python for everything below.
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 UI_PORT ?= 5000
 
-.PHONY: help install run test test-fast lint typecheck ui server server-status server-stop \
-	lock lock-upgrade clean
+.PHONY: help install run test test-fast lint typecheck check-lock ui server server-status \
+	server-stop lock lock-upgrade clean
 
 help:
 	@echo "make run        install the pinned environment, check params.yaml, run the pipeline, print the comparison"
@@ -18,17 +26,23 @@ help:
 	@echo "make ui         open the MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make server     start the team stack: MLflow server on PostgreSQL, S3 artifacts, DVC remote"
 	@echo "make server-status / server-stop   what runs / stop it all"
-	@echo "make lock       re-pin requirements.lock after changing pyproject.toml (uv pip compile)"
+	@echo "make install ACCEL=cuda   the GPU builds (Linux, NVIDIA): TensorFlow, JAX and CuPy for CUDA 12"
+	@echo "make lock       re-pin both lock files after changing pyproject.toml (uv pip compile)"
+	@echo "make check-lock resolve both lock files for Python 3.11-3.13 on Linux x86_64/aarch64 and macOS arm64"
 	@echo "make lock-upgrade  the same, moving every package to its newest allowed version"
 
-# The stamp is rebuilt whenever the lock file or the project metadata changes.
+# The stamp is rebuilt whenever the lock file or the project metadata changes, or ACCEL does.
 # uv installs it (pip only if uv cannot be installed); tools/install.py passes pip's configured
 # sources (index, extra indexes, find-links, CA certificate) on to uv.
-$(VENV)/.installed: requirements.lock pyproject.toml tools/install.py
-	$(PYTHON) tools/install.py sync $(VENV) requirements.lock
+$(VENV)/.installed-$(ACCEL): $(LOCK) pyproject.toml tools/install.py
+	@test -n "$(LOCK)" || { echo "make: ACCEL=$(ACCEL) is not known: use ACCEL=cpu (the default) or ACCEL=cuda (Linux, NVIDIA GPU)"; exit 2; }
+	@test -n "$(PYTHON)" || { echo "make: no python3.13, python3.12 or python3.11 on PATH: install one, or name it with make PYTHON=/path/to/python3.x"; exit 2; }
+	$(PYTHON) tools/install.py sync $(VENV) $(LOCK)
+	@rm -f $(VENV)/.installed*
+	@echo $(ACCEL) > $(VENV)/.accel
 	@touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-$(ACCEL)
 
 run: install
 	nnlab check
@@ -49,6 +63,7 @@ test: install
 	nnlab check
 	ruff check nnlab stages tests benchmarks tools
 	mypy nnlab
+	python tools/install.py check $(VENV)
 	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=30 -m "not loop"
 
 # The loop while coding: unit tests only. No TensorFlow import (tests/conftest.py refuses it)
@@ -76,11 +91,16 @@ server-stop: install
 
 # Re-pin requirements.lock from pyproject.toml with `uv pip compile`: versions already pinned
 # stay unless they no longer fit; `make lock-upgrade` moves everything to the newest allowed.
+# Both lock files resolve, from wheels, for every supported Python and platform (needs the
+# package index). `make test` runs it.
+check-lock: install
+	python tools/install.py check $(VENV)
+
 lock: install
-	$(PYTHON) tools/install.py lock $(VENV) requirements.lock
+	python tools/install.py lock $(VENV)
 
 lock-upgrade: install
-	$(PYTHON) tools/install.py lock $(VENV) requirements.lock --upgrade
+	python tools/install.py lock $(VENV) --upgrade
 
 clean:
 	rm -rf data models mlflow.db mlartifacts .mlflow.lock

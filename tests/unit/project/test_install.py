@@ -1,9 +1,12 @@
-"""tools/install.py: pip's configured sources reach uv, and a failed uv install falls back."""
+"""tools/install.py and the Makefile: pip's sources reach uv, a failed uv install falls back, the
+lock files hold one consistent set for every supported Python and platform, and a wrong Python,
+platform or ACCEL is one line."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +92,170 @@ def test_a_failing_install_command_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith("install: `")
     assert "failed (exit 1); see the lines above" in result.stderr.splitlines()[-1]
+
+
+def test_only_python_3_11_to_3_13_makes_the_venv() -> None:
+    assert install.python_problem((3, 12), "/usr/bin/python3.12") is None
+    for version in [(3, 10), (3, 14)]:
+        line = install.python_problem(version, "/usr/bin/python3")
+        assert line is not None and "\n" not in line
+        assert line.startswith(f"install: /usr/bin/python3 is Python 3.{version[1]}; ")
+        assert "Python 3.11, 3.12 or 3.13" in line and "make PYTHON=" in line
+
+
+def test_a_machine_without_wheels_is_told_so_before_anything_is_installed() -> None:
+    cpu, cuda = Path("requirements.lock"), Path("requirements-cuda.lock")
+    assert install.platform_problem(cpu, "Darwin", "arm64") is None
+    assert install.platform_problem(cpu, "Linux", "aarch64") is None
+    assert install.platform_problem(cuda, "Linux", "x86_64") is None
+    assert install.platform_problem(cuda, "Darwin", "arm64") == (
+        "install: ACCEL=cuda installs on Linux x86_64 and Linux aarch64, not on macOS arm64; "
+        "run `make install ACCEL=cpu`")
+    intel_mac = install.platform_problem(cpu, "Darwin", "x86_64")
+    assert intel_mac is not None and "not on Darwin x86_64" in intel_mac
+
+
+def marker_environment(python: str, where: str) -> dict[str, str]:
+    system, machine = {"Linux x86_64": ("Linux", "x86_64"), "Linux aarch64": ("Linux", "aarch64"),
+                       "macOS arm64": ("Darwin", "arm64")}[where]
+    return {"python_version": python, "python_full_version": f"{python}.0", "os_name": "posix",
+            "sys_platform": system.lower(), "platform_system": system,
+            "platform_machine": machine, "implementation_name": "cpython",
+            "platform_python_implementation": "CPython", "platform_release": "",
+            "platform_version": "", "implementation_version": f"{python}.0", "extra": ""}
+
+
+def installed_names(lock: Path, environment: dict[str, str]) -> dict[str, str]:
+    """What uv installs from `lock` where `environment` holds: name -> version."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    names: dict[str, str] = {}
+    for line in lock.read_text().splitlines():
+        if line.strip() and not line.startswith((" ", "#", "-")):
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                assert requirement.name not in names, f"{requirement.name} pinned twice"
+                names[canonicalize_name(requirement.name)] = str(requirement.specifier)
+    return names
+
+
+@pytest.mark.parametrize("accel", ["cpu", "cuda"])
+def test_each_lock_holds_one_build_of_everything_pyproject_asks_for_everywhere(accel: str) -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = ["dev", "benchmark", *(["cuda"] if accel == "cuda" else [])]
+    optional = project["optional-dependencies"]
+    wanted = [Requirement(text) for text in
+              [*project["dependencies"], *[text for extra in extras for text in optional[extra]]]]
+    lock, platforms = install.VARIANTS[accel]
+    for where in platforms:
+        for python in install.SUPPORTED_PYTHONS:
+            environment = marker_environment(python, where)
+            names = installed_names(ROOT / lock, environment)
+            for requirement in wanted:
+                if accel == "cuda" and requirement.name.startswith("tensorflow"):
+                    continue  # the cuda extra's tensorflow[and-cuda] replaces both: below
+                applies = requirement.marker is None or requirement.marker.evaluate(environment)
+                present = canonicalize_name(requirement.name) in names
+                assert present == applies, (requirement, python, where)
+            # One TensorFlow: the CPU-only build where it exists and no GPU is wanted.
+            cpu_only = accel == "cpu" and where == "Linux x86_64"
+            assert ("tensorflow-cpu" in names, "tensorflow" in names) == (cpu_only, not cpu_only)
+            if accel == "cuda":
+                assert {"jax-cuda12-plugin", "cupy-cuda12x", "nvidia-cudnn-cu12"} <= set(names)
+
+
+def test_the_cuda_lock_keeps_every_version_of_the_cpu_lock() -> None:
+    cpu = install.pinned((ROOT / "requirements.lock").read_text())
+    cuda = install.pinned((ROOT / "requirements-cuda.lock").read_text())
+    assert cpu - cuda <= {pin for pin in cpu if pin[0] == "tensorflow-cpu"}
+    assert install.pinned("jax==0.10.2 ; python_version < '3.12'\njax==0.12.0.1 ; "
+                          "python_version >= '3.12'\n  # via x\n") == {
+        ("jax", "0.10.2"), ("jax", "0.12.0.1")}
+
+
+def make_wheel(folder: Path, name: str, tag: str, requires: str = "") -> None:
+    import zipfile
+
+    info = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-{tag}.whl", "w") as wheel:
+        wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+                       + (f"Requires-Dist: {requires}\n" if requires else ""))
+        wheel.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nGenerator: test\n"
+                       f"Root-Is-Purelib: true\nTag: py3-none-{tag}\n")
+        wheel.writestr(f"{info}/RECORD", "")
+
+
+def test_check_names_the_platform_a_pin_has_no_wheel_for_and_the_pin_a_lock_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real uv resolving from a folder of wheels, as it resolves from PyPI in `make test`.
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    make_wheel(wheels, "alpha", "manylinux_2_28_x86_64")
+    make_wheel(wheels, "beta", "any", requires="gamma")
+    make_wheel(wheels, "gamma", "any")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "cache"))
+    venv = Path(sys.executable).parent.parent
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("alpha==1.0\n")
+    assert install.check_target(venv, lock, "3.12", "Linux x86_64") is None
+    problem = install.check_target(venv, lock, "3.12", "macOS arm64")
+    assert problem is not None
+    assert problem.startswith(f"{lock} on Python 3.12, macOS arm64: cause:")
+    assert "alpha==1.0 has no wheels with a matching platform tag" in problem
+    lock.write_text("beta==1.0\n")
+    assert install.check_target(venv, lock, "3.13", "Linux aarch64") == (
+        f"{lock} on Python 3.13, Linux aarch64: needs gamma==1.0, which the lock does not pin "
+        "there; run `make lock`")
+
+
+def fake_python(folder: Path, name: str, works: bool) -> None:
+    script = folder / name
+    body = f'exec {sys.executable} "$@"' if works else "exit 1"
+    script.write_text(f"#!/bin/bash\n{body}\n")
+    script.chmod(0o755)
+
+
+MAKE = shutil.which("make") or "make"
+
+
+def make_install(tmp_path: Path, path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MAKE, "-B", "install", f"VENV={tmp_path / 'venv'}", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": path})
+
+
+def test_make_picks_the_newest_python_that_runs(tmp_path: Path) -> None:
+    # python3.13 is a shim that fails (pyenv's, when 3.13 is not selected); 3.12 runs.
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    fake_python(bin_folder, "python3.13", works=False)
+    fake_python(bin_folder, "python3.12", works=True)
+    fake_python(bin_folder, "python3.11", works=True)
+    result = make_install(tmp_path, f"{bin_folder}:/usr/bin:/bin", "-n")
+    assert f"{bin_folder}/python3.12 tools/install.py sync {tmp_path / 'venv'} requirements.lock" \
+        in result.stdout
+
+
+def test_make_without_a_python_or_with_an_unknown_accel_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = make_install(tmp_path, str(empty))
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[0] == (
+        "make: no python3.13, python3.12 or python3.11 on PATH: install one, or name it with "
+        "make PYTHON=/path/to/python3.x")
+    result = make_install(tmp_path, os.environ["PATH"], "ACCEL=rocm")
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[0].startswith("make: ACCEL=rocm is not known: use ACCEL=cpu")
+    assert not (tmp_path / "venv").exists()
