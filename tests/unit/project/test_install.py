@@ -230,7 +230,14 @@ MAKE = shutil.which("make") or "make"
 def make_install(tmp_path: Path, path: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([MAKE, "-B", "install", f"VENV={tmp_path / 'venv'}", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PATH": path})
+                          env={**outside_make(), "PATH": path})
+
+
+def outside_make() -> dict[str, str]:
+    """The environment, less what an outer `make` (`make test`) hands down: its flags would
+    print directory lines and carry a PYTHON=... given to it."""
+    return {name: value for name, value in os.environ.items()
+            if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHON"}}
 
 
 def test_make_picks_the_newest_python_that_runs(tmp_path: Path) -> None:
