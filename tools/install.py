@@ -221,8 +221,11 @@ def resolve(venv: Path, lock: Path, python_version: str, where: str, output: Pat
             offline: bool) -> subprocess.CompletedProcess[str]:
     """`uv pip compile` of `lock` for one Python and platform, from wheels only."""
     uv, options, env = venv_uv(venv)
+    # --python: the venv's interpreter, so uv does not query every python on PATH (a pyenv
+    # shim takes a second each) before resolving for `python_version`.
     return subprocess.run(
-        [uv, "pip", "compile", str(lock), "--python-version", python_version,
+        [uv, "pip", "compile", str(lock), "--python", str(Path(uv).parent / "python"),
+         "--python-version", python_version,
          "--python-platform", PLATFORMS[where], "--only-binary", ":all:",
          *[arg for name in SOURCE_ONLY for arg in ("--no-binary", name)], *options,
          *(["--offline"] if offline else []), "--no-header", "--no-annotate", "--quiet", "-o",
