@@ -313,7 +313,13 @@ def test_mlflow_pins_whichever_tensorflow_is_installed(monkeypatch: pytest.Monke
     from nnlab.models import logged_model  # late: it imports MLflow
 
     real = importlib.metadata.version
-    assert logged_model.pins("tensorflow")[0].startswith("tensorflow-cpu==")
+    # The CPU lock installs tensorflow-cpu on Linux x86_64; Macs, ARM and ACCEL=cuda install
+    # tensorflow. The model's requirements name the one that is there.
+    try:
+        installed = f"tensorflow-cpu=={real('tensorflow-cpu')}"
+    except importlib.metadata.PackageNotFoundError:
+        installed = f"tensorflow=={real('tensorflow')}"
+    assert logged_model.pins("tensorflow")[0] == installed
 
     def plain_tensorflow_only(name: str) -> str:
         if name == "tensorflow-cpu":
