@@ -121,19 +121,46 @@ def end_trial_run(run_id: str, reason: str) -> bool:
 
 def end_dead_trial_runs(study: optuna.Study, seen: set[int] | None = None) -> list[str]:
     """End the run of every FAIL trial (end_trial_run): its worker was killed or interrupted,
-    either while the run was RUNNING or after the train stage had FINISHED it, before the
-    trial's experiment was complete. Trials in `seen` are skipped; the ones looked at now are
-    added. The run ids ended."""
+    or its machine lost, either while the run was RUNNING or after the train stage had
+    FINISHED it, before the trial's experiment was complete. A trial whose run id never
+    reached the study (its machine died first) has its run found by its tags. Trials in
+    `seen` are skipped; the ones looked at now are added. The run ids ended."""
     seen = set() if seen is None else seen
-    ended = []
+    ended, unrecorded = [], []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
-        run_id = trial.user_attrs.get(RUN_ATTR)
-        if not run_id or trial.number in seen:
+        if trial.number in seen:
             continue
         seen.add(trial.number)
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if not run_id:
+            unrecorded.append(trial.number)
+        elif end_trial_run(run_id, "its sweep worker stopped mid-trial"):
+            ended.append(run_id)
+    for run_id in _running_trial_runs(study, unrecorded):
         if end_trial_run(run_id, "its sweep worker stopped mid-trial"):
             ended.append(run_id)
     return ended
+
+
+def _running_trial_runs(study: optuna.Study, numbers: list[int]) -> list[str]:
+    """The RUNNING runs tagged as the study's trials `numbers`, in its parent run's
+    experiment: one search, made only when some FAIL trial has no run id."""
+    parent_id = study.user_attrs.get(PARENT_ATTR)
+    if not numbers or not parent_id:
+        return []
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        experiment_id = client.get_run(parent_id).info.experiment_id
+        runs = client.search_runs([experiment_id], f"tags.`{STUDY_TAG}` = "
+                                  f"'{study.study_name}' and attributes.status = 'RUNNING'",
+                                  max_results=1000)
+    except MlflowException:
+        return []
+    wanted = {str(number) for number in numbers}
+    return [run.info.run_id for run in runs if run.data.tags.get(TRIAL_TAG) in wanted
+            and run.data.tags.get(KIND_TAG) != "study"]
 
 
 def finish_parent_run(parent_id: str, summary: Mapping[str, Any], status: str) -> None:

@@ -73,6 +73,44 @@ def stage_key(model: str, params: Params) -> str:
     return digest.hexdigest()[:16]
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def inconsistency(arrays: dict[str, NDArray[Any]], meta: dict[str, Any], extra: Any,
+                  last_epoch: int | None) -> str | None:
+    """Why a checkpoint's own numbers cannot be those of the training it would resume (a
+    training of `last_epoch` epochs), or None. Its key says which training it belongs to;
+    this says whether what it holds could have come from it."""
+    epoch = meta.get("epoch")
+    if type(epoch) is not int or epoch < 1:
+        return f"its epoch is {epoch!r}, not a count of finished epochs"
+    if last_epoch is not None and epoch > last_epoch:
+        return f"it says epoch {epoch} of a training of {last_epoch} epochs"
+    rows = meta.get("rows")
+    if not isinstance(rows, list) or len(rows) != epoch:
+        count = len(rows) if isinstance(rows, list) else "no"
+        return f"its history has {count} rows for {epoch} epochs"
+    for number, row in enumerate(rows, start=1):
+        if not (isinstance(row, dict) and row.get("epoch") == number
+                and all(_number(value) for value in row.values())):
+            return f"its history's row {number} is not epoch {number}'s numbers"
+    best = meta.get("best_epoch", 0)
+    if type(best) is not int or not 0 <= best <= epoch:
+        return f"its best epoch {best!r} is not one of its {epoch} epochs"
+    if not isinstance(extra, dict):
+        return "its stage record is not a mapping"
+    seconds = extra.get("seconds", 0.0)
+    if not _number(seconds) or not 0 <= seconds < float("inf"):
+        return f"its training time {seconds!r} is not a number of seconds"
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            return f"its array {name!r} holds {array.dtype}, not numbers"
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            return f"its array {name!r} is not finite"
+    return None
+
+
 class StageCheckpoint:
     """The checkpoint of one train stage for one key (a models.base.Checkpoint)."""
 
@@ -119,7 +157,14 @@ class StageCheckpoint:
         if key != self.key:  # a file renamed by hand: never trust the name alone
             self.remove()
             return None
-        self.extra = meta.pop("stage", {})
+        extra = meta.pop("stage", {})
+        problem = inconsistency(arrays, meta, extra, self.last_epoch)
+        if problem:
+            print(f"train@{self.model}: ignoring the checkpoint {self.path}: {problem}; "
+                  "training from scratch")
+            self.remove()
+            return None
+        self.extra = extra
         return arrays, meta
 
     @property

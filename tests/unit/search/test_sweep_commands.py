@@ -16,7 +16,14 @@ import psutil
 import pytest
 
 from nnlab.search.host import command_slot
-from nnlab.search.parent_run import KIND_TAG, STUDY_TAG, ensure_parent_run
+from nnlab.search.link import RUN_ATTR
+from nnlab.search.parent_run import (
+    KIND_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+    end_dead_trial_runs,
+    ensure_parent_run,
+)
 from nnlab.search.study import PARENT_ATTR, Plan, open_study, worker_seed
 from tests.support.helpers import ROOT
 
@@ -64,6 +71,40 @@ def test_two_parents_made_at_once_become_the_older_one(mlflow_store: str,
                              tags={KIND_TAG: "study", STUDY_TAG: "one"}).info.run_id
     assert ensure_parent_run(study, plan, url) == older
     assert late in {run.info.run_id for run in _parents("one")}  # not ours to delete
+
+
+def test_a_lost_trials_run_is_ended_even_when_its_id_never_reached_the_study(
+        mlflow_store: str, tmp_path: Path) -> None:
+    # Machine B died after its stage opened the trial's run, before the run's id reached the
+    # study: the trial is FAIL by heartbeat, its run found by its tags and KILLED.
+    mlflow.set_tracking_uri(mlflow_store)
+    study, plan, url = _study(tmp_path)
+    parent = ensure_parent_run(study, plan, url)
+    client = mlflow.MlflowClient()
+    experiment = client.get_run(parent).info.experiment_id
+
+    def trial_run(study_name: str, number: int) -> str:
+        return client.create_run(experiment, tags={
+            STUDY_TAG: study_name, TRIAL_TAG: str(number), "mlflow.parentRunId": parent,
+        }).info.run_id
+
+    recorded, unrecorded = study.ask(), study.ask()
+    running_elsewhere = study.ask()
+    recorded.set_user_attr(RUN_ATTR, trial_run("one", recorded.number))
+    lost = trial_run("one", unrecorded.number)
+    alive = trial_run("one", running_elsewhere.number)
+    other_study = trial_run("two", unrecorded.number)
+    for trial in (recorded, unrecorded):
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    seen: set[int] = set()
+    ended = end_dead_trial_runs(study, seen)
+    assert sorted(ended) == sorted([recorded.user_attrs[RUN_ATTR], lost])
+    run = client.get_run(lost)
+    assert run.info.status == "KILLED" and run.data.tags["nnlab.trial_state"] == "FAIL"
+    assert run.data.tags["nnlab.end_reason"] == "its sweep worker stopped mid-trial"
+    for untouched in (alive, other_study, parent):
+        assert client.get_run(untouched).info.status == "RUNNING"
+    assert end_dead_trial_runs(study, seen) == []  # each FAIL trial is looked at once
 
 
 def test_commands_on_one_host_hold_distinct_slots_and_the_lowest_free_one(

@@ -46,6 +46,12 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def meta(epoch: int, **more: object) -> dict[str, object]:
+    """What a model saves after `epoch` epochs: one history row per epoch."""
+    return {"epoch": epoch, "rows": [{"epoch": n, "loss": 1 / n} for n in range(1, epoch + 1)],
+            **more}
+
+
 def test_the_key_changes_with_params_seed_data_and_code_and_nothing_else(repo: Path) -> None:
     params = project_params()
     key = stage_key("numpy_dnn", params)
@@ -77,7 +83,7 @@ def test_the_key_changes_with_params_seed_data_and_code_and_nothing_else(repo: P
 def test_a_checkpoint_for_another_key_is_never_read(repo: Path) -> None:
     mine = StageCheckpoint("numpy_dnn", "a" * 16)
     mine.extra["mlflow_run_id"] = "run-a"
-    mine.save({"w": np.arange(3.0)}, {"epoch": 2, "rows": []})
+    mine.save({"w": np.arange(3.0)}, meta(2))
     assert mine.path.parent == repo / FOLDER
     other = StageCheckpoint("numpy_dnn", "b" * 16)
     assert other.saved() is None
@@ -91,7 +97,7 @@ def test_a_checkpoint_round_trips_and_a_corrupt_one_is_dropped(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     checkpoint = StageCheckpoint("numpy_dnn", "c" * 16)
     checkpoint.extra["mlflow_run_id"] = "run-c"
-    checkpoint.save({"w": np.arange(3.0)}, {"epoch": 4, "rows": [{"epoch": 1.0}]})
+    checkpoint.save({"w": np.arange(3.0)}, meta(4))
     again = StageCheckpoint("numpy_dnn", "c" * 16)
     saved = again.saved()
     assert saved is not None and again.epoch == 4 and again.extra["mlflow_run_id"] == "run-c"
@@ -102,22 +108,66 @@ def test_a_checkpoint_round_trips_and_a_corrupt_one_is_dropped(
     assert not checkpoint.path.exists()
 
 
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"epoch": 10**9}, "it says epoch 1000000000 of a training of 30 epochs"),
+    ({"epoch": 0, "rows": []}, "its epoch is 0, not a count of finished epochs"),
+    ({"epoch": "3"}, "its epoch is '3', not a count of finished epochs"),
+    ({"rows": meta(2)["rows"]}, "its history has 2 rows for 3 epochs"),
+    ({"rows": [{"epoch": 1}, {"epoch": 3}, {"epoch": 2}]}, "its history's row 2 is not epoch 2's"),
+    ({"rows": [{"epoch": 1, "loss": "low"}, {"epoch": 2}, {"epoch": 3}]}, "row 1 is not"),
+    ({"best_epoch": 7}, "its best epoch 7 is not one of its 3 epochs"),
+    ({"stage": {"seconds": 1e400}}, "its training time inf is not a number of seconds"),
+    ({"stage": {"seconds": -5}}, "its training time -5 is not a number of seconds"),
+    ({"stage": ["run"]}, "its stage record is not a mapping"),
+])
+def test_a_checkpoint_whose_numbers_cannot_be_this_trainings_is_not_used(
+        repo: Path, capsys: pytest.CaptureFixture[str], change: dict[str, object],
+        problem: str) -> None:
+    # Written as the real file, with the right key: only its contents are wrong.
+    import json
+
+    checkpoint = StageCheckpoint("numpy_dnn", "e" * 16, last_epoch=30)
+    document = json.dumps({**meta(3, best_epoch=2, stage={"seconds": 1.5}), **change})
+    checkpoint.path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(checkpoint.path, w=np.ones(2), __meta__=np.array(document),
+             __key__=np.array("e" * 16))
+    assert StageCheckpoint("numpy_dnn", "e" * 16, last_epoch=30).saved() is None
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"train@numpy_dnn: ignoring the checkpoint {checkpoint.path}: ")
+    assert problem in line and line.endswith("; training from scratch") and "\n" not in line
+    assert not checkpoint.path.exists()
+
+
+@pytest.mark.parametrize(("array", "problem"), [
+    (np.array([1.0, np.nan]), "its array 'w' is not finite"),
+    (np.array(["a", "b"]), "its array 'w' holds <U1, not numbers"),
+])
+def test_a_checkpoint_with_arrays_no_training_makes_is_not_used(
+        repo: Path, capsys: pytest.CaptureFixture[str], array: np.ndarray, problem: str) -> None:
+    checkpoint = StageCheckpoint("numpy_dnn", "f" * 16, last_epoch=30)
+    checkpoint.save({"w": array}, meta(2))
+    assert StageCheckpoint("numpy_dnn", "f" * 16, last_epoch=30).saved() is None
+    assert problem in capsys.readouterr().out
+    checkpoint.save({"w": np.ones(2)}, meta(30))  # the last epoch of 30: used
+    assert StageCheckpoint("numpy_dnn", "f" * 16, last_epoch=30).epoch == 30
+
+
 def test_short_epochs_are_checkpointed_every_few_seconds_and_the_last_always(
         repo: Path) -> None:
     checkpoint = StageCheckpoint("numpy_dnn", "d" * 16, last_epoch=5)
     for epoch in (1, 2, 3):  # well within 2 seconds: only the first is written
-        checkpoint.save({}, {"epoch": epoch})
+        checkpoint.save({}, meta(epoch))
     assert StageCheckpoint("numpy_dnn", "d" * 16).epoch == 1
-    checkpoint.save({}, {"epoch": 4, "stopped_early": True})  # early stopping's last epoch
+    checkpoint.save({}, meta(4, stopped_early=True))  # early stopping's last epoch
     assert StageCheckpoint("numpy_dnn", "d" * 16).epoch == 4
-    checkpoint.save({}, {"epoch": 5})  # the last one
+    checkpoint.save({}, meta(5))  # the last one
     assert StageCheckpoint("numpy_dnn", "d" * 16).epoch == 5
 
 
 def test_nnlab_restart_throws_the_checkpoint_away(repo: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     params = project_params()
-    StageCheckpoint("numpy_dnn", stage_key("numpy_dnn", params)).save({}, {"epoch": 1})
+    StageCheckpoint("numpy_dnn", stage_key("numpy_dnn", params)).save({}, meta(1))
     assert StageCheckpoint.for_stage("numpy_dnn", params).saved() is not None
     monkeypatch.setenv(RESTART_VARIABLE, "1")
     assert StageCheckpoint.for_stage("numpy_dnn", params).saved() is None
