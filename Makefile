@@ -89,13 +89,13 @@ server-status: install
 server-stop: install
 	nnlab server stop
 
-# Re-pin requirements.lock from pyproject.toml with `uv pip compile`: versions already pinned
-# stay unless they no longer fit; `make lock-upgrade` moves everything to the newest allowed.
-# Both lock files resolve, from wheels, for every supported Python and platform (needs the
-# package index). `make test` runs it.
+# Both lock files resolve, from wheels, for every supported Python and platform (uv's cache,
+# else the package index). `make test` runs it.
 check-lock: install
 	python tools/install.py check $(VENV)
 
+# Re-pin both lock files from pyproject.toml with `uv pip compile --universal`: versions already
+# pinned stay unless they no longer fit; `make lock-upgrade` moves everything to the newest allowed.
 lock: install
 	python tools/install.py lock $(VENV)
 
