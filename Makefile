@@ -59,11 +59,10 @@ typecheck: install
 	mypy nnlab
 
 # Two pytest workers (one per core): the end-to-end files run side by side (see tests/conftest.py).
-test: install
+test: install check-lock
 	nnlab check
 	ruff check nnlab stages tests benchmarks tools
 	mypy nnlab
-	python tools/install.py check $(VENV)
 	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=30 -m "not loop"
 
 # The loop while coding: unit tests only. No TensorFlow import (tests/conftest.py refuses it)

@@ -116,8 +116,7 @@ def test_a_machine_without_wheels_is_told_so_before_anything_is_installed() -> N
 
 
 def marker_environment(python: str, where: str) -> dict[str, str]:
-    system, machine = {"Linux x86_64": ("Linux", "x86_64"), "Linux aarch64": ("Linux", "aarch64"),
-                       "macOS arm64": ("Darwin", "arm64")}[where]
+    system, machine = next(pair for pair, name in install.MACHINES.items() if name == where)
     return {"python_version": python, "python_full_version": f"{python}.0", "os_name": "posix",
             "sys_platform": system.lower(), "platform_system": system,
             "platform_machine": machine, "implementation_name": "cpython",
