@@ -37,6 +37,20 @@ class _NoTensorFlow(importlib.abc.MetaPathFinder):
                 "@pytest.mark.tensorflow (the full `make test` runs it)")
 
 
+class _NoTensorFlowUnder(importlib.abc.MetaPathFinder):
+    """The Keras tests on another backend (tests/unit/models/test_backends.py): a model on JAX
+    must never import TensorFlow."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] == "tensorflow":
+            raise ImportError(f"{name} imported while Keras runs on {KERAS_BACKEND}")
+
+
+KERAS_BACKEND = os.environ.get("NNLAB_TEST_KERAS_BACKEND")
+if KERAS_BACKEND:
+    os.environ["KERAS_BACKEND"] = KERAS_BACKEND
+    if KERAS_BACKEND != "tensorflow":
+        sys.meta_path.insert(0, _NoTensorFlowUnder())
 FAST = os.environ.get("NNLAB_TEST_FAST") == "1"
 if FAST:
     sys.meta_path.insert(0, _NoTensorFlow())

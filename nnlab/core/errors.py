@@ -36,6 +36,12 @@ class TrackingServerError(RuntimeError):
     logged (its checkpoint keeps it for the next run)."""
 
 
+class DeviceError(RuntimeError):
+    """params.yaml asks for a device or backend this machine cannot give (`device: gpu` with
+    no usable GPU, a backend that is not installed): message names what is missing and how
+    to install it."""
+
+
 class Interrupted(BaseException):
     """SIGTERM or SIGINT reached a stage: unwinds like KeyboardInterrupt, so every `finally`
     and `with` runs (partial outputs removed, the MLflow run marked KILLED), then the stage
@@ -48,11 +54,12 @@ class Interrupted(BaseException):
 
 
 # Errors a user can cause (bad params, missing or corrupt inputs, no network, a diverging loss,
-# a tracking server that is down):
+# a tracking server that is down, a GPU that is not there):
 # the stages and the `nnlab` command print them as one line and exit 2. ParamsError and
 # DataFormatError are ValueErrors; ChecksumError is a DownloadError.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, DivergenceError, DownloadError, TrackingServerError,
+    DeviceError,
 )
 
 

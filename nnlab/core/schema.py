@@ -27,6 +27,11 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def environment(self) -> dict[str, str]:
+        """Environment variables a process must have before it imports the section's code
+        (Keras's backend: nnlab/models/keras/params.py). Most sections need none."""
+        return {}
+
 
 def one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
     """A validator that accepts only `allowed` and lists them when it refuses a value."""
@@ -59,6 +64,10 @@ Epochs = Annotated[int, Field(gt=0, le=100_000)]
 BatchSize = Annotated[int, Field(gt=0, le=65_536)]
 Patience = Annotated[int, Field(gt=0, le=10_000)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
+# Where a neural model trains: `auto` a GPU when one is usable, else the CPU; `gpu` fails in one
+# line when there is none (docs/devices.md).
+DEVICES = ("auto", "cpu", "gpu")
+Device = Annotated[str, one_of(DEVICES, "device")]
 
 
 class ConvBlock(Section):
@@ -106,6 +115,7 @@ class TrainingFields(Section):
     batch_size: BatchSize
     epochs: Epochs
     early_stopping_patience: Patience | None  # None: train every epoch
+    device: Device
 
 
 def describe(error: Mapping[str, Any], prefix: str = "") -> str:

@@ -30,7 +30,9 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
     info = read_json(model_dir / TRAIN_INFO_FILE)
     if info.get("pruned"):
         return _pruned(model_name, params, layout, info)
-    model = get_model_class(model_name).load(model_dir)
+    # On the backend it trained on (Keras's, recorded by train): a JAX model never starts
+    # TensorFlow.
+    model = get_model_class(model_name, info.get("environment")).load(model_dir)
     classes = load_classes(layout.prepared)
     sets = {
         "val": load_split(layout.split, "val"),

@@ -100,7 +100,8 @@ def predict(
         raise ValueError(f"{model_dir}: saved by an older nnlab; run `dvc repro` to retrain it")
 
     def load() -> Callable[[np.ndarray], np.ndarray]:
-        return get_model_class(info.get("model", model_name)).load(model_dir).predict_proba
+        return get_model_class(info.get("model", model_name),
+                               info.get("environment")).load(model_dir).predict_proba
 
     return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top, plot)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +65,11 @@ class ImageClassifier:
 
     def count_params(self) -> int:
         raise NotImplementedError
+
+    def runtime(self) -> dict[str, str]:
+        """What computed the last fit: its `backend` (the engine) and `device` ("cpu", or
+        "gpu: <name>"), for the console, train_info.json and the MLflow run."""
+        return {"backend": "numpy", "device": "cpu"}
 
     def save(self, directory: Path) -> None:
         raise NotImplementedError
@@ -149,9 +155,14 @@ def save_arrays(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
         np.savez(handle, allow_pickle=False, **arrays)
 
 
-def get_model_class(name: str) -> type[ImageClassifier]:
-    """The classifier class for a params.yaml model key, or a ValueError naming valid keys."""
+def get_model_class(name: str, environment: Mapping[str, str] | None = None
+                    ) -> type[ImageClassifier]:
+    """The classifier class for a params.yaml model key, or a ValueError naming valid keys.
+
+    `environment` (a params section's `environment()`, or the one train_info.json recorded)
+    is set first: the variables a family reads as it is imported (Keras's backend)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    os.environ.update(environment or {})
     model_class: type[ImageClassifier] = load(MODELS[name].classifier)
     return model_class

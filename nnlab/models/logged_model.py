@@ -82,6 +82,8 @@ def pins(*packages: str) -> list[str]:
     return pins
 
 
+# What a Keras model logged from each backend needs installed to load as it was trained.
+BACKEND_PACKAGES = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib")}
 EXAMPLES = 3  # uint8 images kept with the logged model as its input example
 
 
@@ -110,7 +112,8 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any,
             with _keras_example_folder():
                 info = mlflow.keras.log_model(
                     classifier.probability_model(), **common,
-                    pip_requirements=pins("keras", "tensorflow", "numpy"),
+                    pip_requirements=pins("keras", *BACKEND_PACKAGES[
+                        classifier.runtime()["backend"]], "numpy"),
                 )
         else:
             info = mlflow.pyfunc.log_model(

@@ -253,6 +253,13 @@ def log_datasets(dataset: str, sets: Mapping[str, tuple[Any, Any, str]]) -> None
                                     name=f"{dataset}-{context}"), context=context)
 
 
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Tags of the active run (e.g. the backend and device that trained it)."""
+    import mlflow
+
+    mlflow.set_tags(dict(tags))
+
+
 def log_results(
     metrics: Mapping[str, float],
     artifacts: list[Path],

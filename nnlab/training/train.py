@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from nnlab.core.contract import load_classes, load_split
 from nnlab.core.errors import USER_ERRORS, Pruned, TrackingServerError
@@ -66,7 +67,7 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
             if trial:
                 trial.record_run(run_id)
             epochs.start(run_id, trial.epoch_reporter() if trial else None)
-            model = get_model_class(model_name)(model_params, params.seed)
+            model = _model(model_name, model_params, params.seed, info)
             checkpoint.start_clock()
             try:
                 history = model.fit(train_set, val_set, n_classes=len(classes),
@@ -87,6 +88,21 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
         raise
     checkpoint.remove()
     return info
+
+
+def _model(model_name: str, model_params: Any, seed: int, info: dict[str, object]
+           ) -> ImageClassifier:
+    """The untrained model, its process environment set first (Keras's backend); where it
+    trains goes to the console, the run's tags and train_info.json (with the environment,
+    which evaluate and predict load it with)."""
+    environment = model_params.environment()
+    model = get_model_class(model_name, environment)(model_params, seed)
+    runtime = model.runtime()
+    info.update(runtime, **({"environment": environment} if environment else {}))
+    mlflow_runs.set_tags({f"nnlab.{key}": value for key, value in runtime.items()})
+    print(f"{model_name}: training on {runtime['device']} ({runtime['backend']})",
+          file=sys.stderr)
+    return model
 
 
 def _finish(model: ImageClassifier, model_name: str, history: History, info: dict[str, object],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from nnlab.core.schema import Params
 from nnlab.params import validate
 
 ROOT = Path(__file__).resolve().parents[2]
+# Set (e.g. to "jax"): every params built here trains the Keras models on that backend, and
+# tests/conftest.py makes it Keras's backend before anything imports Keras.
+KERAS_BACKEND_UNDER_TEST = "NNLAB_TEST_KERAS_BACKEND"
 
 
 def make_images(
@@ -40,6 +44,10 @@ def raw_params(changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """params.yaml as plain data, with `changes` merged in: {"numpy_dnn": {"epochs": 3}}
     changes one key of a section, {"seed": 7} a top-level key."""
     raw = copy.deepcopy(_PROJECT_PARAMS)
+    backend = os.environ.get(KERAS_BACKEND_UNDER_TEST)
+    if backend:  # the Keras tests again on another backend (tests/unit/models/test_backends.py)
+        for name in ("keras_mlp", "cnn"):
+            raw[name]["backend"] = backend
     for key, value in (changes or {}).items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
             raw[key] = {**raw[key], **value}

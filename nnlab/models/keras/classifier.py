@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +22,23 @@ from nnlab.models.base import (
     Split,
     trained_file,
 )
-from nnlab.models.keras.backend import keras, tf
+from nnlab.models.keras.backend import (
+    BACKEND,
+    check_backend,
+    describe,
+    device_kind,
+    keras,
+)
 from nnlab.models.keras.builders import build_cnn, build_mlp, loss, optimizer, with_probabilities
 from nnlab.models.keras.inference import Predictor
-from nnlab.models.keras.inputs import evaluation_batches, training_batches
+from nnlab.models.keras.inputs import evaluation_batches, steps_per_epoch, training_batches
 from nnlab.models.keras.params import CnnParams, KerasMlpParams
+from nnlab.models.keras.placement import (
+    configure_determinism,
+    data_parallel,
+    devices,
+    precision,
+)
 from nnlab.models.keras.training_state import (
     Checkpointing,
     history_row,
@@ -35,30 +46,7 @@ from nnlab.models.keras.training_state import (
     restore_early_stopping,
 )
 
-# Fixed thread counts: with op determinism, same params + seed give identical weights.
-THREADS = 2
 MODEL_FILE = "model.keras"
-
-
-def configure_determinism(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, make TensorFlow ops deterministic, and fix the
-    thread counts. TensorFlow accepts thread counts only before its runtime starts: when it
-    has already started with other counts (a second model in one process), say so, since
-    results may then differ from a fresh `dvc repro`."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    threading = tf.config.threading
-    if (threading.get_intra_op_parallelism_threads(),
-            threading.get_inter_op_parallelism_threads()) == (THREADS, 1):
-        return
-    try:
-        threading.set_intra_op_parallelism_threads(THREADS)
-        threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError as error:
-        warnings.warn(f"TensorFlow's thread counts stay at intra="
-                      f"{threading.get_intra_op_parallelism_threads()}, inter="
-                      f"{threading.get_inter_op_parallelism_threads()} ({error}); results may "
-                      f"differ from a fresh process, which uses {THREADS} and 1", stacklevel=2)
 
 
 class _GuardCallback(keras.callbacks.Callback):
@@ -84,6 +72,19 @@ class _KerasClassifier(ImageClassifier):
     def __init__(self, params: KerasMlpParams | CnnParams, seed: int) -> None:
         super().__init__(params, seed)
         self.model: keras.Model | None = None
+        self.device = "cpu"
+        if params is not None:  # training (load() leaves the device to the backend)
+            check_backend(params.backend, self.name)
+            self.device = device_kind(params.device, self.name)
+        # one; with data_parallel (JAX) every local device of the kind
+        self.devices = devices(self.device, params is not None and params.data_parallel)
+
+    def runtime(self) -> dict[str, str]:
+        return {"backend": BACKEND, "device": describe(self.device, len(self.devices))}
+
+    def _split_batches(self) -> int:
+        """Rows every batch must be a multiple of: JAX shards each batch evenly."""
+        return len(self.devices) if BACKEND == "jax" and self.params.data_parallel else 1
 
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
         raise NotImplementedError
@@ -91,10 +92,17 @@ class _KerasClassifier(ImageClassifier):
     def fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None = None,
             checkpoint: Checkpoint | None = None) -> History:
         configure_determinism(self.seed)
+        with data_parallel(self.name, self.params, self.devices):
+            return self._fit(train, val, n_classes, on_epoch, checkpoint)
+
+    def _fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None,
+             checkpoint: Checkpoint | None) -> History:
         images, labels = train
-        self.model = self.build(tuple(images.shape[1:]), n_classes)
-        steps = math.ceil(len(labels) / self.params.batch_size)
-        self._compile(n_classes, steps)
+        with precision(self.params.mixed_precision):
+            self.model = self.build(tuple(images.shape[1:]), n_classes)
+        split = self._split_batches()
+        steps = steps_per_epoch(len(labels), self.params.batch_size, full_batches=split > 1)
+        self._compile(n_classes, steps, weighted=split > 1)
         guard = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
         saved = checkpoint.saved() if checkpoint is not None else None
         rows: History = [dict(row) for row in saved[1]["rows"]] if saved else []
@@ -116,10 +124,10 @@ class _KerasClassifier(ImageClassifier):
         else:
             result = self.model.fit(
                 training_batches(images, labels, self.params.batch_size, self.seed,
-                                 skip=done * steps),
+                                 first_epoch=done, full_batches=split > 1),
                 steps_per_epoch=steps,
                 shuffle=False,  # the pipeline shuffles, with the seed
-                validation_data=evaluation_batches(*val),
+                validation_data=evaluation_batches(*val, multiple=split),
                 epochs=self.params.epochs,
                 initial_epoch=done,
                 verbose=0,  # the train stage shows the epochs (nnlab/core/progress.py)
@@ -140,7 +148,7 @@ class _KerasClassifier(ImageClassifier):
             final.check_batch(math.nan, len(rows))
         return rows
 
-    def _compile(self, n_classes: int, steps: int) -> None:
+    def _compile(self, n_classes: int, steps: int, weighted: bool = False) -> None:
         accuracy = (
             keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)  # on logits
             if n_classes == 2
@@ -148,10 +156,12 @@ class _KerasClassifier(ImageClassifier):
         )
         self._trained().compile(
             optimizer=optimizer(self.params.optimizer, self.params.learning_rate),
-            loss=loss(n_classes),
+            loss=loss(n_classes, weighted),
             metrics=[accuracy],
-            # Run a whole epoch per call: small models are dominated by per-step overhead.
-            steps_per_execution=steps,
+            # TensorFlow: a whole epoch per call, as small models are dominated by per-step
+            # overhead. JAX unrolls steps_per_execution steps into one program (19 steps of
+            # the cnn took 21 s to compile) and dispatches a step in microseconds: one step.
+            steps_per_execution=steps if BACKEND == "tensorflow" else 1,
         )
 
     def _say_early_stop(self, rows: History) -> None:
@@ -191,10 +201,11 @@ class _KerasClassifier(ImageClassifier):
         if getattr(self, "_predictor_of", None) is not model:
             self._predictor, self._predictor_of = Predictor(model), model
         logits = self._predictor(np.asarray(images, np.uint8))
+        ops = keras.ops  # tf.math.sigmoid and tf.nn.softmax on TensorFlow
         if logits.shape[1] == 1:  # one sigmoid unit -> (N, 2) like softmax
-            p = tf.math.sigmoid(logits[:, 0]).numpy()
+            p = ops.convert_to_numpy(ops.sigmoid(logits[:, 0]))
             return np.stack([1 - p, p], axis=1).astype(np.float32)
-        return tf.nn.softmax(logits, axis=1).numpy().astype(np.float32)
+        return ops.convert_to_numpy(ops.softmax(logits, axis=1)).astype(np.float32)
 
     def count_params(self) -> int:
         return int(self._trained().count_params())

@@ -1,37 +1,98 @@
-"""The tf.data pipelines the Keras models read: endless shuffled training batches, and one
-ordered pass for validation and prediction."""
+"""The batches the Keras models read: endless shuffled training batches, and one ordered pass
+for validation. On TensorFlow, tf.data pipelines; on any other backend, plain NumPy batches
+(a generator and a `keras.utils.PyDataset`), so that TensorFlow is never imported.
+
+Both shuffle indices only, so the images are never copied into a shuffle buffer, whatever
+their size, and both give each epoch a new order, the same orders for the same seed. The
+orders differ between the two (tf.data's shuffle is not NumPy's), so a model trained on JAX is
+not the one TensorFlow trains from the same seed: equal in quality, not in weights.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.models.keras.backend import tf
+from nnlab.models.keras.backend import BACKEND, keras, tf
 
 EVAL_BATCH = 256  # validation and prediction: no gradients, so bigger batches are cheaper
 
 
+def steps_per_epoch(rows: int, batch_size: int, full_batches: bool = False) -> int:
+    """Batches per epoch: the last one partial, or (`full_batches`) left out, its images
+    then being a different few of each epoch's order."""
+    return max(rows // batch_size, 1) if full_batches else math.ceil(rows / batch_size)
+
+
 def training_batches(images: NDArray[np.uint8], labels: NDArray[np.int64], batch_size: int,
-                     seed: int, skip: int = 0) -> tf.data.Dataset:
-    """An endless tf.data pipeline of shuffled (images, labels) batches: one epoch after
-    another, each in a new order (the same orders for the same seed).
+                     seed: int, first_epoch: int = 0, full_batches: bool = False) -> Any:
+    """Endless shuffled (images, labels) batches: one epoch after another, each in a new
+    order (the same orders for the same seed), starting at `first_epoch`: a training that
+    goes on after k epochs sees the orders it would have seen.
 
     `fit` keeps one iterator over it for the whole run. Given NumPy arrays, Keras builds a
-    new input pipeline iterator every epoch, which took about 12 ms here. Only indices are
-    shuffled, so the images are never copied into a shuffle buffer, whatever their size.
-    `skip` batches are left out first: a training that goes on after k epochs skips k epochs'
-    batches, and sees the orders it would have seen."""
+    new input pipeline iterator every epoch, which took about 12 ms here."""
+    if BACKEND != "tensorflow":
+        return _numpy_batches(images, labels, batch_size, seed, first_epoch, full_batches)
     images_t, labels_t = tf.constant(images), tf.constant(labels)
     order = tf.data.Dataset.range(len(labels)).shuffle(len(labels), seed=seed,
                                                       reshuffle_each_iteration=True)
-    batches = order.batch(batch_size).repeat()
+    batches = order.batch(batch_size, drop_remainder=full_batches).repeat()
+    skip = first_epoch * steps_per_epoch(len(labels), batch_size, full_batches)
     if skip:  # a resumed training: the batches of the epochs done, skipped as indices only
         batches = batches.skip(skip)
     return batches.map(lambda index: (tf.gather(images_t, index), tf.gather(labels_t, index)))
 
 
-def evaluation_batches(images: NDArray[np.uint8], labels: NDArray[np.int64]) -> tf.data.Dataset:
+def _numpy_batches(images: NDArray[np.uint8], labels: NDArray[np.int64], batch_size: int,
+                   seed: int, first_epoch: int, full_batches: bool
+                   ) -> Iterator[tuple[NDArray[np.uint8], NDArray[np.int64]]]:
+    """Epoch k's order is a permutation drawn from (seed, k): any epoch's order is known
+    without drawing the ones before it."""
+    steps = steps_per_epoch(len(labels), batch_size, full_batches)
+    epoch = first_epoch
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(len(labels))
+        for step in range(steps):
+            index = np.sort(order[step * batch_size:(step + 1) * batch_size])  # reads in order
+            yield images[index], labels[index]
+        epoch += 1
+
+
+def evaluation_batches(images: NDArray[np.uint8], labels: NDArray[np.int64],
+                       multiple: int = 1) -> Any:
     """One pass over (images, labels) in order. It must end: Keras runs up to
     steps_per_execution (a training epoch's steps) validation steps per call, and would
-    otherwise go round the validation set again."""
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(EVAL_BATCH)
+    otherwise go round the validation set again.
+
+    `multiple`: every batch's rows a multiple of it (the devices a data-parallel fit splits
+    each batch over): the last batch is padded with copies of its last image, weighted 0."""
+    if BACKEND == "tensorflow" and multiple == 1:
+        return tf.data.Dataset.from_tensor_slices((images, labels)).batch(EVAL_BATCH)
+    return _EvaluationBatches(images, labels, multiple)
+
+
+class _EvaluationBatches(keras.utils.PyDataset):
+    """EVAL_BATCH rows at a time, in order; with `multiple` > 1, (images, labels, weights)."""
+
+    def __init__(self, images: NDArray[np.uint8], labels: NDArray[np.int64],
+                 multiple: int) -> None:
+        super().__init__()
+        self.images, self.labels, self.multiple = images, labels, multiple
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / EVAL_BATCH)
+
+    def __getitem__(self, index: int) -> tuple[NDArray[Any], ...]:
+        part = slice(index * EVAL_BATCH, (index + 1) * EVAL_BATCH)
+        images, labels = self.images[part], self.labels[part]
+        if self.multiple == 1:
+            return images, labels
+        pad = -len(labels) % self.multiple
+        weights = np.concatenate([np.ones(len(labels), np.float32), np.zeros(pad, np.float32)])
+        return (np.concatenate([images, np.repeat(images[-1:], pad, axis=0)]),
+                np.concatenate([labels, np.repeat(labels[-1:], pad)]), weights)

@@ -18,7 +18,7 @@ from nnlab.core.schema import (
     one_of,
     with_preset,
 )
-from nnlab.models.keras.spec import INITIALIZERS, OPTIMIZERS
+from nnlab.models.keras.spec import BACKENDS, INITIALIZERS, OPTIMIZERS
 
 KerasOptimizer = Annotated[str, one_of(tuple(OPTIMIZERS), "optimizer")]
 KerasInit = Annotated[str, one_of(tuple(INITIALIZERS), "init")]  # glorot_uniform, he_normal
@@ -29,7 +29,21 @@ class Augment(Section):
     flip: bool  # random horizontal flips
 
 
-class KerasMlpParams(TrainingFields):
+class KerasFields(TrainingFields):
+    """What both Keras models add to the training fields: where and how they compute."""
+
+    backend: Annotated[str, one_of(BACKENDS, "backend")]
+    data_parallel: bool  # each batch split over every local device of the chosen kind
+    mixed_precision: bool  # bfloat16 compute, float32 variables and logits
+
+    def environment(self) -> dict[str, str]:
+        """Keras's backend; for `device: cpu`, no GPU visible to the backend (JAX and
+        TensorFlow would otherwise claim a GPU's memory as they start)."""
+        cpu_only = {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "-1"}
+        return {"KERAS_BACKEND": self.backend, **(cpu_only if self.device == "cpu" else {})}
+
+
+class KerasMlpParams(KerasFields):
     """Flatten -> [Dense -> (BN) -> activation -> (Dropout)] x L -> Dense(n_classes)."""
 
     hidden_units: Units
@@ -45,7 +59,7 @@ class KerasMlpParams(TrainingFields):
 PRESETS = {"deep": DEEP_CNN}
 
 
-class CnnParams(TrainingFields):
+class CnnParams(KerasFields):
     """[Conv3x3 x convs -> MaxPool -> Dropout] per block -> Dense -> Dense(n_classes)."""
 
     preset: Annotated[str, one_of(tuple(PRESETS), "preset")] | None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from nnlab.core.activations import ACTIVATIONS as ACTIVATION_NAMES
 from nnlab.core.activations import LEAKY_RELU_SLOPE
 
+# params `backend`: Keras 3's backends this project runs and tests (docs/devices.md).
+BACKENDS = ("tensorflow", "jax")
 # params `optimizer` -> (keras.optimizers class, its arguments besides the learning rate)
 OPTIMIZERS: dict[str, tuple[str, dict[str, float]]] = {
     "sgd": ("SGD", {}),

@@ -18,6 +18,9 @@ class LogregClassifier(FeatureClassifier):
     name = "logreg"
     params: LogregParams
 
+    def runtime(self) -> dict[str, str]:
+        return {"backend": "scikit-learn", "device": "cpu"}
+
     def fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None = None,
             checkpoint: Checkpoint | None = None) -> History:  # no epochs: no checkpoint
         x_train, x_val = to_features(train[0]), to_features(val[0])

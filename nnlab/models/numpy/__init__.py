@@ -5,6 +5,8 @@
     losses.py      softmax and sigmoid cross-entropy, fused so that backward is (y - t) / N
     optimizers.py  SGD, momentum, Nesterov, Adagrad, RMSprop, Adam; learning-rate schedules
     kernels.py     the update rules, max-pooling and col2im as loops compiled by numba
+    array_kernels.py  the same as whole-array expressions, for a GPU (CuPy)
+    arrays.py      where the engine computes: `np` is NumPy, or CuPy on a GPU (`device`)
     network.py     a stack of layers over two flat buffers (weights, gradients); build_mlp
     convnet.py     the convnet builder (build_cnn), the source tutorials' DeepConvNet included
     loop.py        the mini-batch loop: shuffling, decay, early stopping, the divergence guard
@@ -13,7 +15,8 @@
     classifier.py  the ImageClassifiers: params in, a saved .npz out
 
 The engine (all but params.py and classifier.py) has no I/O, no yaml, no MLflow and no
-TensorFlow: only arrays in, arrays out.
+TensorFlow: only arrays in, arrays out. Its files take `np` from arrays.py, so the same code
+runs on NumPy or, with `device: gpu` (or `auto` where a GPU is usable), on CuPy.
 """
 
 from nnlab.core.errors import DivergenceError

@@ -18,6 +18,7 @@ from nnlab.models.numpy import (
     FitState,
     Network,
     TrainConfig,
+    arrays,
     build_mlp,
     fit,
     make_optimizer,
@@ -32,6 +33,15 @@ class _NumpyClassifier(FeatureClassifier):
     dropout), save and load. Subclasses build their network and shape their inputs."""
 
     flat_inputs = True  # the network takes flattened pixels (N, H*W*C), not images
+
+    def __init__(self, params: Any, seed: int) -> None:
+        super().__init__(params, seed)
+        # NumPy, or CuPy on a GPU (nnlab/models/numpy/arrays.py); a loaded model predicts
+        # where the process computes already.
+        self.device = arrays.use(params.device, self.name) if params is not None else "cpu"
+
+    def runtime(self) -> dict[str, str]:
+        return {"backend": "numpy" if self.device == "cpu" else "cupy", "device": self.device}
 
     def build(self, input_shape: tuple[int, int, int], n_classes: int,
               rng: np.random.Generator) -> Network:

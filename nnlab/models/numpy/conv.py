@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from nnlab.core import stops
-from nnlab.models.numpy import kernels
+from nnlab.models.numpy.arrays import as_strided, kernels, np  # NumPy or CuPy (arrays.py)
 from nnlab.models.numpy.layers import Array, BatchNorm, Layer
 
 PADDINGS = ("same", "valid")
@@ -119,8 +117,7 @@ class Conv2D(Layer):
         part = padded[start:end]
         s_n, s_h, s_w, s_c = part.strides
         windows = as_strided(part, (end - start, out_h, out_w, kh, kw, channels),
-                             (s_n, s_h * self.stride, s_w * self.stride, s_h, s_w, s_c),
-                             writeable=False)
+                             (s_n, s_h * self.stride, s_w * self.stride, s_h, s_w, s_c))
         rows = cols[start * out_h * out_w:end * out_h * out_w]
         np.copyto(rows.reshape(windows.shape), windows)
         return rows

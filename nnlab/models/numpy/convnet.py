@@ -12,10 +12,10 @@ Affine(50) -> ReLU -> Dropout(0.5) -> Affine(10) -> Dropout(0.5). On 28x28 input
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import numpy as np
-
+from nnlab.models.numpy.arrays import np  # NumPy, or CuPy on a GPU (arrays.py)
 from nnlab.models.numpy.conv import BatchNorm2D, Conv2D, Flatten, MaxPool2D
 from nnlab.models.numpy.layers import Array, BatchNorm, Dense, Dropout, Layer, ReLU
 from nnlab.models.numpy.network import Network, init_weights
@@ -94,7 +94,7 @@ def build_cnn(
     layers = (_deep_convs(shape[2], init, rng, dtype) if preset == "deep" else
               _conv_blocks(shape[2], blocks, init, rng, block_dropout, batch_norm, dtype))
     layers.append(Flatten())
-    features = int(np.prod(_output_shape(layers, shape, dtype)))
+    features = math.prod(_output_shape(layers, shape, dtype))
     for units in [50] if preset == "deep" else dense_units or []:
         layers.append(Dense(init_weights(init, features, units, rng, dtype),
                             None if batch_norm and not preset else np.zeros(units, dtype)))

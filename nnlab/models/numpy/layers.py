@@ -9,10 +9,10 @@ Shapes: x is (N, D) for a batch of N samples with D features.
 
 from __future__ import annotations
 
-import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.activations import LEAKY_RELU_SLOPE
+from nnlab.models.numpy.arrays import np  # NumPy, or CuPy on a GPU (arrays.py)
 
 Array = NDArray[np.floating]
 
@@ -138,7 +138,8 @@ class Dropout(Layer):
             self._scaled_mask = None
             return x
         keep = 1 - self.rate
-        uniform = self.rng.random(x.shape, dtype=x.dtype)  # (N, D) in [0, 1)
+        # (N, D) in [0, 1), drawn on the host: the same masks on a GPU
+        uniform = np.asarray(self.rng.random(x.shape, dtype=x.dtype))
         self._scaled_mask = (uniform < keep) * x.dtype.type(1 / keep)
         return x * self._scaled_mask
 

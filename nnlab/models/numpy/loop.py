@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.loss import DivergenceGuard
+from nnlab.models.numpy.arrays import to_host
 from nnlab.models.numpy.network import Network
 from nnlab.models.numpy.optimizers import Optimizer, scheduled_learning_rate
 
@@ -25,7 +26,8 @@ def evaluate(
         batch_labels = labels[start : start + batch_size]
         logits = network.logits(x[start : start + batch_size])
         total_loss += network.loss.forward(logits, batch_labels) * batch_labels.shape[0]
-        correct += int(np.count_nonzero(network.loss.probs.argmax(axis=1) == batch_labels))
+        correct += int(np.count_nonzero(to_host(network.loss.probs).argmax(axis=1)
+                                        == batch_labels))
     return total_loss / x.shape[0], correct / x.shape[0]
 
 
@@ -104,9 +106,9 @@ class FitState:
 
     def to_checkpoint(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
         """(plain arrays, JSON-able values): what a checkpoint file holds."""
-        arrays = {**{f"weights/{key}": value for key, value in self.weights.items()},
-                  **{f"best/{key}": value for key, value in self.best_weights.items()},
-                  **{f"slots/{key}": value for key, value in self.slots.items()}}
+        arrays = {**{f"weights/{key}": to_host(value) for key, value in self.weights.items()},
+                  **{f"best/{key}": to_host(value) for key, value in self.best_weights.items()},
+                  **{f"slots/{key}": to_host(value) for key, value in self.slots.items()}}
         meta = {"epoch": self.epoch, "rows": self.rows, "best_loss": self.best_loss,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
                 "rng": self.rng, "optimizer": self.optimizer}

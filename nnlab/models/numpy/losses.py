@@ -6,10 +6,10 @@ correct predictions without a second softmax.
 
 from __future__ import annotations
 
-import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.loss import MAX_SAMPLE_LOSS, cross_entropy
+from nnlab.models.numpy.arrays import np, to_host  # NumPy or CuPy (arrays.py)
 from nnlab.models.numpy.layers import Array, sigmoid
 
 
@@ -23,8 +23,8 @@ class SoftmaxCrossEntropy:
 
     def forward(self, logits: Array, labels: NDArray[np.int64]) -> float:
         self.probs = self.probabilities(logits)
-        self._labels = labels
-        return cross_entropy(self.probs, labels)
+        self._labels = np.asarray(labels)  # where the logits are (a GPU's copy, or these)
+        return cross_entropy(to_host(self.probs), to_host(labels))
 
     def backward(self) -> Array:
         grad = self.probs.copy()
@@ -44,7 +44,7 @@ class SigmoidBinaryCrossEntropy:
         z = logits[:, 0]  # (N,)
         self._p = sigmoid(z)
         self.probs = np.stack([1 - self._p, self._p], axis=1)
-        self._labels = labels.astype(logits.dtype)
+        self._labels = np.asarray(labels).astype(logits.dtype)
         # log(1 + exp(-|z|)) + max(z, 0) - z*t is BCE written so it never overflows.
         loss = np.logaddexp(0, -np.abs(z)) + np.maximum(z, 0) - z * self._labels
         return float(np.mean(np.minimum(loss, MAX_SAMPLE_LOSS)))  # as cross_entropy()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+import numpy  # the saved file's format, always on the host
 from numpy.typing import NDArray
 
+from nnlab.models.numpy.arrays import np, to_host  # NumPy or CuPy (arrays.py)
 from nnlab.models.numpy.layers import ACTIVATIONS, Array, BatchNorm, Dense, Dropout, Layer
 from nnlab.models.numpy.losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 
@@ -17,8 +19,8 @@ from nnlab.models.numpy.losses import Loss, SigmoidBinaryCrossEntropy, SoftmaxCr
 INIT_SCALES = {
     "zeros": lambda n_in: 0.0,
     "random": lambda n_in: 0.01,
-    "he": lambda n_in: np.sqrt(2.0 / n_in),
-    "xavier": lambda n_in: np.sqrt(1.0 / n_in),
+    "he": lambda n_in: math.sqrt(2.0 / n_in),
+    "xavier": lambda n_in: math.sqrt(1.0 / n_in),
 }
 INITS = tuple(INIT_SCALES)
 
@@ -29,7 +31,8 @@ def init_weights(
     """A weight matrix (n_in, n_out) drawn as standard normal x the init's scale."""
     if init not in INIT_SCALES:
         raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
-    return (rng.standard_normal((n_in, n_out)) * INIT_SCALES[init](n_in)).astype(dtype)
+    # drawn on the host (the seed's generator), then moved to where the network computes
+    return np.asarray((rng.standard_normal((n_in, n_out)) * INIT_SCALES[init](n_in)).astype(dtype))
 
 
 class Network:
@@ -54,14 +57,16 @@ class Network:
         return [layer for layer in self.layers if isinstance(layer, Dense)]
 
     def logits(self, x: Array, training: bool = False) -> Array:
-        """Forward pass: x (N, D) -> logits (N, n_outputs)."""
+        """Forward pass: x (N, D) -> logits (N, n_outputs). x may be on the host: a batch
+        goes to the GPU here, if the network is there."""
+        x = np.asarray(x)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
     def predict_proba(self, x: Array) -> Array:
-        """Class probabilities, shaped (N, n_classes)."""
-        return self.loss.probabilities(self.logits(x))
+        """Class probabilities, shaped (N, n_classes), on the host."""
+        return to_host(self.loss.probabilities(self.logits(x)))
 
     def bytes_per_sample(self, input_shape: tuple[int, ...]) -> int:
         """What one more sample costs a forward pass in inference mode: every layer's output
@@ -78,7 +83,7 @@ class Network:
         """Forward + backward on one batch in training mode; fills every layer's grads.
 
         Returns:
-            (loss including the L2 term, class probabilities (N, n_classes)).
+            (loss including the L2 term, class probabilities (N, n_classes) on the host).
         """
         loss = self.loss.forward(self.logits(x, training=True), labels)
         dout = self.loss.backward()
@@ -89,7 +94,7 @@ class Network:
                 W = dense.params["W"]
                 loss += 0.5 * self.l2 * float(np.vdot(W, W))  # vdot: no (n_in, n_out) temporary
                 dense.grads["W"] += self.l2 * W
-        return loss, self.loss.probs
+        return loss, to_host(self.loss.probs)
 
     def parameters(self) -> tuple[dict[str, Array], dict[str, Array]]:
         """(params, grads): flat dicts with the same keys ("0.W", "0.b", "1.gamma", ...).
@@ -132,14 +137,14 @@ class Network:
                 raise ValueError(
                     f"{key!r} has shape {arrays[key].shape}, architecture says {target.shape}"
                 )
-            target[...] = arrays[key]
+            target[...] = np.asarray(arrays[key])  # onto the GPU, if the network is there
 
     # -- saving: plain arrays only; the caller decides where they go ----------------------
     def to_arrays(self) -> dict[str, NDArray[Any]]:
         arrays: dict[str, NDArray[Any]] = {
-            "architecture": np.array(json.dumps(self.architecture))
+            "architecture": numpy.array(json.dumps(self.architecture))
         }
-        arrays.update({key: array.copy() for key, array in self.weights().items()})
+        arrays.update({key: numpy.array(to_host(array)) for key, array in self.weights().items()})
         return arrays
 
     @classmethod
@@ -153,8 +158,8 @@ class Network:
         try:
             architecture = json.loads(str(arrays["architecture"]))
             network = (build or build_mlp)(
-                **architecture, init="zeros", rng=np.random.default_rng(0),
-                dtype=arrays["0.W"].dtype.type if "0.W" in arrays else np.float32,
+                **architecture, init="zeros", rng=numpy.random.default_rng(0),
+                dtype=arrays["0.W"].dtype.type if "0.W" in arrays else numpy.float32,
             )
         except (TypeError, json.JSONDecodeError) as error:
             raise ValueError(f"unreadable numpy model architecture: {error}") from None

@@ -20,11 +20,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core import stops
-from nnlab.models.numpy import kernels
+from nnlab.models.numpy.arrays import kernels, np  # NumPy or CuPy (arrays.py)
 from nnlab.models.numpy.layers import Array
 
 # (kernel, dtype) pairs this process has compiled: their first call ran under stops.deferred().

@@ -217,7 +217,7 @@ def test_keras_input_pipelines_cover_each_epoch_once_and_validation_once_in_orde
             assert [len(batch[1]) for batch in epoch] == [4, 4, 2]
             order = [int(label) for _, batch_labels in epoch for label in batch_labels]
             # images stay with their labels
-            assert [int(pixel) for batch, _ in epoch for pixel in batch.numpy().ravel()] == [
+            assert [int(pixel) for batch, _ in epoch for pixel in np.asarray(batch).ravel()] == [
                 3 * label for label in order]
             orders.append(order)
         return orders

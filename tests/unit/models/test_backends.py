@@ -1,0 +1,176 @@
+"""The Keras models on each Keras 3 backend, on each device, data parallel and in mixed
+precision (docs/devices.md). Keras picks its backend once per process: the JAX checks run in
+child processes, this one runs TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnlab.core.errors import DeviceError
+from nnlab.models.base import get_model_class
+from tests.support.helpers import KERAS_BACKEND_UNDER_TEST, ROOT, make_images, project_params
+
+pytestmark = pytest.mark.tensorflow
+
+TINY_CNN = {"epochs": 3, "blocks": [{"filters": 4, "convs": 1}], "dense_units": [8],
+            "block_dropout": 0, "dense_dropout": 0, "learning_rate": 0.01,
+            "augment": {"shift": 0.0, "flip": False}, "early_stopping_patience": None}
+
+
+def _child(script: str, env: dict[str, str], timeout: int = 300) -> str:
+    """Run `script` in a fresh Python (its own Keras backend); its stdout."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_keras_model_tests_pass_on_jax_without_importing_tensorflow() -> None:
+    """Every Keras test of fit, save/load, predict, the MLflow model, early stopping,
+    determinism, the divergence rule and bit-for-bit resume, again on JAX, with TensorFlow's
+    import refused (tests/conftest.py)."""
+    tests = ["tests/unit/models/test_models.py", "tests/unit/tracking/test_checkpoints.py"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *tests, "-m", "tensorflow", "-k", "keras or cnn",
+         "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        cwd=ROOT, env={**os.environ, KERAS_BACKEND_UNDER_TEST: "jax"},
+        capture_output=True, text=True, timeout=500)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 0 and " passed" in summary and "failed" not in summary, \
+        result.stdout[-4000:] + result.stderr[-2000:]
+    assert int(summary.split(" passed")[0].split()[-1]) >= 12, summary
+
+
+def test_a_keras_file_saved_on_one_backend_loads_on_the_other(tmp_path: Path) -> None:
+    images, labels = make_images(12, 3, seed=1)
+    params = project_params({"cnn": TINY_CNN})
+    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model.fit((images, labels), (images, labels), 3)
+    model.save(tmp_path / "tensorflow")
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "labels.npy", labels)
+    _child(f"""
+        import numpy as np
+        from pathlib import Path
+        from nnlab.models.base import get_model_class
+        from tests.support.helpers import project_params
+        folder = Path({str(tmp_path)!r})
+        images, labels = np.load(folder / "images.npy"), np.load(folder / "labels.npy")
+        cnn = get_model_class("cnn")
+        np.save(folder / "tf_on_jax.npy", cnn.load(folder / "tensorflow").predict_proba(images))
+        model = cnn(project_params({{"cnn": {TINY_CNN!r}}}).model_params("cnn"), seed=0)
+        model.fit((images, labels), (images, labels), 3)
+        model.save(folder / "jax")
+        np.save(folder / "jax_on_jax.npy", model.predict_proba(images))
+        """, {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax"})
+    np.testing.assert_allclose(np.load(tmp_path / "tf_on_jax.npy"),
+                               model.predict_proba(images), atol=1e-5)
+    jax_model = get_model_class("cnn").load(tmp_path / "jax")
+    np.testing.assert_allclose(jax_model.predict_proba(images),
+                               np.load(tmp_path / "jax_on_jax.npy"), atol=1e-5)
+
+
+DATA_PARALLEL = """
+    import json, os
+    import numpy as np
+    from nnlab.models.base import get_model_class
+    from tests.support.helpers import make_images, project_params
+    images, labels = make_images(16, 4, seed=3)  # 64 images: 4 full batches of 16
+    val_images, val_labels = make_images(10, 4, seed=4)  # 40: an even last batch
+    losses = {{}}
+    for parallel in (False, True):
+        params = project_params({{"cnn": {cnn} | {{"batch_size": 16, "data_parallel": parallel,
+                                             "epochs": 4, "optimizer": "sgd",
+                                             "learning_rate": 0.05}}}})
+        model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+        rows = model.fit((images, labels), (val_images, val_labels), 4)
+        losses[parallel] = [[row["loss"], row["val_loss"]] for row in rows]
+        losses[f"devices {{parallel}}"] = model.runtime()["device"]
+    print(json.dumps(losses))
+    """
+def test_data_parallel_over_two_devices_gives_one_devices_losses() -> None:
+    """Two virtual CPU devices (JAX's XLA flag): the same model, seed and global batch, each
+    batch split in two, give the losses of one device."""
+    env = {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    losses = json.loads(_child(DATA_PARALLEL.format(cnn=TINY_CNN), env).strip().splitlines()[-1])
+    assert losses["devices False"] == "cpu" and losses["devices True"] == "2 x cpu"
+    np.testing.assert_allclose(losses["true"], losses["false"], rtol=2e-4)
+    assert losses["true"][-1][0] < losses["true"][0][0]  # it learns
+
+
+def test_data_parallel_on_tensorflow_is_refused_in_one_line() -> None:
+    params = project_params({"cnn": TINY_CNN | {"data_parallel": True}})
+    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    with pytest.raises(DeviceError, match=r"^cnn.data_parallel=true runs on the JAX backend "
+                                          r"only; set cnn.backend=jax, or data_parallel=false$"):
+        model.fit(make_images(4, 2, seed=0), make_images(2, 2, seed=1), 2)
+
+
+def test_data_parallel_on_jax_needs_a_batch_the_devices_divide() -> None:
+    out = _child(f"""
+        from nnlab.models.base import get_model_class
+        from tests.support.helpers import make_images, project_params
+        params = project_params({{"cnn": {TINY_CNN!r} | {{"batch_size": 15,
+                                                       "data_parallel": True}}}})
+        model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+        try:
+            model.fit(make_images(8, 2, seed=0), make_images(2, 2, seed=1), 2)
+        except ValueError as error:
+            print(error)
+        """, {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax",
+              "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert out.strip() == ("cnn.batch_size=15: data_parallel splits each batch over 2 devices; "
+                           "use a multiple of 2")
+
+
+def test_mixed_precision_computes_in_bfloat16_with_float32_weights_and_logits() -> None:
+    import keras
+
+    images, labels = make_images(12, 3, seed=1)
+    params = project_params({"cnn": TINY_CNN | {"mixed_precision": True, "epochs": 6}})
+    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    rows = model.fit((images, labels), (images, labels), 3)
+    conv = next(layer for layer in model.model.layers if "conv" in layer.name)
+    assert (conv.compute_dtype, conv.variable_dtype) == ("bfloat16", "float32")
+    assert model.model.layers[-1].compute_dtype == "float32"  # the logits
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
+    probabilities = model.predict_proba(images)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    assert rows[-1]["loss"] < rows[0]["loss"] and np.isfinite(rows[-1]["val_loss"])
+
+
+@pytest.mark.parametrize("name", ["keras_mlp", "cnn"])
+def test_a_gpu_that_is_not_there_is_a_one_line_error(name: str) -> None:
+    params = project_params({name: {"device": "gpu"}})
+    with pytest.raises(DeviceError, match=(
+            rf"^{name}\.device='gpu', but Keras on tensorflow sees no GPU \(TensorFlow .* "
+            r"CUDA, or no CUDA device visible\); `make install ACCEL=cuda` installs the CUDA "
+            rf"builds \(Linux, an NVIDIA driver\), or set {name}\.device=auto$")):
+        get_model_class(name)(params.model_params(name), seed=0)
+
+
+def test_another_backend_than_the_running_one_is_refused_by_name() -> None:
+    params = project_params({"cnn": {"backend": "jax"}})
+    with pytest.raises(RuntimeError, match="cnn.backend='jax', but Keras already runs on "
+                                           "tensorflow in this process"):
+        get_model_class("cnn")(params.model_params("cnn"), seed=0)
+
+
+def test_the_backend_and_device_are_recorded() -> None:
+    params = project_params({"keras_mlp": {"device": "cpu"}})
+    assert params.model_params("keras_mlp").environment() == {
+        "KERAS_BACKEND": "tensorflow", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "-1"}
+    assert project_params().model_params("cnn").environment() == {"KERAS_BACKEND": "tensorflow"}
+    model = get_model_class("cnn")(project_params().model_params("cnn"), seed=0)
+    assert model.runtime() == {"backend": "tensorflow", "device": "cpu"}
