@@ -1,6 +1,6 @@
 """End to end on copies of the trained baseline (tests/support/e2e.py): queued `dvc exp run`
-experiments on two workers, each an MLflow run; and `dvc exp apply` of an experiment, then a
-forced rerun that reproduces its metrics."""
+experiments on two workers, each an MLflow run; `dvc exp apply` of an experiment, then a
+forced rerun that reproduces its metrics; and the cnn on Keras's JAX backend."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import mlflow
 import pytest
 import yaml
 
-from tests.support.e2e import copy_project, git, ran_stages
+from tests.support.e2e import copy_project, git, import_recording, ran_stages
 from tests.support.e2e import run as sh
 
 pytestmark = pytest.mark.slow
@@ -110,3 +110,30 @@ def test_applied_experiment_reproduces_its_metrics(project: Path, baseline: Path
     assert {"split", "train@numpy_dnn", "train@logreg"} <= ran_stages(output)
     for model, metrics in before.items():
         assert (project / "reports" / model / "metrics.json").read_bytes() == metrics, model
+
+
+def test_dvc_exp_run_with_the_jax_backend_trains_and_evaluates_the_cnn_without_tensorflow(
+        project: Path, baseline: Path, tmp_path: Path) -> None:
+    output = sh(["dvc", "exp", "run", "--name", "cnn-jax", "-S", "cnn.backend=jax"], project,
+                env=import_recording(tmp_path))
+    assert ran_stages(output) == {"train@cnn", "evaluate@cnn", "report"}
+    assert "cnn: training on cpu (jax)" in output
+    for stage in ("train@cnn", "evaluate@cnn"):
+        imported = json.loads((tmp_path / "imports" / f"{stage}.json").read_text())
+        assert imported["jax"] and not imported["tensorflow_itself"], stage
+    info = json.loads((project / "models/cnn/train_info.json").read_text())
+    assert (info["backend"], info["device"]) == ("jax", "cpu")
+    assert info["environment"] == {"KERAS_BACKEND": "jax"}
+    # the same network and epochs as TensorFlow's, in other data orders: as good, not equal
+    jax_accuracy = json.loads((project / "reports/cnn/metrics.json").read_text())["test"]
+    tf_accuracy = json.loads((baseline / "reports/cnn/metrics.json").read_text())["test"]
+    assert jax_accuracy["accuracy"] > tf_accuracy["accuracy"] - 0.05, (jax_accuracy, tf_accuracy)
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    run = client.get_run(info["mlflow_run_id"])
+    assert run.data.params["backend"] == "jax" and run.data.tags["nnlab.backend"] == "jax"
+    assert run.data.tags["nnlab.device"] == "cpu" and "test.accuracy" in run.data.metrics
+    logged = client.get_logged_model(info["mlflow_model_uri"].removeprefix("models:/"))
+    mlmodel = Path(logged.artifact_location.removeprefix("file://")) / "MLmodel"
+    flavor = yaml.safe_load(mlmodel.read_text())["flavors"]["keras"]
+    assert flavor["keras_backend"] == "jax"  # MLflow loads it on any backend

@@ -25,7 +25,9 @@ def _record() -> None:
             files.add(relative.as_posix())
     record = {"files": sorted(files),
               "tensorflow": any(name.partition(".")[0] in ("tensorflow", "keras")
-                                for name in sys.modules)}
+                                for name in sys.modules),
+              "tensorflow_itself": "tensorflow" in sys.modules,  # not Keras on JAX
+              "jax": "jax" in sys.modules}
     folder = Path(os.environ["NNLAB_IMPORT_LOG"])
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{os.environ['DVC_STAGE']}.json").write_text(json.dumps(record, indent=1))
