@@ -12,6 +12,7 @@ from tests.support.e2e import ROOT, user_env
 TINY: dict[str, tuple[list[str], str]] = {
     "conv_routes.py": (["--quick"], "direct / Conv2D:"),
     "datasets.py": (["--quick"], "peak RSS of stages.split:"),
+    "gpu.py": (["--device", "cpu", "--quick"], "gpu.py: done"),
     "image_folder_dep.py": (["--quick"], "dvc status split"),
     "long_runs.py": (["--quick"], "checkpoint cost:"),
     "numpy_cnn_speed.py": (["--quick"], "where a step's time goes:"),

@@ -16,6 +16,7 @@ switch: their code reads as plain NumPy, and runs on CuPy's identical API when a
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +24,22 @@ import numpy
 
 from nnlab.core.errors import DeviceError
 from nnlab.models.numpy import array_kernels
-from nnlab.models.numpy import kernels as compiled_kernels
+
+COMPILED_KERNELS = "nnlab.models.numpy.kernels"  # numba's loops, for NumPy
 
 CUPY_INSTALL = "`make install ACCEL=cuda` installs CuPy (Linux, an NVIDIA driver)"
 
 
 class _Forward:
-    """Every attribute read from `target()`, looked up at each use."""
+    """Every attribute read from `module`, looked up at each use; a module named by a string
+    is imported at its first use (numba's kernels: a GPU machine needs no numba)."""
 
-    def __init__(self, module: ModuleType) -> None:
+    def __init__(self, module: ModuleType | str) -> None:
         self.module = module
 
     def __getattr__(self, name: str) -> Any:
+        if isinstance(self.module, str):
+            self.module = importlib.import_module(self.module)
         return getattr(self.module, name)
 
 
@@ -44,14 +49,14 @@ if TYPE_CHECKING:  # type-checked as NumPy: CuPy has the same API
     from nnlab.models.numpy import kernels
 else:
     np = _Forward(numpy)
-    kernels = _Forward(compiled_kernels)
+    kernels = _Forward(COMPILED_KERNELS)
 
 
 def use_module(module: ModuleType) -> None:
     """Compute with `module` (numpy, cupy, or a test's stand-in) from now on."""
     np.module = module  # type: ignore[attr-defined]
     kernels.module = (  # type: ignore[attr-defined]
-        compiled_kernels if module is numpy else array_kernels)
+        COMPILED_KERNELS if module is numpy else array_kernels)
     array_kernels.xp = module
 
 
