@@ -99,7 +99,9 @@ DATA_PARALLEL = """
     """
 def test_data_parallel_over_two_devices_gives_one_devices_losses() -> None:
     """Two virtual CPU devices (JAX's XLA flag): the same model, seed and global batch, each
-    batch split in two, give the losses of one device."""
+    batch split in two, give the losses of one device. With SGD: Adam divides a gradient by
+    its own size, so a last-bit difference in a gradient that is almost 0 (the two halves'
+    sum against one device's) becomes a whole learning-rate step."""
     env = {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     losses = json.loads(_child(DATA_PARALLEL.format(cnn=TINY_CNN), env).strip().splitlines()[-1])
