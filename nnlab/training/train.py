@@ -100,7 +100,7 @@ def _model(model_name: str, model_params: Any, seed: int, info: dict[str, object
     runtime = model.runtime()
     info.update(runtime, **({"environment": environment} if environment else {}))
     mlflow_runs.set_tags({f"nnlab.{key}": value for key, value in runtime.items()})
-    print(f"{model_name}: training on {runtime['device']} ({runtime['backend']})",
+    print(f"train@{model_name}: training on {runtime['device']} ({runtime['backend']})",
           file=sys.stderr)
     return model
 

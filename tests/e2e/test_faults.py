@@ -61,7 +61,8 @@ def _runs(project: Path, status: str | None = None) -> list[mlflow.entities.Run]
     return client.search_runs([experiment.experiment_id], where)
 
 
-PROGRESS = re.compile(r"^train@\w+: epoch \d+/\d+  ")  # a training's epoch lines (a log's)
+# a training's device line and epoch lines (a log's)
+PROGRESS = re.compile(r"^train@\w+: (training on |epoch \d+/\d+  )")
 
 
 def _messages(output: str) -> list[str]:

@@ -117,7 +117,7 @@ def test_dvc_exp_run_with_the_jax_backend_trains_and_evaluates_the_cnn_without_t
     output = sh(["dvc", "exp", "run", "--name", "cnn-jax", "-S", "cnn.backend=jax"], project,
                 env=import_recording(tmp_path))
     assert ran_stages(output) == {"train@cnn", "evaluate@cnn", "report"}
-    assert "cnn: training on cpu (jax)" in output
+    assert "train@cnn: training on cpu (jax)" in output
     for stage in ("train@cnn", "evaluate@cnn"):
         imported = json.loads((tmp_path / "imports" / f"{stage}.json").read_text())
         assert imported["jax"] and not imported["tensorflow_itself"], stage

@@ -16,7 +16,6 @@ switch: their code reads as plain NumPy, and runs on CuPy's identical API when a
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -25,21 +24,22 @@ import numpy
 from nnlab.core.errors import DeviceError
 from nnlab.models.numpy import array_kernels
 
-COMPILED_KERNELS = "nnlab.models.numpy.kernels"  # numba's loops, for NumPy
-
 CUPY_INSTALL = "`make install ACCEL=cuda` installs CuPy (Linux, an NVIDIA driver)"
+
+compiled_kernels: ModuleType
+try:
+    from nnlab.models.numpy import kernels as compiled_kernels
+except ImportError:  # no numba (a GPU machine with CuPy only: benchmarks/gpu.py): NumPy then
+    compiled_kernels = array_kernels  # runs the array expressions, slower but the same maths
 
 
 class _Forward:
-    """Every attribute read from `module`, looked up at each use; a module named by a string
-    is imported at its first use (numba's kernels: a GPU machine needs no numba)."""
+    """Every attribute read from `module`, looked up at each use."""
 
-    def __init__(self, module: ModuleType | str) -> None:
+    def __init__(self, module: ModuleType) -> None:
         self.module = module
 
     def __getattr__(self, name: str) -> Any:
-        if isinstance(self.module, str):
-            self.module = importlib.import_module(self.module)
         return getattr(self.module, name)
 
 
@@ -49,14 +49,14 @@ if TYPE_CHECKING:  # type-checked as NumPy: CuPy has the same API
     from nnlab.models.numpy import kernels
 else:
     np = _Forward(numpy)
-    kernels = _Forward(COMPILED_KERNELS)
+    kernels = _Forward(compiled_kernels)
 
 
 def use_module(module: ModuleType) -> None:
     """Compute with `module` (numpy, cupy, or a test's stand-in) from now on."""
     np.module = module  # type: ignore[attr-defined]
     kernels.module = (  # type: ignore[attr-defined]
-        COMPILED_KERNELS if module is numpy else array_kernels)
+        compiled_kernels if module is numpy else array_kernels)
     array_kernels.xp = module
 
 
