@@ -82,10 +82,6 @@ class _KerasClassifier(ImageClassifier):
     def runtime(self) -> dict[str, str]:
         return {"backend": BACKEND, "device": describe(self.device, len(self.devices))}
 
-    def _split_batches(self) -> int:
-        """Rows every batch must be a multiple of: JAX shards each batch evenly."""
-        return len(self.devices) if BACKEND == "jax" and self.params.data_parallel else 1
-
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
         raise NotImplementedError
 
@@ -100,7 +96,7 @@ class _KerasClassifier(ImageClassifier):
         images, labels = train
         with precision(self.params.mixed_precision):
             self.model = self.build(tuple(images.shape[1:]), n_classes)
-        split = self._split_batches()
+        split = len(self.devices)  # every batch's rows a multiple of it: JAX shards evenly
         steps = steps_per_epoch(len(labels), self.params.batch_size, full_batches=split > 1)
         self._compile(n_classes, steps, weighted=split > 1)
         guard = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
@@ -158,10 +154,8 @@ class _KerasClassifier(ImageClassifier):
             optimizer=optimizer(self.params.optimizer, self.params.learning_rate),
             loss=loss(n_classes, weighted),
             metrics=[accuracy],
-            # TensorFlow: a whole epoch per call, as small models are dominated by per-step
-            # overhead. JAX unrolls steps_per_execution steps into one program (19 steps of
-            # the cnn took 21 s to compile) and dispatches a step in microseconds: one step.
-            steps_per_execution=steps if BACKEND == "tensorflow" else 1,
+            # Run a whole epoch per call: small models are dominated by per-step overhead.
+            steps_per_execution=steps,
         )
 
     def _say_early_stop(self, rows: History) -> None:

@@ -41,8 +41,8 @@ def training_batches(images: NDArray[np.uint8], labels: NDArray[np.int64], batch
     images_t, labels_t = tf.constant(images), tf.constant(labels)
     order = tf.data.Dataset.range(len(labels)).shuffle(len(labels), seed=seed,
                                                       reshuffle_each_iteration=True)
-    batches = order.batch(batch_size, drop_remainder=full_batches).repeat()
-    skip = first_epoch * steps_per_epoch(len(labels), batch_size, full_batches)
+    batches = order.batch(batch_size).repeat()  # (data parallel, with whole batches: JAX only)
+    skip = first_epoch * steps_per_epoch(len(labels), batch_size)
     if skip:  # a resumed training: the batches of the epochs done, skipped as indices only
         batches = batches.skip(skip)
     return batches.map(lambda index: (tf.gather(images_t, index), tf.gather(labels_t, index)))
@@ -71,7 +71,7 @@ def evaluation_batches(images: NDArray[np.uint8], labels: NDArray[np.int64],
 
     `multiple`: every batch's rows a multiple of it (the devices a data-parallel fit splits
     each batch over): the last batch is padded with copies of its last image, weighted 0."""
-    if BACKEND == "tensorflow" and multiple == 1:
+    if BACKEND == "tensorflow":  # (data parallel, with padded batches: JAX only)
         return tf.data.Dataset.from_tensor_slices((images, labels)).batch(EVAL_BATCH)
     return _EvaluationBatches(images, labels, multiple)
 

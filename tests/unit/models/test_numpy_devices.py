@@ -118,18 +118,25 @@ def _train(name: str, module: Any, tmp_path: Path) -> tuple[list[dict[str, float
     return rows, probabilities
 
 
+def _same_training(name: str, module: Any, tmp_path: Path, loss_rtol: float, rtol: float,
+                   atol: float) -> None:
+    """A training on `module` ends where NumPy's does: each epoch's losses, then the
+    probabilities."""
+    cpu_rows, cpu_probabilities = _train(name, np, tmp_path)
+    rows, probabilities = _train(name, module, tmp_path)
+    for cpu, row in zip(cpu_rows, rows, strict=True):
+        np.testing.assert_allclose([row["loss"], row["val_loss"]],
+                                   [cpu["loss"], cpu["val_loss"]], rtol=loss_rtol)
+    np.testing.assert_allclose(probabilities, cpu_probabilities, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("name", ["numpy_dnn", "numpy_cnn"])
 def test_a_network_trained_on_the_stand_in_device_ends_where_numpy_does(
         name: str, tmp_path: Path) -> None:
     """The whole loop (init, dropout, batch norm, the optimizer, evaluation, checkpoints,
     save) on arrays that refuse every host array not moved on purpose: the same losses as
     NumPy's to float32 rounding."""
-    cpu_rows, cpu_probabilities = _train(name, np, tmp_path)
-    gpu_rows, gpu_probabilities = _train(name, FakeCupy(), tmp_path)
-    for cpu, gpu in zip(cpu_rows, gpu_rows, strict=True):
-        np.testing.assert_allclose([gpu["loss"], gpu["val_loss"]],
-                                   [cpu["loss"], cpu["val_loss"]], rtol=1e-4)
-    np.testing.assert_allclose(gpu_probabilities, cpu_probabilities, rtol=1e-3, atol=1e-5)
+    _same_training(name, FakeCupy(), tmp_path, loss_rtol=1e-4, rtol=1e-3, atol=1e-5)
 
 
 def test_the_stand_in_refuses_what_cupy_refuses() -> None:
@@ -176,9 +183,4 @@ def _gpu_cupy() -> Any:
                     "(`make install ACCEL=cuda` on a machine with one)")
 @pytest.mark.parametrize("name", ["numpy_dnn", "numpy_cnn"])
 def test_on_a_real_gpu_cupy_ends_where_numpy_does(name: str, tmp_path: Path) -> None:
-    cpu_rows, cpu_probabilities = _train(name, np, tmp_path)
-    gpu_rows, gpu_probabilities = _train(name, _gpu_cupy(), tmp_path)
-    for cpu, gpu in zip(cpu_rows, gpu_rows, strict=True):
-        np.testing.assert_allclose([gpu["loss"], gpu["val_loss"]],
-                                   [cpu["loss"], cpu["val_loss"]], rtol=1e-3)
-    np.testing.assert_allclose(gpu_probabilities, cpu_probabilities, rtol=1e-2, atol=1e-4)
+    _same_training(name, _gpu_cupy(), tmp_path, loss_rtol=1e-3, rtol=1e-2, atol=1e-4)
