@@ -40,6 +40,15 @@ def _status(project: Path) -> dict[str, set[str]]:
             if any(isinstance(change, dict) and "changed deps" in change for change in changes)}
 
 
+CHANGE = b"\n# a comment: the code is changed\n"
+
+
+def _importers(imports: dict[str, dict[str, object]], file: str) -> set[str]:
+    """The stages whose process imported `file`."""
+    return {stage for stage, record in imports.items()
+            if file in record["files"]}  # type: ignore[operator]
+
+
 def _covers(dep: str, file: str) -> bool:
     """Whether a dependency is the file or a folder above it."""
     return file == dep or file.startswith(f"{dep.rstrip('/')}/")
@@ -85,16 +94,14 @@ def test_a_code_change_reruns_exactly_the_stages_that_import_it(
     originals = {file: (project / file).read_bytes() for file in files}
     try:
         for file, original in originals.items():
-            (project / file).write_bytes(original + b"\n# a comment: the code is changed\n")
+            (project / file).write_bytes(original + CHANGE)
         status = _status(project)
     finally:
         for file, original in originals.items():
             (project / file).write_bytes(original)
     wrong = {}
     for file in files:
-        changed = _reruns(file, status)
-        expected = {stage for stage, record in imports.items()
-                    if file in record["files"]}  # type: ignore[operator]
+        changed, expected = _reruns(file, status), _importers(imports, file)
         if changed != expected:
             wrong[file] = {"reran": sorted(changed - expected),
                            "missed": sorted(expected - changed)}
@@ -112,13 +119,12 @@ def test_one_file_changed_alone_reruns_its_importers(baseline: Path, project: Pa
     for file in ("nnlab/models/numpy/optimizers.py", "nnlab/core/files.py"):
         path = project / file
         original = path.read_bytes()
-        path.write_bytes(original + b"\n# a comment: the code is changed\n")
+        path.write_bytes(original + CHANGE)
         try:
             changed = set(_status(project))
         finally:
             path.write_bytes(original)
-        assert changed == {stage for stage, record in imports.items()
-                           if file in record["files"]}, file  # type: ignore[operator]
+        assert changed == _importers(imports, file), file
 
 
 @pytest.mark.parametrize(("file", "allowed"), [
