@@ -25,7 +25,16 @@ if TYPE_CHECKING:
 
 PRUNERS = ("median", "hyperband", "none")
 MONITOR = "val_accuracy"  # the history column reported per epoch: validation, never test
+REPORTS = 100  # at most this many reports a trial of the model's epochs sends the study
 RUN_ATTR = "mlflow_run_id"  # the trial's user attr naming its MLflow run
+
+
+def report_every(max_epochs: int | None) -> int:
+    """The epochs between two reports: 1 up to REPORTS epochs, then on a grid that keeps a
+    trial at REPORTS reports. Every trial of a study uses the same grid (the pruners compare
+    trials at the same epoch), and a storage round trip no longer costs more than a short
+    epoch: 2,000 epochs of a small numpy_dnn took 4x as long reporting each one to SQLite."""
+    return max(1, -(-(max_epochs or 0) // REPORTS))
 
 
 def make_pruner(name: str, max_epochs: int | None = None) -> BasePruner:
@@ -38,7 +47,8 @@ def make_pruner(name: str, max_epochs: int | None = None) -> BasePruner:
         warmup = max(2, (max_epochs or 0) // 5)
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs or "auto")
+        return optuna.pruners.HyperbandPruner(min_resource=report_every(max_epochs),
+                                              max_resource=max_epochs or "auto")
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"--pruner {name!r}: choose one of: {', '.join(PRUNERS)}")
@@ -88,16 +98,18 @@ class TrialLink:
         self._storage().set_trial_user_attr(self.trial_id, RUN_ATTR, run_id)
 
     def epoch_reporter(self) -> Callable[[dict[str, float]], None]:
-        """A hook for `fit(on_epoch=...)`: reports each epoch's val_accuracy to the study and
-        raises Pruned when the study's pruner says the trial will not catch up."""
+        """A hook for `fit(on_epoch=...)`: reports each epoch's val_accuracy to the study (every
+        `report_every(max_epochs)`th epoch past REPORTS epochs) and raises Pruned when the
+        study's pruner says the trial will not catch up."""
         import optuna
 
         study = optuna.load_study(study_name=self.study, storage=self._storage(),
                                   pruner=make_pruner(self.pruner, self.max_epochs))
         trial = optuna.trial.Trial(study, self.trial_id)
+        every = report_every(self.max_epochs)
 
         def report(row: dict[str, float]) -> None:
-            if MONITOR not in row:
+            if MONITOR not in row or int(row["epoch"]) % every:
                 return
             epoch, value = int(row["epoch"]), float(row[MONITOR])
             trial.report(value, epoch)

@@ -20,7 +20,7 @@ from nnlab import cli
 from nnlab.core.errors import Pruned
 from nnlab.core.schema import ParamsError
 from nnlab.search import runner
-from nnlab.search.link import ENV, TrialLink
+from nnlab.search.link import ENV, TrialLink, report_every
 from nnlab.search.narrowing import NarrowingSampler, narrow, narrowed_ranges, top_quarter
 from nnlab.search.report import format_table, study_report
 from nnlab.search.space import (
@@ -468,3 +468,17 @@ def test_a_trials_stages_report_each_epoch_and_are_pruned_when_they_lag(
     monkeypatch.setenv(ENV, "{not json")
     with pytest.raises(ValueError, match="NNLAB_TRIAL is set but unreadable"):
         TrialLink.from_env()
+
+
+def test_a_long_trial_reports_on_one_grid_of_at_most_100_epochs(tmp_path: Path) -> None:
+    assert [report_every(epochs) for epochs in (None, 1, 100, 101, 250, 2000)] == \
+        [1, 1, 1, 2, 3, 20]
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study, _ = open_study(url, "long", _plan(max_epochs=250))
+    trial = study.ask()
+    report = TrialLink(url, "long", trial._trial_id, trial.number, "none", 250,
+                       None).epoch_reporter()
+    for epoch in range(1, 251):
+        report({"epoch": epoch, "val_accuracy": epoch / 250})
+    values = study._storage.get_trial(trial._trial_id).intermediate_values
+    assert list(values) == list(range(3, 250, 3)) and values[249] == 249 / 250
