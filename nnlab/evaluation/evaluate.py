@@ -15,6 +15,12 @@ from nnlab.core.contract import load_classes, load_split
 from nnlab.core.files import read_json, reading, sha256, write_csv, write_json
 from nnlab.core.layout import PLOTS_DIR, TRAIN_INFO_FILE, Layout
 from nnlab.core.schema import Params
+from nnlab.evaluation.metrics import (
+    classification_metrics,
+    confusion_counts,
+    per_class_metrics,
+    write_confusion,
+)
 from nnlab.models.base import ImageClassifier, Split, get_model_class
 from nnlab.tracking import mlflow_runs
 
@@ -23,8 +29,6 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
     """Score a trained model on validation and test data; write metrics, per-class scores,
     confusion data and the PNG plots, and add them all to the model's MLflow run."""
     mlflow_runs.check_server()  # a server that is down fails before the model is loaded
-    # late: sklearn.metrics takes seconds to import; other stages never need it
-    from nnlab.evaluation.metrics import classification_metrics, per_class_metrics, write_confusion
 
     model_dir = layout.model_dir(model_name)
     info = read_json(model_dir / TRAIN_INFO_FILE)
@@ -101,7 +105,6 @@ def _plot(model: ImageClassifier, test: Split, probabilities: NDArray[np.float32
     """reports/<model>/plots/: confusion matrix, misclassified test images, probability bars,
     learning curves, and for 2-D points the decision boundary."""
     from nnlab.evaluation import bars, plots  # late: matplotlib takes seconds to import
-    from nnlab.evaluation.metrics import confusion_counts
 
     images, labels = np.asarray(test[0]), test[1]
     plot_dir = report_dir / PLOTS_DIR

@@ -34,6 +34,39 @@ def test_metrics_on_a_hand_checked_confusion() -> None:
     assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_the_metrics_are_sklearns_bit_for_bit(seed: int) -> None:
+    """Random labels and predictions, with classes never present or never predicted."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    n_classes, size = int(rng.integers(2, 12)), int(rng.integers(1, 60))
+    labels = rng.integers(0, n_classes - seed % 2, size)
+    probabilities = rng.random((size, n_classes))
+    probabilities[:, seed % n_classes] = 0  # a class never predicted
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    predicted = probabilities.argmax(axis=1)
+    metrics = classification_metrics(labels, probabilities, n_classes)
+    average = precision_recall_fscore_support(labels, predicted, labels=range(n_classes),
+                                              average="macro", zero_division=0)
+    assert metrics["accuracy"] == accuracy_score(labels, predicted)
+    assert [metrics[f"{name}_macro"] for name in ("precision", "recall", "f1")] == \
+        list(average[:3])
+    classes = [str(index) for index in range(n_classes)]
+    each = precision_recall_fscore_support(labels, predicted, labels=range(n_classes),
+                                           zero_division=0)
+    scores = per_class_metrics(labels, predicted, classes)
+    for key, column in zip(("precision", "recall", "f1", "support"), each, strict=True):
+        assert [scores[name][key] for name in classes] == column.tolist(), key
+    assert np.array_equal(confusion_counts(labels, predicted, n_classes),
+                          confusion_matrix(labels, predicted, labels=range(n_classes)))
+
+
+def test_a_label_outside_the_classes_is_rejected() -> None:
+    with pytest.raises(ValueError, match="labels and predictions must be classes 0 to 2"):
+        confusion_counts(np.array([0, 3]), np.array([0, 1]), 3)
+
+
 def test_wrong_probability_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"probabilities must be \(2, 3\); got \(2, 2\)"):
         classification_metrics(np.array([0, 1]), np.ones((2, 2)) / 2, 3)
