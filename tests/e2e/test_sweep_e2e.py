@@ -182,10 +182,16 @@ def test_a_trial_that_lags_is_pruned_in_optuna_dvc_and_mlflow(
     options = runner.Options("numpy_dnn", "prune", [args[-1]], trials=5, pruner="median")
     url = f"sqlite:///{project / '.nnlab/optuna.db'}"
     study, _ = open_study(url, "prune", runner.make_plan(options, project))
-    # Four trials that learn, then one whose learning rate is too small to learn in 3 epochs:
-    # the median pruner stops it after an epoch.
-    for rate in (0.01, 0.02, 0.015, 0.03, 1e-7):
-        study.enqueue_trial({"numpy_dnn.learning_rate": rate})
+    # Four trials that learned (as an earlier sweep of this study left them: each epoch's
+    # val_accuracy reported), then one whose learning rate is too small to learn in 3
+    # epochs: the median pruner stops it after an epoch.
+    rate = optuna.distributions.FloatDistribution(1e-7, 1e-1, log=True)
+    for learned in (0.01, 0.02, 0.015, 0.03):
+        study.add_trial(optuna.trial.create_trial(
+            params={"numpy_dnn.learning_rate": learned},
+            distributions={"numpy_dnn.learning_rate": rate}, value=0.9,
+            intermediate_values={1: 0.8, 2: 0.85, 3: 0.9}))
+    study.enqueue_trial({"numpy_dnn.learning_rate": 1e-7})
     output = _sweep(project, "prune", *args)
     study = _study(project, "prune")
     states = [trial.state for trial in study.trials]
