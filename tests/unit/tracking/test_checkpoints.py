@@ -201,12 +201,12 @@ class _Memory:
                          "augment": {"shift": 0.1, "flip": True}},
                  marks=pytest.mark.tensorflow),
 ])
-@pytest.mark.parametrize("stop_after", [1, 3])
 def test_a_fit_stopped_after_any_epoch_goes_on_bit_for_bit(
-        model: str, changes: dict[str, object], stop_after: int) -> None:
+        model: str, changes: dict[str, object]) -> None:
     """Weights, optimizer moments, the data order, augmentation, dropout, batch-norm
-    statistics, early stopping and the learning-rate schedule all come back. Keras too: with
-    op determinism on, the same machine gives the same floats."""
+    statistics, early stopping and the learning-rate schedule all come back, stopped after
+    the first epoch or a later one. Keras too: with op determinism on, the same machine gives
+    the same floats."""
     params = project_params({model: changes}).model_params(model)
     images, labels = make_images(40, 3, (8, 8, 1), seed=1)
     order = np.random.default_rng(0).permutation(len(labels))
@@ -214,18 +214,19 @@ def test_a_fit_stopped_after_any_epoch_goes_on_bit_for_bit(
     train, val = (images[:90], labels[:90]), (images[90:], labels[90:])
     straight = get_model_class(model)(params, 5)
     rows = straight.fit(train, val, 3)
+    for stop_after in (1, 3):
+        def stop(row: dict[str, float], stop_after: int = stop_after) -> None:
+            if row["epoch"] == stop_after:
+                raise Interrupted("SIGTERM", 15)
 
-    def stop(row: dict[str, float]) -> None:
-        if row["epoch"] == stop_after:
-            raise Interrupted("SIGTERM", 15)
-
-    memory = _Memory()
-    with pytest.raises(Interrupted):
-        get_model_class(model)(params, 5).fit(train, val, 3, on_epoch=stop, checkpoint=memory)
-    resumed = get_model_class(model)(params, 5)
-    assert resumed.fit(train, val, 3, checkpoint=memory) == rows
-    for ours, theirs in zip(_weights(resumed), _weights(straight), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
+        memory = _Memory()
+        with pytest.raises(Interrupted):
+            get_model_class(model)(params, 5).fit(train, val, 3, on_epoch=stop,
+                                                  checkpoint=memory)
+        resumed = get_model_class(model)(params, 5)
+        assert resumed.fit(train, val, 3, checkpoint=memory) == rows, stop_after
+        for ours, theirs in zip(_weights(resumed), _weights(straight), strict=True):
+            np.testing.assert_array_equal(ours, theirs)
 
 
 def _weights(model: object) -> list[np.ndarray]:
