@@ -34,7 +34,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     evaluates."""
     path = make_project(tmp_path_factory.mktemp("sweep") / "project", {
         "numpy_dnn": {"hidden_layers": [16], "epochs": 3, "early_stopping_patience": None}})
-    run(["dvc", "repro", "split"], path)
+    run(["dvc", "repro", "data_report"], path)  # split, and the report every trial would run
     git(path, "add", "-A")
     git(path, "commit", "-qm", "data stages run")
     return path

@@ -251,7 +251,7 @@ def test_a_lost_sweep_machine_costs_its_trial_only(
 
     project = make_project(tmp_path_factory.mktemp("team-sweep") / "project", {
         "numpy_dnn": {"hidden_layers": [64], "epochs": 40, "early_stopping_patience": None}})
-    run(["dvc", "repro", "split"], project)
+    run(["dvc", "repro", "data_report"], project)  # split too: trials only train, evaluate
     git(project, "add", "-A")
     git(project, "commit", "-qm", "data stages run")
     clone = copy_project(project, tmp_path_factory.mktemp("machine-b") / "project")
