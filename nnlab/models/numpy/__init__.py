@@ -5,6 +5,7 @@
     losses.py      softmax and sigmoid cross-entropy, fused so that backward is (y - t) / N
     optimizers.py  SGD, momentum, Nesterov, Adagrad, RMSprop, Adam; learning-rate schedules
     kernels.py     the update rules, max-pooling and col2im as loops compiled by numba
+    kernel_cache.py  where numba keeps them: the user's cache, shared by every copy
     array_kernels.py  the same as whole-array expressions, for a GPU (CuPy)
     arrays.py      where the engine computes: `np` is NumPy, or CuPy on a GPU (`device`)
     network.py     a stack of layers over two flat buffers (weights, gradients); build_mlp

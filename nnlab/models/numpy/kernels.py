@@ -10,7 +10,8 @@ compiled by numba: 1.1x (`benchmarks/numpy_vs_keras.py` prints both figures).
   same rule written with NumPy ufuncs (tests/unit/models/test_numpy_dnn.py checks it).
 - `error_model="numpy"`: a division by zero gives inf as in NumPy, instead of a Python
   exception whose check would stop the loop from being vectorised.
-- `cache=True`: compiled once per dtype, then loaded from __pycache__.
+- `cache=True`: compiled once per dtype, then loaded from the user's cache, shared by every
+  copy of the project (kernel_cache.py).
 
 Every array is 1-D and contiguous; `param` and the state arrays are changed in place.
 """
@@ -20,6 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from nnlab.models.numpy import kernel_cache
+
+kernel_cache.install()
 fused = njit(cache=True, error_model="numpy")
 
 
