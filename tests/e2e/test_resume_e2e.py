@@ -122,7 +122,7 @@ def test_a_killed_training_goes_on_from_its_last_epoch_to_the_unstopped_result(
 
     if model == "numpy_dnn":  # other params: not their checkpoint, so they start afresh
         original = (project / "params.yaml").read_text()
-        _set(project, {model: {"learning_rate": 0.002}})
+        _set(project, {model: {"learning_rate": 0.002, "epochs": 2}})  # (2: a short check)
         output = run(["dvc", "repro", f"train@{model}"], project)
         assert "resuming" not in output
         assert checkpoints[0].exists()  # someone else's: left alone

@@ -28,7 +28,7 @@ import pytest
 from nnlab.models.catalog import MODEL_NAMES
 from nnlab.server.settings import free_port
 from nnlab.tracking.server_check import SERVER_CHECK_SECONDS
-from tests.support.e2e import GIT, copy_project, git, make_project, ran_stages, run, user_env
+from tests.support.e2e import GIT, copy_project, git, ran_stages, run, user_env
 
 pytestmark = pytest.mark.slow
 MODELS = list(MODEL_NAMES)
@@ -107,14 +107,19 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def team_project(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new project whose first `dvc exp run` logs to the team server. (Not a copy of the
-    shared baseline: this runs while another worker trains that.)"""
-    project = make_project(tmp_path_factory.mktemp("team-project") / "project", {})
+def team_project(stack: Stack, baseline: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Path:
+    """A copy of the trained baseline, without its local MLflow store, whose `dvc exp run`
+    retrains every model and logs to the team server. (The sweep tests run first on this
+    worker, while the other one trains the baseline.)"""
+    project = copy_project(baseline, tmp_path_factory.mktemp("team-project") / "project")
+    (project / "mlflow.db").unlink()
+    shutil.rmtree(project / "mlartifacts")
     output = run(["dvc", "exp", "run", "-n", "team-exp",
                   *(arg for change in CHANGES for arg in ("-S", change))],
                  project, env={"MLFLOW_TRACKING_URI": stack.uri})
     assert {f"train@{model}" for model in MODELS} <= ran_stages(output)
+    assert "split" not in ran_stages(output)
     return project
 
 
@@ -237,7 +242,7 @@ def _machine_b(command: list[str], project: Path, env: dict[str, str],
 
 
 def test_a_lost_sweep_machine_costs_its_trial_only(
-        stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
+        stack: Stack, team_project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Two `nnlab sweep` commands join one study on the stack's PostgreSQL: one as on the
     server's machine (the socket, the default there), one as on machine B (its own clone,
     host name and PID namespace, and the env file's lines: PostgreSQL over TCP with a
@@ -245,15 +250,19 @@ def test_a_lost_sweep_machine_costs_its_trial_only(
     4 trials: B's trial ends FAIL, its params run again, its MLflow run ends KILLED, and all
     trials sit under one parent run."""
     import optuna
+    import yaml
 
     from nnlab.search.link import RUN_ATTR
     from nnlab.search.study import default_url, open_study
 
-    project = make_project(tmp_path_factory.mktemp("team-sweep") / "project", {
-        "numpy_dnn": {"hidden_layers": [64], "epochs": 40, "early_stopping_patience": None}})
-    run(["dvc", "repro", "data_report"], project)  # split too: trials only train, evaluate
+    # The team project's results committed (the data stages run: a trial only trains and
+    # evaluates), with a numpy_dnn whose trials train long enough to be killed mid-trial.
+    project = copy_project(team_project, tmp_path_factory.mktemp("team-sweep") / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["numpy_dnn"].update(hidden_layers=[64], epochs=40, early_stopping_patience=None)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git(project, "add", "-A")
-    git(project, "commit", "-qm", "data stages run")
+    git(project, "commit", "-qm", "team-exp's results; a longer numpy_dnn")
     clone = copy_project(project, tmp_path_factory.mktemp("machine-b") / "project")
     (project / ".nnlab").mkdir(exist_ok=True)
     (project / ".nnlab" / "server").symlink_to(stack.data_dir)  # the stack runs "here"
