@@ -15,7 +15,7 @@ sizes compare. Peak RSS comes from wait4(2) of each stage's process.
     python benchmarks/scale.py [--sets mnist-5k,mnist-20k,mnist-60k,cifar,photos]
                                [--epochs 1] [--photo-stages data|all] [--quick]
 
-`--quick` (run by `make test`) uses 500 MNIST-shaped images (numpy_dnn and logreg only), and
+`--quick` (run by `make test`) uses 500 MNIST-shaped images (logreg only), and
 600 CIFAR-shaped images and 300 photos (their data stages only): it checks that the script
 runs; its figures mean nothing.
 """
@@ -54,7 +54,7 @@ def after_data(models: list[str]) -> list[str]:
 SETS = {"mnist-5k": 5_000, "mnist-20k": 20_000, "mnist-60k": 60_000, "cifar": 50_000,
         "photos": 25_000}
 QUICK = {"mnist-5k": 500, "cifar": 600, "photos": 300}
-QUICK_MODELS = ["numpy_dnn", "logreg"]  # --quick: no TensorFlow start-up (the e2e tests
+QUICK_MODELS = ["logreg"]  # --quick: no TensorFlow start-up (the e2e tests
 # run the Keras stages); the other sets run their data stages only
 
 

@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--quick", action="store_true",
-                        help="1 logged run each, no restart, logreg's stages only: checks "
+                        help="1 logged run each, no restart, the data stages only: checks "
                         "that the script runs (make test)")
     args = parser.parse_args()
     if args.quick:
@@ -98,7 +98,7 @@ def main() -> None:
               f"({statistics.median(server) / statistics.median(local):.2f}x)")
 
         project = make_project(work / "project", {})
-        stages = ["train@logreg"] if args.quick else ["train@numpy_dnn", "train@logreg"]
+        stages = ["split"] if args.quick else ["train@numpy_dnn", "train@logreg"]
         run(["dvc", "repro", *stages], project)
         run([*nnlab, "start", "--data-dir", str(data_dir)], project)  # adds remote `team`
         size = sum(path.stat().st_size for path in (project / ".dvc" / "cache").rglob("*")
@@ -106,7 +106,7 @@ def main() -> None:
         push = timed(["dvc", "push", "--with-deps", *stages], project)
         shutil.rmtree(project / ".dvc" / "cache")
         for folder in ("data", "models"):
-            shutil.rmtree(project / folder)
+            shutil.rmtree(project / folder, ignore_errors=True)  # no models/ in --quick
         pull = timed(["dvc", "pull", "--with-deps", *stages], project)
         status = run(["dvc", "status", *stages], project)
         assert "up to date" in status, status
