@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from nnlab.server.settings import ServerError, Settings, port_is_free
 
@@ -85,18 +86,28 @@ class Process:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM to the whole process group, then SIGKILL to what is left after `timeout`."""
+        self.await_exit(self.terminate(), timeout)
+
+    def terminate(self) -> list[Any]:
+        """SIGTERM to the whole process group; the processes to wait for (none if it was not
+        running)."""
+        process = self._process()
+        if process is None:
+            return []
+        group = [process, *process.children(recursive=True)]
+        with _suppress_lookup():
+            os.killpg(process.pid, signal.SIGTERM)
+        return group
+
+    def await_exit(self, group: list[Any], timeout: float = 15.0) -> None:
+        """Wait for what `terminate` returned to exit; SIGKILL what is left after `timeout`."""
         import psutil
 
-        process = self._process()
-        if process is not None:
-            group = [process, *process.children(recursive=True)]
+        _, alive = psutil.wait_procs(group, timeout=timeout)
+        for leftover in alive:
             with _suppress_lookup():
-                os.killpg(process.pid, signal.SIGTERM)
-            _, alive = psutil.wait_procs(group, timeout=timeout)
-            for leftover in alive:
-                with _suppress_lookup():
-                    leftover.kill()
-            psutil.wait_procs(alive, timeout=5)
+                leftover.kill()
+        psutil.wait_procs(alive, timeout=5)
         self.pid_file.unlink(missing_ok=True)
 
     def wait_until(self, ready: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
