@@ -4,7 +4,8 @@ NumPy and pydantic):
     contract.py     the data contract: uint8 images (N, H, W, C), int64 labels, classes.json
     files.py        atomic writes, safe .npy/.npz/JSON reads with one-line errors, hashes
     errors.py       the errors a user can cause, each printed as one line
-    layout.py       where the pipeline's outputs live (Layout), the names stages share
+    layout.py       where the pipeline's outputs live (Layout), the names stages share, and
+                    the user's cache for compiled code (numba's loops, JAX's steps)
     schema.py       the params base class, shared field types, the validated file (Params)
     loss.py         the cross-entropy every model reports, and the divergence rule
     activations.py  the activation names numpy_dnn and Keras share

@@ -1,8 +1,11 @@
 """Where the pipeline's files live, as dvc.yaml declares them, and the names every stage
-shares (history columns, the train-info file, the plots folder)."""
+shares (history columns, the train-info file, the plots folder); and where nnlab keeps what
+it compiled, outside every project (`user_cache`)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,3 +65,27 @@ class Layout:
             "report": [self.reports / f"summary.{kind}" for kind in ("md", "csv", "png")],
             "baselines": [self.reports / BASELINES_FILE],
         }.get(stage, [])
+
+
+def user_cache(name: str) -> Path:
+    """The folder (not created) for `name` among what nnlab compiled, for every copy of every
+    project of this user: $NNLAB_CACHE_DIR/<name>, else $XDG_CACHE_HOME/nnlab/<name>, else
+    ~/.cache/nnlab/<name>. numba's loops of the NumPy networks
+    (nnlab/models/numpy/kernel_cache.py) and XLA's steps on Keras's JAX backend
+    (nnlab/models/keras/backend.py) live there, so that a new workspace (a sweep trial, a
+    queued experiment, a clone) or a new stage process loads them instead of compiling them
+    again. Deleting it costs the next run its compile time only."""
+    if os.environ.get("NNLAB_CACHE_DIR"):
+        return Path(os.environ["NNLAB_CACHE_DIR"]) / name
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nnlab" / name
+
+
+def writable(folder: Path) -> bool:
+    """Make `folder`; whether this process can write in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True

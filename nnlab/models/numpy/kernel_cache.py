@@ -8,29 +8,22 @@ the Adam update) and 0.8 s more for numpy_cnn's pooling and col2im loops. Here a
 the same kernels.py loads them: numba checks its index against the file's content hash,
 which is also the folder's name.
 
-The folder is $NNLAB_CACHE_DIR/numba, else $XDG_CACHE_HOME/nnlab/numba, else
-~/.cache/nnlab/numba. Where it cannot be written, or where NUMBA_CACHE_DIR is set (the user
-chose a place), numba's own locators decide as before. Only nnlab's files are placed here.
+The folder is nnlab/core/layout.py's `numba` (~/.cache/nnlab/numba by default). Where it
+cannot be written, or where NUMBA_CACHE_DIR is set (the user chose a place), numba's own
+locators decide as before. Only nnlab's files are placed here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 from numba.core import caching, config
 
+from nnlab.core.layout import user_cache
+
 PACKAGE = Path(__file__).resolve().parents[2]  # nnlab/
-
-
-def cache_root() -> Path:
-    """The folder that holds one subfolder per compiled source file."""
-    if os.environ.get("NNLAB_CACHE_DIR"):
-        return Path(os.environ["NNLAB_CACHE_DIR"]) / "numba"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nnlab" / "numba"
 
 
 class SharedCacheLocator(caching._SourceFileBackedLocatorMixin,
@@ -41,7 +34,7 @@ class SharedCacheLocator(caching._SourceFileBackedLocatorMixin,
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
         digest = hashlib.sha256(Path(py_file).read_bytes()).hexdigest()[:20]
-        self._cache_path = str(cache_root() / f"{Path(py_file).stem}-{digest}")
+        self._cache_path = str(user_cache("numba") / f"{Path(py_file).stem}-{digest}")
 
     def get_cache_path(self) -> str:
         return self._cache_path

@@ -176,3 +176,34 @@ def test_the_backend_and_device_are_recorded() -> None:
     assert project_params().model_params("cnn").environment() == {"KERAS_BACKEND": "tensorflow"}
     model = get_model_class("cnn")(project_params().model_params("cnn"), seed=0)
     assert model.runtime() == {"backend": "tensorflow", "device": "cpu"}
+
+
+COMPILE_TWICE = """
+    import json, jax
+    from nnlab.models.base import get_model_class
+    from tests.support.helpers import make_images, project_params
+    params = project_params({{"cnn": {cnn!r}}})
+    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    rows = model.fit(make_images(8, 2, seed=0), make_images(4, 2, seed=1), 2)
+    print(json.dumps({{"folder": jax.config.jax_compilation_cache_dir,
+                      "loss": [row["loss"] for row in rows]}}))
+"""
+
+
+def test_jax_keeps_compiled_steps_for_the_next_process(tmp_path: Path) -> None:
+    """The second process compiles nothing new (every step it needs is in the user's cache)
+    and trains to the same losses; a cache the user chose is left as it is."""
+    env = {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax", "NNLAB_CACHE_DIR": "",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    folder = tmp_path / "cache" / "nnlab" / "jax"
+    results, counts = [], []
+    for _ in range(2):
+        results.append(json.loads(_child(COMPILE_TWICE.format(cnn=TINY_CNN), env)
+                                  .strip().splitlines()[-1]))
+        counts.append(len(list(folder.iterdir())))
+    assert results[0]["folder"] == results[1]["folder"] == str(folder)
+    assert counts[0] > 0 and counts[1] == counts[0]
+    assert results[0]["loss"] == results[1]["loss"]
+    own = _child(COMPILE_TWICE.format(cnn=TINY_CNN),
+                 {**env, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "own")})
+    assert json.loads(own.strip().splitlines()[-1])["folder"] == str(tmp_path / "own")
