@@ -362,6 +362,7 @@ def test_an_unreachable_storage_is_one_line_naming_the_url_and_the_fix(url: str)
     assert "make server" in message and "--storage" in message
 
 
+@pytest.mark.slow  # processes racing for seconds: `make test` only
 def test_processes_that_make_a_new_storage_at_once_all_open_it(tmp_path: Path) -> None:
     """Two sweep commands started together on a new SQLite file: Optuna's table creation
     races (`table studies already exists`, alembic_version's UNIQUE constraint); each

@@ -175,6 +175,7 @@ def test_a_worker_gets_sigterm_when_its_command_is_killed(tmp_path: Path) -> Non
             child.kill()
 
 
+@pytest.mark.slow  # waits out the 10 s grace: `make test` only
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # trials asked by hand
 def test_a_worker_that_outlives_the_stop_grace_is_killed_and_its_trial_ends_fail(
         mlflow_store: str, tmp_path: Path) -> None:
