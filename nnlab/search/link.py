@@ -32,8 +32,9 @@ RUN_ATTR = "mlflow_run_id"  # the trial's user attr naming its MLflow run
 def report_every(max_epochs: int | None) -> int:
     """The epochs between two reports: 1 up to REPORTS epochs, then on a grid that keeps a
     trial at REPORTS reports. Every trial of a study uses the same grid (the pruners compare
-    trials at the same epoch), and a storage round trip no longer costs more than a short
-    epoch: 2,000 epochs of a small numpy_dnn took 4x as long reporting each one to SQLite."""
+    trials at the same epoch), and a storage round trip no longer costs about what a short
+    epoch does: 2,000 reports to a SQLite study took 3.1 s (100 took 0.17 s), where a
+    numpy_dnn of 16 hidden units trained those 2,000 epochs on digits in 5.1 s."""
     return max(1, -(-(max_epochs or 0) // REPORTS))
 
 
