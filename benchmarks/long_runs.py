@@ -51,11 +51,9 @@ def digits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarra
     return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
 
 
-QUICK_EPOCHS: list[int] = []  # --quick: numpy_dnn's epochs
-
-
-def train_once(mode: str, uri: str, folder: Path) -> float:
-    """Seconds from the start of training to the run holding every epoch."""
+def train_once(mode: str, uri: str, folder: Path, epochs: int | None = None) -> float:
+    """Seconds from the start of training to the run holding every epoch (`epochs`: the
+    numpy_dnn's, params.yaml's when None)."""
     import mlflow
     from mlflow.entities import Metric
 
@@ -64,8 +62,8 @@ def train_once(mode: str, uri: str, folder: Path) -> float:
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.set_experiment("long-runs-benchmark")
     params = load_params(ROOT / "params.yaml").model_params("numpy_dnn")
-    if QUICK_EPOCHS:
-        params = params.model_copy(update={"epochs": QUICK_EPOCHS[0]})
+    if epochs is not None:
+        params = params.model_copy(update={"epochs": epochs})
     train, val = digits()
     with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         live = LiveMetrics(run.info.run_id)
@@ -95,13 +93,13 @@ def train_once(mode: str, uri: str, folder: Path) -> float:
     return seconds
 
 
-def logging_overhead(uri: str, label: str, repeats: int) -> None:
+def logging_overhead(uri: str, label: str, repeats: int, epochs: int | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        train_once("end", uri, Path(folder))  # warm-up: numba, the store, the imports
+        train_once("end", uri, Path(folder), epochs)  # warm-up: numba, the store, the imports
         times: dict[str, list[float]] = {"end": [], "live": [], "stage": []}
         for _ in range(repeats):
             for mode in times:
-                times[mode].append(train_once(mode, uri, Path(folder)))
+                times[mode].append(train_once(mode, uri, Path(folder), epochs))
     median = {mode: statistics.median(values) for mode, values in times.items()}
     target = 3 if label == "local store" else 5
     print(f"numpy_dnn on digits, {label}, median of {repeats}: logged once at the end "
@@ -173,9 +171,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.no_server, args.cnn_epochs = 1, True, 2
-        QUICK_EPOCHS.append(3)
     with tempfile.TemporaryDirectory() as folder:
-        logging_overhead(f"sqlite:///{folder}/mlflow.db", "local store", args.repeats)
+        logging_overhead(f"sqlite:///{folder}/mlflow.db", "local store", args.repeats,
+                         3 if args.quick else None)
     if not args.no_server:
         if args.server_uri:
             logging_overhead(args.server_uri, "team server", args.repeats)

@@ -110,9 +110,10 @@ class TrialLink:
         every = report_every(self.max_epochs)
 
         def report(row: dict[str, float]) -> None:
-            if MONITOR not in row or int(row["epoch"]) % every:
+            epoch = int(row["epoch"])
+            if MONITOR not in row or epoch % every:
                 return
-            epoch, value = int(row["epoch"]), float(row[MONITOR])
+            value = float(row[MONITOR])
             trial.report(value, epoch)
             if trial.should_prune():
                 raise Pruned(epoch, f"trial {self.number} of study {self.study!r} pruned by the "

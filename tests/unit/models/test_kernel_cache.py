@@ -40,8 +40,8 @@ def test_a_second_copy_of_the_code_loads_the_first_ones_compiled_kernels(tmp_pat
         copies.append(tmp_path / name)
         shutil.copytree(ROOT / "nnlab", copies[-1] / "nnlab",
                         ignore=shutil.ignore_patterns("__pycache__"))
-    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    first, second = (_run(copy, {**env, "NNLAB_CACHE_DIR": ""}) for copy in copies)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "NNLAB_CACHE_DIR": ""}
+    first, second = (_run(copy, env) for copy in copies)
     assert first["file"] != second["file"]  # each copy's own kernels.py
     assert (first["misses"], first["hits"]) == (1, 0)  # compiled
     assert (second["misses"], second["hits"]) == (0, 1)  # loaded
@@ -53,7 +53,7 @@ def test_a_second_copy_of_the_code_loads_the_first_ones_compiled_kernels(tmp_pat
     # Another kernels.py (an edit): its own folder, compiled again.
     kernels = copies[1] / "nnlab/models/numpy/kernels.py"
     kernels.write_text(kernels.read_text() + "\n# an edit\n")
-    edited = _run(copies[1], {**env, "NNLAB_CACHE_DIR": ""})
+    edited = _run(copies[1], env)
     assert edited["path"] != first["path"] and edited["misses"] == 1
 
 
