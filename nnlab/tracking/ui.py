@@ -80,6 +80,9 @@ def serve(host: str, port: int, link_only: bool = False, root: Path | None = Non
         print(f"Compare runs in the MLflow UI: `make ui`, then open {link}", flush=True)
         return
     print(f"MLflow UI on {root / STORE_FILE}: open {link}  (Ctrl-C stops it)", flush=True)
+    # MLflow's job runner (huey consumer processes, for server-side jobs) has nothing to do for
+    # a local store and only slows the start; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true turns it on.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
                               f"sqlite:///{root / STORE_FILE}", "--host", host,
                               "--port", str(port), "--workers", "1"])

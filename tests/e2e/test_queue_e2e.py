@@ -5,33 +5,16 @@ forced rerun that reproduces its metrics; and the cnn on Keras's JAX backend."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from tests.support.e2e import copy_project, git, import_recording, ran_stages
+from tests.support.e2e import copy_project, git, import_recording, ran_stages, wait_for_queue
 from tests.support.e2e import run as sh
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for_queue(project: Path, names: list[str], timeout: float = 1500) -> dict[str, str]:
-    """Poll `dvc queue status` until every named experiment has finished; name -> status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status: dict[str, str] = {}
-        for line in sh(["dvc", "queue", "status"], project).splitlines():
-            words = line.split()
-            for name in names:
-                if name in words:
-                    status[name] = words[-1]
-        if all(status.get(name) in ("Success", "Failed") for name in names):
-            return status
-        assert time.monotonic() < deadline, f"queue still busy: {status}"
-        time.sleep(5)
 
 
 # Four experiments on two workers: three that each retrain one model, and one whose loss
@@ -56,7 +39,7 @@ def test_queued_experiments_lose_no_mlflow_run(project: Path) -> None:
     for name, settings in QUEUED.items():
         sh(["dvc", "exp", "run", "--queue", "--name", name, *settings], project)
     sh(["dvc", "queue", "start", "-j", "2"], project)
-    status = _wait_for_queue(project, list(QUEUED))
+    status = wait_for_queue(project, list(QUEUED), failing=frozenset({"q-diverges"}))
     assert status == {name: "Failed" if name == "q-diverges" else "Success" for name in QUEUED}
 
     logs = {name: sh(["dvc", "queue", "logs", name], project) for name in QUEUED}

@@ -232,8 +232,9 @@ def _stop_sweep(project: Path, command: list[str], log_path: Path, how: str) -> 
     its process group as `kill` or `timeout` send it); its output."""
     expected = {"SIGINT": 130, "SIGTERM": 143}[how]
     with log_path.open("w") as log:
-        # SIGINT as a terminal's Ctrl-C: a pytest-xdist worker ignores SIGINT, and a child
-        # would inherit that (Python then installs no KeyboardInterrupt handler).
+        # SIGINT as a terminal's Ctrl-C: a pytest started in the background by a script
+        # ignores SIGINT, and a child would inherit that (Python then installs no
+        # KeyboardInterrupt handler).
         sweep = subprocess.Popen(command, cwd=project, env=user_env(), stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True,
                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

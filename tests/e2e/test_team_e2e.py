@@ -28,7 +28,7 @@ import pytest
 from nnlab.models.catalog import MODEL_NAMES
 from nnlab.server.settings import free_port
 from nnlab.tracking.server_check import SERVER_CHECK_SECONDS
-from tests.support.e2e import GIT, copy_project, git, ran_stages, run, user_env
+from tests.support.e2e import GIT, copy_project, git, ran_stages, run, user_env, wait_for_queue
 
 pytestmark = pytest.mark.slow
 MODELS = list(MODEL_NAMES)
@@ -213,13 +213,8 @@ def test_a_queued_experiment_logs_to_the_server(stack: Stack, team_project: Path
          "evaluate@logreg"], team_project)
     run(["dvc", "queue", "start", "-j", "1"], team_project,
         env={"MLFLOW_TRACKING_URI": stack.uri})
-    deadline = time.monotonic() + 900
-    while "team-queued" not in run(["dvc", "exp", "list", "--name-only"], team_project):
-        states = run(["dvc", "queue", "status"], team_project)
-        assert "Failed" not in states, run(["dvc", "queue", "logs", "team-queued"],
-                                           team_project, check=False)
-        assert time.monotonic() < deadline, states
-        time.sleep(3)
+    assert wait_for_queue(team_project, ["team-queued"], timeout=900) == {
+        "team-queued": "Success"}
     queued = [found for found in stack.runs() if _tags(found).get("dvc.exp_name") ==
               "team-queued"]
     assert len(queued) == 1 and queued[0]["info"]["status"] == "FINISHED"
@@ -459,7 +454,7 @@ def test_a_server_outage_during_training_costs_no_epoch_and_no_training(
 
     project = copy_project(team_project, tmp_path / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["numpy_dnn"].update(epochs=60, hidden_layers=[768, 768], early_stopping_patience=None)
+    params["numpy_dnn"].update(epochs=40, hidden_layers=[768, 768], early_stopping_patience=None)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     command = ["python", "-m", "stages.train", "numpy_dnn"]
     stage = subprocess.Popen(command, cwd=project, env=_env(stack.uri), text=True,
@@ -476,7 +471,7 @@ def test_a_server_outage_during_training_costs_no_epoch_and_no_training(
         stack.start(project)
     output, _ = stage.communicate(timeout=600)
     assert stage.returncode == 0, output
-    assert _metric_steps(stack, run_id) == list(range(1, 61))
+    assert _metric_steps(stack, run_id) == list(range(1, 41))
     found = stack.api(f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
     assert found["info"]["status"] == "FINISHED"
 
@@ -486,7 +481,7 @@ def test_a_server_outage_during_training_costs_no_epoch_and_no_training(
     # fail the stage before its first epoch).
     quick = {**_env(stack.uri), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
              "MLFLOW_HTTP_REQUEST_TIMEOUT": "120"}
-    params["numpy_dnn"].update(epochs=25)
+    params["numpy_dnn"].update(epochs=10)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stage = subprocess.Popen(command, cwd=project, env=quick, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -506,10 +501,10 @@ def test_a_server_outage_during_training_costs_no_epoch_and_no_training(
     finally:
         stack.start(project)
     output = run(command, project, env={"MLFLOW_TRACKING_URI": stack.uri})
-    assert "resuming after epoch 25" in output and "train@numpy_dnn: epoch" not in output, output
+    assert "resuming after epoch 10" in output and "train@numpy_dnn: epoch" not in output, output
     found = stack.api(f"/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
     assert found["info"]["status"] == "FINISHED"
-    assert _metric_steps(stack, run_id) == list(range(1, 26))
+    assert _metric_steps(stack, run_id) == list(range(1, 11))
     assert json.loads((project / "models/numpy_dnn/train_info.json").read_text())[
         "mlflow_run_id"] == run_id
 

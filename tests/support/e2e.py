@@ -90,6 +90,38 @@ def git(project: Path, *args: str) -> str:
     return run([*GIT, *args], project).strip()
 
 
+def wait_for_queue(project: Path, names: list[str], failing: frozenset[str] = frozenset(),
+                   timeout: float = 1500) -> dict[str, str]:
+    """Wait until every named queued experiment has finished; name -> its status in `dvc
+    queue status` ("Success" or "Failed"); fails at once, with its log, if one not named in
+    `failing` failed.
+
+    `dvc queue status` starts DVC (~2 CPU-seconds): it is asked once each experiment expected
+    to succeed has its git ref (refs/exps/.../<name>, which git lists for next to nothing),
+    and every 30 s meanwhile, to catch a failure early."""
+    import time
+
+    expected = set(names) - failing
+    deadline, next_ask = time.monotonic() + timeout, time.monotonic() + 30
+    ready, status = False, {}
+    while True:
+        refs = git(project, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+        if not ready and {ref.rsplit("/", 1)[-1] for ref in refs} >= expected:
+            next_ask, ready = time.monotonic(), True
+        if time.monotonic() >= next_ask:
+            next_ask = time.monotonic() + (5 if ready else 30)
+            for line in run(["dvc", "queue", "status"], project).splitlines():
+                words = line.split()
+                status.update({name: words[-1] for name in names if name in words})
+            for name in expected:
+                assert status.get(name) != "Failed", run(["dvc", "queue", "logs", name],
+                                                         project, check=False)
+            if all(status.get(name) in ("Success", "Failed") for name in names):
+                return status
+        assert time.monotonic() < deadline, f"queue still busy: {status}"
+        time.sleep(0.5)
+
+
 def make_project(path: Path, changes: dict[str, dict[str, object]]) -> Path:
     """A copy of this repository, with `changes` merged into params.yaml's sections and no
     dvc.lock, committed in a new git repo."""

@@ -196,9 +196,14 @@ def test_a_worker_that_outlives_the_stop_grace_is_killed_and_its_trial_ends_fail
         print("ready", flush=True)
         time.sleep(120)
         """)], start_new_session=True, stdout=subprocess.PIPE, text=True)
-    polite = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); "
-                               "time.sleep(120)"], start_new_session=True,
-                              stdout=subprocess.PIPE, text=True)
+    # Polite as a sweep worker is (nnlab/search/worker.py): it sets Python's SIGINT handler
+    # itself, since a pytest started in the background by a script inherits SIGINT ignored.
+    polite = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("ready", flush=True)
+        time.sleep(120)
+        """)], start_new_session=True, stdout=subprocess.PIPE, text=True)
     # Both are running their code before the stop: on a loaded machine a Python that is still
     # starting can take longer than the grace to reach its SIGINT handler.
     for process in (worker, polite):
