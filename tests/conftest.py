@@ -22,8 +22,8 @@ LONGEST_FIRST = {"test_pipeline_e2e.py": 0, "test_sweep_e2e.py": 1, "test_team_e
                  "test_mlflow_ui.py": 10}
 
 # Each pytest worker on one BLAS thread, and so each stage, sweep trial and server it starts:
-# `make test` runs as many workers as cores, and OpenBLAS's threads spin after each product,
-# so two workers' stages on two threads each spent ~20% more CPU time for the same training
+# `make test` runs two workers on two cores, and OpenBLAS's threads spin after each product,
+# so two workers' stages on two threads each spent 12-25% more CPU time for the same training
 # (benchmarks/README.md, "The suite's time"). TensorFlow's thread counts are fixed by the
 # product (nnlab/models/keras/placement.py). Set before anything here imports NumPy.
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
