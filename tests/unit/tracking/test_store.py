@@ -45,7 +45,10 @@ def test_a_missing_store_is_made_at_the_current_schema(tmp_path: Path) -> None:
     assert path.stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize("revisions", [0, 4, 12])
+# 5-6 s each (an `mlflow db upgrade` process, watched every 2 ms): `make test-fast` kills one
+# at the file's creation, `make test` at every point.
+@pytest.mark.parametrize("revisions", [0, pytest.param(4, marks=pytest.mark.slow),
+                                       pytest.param(12, marks=pytest.mark.slow)])
 def test_a_first_migration_interrupted_at_any_point_is_made_again(tmp_path: Path,
                                                                    revisions: int) -> None:
     """Killed once the file exists, or after 4 or 12 of MLflow's 35 migrations."""
