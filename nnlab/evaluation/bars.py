@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.evaluation.figures import save_png, short
+from nnlab.evaluation.figures import no_frame, save_png, short
 
 SHOWN_CLASSES = 12  # more classes than this: the 10 most likely, and the true class
 MAX_PANELS = 16  # images drawn by `nnlab predict --plot`: the first ones given
@@ -69,7 +69,7 @@ def probabilities_png(path: Path, images: NDArray[np.uint8],
         picture.imshow(image[..., 0] if image.shape[-1] == 1 else image,
                        cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255,
                        interpolation="nearest")
-        picture.axis("off")
+        no_frame(picture)
         shown = _shown(row, truth)
         drawn_rows.append(len(shown))
         predicted = int(np.argmax(row))
@@ -97,8 +97,8 @@ def probabilities_png(path: Path, images: NDArray[np.uint8],
         if len(shown) < len(row):
             bars.set_xlabel(f"the {len(shown)} most likely of {len(row)} classes", fontsize=8)
     if not len(images):
-        grid[0, 0].axis("off")
-        grid[0, 1].axis("off")
+        no_frame(grid[0, 0])
+        no_frame(grid[0, 1])
         grid[0, 1].text(0, 0.5, "no images to draw", fontsize=12)
     figure.suptitle(title)
     figure.tight_layout()

@@ -22,7 +22,7 @@ from nnlab.core import points
 from nnlab.core.contract import load_classes, load_split
 from nnlab.core.files import write_csv
 from nnlab.core.layout import Layout
-from nnlab.evaluation.figures import save_png, short
+from nnlab.evaluation.figures import no_frame, save_png, short
 
 MAX_CLASSES_SHOWN = 100  # samples.png: a grid of one image per class beyond 10 classes
 
@@ -48,7 +48,7 @@ def _draw(axes: object, image: NDArray[np.uint8]) -> None:
     axes.imshow(image[..., 0] if image.shape[-1] == 1 else image,  # type: ignore[attr-defined]
                 cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255,
                 interpolation="nearest")
-    axes.axis("off")  # type: ignore[attr-defined]
+    no_frame(axes)
 
 
 def samples_png(path: Path, images: NDArray[np.uint8], labels: NDArray[np.int64],
@@ -66,7 +66,7 @@ def samples_png(path: Path, images: NDArray[np.uint8], labels: NDArray[np.int64]
         figure, grid = plt.subplots(lines, columns, squeeze=False,
                                     figsize=(1.4 * columns, 1.55 * lines + 0.6))
         for axes in grid.flat:
-            axes.axis("off")
+            no_frame(axes)
         for axes, index in zip(grid.flat, shown, strict=False):
             if rows[index]:
                 _draw(axes, images[rows[index][0]])
@@ -77,7 +77,7 @@ def samples_png(path: Path, images: NDArray[np.uint8], labels: NDArray[np.int64]
         for index, line in zip(shown, grid, strict=True):
             for axes, chosen in zip(line, rows[index] + [None] * k, strict=False):
                 if chosen is None:
-                    axes.axis("off")
+                    no_frame(axes)
                 else:
                     _draw(axes, images[chosen])
             line[0].text(-0.1, 0.5, short(classes[index]), transform=line[0].transAxes,

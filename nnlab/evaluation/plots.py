@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
+from nnlab.evaluation.figures import no_frame  # noqa: E402
 from nnlab.evaluation.figures import save_png as _save  # noqa: E402
 
 
@@ -103,7 +104,7 @@ def misclassified_png(
     figure, grid = plt.subplots(rows, columns, figsize=(2 * columns, 2.3 * rows + 0.6),
                                 squeeze=False)
     for axes in grid.flat:
-        axes.axis("off")
+        no_frame(axes)
     for axes, index in zip(grid.flat, order, strict=False):
         image = images[index]
         axes.imshow(image[..., 0] if image.shape[-1] == 1 else image,

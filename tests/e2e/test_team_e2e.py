@@ -55,7 +55,7 @@ class Stack:
                           "--s3-port", str(self.ports["s3"]),
                           "--grpc-port", str(self.ports["grpc"]),
                           "--postgres-port", str(self.ports["postgres"]),
-                          "--janitor-every", "2")
+                          "--janitor-every", "5")
 
     def exports(self) -> dict[str, str]:
         """The env file's variables, as `source .nnlab/server/env` sets them."""
