@@ -58,7 +58,8 @@ class Server:
                  "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1], "--workers", "1"],
                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
                 # as nnlab ui runs it (nnlab/tracking/ui.py): without MLflow's job runner, whose
-                # seven helper processes took 10 CPU-s here and do nothing for a local store
+                # eight processes (the runner, its huey consumers) took 11 CPU-s here and do
+                # nothing for a local store
                 env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
 
