@@ -1,6 +1,6 @@
 """What every PNG of the pipeline shares: matplotlib without a display, one DPI, an atomic
-write with no timestamp in the metadata (the same inputs give the same bytes), and class
-names short enough for an axis."""
+write with no timestamp in the metadata (the same inputs give the same bytes), image cells
+without frame or ticks, and class names short enough for an axis."""
 
 from __future__ import annotations
 
