@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,8 +100,6 @@ def wait_for_queue(project: Path, names: list[str], failing: frozenset[str] = fr
     `dvc queue status` starts DVC and asks the queue's workers (1.6 s, 0.6 CPU-seconds here):
     it is asked once each experiment expected to succeed has its git ref (refs/exps/.../<name>,
     which git lists in milliseconds), and every 30 s meanwhile, to catch a failure early."""
-    import time
-
     expected = set(names) - failing
     deadline, next_ask = time.monotonic() + timeout, time.monotonic() + 30
     ready, status = False, {}
@@ -171,7 +170,6 @@ def ui_prepared(project: Path, timeout: float = 300) -> str:
     """Start `nnlab ui` (what `make ui` runs) on a free port, wait for its link line (the
     store is then made and dead runs ended), stop it; every line it printed."""
     import signal
-    import time
 
     from nnlab.server.settings import free_port
 
@@ -201,7 +199,6 @@ def serving(args: list[str], cwd: Path, port: int, log: Path,
     on `port` answers 200, for the block; then SIGTERM its group. Its output goes to `log`,
     read through its own handle (reading the child's would move the child's offset)."""
     import signal
-    import time
 
     from nnlab.server.process import http_status
 
