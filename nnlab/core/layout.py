@@ -57,12 +57,13 @@ class Layout:
                     self.report_dir(model) / "history.csv"]
         if stage == "evaluate" and model:
             return [self.report_dir(model) / name for name in
-                    ("metrics.json", "per_class.json", "confusion.csv", PLOTS_DIR)]
+                    ("metrics.json", "predictions.csv", "per_class.json", "confusion.csv",
+                     PLOTS_DIR)]
         return {
             "prepare": [self.prepared],
             "split": [self.split],
             "data_report": [self.reports / "data"],
-            "report": [self.reports / f"summary.{kind}" for kind in ("md", "csv", "png")],
+            "report": [self.reports / f"summary.{kind}" for kind in ("md", "csv", "json", "png")],
             "baselines": [self.reports / BASELINES_FILE],
         }.get(stage, [])
 

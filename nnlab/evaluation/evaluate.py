@@ -1,5 +1,6 @@
-"""The evaluate stage: score a trained model on validation and test data, write metrics,
-per-class scores, confusion data and plots, and add them to the model's MLflow run."""
+"""The evaluate stage: score a trained model on validation and test data, write metrics with
+their 95% intervals, per-image results, per-class scores, confusion data and plots, and add
+them to the model's MLflow run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from numpy.typing import NDArray
 
 from nnlab.core import points
 from nnlab.core.contract import load_classes, load_split
-from nnlab.core.files import read_json, reading, sha256, write_csv, write_json
+from nnlab.core.files import read_json, reading, sha256, write_csv, write_json, write_text
 from nnlab.core.layout import PLOTS_DIR, TRAIN_INFO_FILE, Layout
 from nnlab.core.schema import Params
 from nnlab.evaluation.metrics import (
@@ -21,6 +22,9 @@ from nnlab.evaluation.metrics import (
     per_class_metrics,
     write_confusion,
 )
+from nnlab.evaluation.outcomes import COLUMNS as OUTCOMES_COLUMNS
+from nnlab.evaluation.outcomes import OUTCOMES_FILE, write_outcomes
+from nnlab.evaluation.uncertainty import headline_intervals
 from nnlab.models.base import ImageClassifier, Split, get_model_class
 from nnlab.tracking import mlflow_runs
 
@@ -51,7 +55,9 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
                                for kind in ("images", "labels")))[:16]
         mlflow_runs.log_datasets(params.data.dataset, {"testing": (*sets["test"], test_digest)})
         outputs = {name: model.predict_proba(images) for name, (images, _) in sets.items()}
-        metrics = {name: classification_metrics(sets[name][1], outputs[name], len(classes))
+        metrics = {name: {**classification_metrics(sets[name][1], outputs[name], len(classes)),
+                          **headline_intervals(sets[name][1], outputs[name].argmax(axis=1),
+                                               len(classes))}
                    for name in sets}
         labels = sets["test"][1]
         probabilities = outputs["test"]
@@ -59,6 +65,8 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         write_confusion(report_dir / "confusion.csv", labels, predicted, classes)
         write_json(report_dir / "per_class.json", per_class_metrics(labels, predicted, classes))
         write_json(report_dir / "metrics.json", metrics)
+        write_outcomes(report_dir / OUTCOMES_FILE,
+                       {name: (sets[name][1], outputs[name]) for name in sets})
         _plot(model, sets["test"], probabilities, classes, report_dir,
               f"{model_name} on {params.data.dataset}", params.data.dataset == "planar")
         # "test.accuracy" etc., as `dvc exp show` names them; the per-epoch history owns the
@@ -68,7 +76,8 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         data_dir = layout.reports / "data"  # the data_report stage's pictures, if it ran
         mlflow_runs.log_results(
             flat,
-            [report_dir / name for name in ("metrics.json", "per_class.json", "confusion.csv")],
+            [report_dir / name for name in ("metrics.json", "per_class.json", "confusion.csv",
+                                            OUTCOMES_FILE)],
             folders={PLOTS_DIR: plot_dir, **({"data": data_dir} if data_dir.is_dir() else {})},
         )
     return metrics
@@ -88,6 +97,7 @@ def _pruned(model_name: str, params: Params, layout: Layout,
                {"pruned": True, "epochs": info.get("epochs"), **metrics})
     write_json(report_dir / "per_class.json", {})
     write_csv(report_dir / "confusion.csv", ["actual", "predicted"], [])
+    write_text(report_dir / OUTCOMES_FILE, ",".join(OUTCOMES_COLUMNS) + "\n")
     plot_dir = report_dir / PLOTS_DIR
     shutil.rmtree(plot_dir, ignore_errors=True)
     plot_dir.mkdir(parents=True)

@@ -157,23 +157,36 @@ def decision_boundary_png(
     _save(figure, path)
 
 
-def summary_png(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Grouped bars: validation and test accuracy per model, values printed on the bars."""
+def summary_png(path: Path, rows: Sequence[Mapping[str, Any]], best: str | None = None,
+                tied: Sequence[str] = ()) -> None:
+    """Validation and test accuracy per model, each a dot with its 95% interval as a bar:
+    bars that overlap a lot are models the images cannot tell apart. The best model by
+    validation, and those it ties, are named on the axis."""
     models = [str(row["model"]) for row in rows]
-    positions = np.arange(len(models))
-    width = 0.38
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(models) + 2), 4.5))
-    for offset, key, label in ((-width / 2, "val_accuracy", "validation"),
-                               (width / 2, "test_accuracy", "test")):
-        values = [float(row[key]) for row in rows]
-        bars = axes.bar(positions + offset, values, width, label=label)
-        axes.bar_label(bars, labels=[f"{value:.3f}" for value in values], fontsize=8, padding=2)
-    lowest = min(min(float(row["val_accuracy"]), float(row["test_accuracy"])) for row in rows)
-    axes.set_ylim(max(0.0, lowest - 0.1), 1.01)
-    axes.set_xticks(positions, models)
-    axes.set_ylabel("accuracy")
-    axes.set_title("Accuracy per model (choose by validation, report test)")
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axes.grid(axis="y", alpha=0.3)
+    positions = np.arange(len(models))[::-1]  # the first model on top
+    figure, axes = plt.subplots(figsize=(8.0, max(3.0, 0.75 * len(models) + 1.6)))
+    lowest = 1.0
+    for offset, key, label, color in ((0.15, "val_accuracy", "validation", "tab:blue"),
+                                      (-0.15, "test_accuracy", "test", "tab:orange")):
+        values = np.array([float(row[key]) for row in rows])
+        low = np.array([float(row.get(f"{key}_low", row[key])) for row in rows])
+        high = np.array([float(row.get(f"{key}_high", row[key])) for row in rows])
+        lowest = min(lowest, float(low.min()))
+        axes.errorbar(values, positions + offset, xerr=[values - low, high - values], fmt="o",
+                      color=color, capsize=4, label=f"{label} (95% interval)")
+        for value, position in zip(values, positions + offset, strict=True):
+            axes.annotate(f"{value:.3f}", (value, position), textcoords="offset points",
+                          xytext=(0, 5), ha="center", fontsize=8, color=color)
+    names = [f"{name}\n(best by val)" if name == best else
+             f"{name}\n(tied with best)" if name in tied else name for name in models]
+    axes.set_yticks(positions, names)
+    axes.set_ylim(-0.7, len(models) - 0.3)
+    axes.set_xlim(max(0.0, lowest - 0.02), 1.005)
+    axes.set_xlabel("accuracy")
+    axes.set_title("Accuracy per model with 95% intervals\n"
+                   "(choose by validation, report test; overlapping bars: no clear winner)",
+                   fontsize=10)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     _save(figure, path)

@@ -18,7 +18,6 @@ TINY: dict[str, tuple[list[str], str]] = {
     "numpy_cnn_speed.py": (["--quick"], "where a step's time goes:"),
     "numpy_step_profile.py": (["--quick"], "everything but Dense layers"),
     "numpy_vs_keras.py": (["--quick"], "3. against Keras"),
-    "paired_test.py": (["{project}"], "McNemar's exact test"),
     "quality.py": (["--quick"], "targets: numpy_dnn > SVC"),
     "rerun_scope.py": (["nnlab/evaluation/plots.py"], "nnlab/evaluation/plots.py: 6 stages"),
     "scale.py": (["--quick"], "prepare of the photo folder, one core / every core"),

@@ -16,6 +16,8 @@ import yaml
 from nnlab.core.files import read_json, write_json
 from nnlab.core.layout import TRAIN_INFO_FILE, Layout
 from nnlab.evaluation import report as report_step
+from nnlab.evaluation.outcomes import write_outcomes
+from nnlab.evaluation.uncertainty import headline_intervals
 from tests.support.helpers import ROOT, raw_params
 from tests.support.loopback import closed_port_url
 
@@ -82,9 +84,16 @@ def test_unknown_model_argument(tmp_path: Path) -> None:
 
 
 def _two_models(layout: Layout) -> None:
-    """numpy_dnn (accuracy 0.9) and logreg (0.95), evaluated, as the report reads them."""
+    """numpy_dnn (accuracy 0.9) and logreg (0.95) on the same 100 validation and test
+    images, evaluated, as the report reads them."""
+    labels = np.arange(100) % 10
     for index, model in enumerate(["numpy_dnn", "logreg"]):
-        metrics = {split: {"accuracy": 0.9 + index / 20, "f1_macro": 0.8, "loss": 0.3}
+        right = np.arange(100) < 90 + 5 * index
+        predicted = np.where(right, labels, (labels + 1) % 10)
+        write_outcomes(layout.report_dir(model) / "predictions.csv",
+                       {split: (labels, np.eye(10)[predicted]) for split in ("val", "test")})
+        metrics = {split: {"accuracy": 0.9 + index / 20, "f1_macro": 0.8, "loss": 0.3,
+                           **headline_intervals(labels, predicted, 10)}
                    for split in ("val", "test")}
         write_json(layout.report_dir(model) / "metrics.json", metrics)
         write_json(
@@ -100,10 +109,21 @@ def test_report_table(tmp_path: Path) -> None:
     rows = report_step.report(["numpy_dnn", "logreg"], layout)
     assert [row["model"] for row in rows] == ["numpy_dnn", "logreg"]
     summary = (tmp_path / "reports" / "summary.md").read_text()
-    assert "| logreg | 0.9500 | 0.9500 | 0.8000 | 1,234 | 2.2 | 100 | run1 |" in summary
-    assert "Best by validation accuracy: **logreg**" in summary
+    assert ("| logreg | 0.9500 [0.888, 0.978] | 0.9500 [0.888, 0.978] | 0.8000 [" in summary
+            and "| 1,234 | 2.2 | 100 | run1 |" in summary)
+    # 5 images only logreg gets right, none the other way: p = 0.0625, a tie
+    assert "Best by validation accuracy: **logreg** (0.9500), but it is a **tie**" in summary
+    assert "| numpy_dnn | logreg | 0 | 5 | 0.062 | 0.062 | no measurable difference |" in summary
     csv_lines = (tmp_path / "reports" / "summary.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("model,val_accuracy,test_accuracy,test_f1_macro")
+    assert csv_lines[0].startswith("model,val_accuracy,val_accuracy_low,val_accuracy_high")
+    found = read_json(layout.reports / "summary.json")
+    assert found["best_by_validation"]["tied_with"] == ["numpy_dnn"]
+    assert found["test_pairs"][0]["only_second"] == 5
+    # an evaluation from before the intervals: one line saying how to redo it
+    write_json(layout.report_dir("logreg") / "metrics.json",
+               {split: {"accuracy": 0.9, "f1_macro": 0.8} for split in ("val", "test")})
+    with pytest.raises(ValueError, match=r"dvc repro -f evaluate@logreg"):
+        report_step.report(["numpy_dnn", "logreg"], layout)
 
 
 def test_report_shows_the_baselines_and_which_models_beat_them(tmp_path: Path) -> None:
