@@ -15,6 +15,8 @@
         --sample 'learning_rate=loguniform(1e-4,1e-1)' [--set numpy_dnn.epochs=5]
         [--storage URL] [--sampler tpe|random|narrowing] [--pruner median|hyperband|none]
     nnlab sweep --study lr --report | --apply-best
+    nnlab repeat --model numpy_dnn --seeds 5 [-S learning_rate=0.003] [--workers 2]
+        [--against -S learning_rate=0.01]   (seed repeats: spread, paired comparison)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nnlab.core.errors import USER_ERRORS, storage_problem
 from nnlab.handoff import command as handoff_command
 from nnlab.models.catalog import MODEL_NAMES
 from nnlab.search import command as sweep_command
+from nnlab.search import repeat
 from nnlab.server import command as server_command
 
 
@@ -72,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_promote(commands)
     handoff_command.add_parsers(commands)
     sweep_command.add_parser(commands)
+    repeat.add_parser(commands)
     server_command.add_parser(commands)
     for name in ("push", "pull"):
         transfer = commands.add_parser(
@@ -168,6 +172,9 @@ def _dispatch(args: argparse.Namespace) -> None:
         return
     if args.command == "server":
         server_command.main(args)
+        return
+    if args.command == "repeat":
+        repeat.main(args)
         return
     if args.command == "check":
         _check(args.path)

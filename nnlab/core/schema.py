@@ -107,7 +107,15 @@ def with_preset(section: SectionT, presets: Mapping[str, Mapping[str, Any]]) -> 
     return section if preset is None else section.model_copy(update=dict(presets[preset]))
 
 
-class TrainingFields(Section):
+class ModelFields(Section):
+    """What every model's section has: the seed of the model's own randomness (weight init,
+    batch order, dropout, augmentation). null takes the top-level `seed`; a number changes
+    this model alone and leaves the split as it is (`nnlab repeat` sets it)."""
+
+    seed: Seed | None
+
+
+class TrainingFields(ModelFields):
     """The fields of every model trained by epochs of mini-batches (numpy_dnn, numpy_cnn,
     keras_mlp, cnn). Each family adds its `optimizer` (its own names) and the rest."""
 
@@ -173,6 +181,12 @@ class Params:
     def model_params(self, model: str) -> Any:
         """The params section of one model, e.g. `params.model_params("cnn")`."""
         return self.section(model)
+
+    def model_seed(self, model: str) -> int:
+        """The seed of one model's own randomness: its section's `seed`, else the top-level
+        one (which also seeds the split)."""
+        own = getattr(self.model_params(model), "seed", None)
+        return self.seed if own is None else int(own)
 
     def model_dump(self) -> dict[str, Any]:
         return {"seed": self.seed, "models": list(self.models),

@@ -113,7 +113,8 @@ def param_keys(model: str) -> list[str]:
     if model not in MODEL_NAMES:
         raise ParamsError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
     keys, whole = _keys(schema(model), f"{model}.")
-    return ["seed", *keys, *whole]
+    # The model's own seed is `nnlab repeat`'s to vary: a sweep that samples it ranks noise.
+    return ["seed", *(key for key in keys if key != f"{model}.seed"), *whole]
 
 
 def resolve_key(name: str, model: str, what: str) -> str:
@@ -171,14 +172,14 @@ def _round(value: float) -> float:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
-def parse_overrides(pairs: Sequence[str], model: str) -> dict[str, Any]:
+def parse_overrides(pairs: Sequence[str], model: str, flag: str = "--set") -> dict[str, Any]:
     """`--set KEY=VALUE` pairs (YAML values, bare keys mean `<model>.KEY`) as a dict."""
     overrides: dict[str, Any] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise ParamsError(f"--set {pair!r}: expected KEY=VALUE, e.g. numpy_dnn.epochs=5")
-        overrides[resolve_key(name.strip(), model, f"--set {pair!r}")] = _choice_value(value)
+            raise ParamsError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {model}.epochs=5")
+        overrides[resolve_key(name.strip(), model, f"{flag} {pair!r}")] = _choice_value(value)
     return overrides
 
 

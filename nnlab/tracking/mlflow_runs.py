@@ -139,6 +139,13 @@ def dvc_tags(stage: str) -> dict[str, str]:
     }
 
 
+def run_name(model: str) -> str:
+    """A training run's name: the model, and in a DVC experiment its name too
+    (`numpy_dnn@canny-dabs`), so that twenty experiments are not twenty rows named alike."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    return f"{model}@{experiment}" if experiment else model
+
+
 @contextlib.contextmanager
 def server_errors(what: str, again: str = "run `dvc repro` again") -> Iterator[None]:
     """A tracking server that stopped answering inside the block (after MLflow's retries)

@@ -62,7 +62,8 @@ def stage_deps(model: str, dvc_file: Path = Path("dvc.yaml")) -> list[Path]:
 def stage_key(model: str, params: Params) -> str:
     """What `train@<model>` trains on, as a hash: its params and its deps' bytes."""
     digest = hashlib.sha256()
-    stage_params = {"model": model, "seed": params.seed, "dataset": params.data.dataset,
+    stage_params = {"model": model, "seed": params.model_seed(model),
+                    "dataset": params.data.dataset,
                     "params": flatten(params.model_params(model))}
     digest.update(json.dumps(stage_params, sort_keys=True, default=str).encode())
     for path in stage_deps(model):

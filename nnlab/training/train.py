@@ -47,10 +47,10 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
     dataset = params.data.dataset
     tags = {**mlflow_runs.dvc_tags(f"train@{model_name}"), "model": model_name, "dataset": dataset,
             "dataset.digest": _digest(layout), **(trial.mlflow_tags() if trial else {})}
-    run_params = {**flatten(model_params), "seed": params.seed, "dataset": dataset}
+    seed = params.model_seed(model_name)  # the model's own, else the top-level one
+    run_params = {**flatten(model_params), "seed": seed, "dataset": dataset}
     model_dir = layout.model_dir(model_name)
-    for folder in (model_dir.with_name(model_dir.name + ".partial"), model_dir):
-        shutil.rmtree(folder, ignore_errors=True)
+    _clear(model_dir)
     info = _info(model_name, classes, dataset, train_set)
     checkpoint = StageCheckpoint.for_stage(model_name, params)
     epochs = _Epochs(model_name, checkpoint, layout.report_dir(model_name) / "history.csv",
@@ -58,8 +58,8 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
     try:
         # A trial's retry is a new trial: its own run, given the epochs the checkpoint has.
         resume = None if trial else checkpoint.extra.get("mlflow_run_id")
-        with mlflow_runs.training_run(dataset, model_name, run_params, tags,
-                                      resume=resume) as run_id:
+        with mlflow_runs.training_run(dataset, mlflow_runs.run_name(model_name), run_params,
+                                      tags, resume=resume) as run_id:
             info["mlflow_run_id"] = checkpoint.extra["mlflow_run_id"] = run_id
             mlflow_runs.log_datasets(dataset, {
                 "training": (*train_set, _digest(layout, ("train",))),
@@ -67,7 +67,7 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
             if trial:
                 trial.record_run(run_id)
             epochs.start(run_id, trial.epoch_reporter() if trial else None)
-            model = _model(model_name, model_params, params.seed, info)
+            model = _model(model_name, model_params, seed, info)
             checkpoint.start_clock()
             try:
                 history = model.fit(train_set, val_set, n_classes=len(classes),
@@ -88,6 +88,11 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
         raise
     checkpoint.remove()
     return info
+
+
+def _clear(model_dir: Path) -> None:
+    for folder in (model_dir.with_name(model_dir.name + ".partial"), model_dir):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _model(model_name: str, model_params: Any, seed: int, info: dict[str, object]

@@ -57,7 +57,8 @@ class LogregClassifier(FeatureClassifier):
     @classmethod
     def load(cls, directory: Path) -> LogregClassifier:
         with cls._loading(directory) as archive:
-            params = LogregParams(**json.loads(str(archive["params"])))
+            # a model saved before sections had a `seed` of their own loads as one with null
+            params = LogregParams(**{"seed": None, **json.loads(str(archive["params"]))})
             model = LogisticRegression(C=params.C, max_iter=params.max_iter)
             model.coef_ = archive["coef"]
             model.intercept_ = archive["intercept"]

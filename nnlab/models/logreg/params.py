@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from nnlab.core.schema import Section
+from nnlab.core.schema import ModelFields
 
 
-class LogregParams(Section):
+class LogregParams(ModelFields):
     """scikit-learn LogisticRegression on flattened pixels."""
 
     C: float = Field(gt=0, le=1e6)

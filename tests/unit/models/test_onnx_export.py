@@ -109,7 +109,7 @@ def test_logreg_graph_gives_its_probabilities(n_classes: int) -> None:
     shape = (6, 6, 3)
     images = rng.integers(0, 256, (80, *shape), dtype=np.uint8)
     labels = np.arange(80) % n_classes
-    classifier = LogregClassifier(LogregParams(C=1.0, max_iter=200), seed=0)
+    classifier = LogregClassifier(LogregParams(C=1.0, max_iter=200, seed=None), seed=0)
     classifier.fit((images, labels), (images[:10], labels[:10]), n_classes)
     np.testing.assert_allclose(_run(to_onnx(classifier, shape, n_classes), images),
                                classifier.predict_proba(images), atol=1e-5)

@@ -1,0 +1,74 @@
+"""`nnlab repeat`'s side of MLflow: each repeat's run tagged with its group and seed, so the
+runs table can group them (Group by: tag nnlab.repeat), and one summary run per group holding
+the spread as metrics and the repeat's report as artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GROUP_TAG = "nnlab.repeat"  # e.g. "numpy_dnn: learning_rate=0.003 [1a2b3c4d5e]"
+SEED_TAG = "nnlab.repeat.seed"
+ROLE_TAG = "nnlab.repeat.role"  # "repeat" or "summary"
+
+
+@dataclass(frozen=True)
+class Group:
+    """One configuration's repeats: its tag value, seed -> experiment name, its summary."""
+
+    tag: str
+    experiments: Mapping[int, str]
+    summary: Mapping[str, Any]
+
+
+def record(dataset: str, model: str, groups: Sequence[Group], artifacts: Sequence[Path]) -> None:
+    """Tag every repeat's run (found by its DVC experiment's name) and write each group's
+    summary run: made once, and updated when the same repeat runs again."""
+    from nnlab.tracking import mlflow_runs
+
+    experiment_id = mlflow_runs.setup(dataset)
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for group in groups:
+        for seed, name in group.experiments.items():
+            for run in client.search_runs(
+                    [experiment_id], f"tags.`dvc.exp_name` = '{name}' and tags.model = '{model}'"):
+                if run.data.tags.get(GROUP_TAG) != group.tag:
+                    client.set_tag(run.info.run_id, GROUP_TAG, group.tag)
+                    client.set_tag(run.info.run_id, SEED_TAG, str(seed))
+                    client.set_tag(run.info.run_id, ROLE_TAG, "repeat")
+        _summary_run(client, experiment_id, model, group, artifacts)
+
+
+def _summary_run(client: Any, experiment_id: str, model: str, group: Group,
+                 artifacts: Sequence[Path]) -> None:
+    found = client.search_runs([experiment_id], f"tags.`{GROUP_TAG}` = '{group.tag}' and "
+                               f"tags.`{ROLE_TAG}` = 'summary'", max_results=1)
+    seeds = len(group.summary["seeds"])
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(experiment_id, run_name=f"{group.tag} x{seeds} seeds", tags={
+            GROUP_TAG: group.tag, ROLE_TAG: "summary", "model": model}).info.run_id
+    try:
+        metrics = {"seeds_finished": float(seeds),
+                   "seeds_failed": float(len(group.summary["failed"]))}
+        for metric, values in group.summary.get("metrics", {}).items():
+            metrics.update({f"{metric}.mean": values["mean"], f"{metric}.min": values["min"],
+                            f"{metric}.max": values["max"]})
+            if values["std"] is not None:
+                metrics[f"{metric}.std"] = values["std"]
+                metrics[f"{metric}.mean_low"], metrics[f"{metric}.mean_high"] = \
+                    values["interval"]
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        for path in artifacts:
+            client.log_artifact(run_id, str(path))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
