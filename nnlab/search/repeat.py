@@ -75,21 +75,21 @@ def make_plan(model: str, seeds: int, sets: list[str], against: list[str] | None
         raise ParamsError(f"--workers {workers}: choose 1 to {MAX_WORKERS}")
     raw = read(root / "params.yaml")
     top = validate(raw, [model, "data"])
+    if against is not None and not against:
+        raise ParamsError("--against: give the second configuration's -S key=value, "
+                          f"e.g. --against -S {model}.learning_rate=0.003")
+    chosen = [_overrides(model, pairs, raw) for pairs in (sets, *([against] if against else []))]
     tree = _uncommitted(root)
-    configs = [_config(model, sets, raw, tree)]
-    if against is not None:
-        if not against:
-            raise ParamsError("--against: give the second configuration's -S key=value, "
-                              f"e.g. --against -S {model}.learning_rate=0.003")
-        configs.append(_config(model, against, raw, tree))
-        if configs[1].digest == configs[0].digest:
-            raise ParamsError("--against: the second configuration is the first one; change "
-                              "a value with -S")
+    configs = [_config(model, overrides, raw, tree) for overrides in chosen]
+    if len(configs) == 2 and configs[1].digest == configs[0].digest:
+        raise ParamsError("--against: the second configuration is the first one; change a "
+                          "value with -S")
     return Plan(model, str(raw["data"]["dataset"]), [top.seed + index for index in
                                                       range(seeds)], configs, workers)
 
 
-def _config(model: str, pairs: list[str], raw: dict[str, Any], tree: str) -> Config:
+def _overrides(model: str, pairs: list[str], raw: dict[str, Any]) -> dict[str, Any]:
+    """`-S` pairs as dotted keys of M's section, each value validated."""
     for pair in pairs:
         key = pair.partition("=")[0].strip()
         if "." in key and not key.startswith(f"{model}."):
@@ -99,13 +99,12 @@ def _config(model: str, pairs: list[str], raw: dict[str, Any], tree: str) -> Con
             raise ParamsError(f"-S {pair}: the seeds are --seeds' to set (the top-level seed "
                               "and up); the top-level seed would also change the split")
     overrides = parse_overrides(pairs, model, flag="-S")
-    for key in overrides:
-        if not key.startswith(f"{model}."):
-            raise ParamsError(f"-S {key}: outside {model}'s section; a repeat changes "
-                              f"{model} alone (the split and the other models stay as they "
-                              "are)")
+    validate(apply_overrides(raw, overrides), [model])  # a bad value: one line, nothing started
+    return overrides
+
+
+def _config(model: str, overrides: dict[str, Any], raw: dict[str, Any], tree: str) -> Config:
     changed = apply_overrides(raw, overrides)
-    validate(changed, [model])  # a bad value: one line, nothing started
     section = {key: value for key, value in changed[model].items() if key != "seed"}
     digest = hashlib.sha256(json.dumps(
         {"model": model, "section": section, "data": changed["data"], "seed": changed["seed"],

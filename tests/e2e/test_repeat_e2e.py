@@ -1,0 +1,77 @@
+"""`nnlab repeat` end to end on a copy of the trained baseline: seed repeats as real DVC
+experiments that rerun numpy_dnn's stages and the report only, grouped MLflow runs, a second
+run that trains nothing, and a diverging configuration that is counted, not fatal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.support.e2e import copy_project, git, ran_stages
+from tests.support.e2e import run as sh
+
+pytestmark = pytest.mark.slow
+
+SHORT = ["-S", "epochs=6"]  # numpy_dnn trains 6 epochs a repeat: the test is about the plumbing
+
+
+def _refs(project: Path) -> list[str]:
+    return git(project, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+
+
+def test_repeats_rerun_only_the_models_stages_group_their_runs_and_are_reused(
+        baseline: Path, tmp_path: Path) -> None:
+    project = copy_project(baseline, tmp_path / "project")
+    first = sh(["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "3", *SHORT,
+                "--workers", "2"], project)
+    refs = _refs(project)
+    names = sorted(ref.rsplit("/", 1)[-1] for ref in refs)
+    assert len(names) == 3 and all(name.startswith("rep-") for name in names), refs
+    assert [name.rsplit("-s", 1)[1] for name in names] == ["42", "43", "44"]
+    for name in names:  # exactly numpy_dnn's stages and the report, nothing upstream
+        log = (project / ".nnlab" / "repeats" / f"{name}.log").read_text()
+        assert ran_stages(log) == {"train@numpy_dnn", "evaluate@numpy_dnn", "report"}, name
+    report = next((project / "reports" / "repeats").glob("numpy_dnn-*.json"))
+    found = json.loads(report.read_text())
+    spread = found["configurations"][0]["metrics"]["test.accuracy"]
+    assert found["configurations"][0]["seeds"] == [42, 43, 44] and spread["n"] == 3
+    assert spread["interval"][0] <= spread["mean"] <= spread["interval"][1]
+    assert "| test.accuracy |" in first and "95% interval of the mean" in first
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    grouped = client.search_runs([experiment.experiment_id],
+                                 "tags.`nnlab.repeat` LIKE 'numpy_dnn%'")
+    repeats = [run for run in grouped if run.data.tags["nnlab.repeat.role"] == "repeat"]
+    summaries = [run for run in grouped if run.data.tags["nnlab.repeat.role"] == "summary"]
+    assert sorted(run.data.tags["nnlab.repeat.seed"] for run in repeats) == ["42", "43", "44"]
+    assert len({run.data.tags["nnlab.repeat"] for run in grouped}) == 1 and len(summaries) == 1
+    for run in repeats:
+        assert run.info.status == "FINISHED" and run.data.params["seed"] in ("42", "43", "44")
+        assert run.info.run_name == f"numpy_dnn@{run.data.tags['dvc.exp_name']}"
+        assert "test.accuracy_low" in run.data.metrics
+    assert summaries[0].data.metrics["test.accuracy.mean"] == pytest.approx(spread["mean"])
+    artifacts = {item.path for item in client.list_artifacts(summaries[0].info.run_id)}
+    assert {report.name, report.with_suffix(".md").name} <= artifacts
+
+    # The same command again: every repeat reused, no experiment run, no new MLflow run.
+    runs_before = len(client.search_runs([experiment.experiment_id], max_results=1000))
+    again = sh(["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "3", *SHORT], project)
+    assert "3 repeat(s) already finished, 0 to run" in again and _refs(project) == refs
+    assert len(client.search_runs([experiment.experiment_id], max_results=1000)) == runs_before
+    assert again.count("| test.accuracy |") == 1
+
+    # Against a configuration that diverges: seeds 42 and 43 of the first are reused, the two
+    # diverging repeats fail, are counted with their reason, and end FAILED, not RUNNING.
+    diverging = sh(["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "2", *SHORT,
+                    "--against", *SHORT, "-S", "learning_rate=10"], project)
+    assert "2 repeat(s) already finished, 2 to run" in diverging
+    assert diverging.count("has no result:") == 2 and "lower numpy_dnn.learning_rate" in diverging
+    assert "not comparable: 0 seed(s) finished on both sides" in diverging
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert len(runs) == runs_before + 3  # two failed repeats and the second group's summary
+    assert not [run for run in runs if run.info.status == "RUNNING"]
