@@ -5,6 +5,7 @@
     uncertainty.py 95% intervals (Wilson, bootstrap), McNemar, Holm, seed spreads (scipy)
     outcomes.py   reports/<model>/predictions.csv: each image's result, for paired tests
     comparison.py every pair of models on the same images; the best by validation and its ties
+    repeats.py    `nnlab repeat`'s spread over seeds, paired comparison and verdict lines
     plots.py      the PNGs (confusion matrix, learning curves, misclassified, summary)
     bars.py       each prediction's probabilities as bars beside its image (evaluate, predict)
     data_plots.py the data_report stage: sample images per class, class counts per set

@@ -1,7 +1,7 @@
-"""`nnlab sweep`: hyperparameter search as an Optuna study that any number of workers, on any
-number of machines, share. Each trial is a DVC experiment (`dvc exp run --temp`, named
-`<study>-t<number>`) and an MLflow run nested under the study's parent run; its score is
-validation accuracy, never test.
+"""`nnlab sweep` and `nnlab repeat`. A sweep is hyperparameter search as an Optuna study that
+any number of workers, on any number of machines, share. Each trial is a DVC experiment
+(`dvc exp run --temp`, named `<study>-t<number>`) and an MLflow run nested under the study's
+parent run; its score is validation accuracy, never test.
 
     space.py       `--sample` parsing, Ranges checked by the params schema, Optuna distributions
     narrowing.py   the tutorials' method as a sampler: ranges narrowed to the top quarter per round
@@ -19,6 +19,9 @@ validation accuracy, never test.
     command.py     `nnlab sweep`'s command line and its one-line endings
     host.py        one host's sweep commands and workers: seeds slots, a worker's tie to its
                    command
+    repeat_plan.py `nnlab repeat`'s seeds, configurations and their digests, checked first
+    repeat.py      `nnlab repeat`: one model's seed repeats as DVC experiments (like trials,
+                   and no Optuna), their spread
 
 This file imports nothing: `nnlab sweep` must not load Optuna before it is asked to.
 """

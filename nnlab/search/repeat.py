@@ -5,122 +5,32 @@
 Only M's own randomness changes: its section's `seed` (params.yaml), not the top-level one,
 so the split stays fixed and only train@M, evaluate@M and the report run. A repeat's
 experiment is named from what it trains (`rep-<digest>-s<seed>`, the digest of M's params,
-the data params and the workspace's uncommitted changes, under the current commit), so the
-same command run again reuses every finished repeat and trains nothing.
+the data params, the commit and the workspace's uncommitted changes), so the same command run
+again reuses every finished repeat and trains nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nnlab.core.files import project_root, write_json, write_text
 from nnlab.core.schema import ParamsError
 from nnlab.evaluation import repeats
-from nnlab.params import MODEL_NAMES, read, validate
+from nnlab.params import MODEL_NAMES
 from nnlab.search import dvc
-from nnlab.search.space import apply_overrides, format_value, parse_overrides
+from nnlab.search.repeat_plan import MAX_SEEDS, Config, RepeatPlan, make_plan
 
-MAX_SEEDS = 100  # each seed is one training: beyond this a typo, never an experiment
-MAX_WORKERS = 16
 REPORTS_DIR = Path("reports") / "repeats"
 LOGS_DIR = Path(".nnlab") / "repeats"
-
-
-@dataclass(frozen=True)
-class Config:
-    """One configuration of the model: its `-S` values over params.yaml, and the digest that
-    names its repeats."""
-
-    label: str
-    overrides: dict[str, Any]
-    digest: str
-
-    def experiment(self, seed: int) -> str:
-        return f"rep-{self.digest}-s{seed}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    model: str
-    dataset: str
-    seeds: list[int]
-    configs: list[Config]
-    workers: int
-
-
-def make_plan(model: str, seeds: int, sets: list[str], against: list[str] | None,
-              workers: int, root: Path) -> Plan:
-    """Every bad input refused in one line before anything runs.
-
-    Raises:
-        ParamsError: an unknown model, a seed count or worker count out of range, a `-S` key
-            outside M's section or a bad value.
-    """
-    if model not in MODEL_NAMES:
-        raise ParamsError(f"--model {model!r}: unknown model; choose one of: "
-                          f"{', '.join(MODEL_NAMES)}")
-    if not 2 <= seeds <= MAX_SEEDS:
-        raise ParamsError(f"--seeds {seeds}: choose 2 to {MAX_SEEDS} seeds (each is one "
-                          "training; a spread needs two)")
-    if not 1 <= workers <= MAX_WORKERS:
-        raise ParamsError(f"--workers {workers}: choose 1 to {MAX_WORKERS}")
-    raw = read(root / "params.yaml")
-    top = validate(raw, [model, "data"])
-    if against is not None and not against:
-        raise ParamsError("--against: give the second configuration's -S key=value, "
-                          f"e.g. --against -S {model}.learning_rate=0.003")
-    chosen = [_overrides(model, pairs, raw) for pairs in (sets, *([against] if against else []))]
-    tree = _uncommitted(root)
-    configs = [_config(model, overrides, raw, tree) for overrides in chosen]
-    if len(configs) == 2 and configs[1].digest == configs[0].digest:
-        raise ParamsError("--against: the second configuration is the first one; change a "
-                          "value with -S")
-    return Plan(model, str(raw["data"]["dataset"]), [top.seed + index for index in
-                                                      range(seeds)], configs, workers)
-
-
-def _overrides(model: str, pairs: list[str], raw: dict[str, Any]) -> dict[str, Any]:
-    """`-S` pairs as dotted keys of M's section, each value validated."""
-    for pair in pairs:
-        key = pair.partition("=")[0].strip()
-        if "." in key and not key.startswith(f"{model}."):
-            raise ParamsError(f"-S {pair}: outside {model}'s section; a repeat changes {model} "
-                              "alone (the data and the other models stay as they are)")
-        if key in ("seed", f"{model}.seed"):
-            raise ParamsError(f"-S {pair}: the seeds are --seeds' to set (the top-level seed "
-                              "and up); the top-level seed would also change the split")
-    overrides = parse_overrides(pairs, model, flag="-S")
-    validate(apply_overrides(raw, overrides), [model])  # a bad value: one line, nothing started
-    return overrides
-
-
-def _config(model: str, overrides: dict[str, Any], raw: dict[str, Any], tree: str) -> Config:
-    changed = apply_overrides(raw, overrides)
-    section = {key: value for key, value in changed[model].items() if key != "seed"}
-    digest = hashlib.sha256(json.dumps(
-        {"model": model, "section": section, "data": changed["data"], "seed": changed["seed"],
-         "tree": tree}, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    label = ", ".join(f"{key.removeprefix(model + '.')}={format_value(value)}"
-                      for key, value in overrides.items()) or "params.yaml"
-    return Config(label, overrides, digest)
-
-
-def _uncommitted(root: Path) -> str:
-    """A digest of the tracked files' uncommitted changes (an experiment carries them), the
-    reports aside: a repeat's own report must not make its repeats look new."""
-    dvc.baseline_rev(root)  # a git repo with a commit, or one line saying so
-    result = subprocess.run(["git", "diff", "HEAD", "--", ".", ":(exclude)reports"], cwd=root,
-                            capture_output=True, timeout=60)
-    return hashlib.sha256(result.stdout).hexdigest()[:16]
 
 
 def finished(root: Path, baseline: str) -> set[str]:
@@ -147,7 +57,7 @@ def check_workspace(root: Path, model: str) -> None:
                           f"that a repeat reruns {model} alone")
 
 
-def run(plan: Plan, root: Path) -> dict[str, Any]:
+def run(plan: RepeatPlan, root: Path) -> dict[str, Any]:
     """Run every repeat not yet finished (K at a time), then summarize all of them: what
     `nnlab repeat` prints, writes to reports/repeats/ and logs to MLflow."""
     baseline = dvc.baseline_rev(root)
@@ -175,7 +85,7 @@ def run(plan: Plan, root: Path) -> dict[str, Any]:
     return _summarize(plan, results, root)
 
 
-def _run_jobs(plan: Plan, jobs: list[tuple[Config, int]], root: Path
+def _run_jobs(plan: RepeatPlan, jobs: list[tuple[Config, int]], root: Path
               ) -> dict[tuple[str, int], str]:
     """Each job one `dvc exp run --temp`; a failed one is recorded with its reason and the
     others go on. Ctrl-C reaches every dvc (one process group): each stops its stage, which
@@ -189,10 +99,11 @@ def _run_jobs(plan: Plan, jobs: list[tuple[Config, int]], root: Path
                     env={}, log=root / LOGS_DIR / f"{name}.log")
         return time.monotonic() - start
 
-    with ThreadPoolExecutor(plan.workers) as pool:
-        futures: dict[Future[float], tuple[Config, int]] = {
-            pool.submit(one, config, seed): (config, seed) for config, seed in jobs}
-        pending = set(futures)
+    pool = ThreadPoolExecutor(plan.workers)
+    futures: dict[Future[float], tuple[Config, int]] = {
+        pool.submit(one, config, seed): (config, seed) for config, seed in jobs}
+    pending = set(futures)
+    try:
         while pending:
             complete, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in complete:
@@ -206,10 +117,35 @@ def _run_jobs(plan: Plan, jobs: list[tuple[Config, int]], root: Path
                     print(f"nnlab repeat: {config.label}, seed {seed}: failed: {error} "
                           f"(log: {LOGS_DIR / (config.experiment(seed) + '.log')})",
                           file=sys.stderr)
+    except KeyboardInterrupt:
+        # No new repeat starts; the running ones stop as after Ctrl-C (which reached them
+        # already if it came from a terminal; a signal to this process alone did not).
+        for future in pending:
+            future.cancel()
+        _interrupt_children()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return failed
 
 
-def _summarize(plan: Plan, results: dict[str, repeats.Repeats], root: Path) -> dict[str, Any]:
+def _interrupt_children() -> None:
+    """SIGINT to every process under this one (each `dvc exp run` and its stage): each stops
+    and cleans up as after Ctrl-C, its MLflow run ending KILLED."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.send_signal(signal.SIGINT)
+
+
+def _stop_on_sigterm(number: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
+    raise KeyboardInterrupt
+
+
+def _summarize(plan: RepeatPlan, results: dict[str, repeats.Repeats], root: Path
+               ) -> dict[str, Any]:
     summaries = [repeats.summary(results[config.digest]) for config in plan.configs]
     compared = (repeats.comparison(*(results[config.digest] for config in plan.configs))
                 if len(plan.configs) == 2 else None)
@@ -226,12 +162,12 @@ def _summarize(plan: Plan, results: dict[str, repeats.Repeats], root: Path) -> d
     groups = [repeat_runs.Group(f"{plan.model}: {config.label} [{config.digest}]",
                                 {seed: config.experiment(seed) for seed in plan.seeds}, found)
               for config, found in zip(plan.configs, summaries, strict=True)]
-    repeat_runs.record(plan.dataset, plan.model, groups,
-                       [root / REPORTS_DIR / f"{name}.{kind}" for kind in ("md", "json")])
+    link = repeat_runs.record(plan.dataset, plan.model, groups,
+                              [root / REPORTS_DIR / f"{name}.{kind}" for kind in ("md", "json")])
     print(text)
-    print(f"nnlab repeat: wrote {REPORTS_DIR / name}.md and .json; in MLflow each repeat's "
-          f"run is tagged {repeat_runs.GROUP_TAG} (group the runs table by it), beside a "
-          "summary run", file=sys.stderr)
+    print(f"nnlab repeat: wrote {REPORTS_DIR / name}.md and .json. In MLflow each repeat's run "
+          f"is tagged {repeat_runs.GROUP_TAG}, beside a summary run; the runs grouped by repeat, "
+          f"with their intervals (`make ui` first for the local store): {link}", file=sys.stderr)
     return found
 
 
@@ -279,6 +215,7 @@ def main(args: argparse.Namespace) -> None:
     from nnlab.core.errors import USER_ERRORS
 
     root = project_root()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a stop by SIGTERM: as by Ctrl-C
     try:
         plan = make_plan(args.model, args.seeds, args.sets, args.against, args.workers, root)
         run(plan, root)

@@ -1,16 +1,23 @@
 """`nnlab repeat` end to end on a copy of the trained baseline: seed repeats as real DVC
 experiments that rerun numpy_dnn's stages and the report only, grouped MLflow runs, a second
-run that trains nothing, and a diverging configuration that is counted, not fatal."""
+run that trains nothing, and a diverging configuration that is counted, not fatal. Then the
+MLflow UI in a real browser, on the view the repeat's link opens: runs named after their
+experiments, grouped by repeat, with their intervals as columns (screenshot:
+.test-artifacts/ui/repeats.png)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.support.e2e import copy_project, git, ran_stages
+from nnlab.server.settings import free_port
+from tests.support.browser import BROWSER, MISSING
+from tests.support.browser import page as browse
+from tests.support.e2e import copy_project, git, ran_stages, serving
 from tests.support.e2e import run as sh
 
 pytestmark = pytest.mark.slow
@@ -22,9 +29,13 @@ def _refs(project: Path) -> list[str]:
     return git(project, "for-each-ref", "--format=%(refname)", "refs/exps").split()
 
 
+@pytest.fixture(scope="module")
+def project(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_project(baseline, tmp_path_factory.mktemp("repeat") / "project")
+
+
 def test_repeats_rerun_only_the_models_stages_group_their_runs_and_are_reused(
-        baseline: Path, tmp_path: Path) -> None:
-    project = copy_project(baseline, tmp_path / "project")
+        project: Path) -> None:
     first = sh(["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "3", *SHORT,
                 "--workers", "2"], project)
     refs = _refs(project)
@@ -34,7 +45,9 @@ def test_repeats_rerun_only_the_models_stages_group_their_runs_and_are_reused(
     for name in names:  # exactly numpy_dnn's stages and the report, nothing upstream
         log = (project / ".nnlab" / "repeats" / f"{name}.log").read_text()
         assert ran_stages(log) == {"train@numpy_dnn", "evaluate@numpy_dnn", "report"}, name
-    report = next((project / "reports" / "repeats").glob("numpy_dnn-*.json"))
+    written = re.search(r"wrote (reports/repeats/numpy_dnn-\w+)\.md and \.json", first)
+    assert written, first
+    report = project / f"{written.group(1)}.json"
     found = json.loads(report.read_text())
     spread = found["configurations"][0]["metrics"]["test.accuracy"]
     assert found["configurations"][0]["seeds"] == [42, 43, 44] and spread["n"] == 3
@@ -75,3 +88,23 @@ def test_repeats_rerun_only_the_models_stages_group_their_runs_and_are_reused(
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     assert len(runs) == runs_before + 3  # two failed repeats and the second group's summary
     assert not [run for run in runs if run.info.status == "RUNNING"]
+
+
+def test_the_mlflow_ui_shows_experiments_by_name_and_repeats_grouped(project: Path) -> None:
+    """After the test above: its repeats, and an ordinary experiment beside them. Another
+    model's experiment in the workspace leaves numpy_dnn's repeats reusable."""
+    if BROWSER is None:
+        pytest.skip(MISSING)
+    sh(["dvc", "exp", "run", "--name", "plain-logreg", "-S", "logreg.C=0.5"], project)
+    output = sh(["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "3", *SHORT], project)
+    assert "3 repeat(s) already finished, 0 to run" in output
+    links = re.findall(r"(http://127\.0\.0\.1:5000/\S+viewStateShareKey=\S+)", output)
+    assert links, output
+    port = free_port()
+    with serving(["nnlab", "ui", "--port", str(port)], project, port,
+                 project.parent / "ui.log"):
+        dom, text = browse(links[0].replace(":5000/", f":{port}/"), "repeats.png")
+    assert "Group by: nnlab.repeat" in text, text[:2000]
+    assert "numpy_dnn@rep-" in text and "logreg@plain-logreg" in text
+    assert "test.accuracy_low" in text and "test.accuracy.mean" in text
+    assert "Group:" in text and "numpy_dnn: epochs=6" in text

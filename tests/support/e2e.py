@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = list(MODEL_NAMES)
 # Not copied into a new project: the workspace's outputs and caches at the top (data/ and
 # models/ there are DVC outputs; nnlab/data and nnlab/models are code), and build caches.
-TOP_LEVEL_IGNORE = {".git", ".venv", "data", "models", "mlflow.db", "mlartifacts",
-                    ".mlflow.lock", ".nnlab", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+TOP_LEVEL_IGNORE = {".git", ".venv", "data", "models", "mlflow.db", "mlflow.db-journal",
+                    "mlartifacts", ".mlflow.lock", ".nnlab", ".pytest_cache", ".mypy_cache",
+                    ".ruff_cache", ".test-artifacts"}
 ANYWHERE_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 

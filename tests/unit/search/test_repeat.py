@@ -14,7 +14,7 @@ import yaml
 
 from nnlab.core.schema import ParamsError
 from nnlab.evaluation import repeats
-from nnlab.search.repeat import make_plan
+from nnlab.search.repeat_plan import make_plan
 from tests.support.helpers import ROOT, project_params, raw_params
 
 
@@ -28,33 +28,39 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "resnet", "--seeds", "3"], "--model 'resnet': unknown model; choose one of"),
-    (["--model", "numpy_dnn", "--seeds", "0"], "--seeds 0: choose 2 to 100 seeds"),
-    (["--model", "numpy_dnn", "--seeds", "10000"], "--seeds 10000: choose 2 to 100 seeds"),
-    (["--model", "numpy_dnn", "--seeds", "3", "--workers", "0"], "--workers 0: choose 1 to"),
-    (["--model", "numpy_dnn", "--seeds", "3", "-S", "cnn.epochs=3"],
-     "-S cnn.epochs=3: outside numpy_dnn's section"),
-    (["--model", "numpy_dnn", "--seeds", "3", "-S", "data.dataset=mnist"],
+@pytest.mark.parametrize(("model", "seeds", "sets", "against", "workers", "message"), [
+    ("resnet", 3, [], None, 1, "--model 'resnet': unknown model; choose one of"),
+    ("numpy_dnn", 0, [], None, 1, "--seeds 0: choose 2 to 100 seeds"),
+    ("numpy_dnn", 10000, [], None, 1, "--seeds 10000: choose 2 to 100 seeds"),
+    ("numpy_dnn", 3, [], None, 0, "--workers 0: choose 1 to"),
+    ("numpy_dnn", 3, ["cnn.epochs=3"], None, 1, "-S cnn.epochs=3: outside numpy_dnn's section"),
+    ("numpy_dnn", 3, ["data.dataset=mnist"], None, 1,
      "-S data.dataset=mnist: outside numpy_dnn's section"),
-    (["--model", "numpy_dnn", "--seeds", "3", "-S", "seed=3"], "-S seed=3: the seeds are"),
-    (["--model", "numpy_dnn", "--seeds", "3", "-S", "learning_rate=-1"],
+    ("numpy_dnn", 3, ["seed=3"], None, 1, "-S seed=3: the seeds are"),
+    ("numpy_dnn", 3, ["learning_rate=-1"], None, 1,
      "numpy_dnn.learning_rate=-1: Input should be greater than 0"),
-    (["--model", "numpy_dnn", "--seeds", "3", "-S", "lr=0.1"], "unknown param 'lr'"),
-    (["--model", "numpy_dnn", "--seeds", "3", "--against"], "--against: give the second"),
-    (["--model", "numpy_dnn", "--seeds", "3", "--against", "-S", "epochs=60"],
-     "--against: the second configuration is the first one"),
+    ("numpy_dnn", 3, ["lr=0.1"], None, 1, "unknown param 'lr'"),
+    ("numpy_dnn", 3, [], [], 1, "--against: give the second"),
+    ("numpy_dnn", 3, [], ["epochs=60"], 1, "--against: the second configuration is the first"),
 ])
-def test_bad_repeats_are_one_line_and_start_nothing(project: Path, args: list[str],
-                                                    message: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "nnlab.cli", "repeat", *args], cwd=project,
+def test_bad_repeats_are_refused_before_anything_runs(
+        project: Path, model: str, seeds: int, sets: list[str], against: list[str] | None,
+        workers: int, message: str) -> None:
+    with pytest.raises(ParamsError) as refused:
+        make_plan(model, seeds, sets, against, workers, project)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert sorted(path.name for path in project.iterdir()) == [".git", "params.yaml"]
+
+
+def test_the_command_says_it_in_one_line_and_exit_2(project: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "nnlab.cli", "repeat", "--model", "numpy_dnn",
+                             "--seeds", "3", "-S", "cnn.epochs=3"], cwd=project,
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nnlab repeat: error: "), result.stderr
-    assert message in lines[0]
-    assert sorted(path.name for path in project.iterdir()) == [".git", "params.yaml"]
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "nnlab repeat: error: -S cnn.epochs=3: outside numpy_dnn's section; a repeat changes "
+        "numpy_dnn alone (the data and the other models stay as they are)"]
 
 
 def test_the_plan_seeds_from_the_top_level_seed_and_names_each_repeat(project: Path) -> None:
@@ -66,10 +72,18 @@ def test_the_plan_seeds_from_the_top_level_seed_and_names_each_repeat(project: P
     assert first.experiment(43) == f"rep-{first.digest}-s43" and first.digest != second.digest
     again = make_plan("numpy_dnn", 5, ["numpy_dnn.learning_rate=0.003"], None, 1, project)
     assert again.configs[0].digest == first.digest  # the same training: its repeats reused
-    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace(
-        "dropout: 0.15", "dropout: 0.2"))  # an uncommitted change: new repeats
+    text = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(text.replace("C: 1.0", "C: 0.5"))  # another model's
     assert make_plan("numpy_dnn", 3, ["learning_rate=0.003"], None, 1,
-                     project).configs[0].digest != first.digest
+                     project).configs[0].digest == first.digest
+    (project / "params.yaml").write_text(text.replace("dropout: 0.15", "dropout: 0.2"))
+    assert make_plan("numpy_dnn", 3, ["learning_rate=0.003"], None, 1,
+                     project).configs[0].digest != first.digest  # its own: new repeats
+    (project / "params.yaml").write_text(text)
+    (project / "stage_code.py").write_text("x = 1\n")
+    subprocess.run(["git", "add", "stage_code.py"], cwd=project, check=True)
+    assert make_plan("numpy_dnn", 3, ["learning_rate=0.003"], None, 1,
+                     project).configs[0].digest != first.digest  # uncommitted code: new
     with pytest.raises(ParamsError, match="cnn.epochs"):
         make_plan("numpy_dnn", 3, ["cnn.epochs=1"], None, 1, project)
 
