@@ -48,6 +48,12 @@ def check_workspace(root: Path, model: str) -> None:
     Raises:
         ParamsError: names the stages and `dvc repro`.
     """
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "dvc.lock"], cwd=root,
+                             capture_output=True, timeout=60)
+    if tracked.returncode != 0:  # `dvc exp run --temp` copies only what git tracks
+        raise ParamsError("dvc.lock is not committed, and an experiment starts from the commit: "
+                          "every stage would run in every repeat; commit the trained pipeline "
+                          "first (git add dvc.lock reports && git commit)")
     status = json.loads(dvc.run_dvc(["status", "--json"], root, timeout=600).strip() or "{}")
     others = sorted(stage for stage in status
                     if stage not in (f"train@{model}", f"evaluate@{model}", "report"))

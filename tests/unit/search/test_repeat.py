@@ -123,3 +123,12 @@ def test_verdicts_in_plain_words() -> None:
                            0.01, 5).startswith("test.accuracy: params.yaml is better than lr")
     assert "no difference measurable with 5 seeds" in repeats.verdict(
         "test.accuracy", "b", "a", 0.001, (-0.004, 0.006), 0.6, 5)
+
+
+def test_a_workspace_without_a_committed_dvc_lock_is_refused(project: Path) -> None:
+    # `dvc exp run --temp` copies what git tracks: with no dvc.lock every stage would rerun
+    from nnlab.search.repeat import check_workspace
+
+    (project / "dvc.lock").write_text("schema: '2.0'\n")
+    with pytest.raises(ParamsError, match=r"dvc.lock is not committed.*git add dvc.lock"):
+        check_workspace(project, "numpy_dnn")
