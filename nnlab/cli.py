@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from nnlab import __version__
 from nnlab.core.errors import USER_ERRORS, storage_problem
 from nnlab.handoff import command as handoff_command
 from nnlab.models.catalog import MODEL_NAMES
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"nnlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "check", help="validate params.yaml, every section, and print one line",

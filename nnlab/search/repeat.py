@@ -94,8 +94,8 @@ def run(plan: RepeatPlan, root: Path) -> dict[str, Any]:
 def _run_jobs(plan: RepeatPlan, jobs: list[tuple[Config, int]], root: Path
               ) -> dict[tuple[str, int], str]:
     """Each job one `dvc exp run --temp`; a failed one is recorded with its reason and the
-    others go on. Ctrl-C reaches every dvc (one process group): each stops its stage, which
-    marks its MLflow run KILLED."""
+    others go on. Ctrl-C or SIGTERM: no new one starts, and each running dvc stops its stage,
+    which marks its MLflow run KILLED."""
     failed: dict[tuple[str, int], str] = {}
 
     def one(config: Config, seed: int) -> float:
@@ -124,11 +124,12 @@ def _run_jobs(plan: RepeatPlan, jobs: list[tuple[Config, int]], root: Path
                           f"(log: {LOGS_DIR / (config.experiment(seed) + '.log')})",
                           file=sys.stderr)
     except KeyboardInterrupt:
-        # No new repeat starts; the running ones stop as after Ctrl-C (which reached them
-        # already if it came from a terminal; a signal to this process alone did not).
+        # No new repeat starts; the running ones stop as after Ctrl-C. A terminal's Ctrl-C
+        # reached them already (one process group); a SIGTERM to this process alone did not.
         for future in pending:
             future.cancel()
-        _interrupt_children()
+        if _TERMINATED:
+            _interrupt_children()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
@@ -145,7 +146,12 @@ def _interrupt_children() -> None:
             child.send_signal(signal.SIGINT)
 
 
+_TERMINATED = False  # set by SIGTERM, which reaches this process alone
+
+
 def _stop_on_sigterm(number: int, frame: object) -> None:
+    global _TERMINATED
+    _TERMINATED = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
     raise KeyboardInterrupt
 

@@ -68,6 +68,11 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
                          "probabilities.png"]
     summary = (project / "reports" / "summary.md").read_text()
     assert all(f"| {m} |" in summary for m in MODELS)
+    compared = json.loads((project / "reports" / "summary.json").read_text())
+    assert len(compared["test_pairs"]) == len(MODELS) * (len(MODELS) - 1) // 2
+    best = compared["best_by_validation"]
+    assert best["model"] in MODELS and best["verdict"].startswith("Best by validation accuracy")
+    assert "## Pairs of models on the same 360 test images" in summary
     assert (project / "reports" / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -87,11 +92,20 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
         metrics = json.loads((project / "reports" / model / "metrics.json").read_text())
         assert run.data.metrics["test.accuracy"] == pytest.approx(metrics["test"]["accuracy"])
         assert run.data.metrics["val.f1_macro"] == pytest.approx(metrics["val"]["f1_macro"])
+        for split in ("val", "test"):  # each headline metric's 95% interval, as columns
+            for key in ("accuracy_low", "accuracy_high", "f1_macro_low", "f1_macro_high"):
+                assert run.data.metrics[f"{split}.{key}"] == pytest.approx(metrics[split][key])
+            low, high = metrics[split]["accuracy_low"], metrics[split]["accuracy_high"]
+            assert 0 <= low <= metrics[split]["accuracy"] <= high <= 1
+        predictions = (project / "reports" / model / "predictions.csv").read_text().splitlines()
+        assert predictions[0] == "split,index,label,predicted,confidence"
+        assert len(predictions) == 1 + 288 + 360  # every validation and test image
         epochs = len((project / "reports" / model / "history.csv").read_text().splitlines()) - 1
         steps = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [metric.step for metric in steps] == list(range(1, epochs + 1))
         artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
-        assert {"history.csv", "confusion.csv", "metrics.json", "per_class.json"} <= artifacts
+        assert {"history.csv", "confusion.csv", "metrics.json", "per_class.json",
+                "predictions.csv"} <= artifacts
         pngs = {item.path for item in client.list_artifacts(run.info.run_id, "plots")}
         assert "plots/confusion_matrix.png" in pngs and "plots/misclassified.png" in pngs
         assert "plots/probabilities.png" in pngs
@@ -110,6 +124,14 @@ def test_repro_writes_metrics_and_one_mlflow_run_per_model(baseline: Path,
         assert set(inputs) == {"digits-training", "digits-validation", "digits-testing"}
         digests.append(inputs)
     assert all(found == digests[0] for found in digests)
+    # MLflow 3's model view ranks the logged models by the intervals too.
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    ranked = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id], output_format="list",
+        order_by=[{"field_name": "metrics.test.accuracy_low", "ascending": False}])
+    lows = [{metric.key: metric.value for metric in logged.metrics}["test.accuracy_low"]
+            for logged in ranked]
+    assert len(lows) == len(MODELS) and lows == sorted(lows, reverse=True)
     numpy_run = next(run for run in runs if run.data.tags["model"] == "numpy_dnn")
     section = yaml.safe_load((project / "params.yaml").read_text())["numpy_dnn"]
     assert numpy_run.data.params["hidden_layers"] == str(section["hidden_layers"])

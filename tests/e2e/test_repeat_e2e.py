@@ -8,7 +8,11 @@ experiments, grouped by repeat, with their intervals as columns (screenshot:
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -17,7 +21,7 @@ import pytest
 from nnlab.server.settings import free_port
 from tests.support.browser import BROWSER, MISSING
 from tests.support.browser import page as browse
-from tests.support.e2e import copy_project, git, ran_stages, serving
+from tests.support.e2e import copy_project, git, ran_stages, serving, user_env
 from tests.support.e2e import run as sh
 
 pytestmark = pytest.mark.slow
@@ -108,3 +112,39 @@ def test_the_mlflow_ui_shows_experiments_by_name_and_repeats_grouped(project: Pa
     assert "numpy_dnn@rep-" in text and "logreg@plain-logreg" in text
     assert "test.accuracy_low" in text and "test.accuracy.mean" in text
     assert "Group:" in text and "numpy_dnn: epochs=6" in text
+
+
+def test_a_stopped_repeat_starts_no_new_one_and_leaves_no_run_running(project: Path) -> None:
+    """SIGTERM to the command alone (as a scheduler sends it) while its first repeats train:
+    none of the queued repeats starts, the running ones stop, their runs end KILLED."""
+    long = ["-S", "epochs=5000", "-S", "early_stopping_patience=null"]
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    refs = _refs(project)
+    with open(project.parent / "stop.log", "w") as log:
+        process = subprocess.Popen(
+            ["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "4", "--workers", "2", *long],
+            cwd=project, env=user_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while not client.search_runs([experiment.experiment_id],
+                                         "attributes.status = 'RUNNING'"):
+                assert process.poll() is None and time.monotonic() < deadline, \
+                    (project.parent / "stop.log").read_text()
+                time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=120) == 130
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    output = (project.parent / "stop.log").read_text()
+    assert output.strip().splitlines()[-1].startswith("nnlab repeat: stopped;"), output
+    assert "Traceback" not in output
+    runs = client.search_runs([experiment.experiment_id], "tags.`dvc.exp_name` LIKE 'rep-%'",
+                              max_results=1000)
+    assert not [run for run in runs if run.info.status == "RUNNING"]
+    stopped = [run for run in runs if run.data.params.get("epochs") == "5000"]
+    assert 1 <= len(stopped) <= 2 and {run.info.status for run in stopped} == {"KILLED"}
+    assert _refs(project) == refs  # no repeat finished, and no queued one started
