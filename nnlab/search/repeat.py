@@ -176,7 +176,7 @@ def _summarize(plan: RepeatPlan, results: dict[str, repeats.Repeats], root: Path
               for config, found in zip(plan.configs, summaries, strict=True)]
     link = repeat_runs.record(plan.dataset, plan.model, groups,
                               [root / REPORTS_DIR / f"{name}.{kind}" for kind in ("md", "json")])
-    print(text)
+    print(text, flush=True)  # before the lines on stderr that follow it
     print(f"nnlab repeat: wrote {REPORTS_DIR / name}.md and .json. In MLflow each repeat's run "
           f"is tagged {repeat_runs.GROUP_TAG}, beside a summary run; the runs grouped by repeat, "
           f"with their intervals (`make ui` first for the local store): {link}", file=sys.stderr)
@@ -230,7 +230,7 @@ def main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a stop by SIGTERM: as by Ctrl-C
     try:
         plan = make_plan(args.model, args.seeds, args.sets, args.against, args.workers, root)
-        run(plan, root)
+        found = run(plan, root)
     except (*USER_ERRORS, dvc.DvcError) as error:  # type: ignore[misc]
         print(f"nnlab repeat: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -238,3 +238,10 @@ def main(args: argparse.Namespace) -> None:
         print("nnlab repeat: stopped; each stopped repeat's MLflow run ended KILLED, and the "
               "finished ones are kept: the same command goes on", file=sys.stderr)
         raise SystemExit(130) from None
+    empty = [summary for summary in found["configurations"] if not summary["seeds"]]
+    if empty:  # nothing to summarize on one side: a script must not read it as a result
+        first = empty[0]
+        print(f"nnlab repeat: error: no repeat of {first['label']} finished (seed "
+              f"{next(iter(first['failed']))}: {next(iter(first['failed'].values()))})",
+              file=sys.stderr)
+        raise SystemExit(1)

@@ -84,8 +84,15 @@ def test_repeats_rerun_only_the_models_stages_group_their_runs_and_are_reused(
 
     # Against a configuration that diverges: seeds 42 and 43 of the first are reused, the two
     # diverging repeats fail, are counted with their reason, and end FAILED, not RUNNING.
-    diverging = sh(["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "2", *SHORT,
-                    "--against", *SHORT, "-S", "learning_rate=10"], project)
+    with open(project.parent / "diverging.log", "w") as log:  # a file: dvc's children hold it
+        code = subprocess.run(["nnlab", "repeat", "--model", "numpy_dnn", "--seeds", "2", *SHORT,
+                               "--against", *SHORT, "-S", "learning_rate=10"], cwd=project,
+                              env=user_env(), stdout=log, stderr=subprocess.STDOUT,
+                              timeout=1800).returncode
+    diverging = (project.parent / "diverging.log").read_text()
+    assert code == 1, diverging  # one side has no result at all
+    assert diverging.strip().splitlines()[-1].startswith(
+        "nnlab repeat: error: no repeat of epochs=6, learning_rate=10 finished (seed 42: ")
     assert "2 repeat(s) already finished, 2 to run" in diverging
     assert diverging.count("has no result:") == 2 and "lower numpy_dnn.learning_rate" in diverging
     assert "not comparable: 0 seed(s) finished on both sides" in diverging
