@@ -54,6 +54,7 @@ run: install
 
 lint: install
 	ruff check nnlab stages tests benchmarks tools
+	deptry nnlab stages
 
 typecheck: install
 	mypy nnlab
@@ -62,6 +63,7 @@ typecheck: install
 test: install check-lock
 	nnlab check
 	ruff check nnlab stages tests benchmarks tools
+	deptry nnlab stages
 	mypy nnlab
 	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=30 -m "not loop"
 
@@ -70,6 +72,7 @@ test: install check-lock
 test-fast: install
 	nnlab check
 	ruff check nnlab stages tests benchmarks tools
+	deptry nnlab stages
 	NNLAB_TEST_FAST=1 python -m pytest -n 2 -m "not slow and not tensorflow and not loop" -q
 
 # `nnlab ui` makes or checks the store under the stages' lock, ends runs whose process died,
