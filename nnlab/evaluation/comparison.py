@@ -58,9 +58,9 @@ class Best:
             beaten = [pair.second for pair in self.pairs if pair.differs]
             names = _listed(self.tied_with)
             return (f"{lead}, but it is a **tie**: validation cannot tell it apart from {names} "
-                    f"(exact McNemar test, Holm-corrected p >= {ALPHA:g}). No model of the tie "
-                    "is better than the others on these images; more validation images or "
-                    "seed repeats (`nnlab repeat`) can separate them."
+                    f"(exact McNemar test, Holm-corrected p >= {ALPHA:g}): these images don't "
+                    "say which is better. More validation images or seed repeats "
+                    "(`nnlab repeat`) can separate them."
                     + (f" It is better than {_listed(beaten)}." if beaten else "")
                     + " Test metrics are reported, never used to choose.")
         return (f"{lead}, better on validation than every other model (exact McNemar test, "
