@@ -205,7 +205,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Repeat one model's training with N seeds of its own (init, batch order, "
         "dropout, augmentation; the split stays fixed): each repeat is a DVC experiment "
         "(`dvc exp run --temp`) that reruns only that model's stages and the report, and an "
-        "MLflow run tagged with its group. Prints mean, std, min, max and the 95%% t-interval "
+        "MLflow run tagged with its group. Prints mean, std, min, max and the 95% t-interval "
         "of validation and test accuracy and macro F1. The same command again reuses the "
         "finished repeats. --against -S ... repeats a second configuration with the same "
         "seeds and tests the paired difference.")
