@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nnlab.tracking.heartbeat import owner_tags
 from nnlab.tracking.server_check import experiment_link
 
 GROUP_TAG = "nnlab.repeat"  # e.g. "numpy_dnn: learning_rate=0.003 [1a2b3c4d5e]"
@@ -69,12 +70,15 @@ def _summary_run(client: Any, experiment_id: str, model: str, group: Group,
     found = client.search_runs([experiment_id], f"tags.`{GROUP_TAG}` = '{group.tag}' and "
                                f"tags.`{ROLE_TAG}` = 'summary'", max_results=1)
     seeds = len(group.summary["seeds"])
+    owner = owner_tags()  # a process that dies here leaves a run the next stage ends FAILED
     if found:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
+        for key, tag in owner.items():
+            client.set_tag(run_id, key, tag)
     else:
-        run_id = client.create_run(experiment_id, run_name=f"{group.tag} x{seeds} seeds", tags={
-            GROUP_TAG: group.tag, ROLE_TAG: "summary", "model": model}).info.run_id
+        run_id = client.create_run(experiment_id, run_name=f"summary of {group.tag}", tags={
+            GROUP_TAG: group.tag, ROLE_TAG: "summary", "model": model, **owner}).info.run_id
     try:
         metrics = {"seeds_finished": float(seeds),
                    "seeds_failed": float(len(group.summary["failed"]))}
