@@ -90,10 +90,7 @@ def compare(first: str, second: str, outcomes: dict[str, Outcomes]) -> tuple[int
 
 def all_pairs(outcomes: dict[str, Outcomes]) -> list[Pair]:
     """Every pair of models (in the given order), Holm-corrected across all of them."""
-    found = [(first, second, *compare(first, second, outcomes))
-             for first, second in combinations(outcomes, 2)]
-    adjusted = holm([row[4] for row in found])
-    return [Pair(*row, p_holm=p) for row, p in zip(found, adjusted, strict=True)]
+    return _corrected(outcomes, list(combinations(outcomes, 2)))
 
 
 def best_by_validation(outcomes: dict[str, Outcomes]) -> Best:
@@ -103,11 +100,15 @@ def best_by_validation(outcomes: dict[str, Outcomes]) -> Best:
     if not outcomes:
         raise ValueError("no model to compare")
     best = max(outcomes, key=lambda name: int(outcomes[name].right.sum()))
-    others = [name for name in outcomes if name != best]
-    found = [(best, other, *compare(best, other, outcomes)) for other in others]
-    adjusted = holm([row[4] for row in found])
-    pairs = [Pair(*row, p_holm=p) for row, p in zip(found, adjusted, strict=True)]
+    pairs = _corrected(outcomes, [(best, other) for other in outcomes if other != best])
     return Best(best, [pair.second for pair in pairs if not pair.differs], pairs)
+
+
+def _corrected(outcomes: dict[str, Outcomes], names: list[tuple[str, str]]) -> list[Pair]:
+    """The pairs `names`, each tested, Holm-corrected as one family."""
+    found = [(first, second, *compare(first, second, outcomes)) for first, second in names]
+    adjusted = holm([p_value for *_, p_value in found])
+    return [Pair(*row, p_holm=p) for row, p in zip(found, adjusted, strict=True)]
 
 
 def _listed(names: list[str]) -> str:

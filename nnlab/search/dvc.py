@@ -127,6 +127,15 @@ def read_metrics(root: Path, baseline: str, name: str, model: str) -> dict[str, 
     return metrics
 
 
+def experiments_of(root: Path, baseline: str) -> set[str]:
+    """The names of the experiments of `baseline` that DVC saved (a failed or stopped one
+    saves none)."""
+    prefix = exp_ref(baseline, "")
+    result = subprocess.run(["git", "for-each-ref", "--format=%(refname)", prefix], cwd=root,
+                            capture_output=True, text=True, timeout=60)
+    return {line.removeprefix(prefix) for line in result.stdout.split()}
+
+
 def has_experiment(root: Path, name: str) -> bool:
     result = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
                             cwd=root, capture_output=True, text=True, timeout=60)

@@ -33,14 +33,6 @@ REPORTS_DIR = Path("reports") / "repeats"
 LOGS_DIR = Path(".nnlab") / "repeats"
 
 
-def finished(root: Path, baseline: str) -> set[str]:
-    """The experiments of `baseline` that DVC saved (a failed or stopped one saves none)."""
-    prefix = dvc.exp_ref(baseline, "")
-    result = subprocess.run(["git", "for-each-ref", "--format=%(refname)", prefix], cwd=root,
-                            capture_output=True, text=True, timeout=60)
-    return {line.removeprefix(prefix) for line in result.stdout.split()}
-
-
 def check_workspace(root: Path, model: str) -> None:
     """Only M's stages and the report may be out of date: anything else would run in every
     repeat (a data stage, another model).
@@ -67,7 +59,7 @@ def run(plan: RepeatPlan, root: Path) -> dict[str, Any]:
     """Run every repeat not yet finished (K at a time), then summarize all of them: what
     `nnlab repeat` prints, writes to reports/repeats/ and logs to MLflow."""
     baseline = dvc.baseline_rev(root)
-    done = finished(root, baseline)
+    done = dvc.experiments_of(root, baseline)
     jobs = [(config, seed) for config in plan.configs for seed in plan.seeds
             if config.experiment(seed) not in done]
     reused = len(plan.configs) * len(plan.seeds) - len(jobs)
