@@ -25,7 +25,7 @@ from nnlab.evaluation.metrics import (
 from nnlab.evaluation.outcomes import COLUMNS as OUTCOMES_COLUMNS
 from nnlab.evaluation.outcomes import OUTCOMES_FILE, write_outcomes
 from nnlab.evaluation.uncertainty import headline_intervals
-from nnlab.models.base import ImageClassifier, Split, get_model_class
+from nnlab.models.base import Inference, Split, load_predictor
 from nnlab.tracking import mlflow_runs
 
 
@@ -40,7 +40,7 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         return _pruned(model_name, params, layout, info)
     # On the backend it trained on (Keras's, recorded by train): a JAX model never starts
     # TensorFlow.
-    model = get_model_class(model_name, info.get("environment")).load(model_dir)
+    predict = load_predictor(model_name, model_dir, info.get("environment"))
     classes = load_classes(layout.prepared)
     sets = {
         "val": load_split(layout.split, "val"),
@@ -54,7 +54,7 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         test_digest = sha256(*(layout.prepared / f"test_{kind}.npy"
                                for kind in ("images", "labels")))[:16]
         mlflow_runs.log_datasets(params.data.dataset, {"testing": (*sets["test"], test_digest)})
-        outputs = {name: model.predict_proba(images) for name, (images, _) in sets.items()}
+        outputs = {name: predict(images) for name, (images, _) in sets.items()}
         metrics = {name: {**classification_metrics(sets[name][1], outputs[name], len(classes)),
                           **headline_intervals(sets[name][1], outputs[name].argmax(axis=1),
                                                len(classes))}
@@ -67,7 +67,7 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         write_json(report_dir / "metrics.json", metrics)
         write_outcomes(report_dir / OUTCOMES_FILE,
                        {name: (sets[name][1], outputs[name]) for name in sets})
-        _plot(model, sets["test"], probabilities, classes, report_dir,
+        _plot(predict, sets["test"], probabilities, classes, report_dir,
               f"{model_name} on {params.data.dataset}", params.data.dataset == "planar")
         # "test.accuracy" etc., as `dvc exp show` names them; the per-epoch history owns the
         # Keras-style names ("val_accuracy"), so the two never collide in one run.
@@ -110,7 +110,7 @@ def _pruned(model_name: str, params: Params, layout: Layout,
     return metrics
 
 
-def _plot(model: ImageClassifier, test: Split, probabilities: NDArray[np.float32],
+def _plot(predict: Inference, test: Split, probabilities: NDArray[np.float32],
           classes: list[str], report_dir: Path, title: str, planar_points: bool) -> None:
     """reports/<model>/plots/: confusion matrix, misclassified test images, probability bars,
     learning curves, and for 2-D points the decision boundary."""
@@ -137,7 +137,7 @@ def _plot(model: ImageClassifier, test: Split, probabilities: NDArray[np.float32
     if planar_points:
         plots.decision_boundary_png(
             plot_dir / "decision_boundary.png",
-            lambda grid: model.predict_proba(points.to_pixels(grid)),
+            lambda grid: predict(points.to_pixels(grid)),
             points.coordinates(images), labels, classes, points.LIMIT,
             f"{title}: decision boundary and test points",
         )

@@ -16,7 +16,6 @@ registers it, `nnlab serve` serves it in onnxruntime.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlab.core.files import read_json
+from nnlab.core.files import atomic_path, read_json
 from nnlab.core.layout import TRAIN_INFO_FILE, Layout
 from nnlab.models.base import get_model_class
 
@@ -82,10 +81,16 @@ def to_onnx(classifier: Any, input_shape: tuple[int, int, int], n_classes: int) 
 
 def run_model_uri(run_id: str) -> str:
     """`models:/<id>` of the model a training run logged."""
+    from mlflow.exceptions import MlflowException
+
     from nnlab.handoff.promote import tracking_client
 
     client = tracking_client()
-    run = client.get_run(run_id)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ValueError(f"no MLflow run {run_id} in {client.tracking_uri}: check the id "
+                         "(the runs table of `nnlab ui`), or MLFLOW_TRACKING_URI") from None
     logged = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}' and name = 'model'")
@@ -114,8 +119,10 @@ def mlflow_source(uri: str) -> Exportable:
 
         keras_model = mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
         found.to_onnx = lambda: keras_to_onnx(keras_model, n_classes)
-    else:  # logged_model.SavedModel: the saved folder is its artifact "model"
-        folder = Path(mlflow.artifacts.download_artifacts(uri)) / "artifacts" / "model"
+    else:  # portable.py over its model.npz (or, logged before, the folder "model")
+        from nnlab.models.logged_model import weights_folder
+
+        folder = weights_folder(Path(mlflow.artifacts.download_artifacts(uri)))
         classifier = get_model_class(metadata["model"]).load(folder)
         found.to_onnx = lambda: to_onnx(classifier, found.input_shape, n_classes)
     return found
@@ -147,10 +154,8 @@ def export(source: Exportable, output: Path, images: np.ndarray) -> tuple[Any, f
         raise ValueError(f"{source.label}: the ONNX graph's probabilities differ from the "
                          f"model's by {difference:.2e} (over {TOLERANCE:g}); nothing written. "
                          "Please report it with the model's params")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
-    partial.write_bytes(serialized)
-    os.replace(partial, output)
+    with atomic_path(output) as partial:  # a refused write leaves nothing behind
+        partial.write_bytes(serialized)
     return model, difference
 
 

@@ -20,7 +20,7 @@ from PIL import UnidentifiedImageError
 from nnlab.core.files import read_json
 from nnlab.core.layout import TRAIN_INFO_FILE
 from nnlab.data.image_folder import read_image
-from nnlab.models.base import get_model_class
+from nnlab.models.base import load_predictor
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,8 @@ def predict(
         raise ValueError(f"{model_dir}: saved by an older nnlab; run `dvc repro` to retrain it")
 
     def load() -> Callable[[np.ndarray], np.ndarray]:
-        return get_model_class(info.get("model", model_name),
-                               info.get("environment")).load(model_dir).predict_proba
+        return load_predictor(info.get("model", model_name), model_dir,
+                              info.get("environment"))
 
     return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top, plot)
 

@@ -1,8 +1,11 @@
 """The models, one folder per family:
 
     catalog.py       params.yaml's model names -> classifier and params schema (strings)
-    base.py          the contract every model follows (ImageClassifier) and get_model_class
-    logged_model.py  a trained model in MLflow: how it is logged, and the pyfunc that loads it
+    base.py          the contract every model follows (ImageClassifier), get_model_class and
+                     load_predictor (a saved model's inference)
+    portable.py      inference of the models saved as arrays, in NumPy alone: what nnlab runs,
+                     and the code of their logged MLflow model (imports nothing of nnlab)
+    logged_model.py  a trained model in MLflow: how it is logged
     numpy/           numpy_dnn and numpy_cnn, from scratch in NumPy: layers, conv layers,
                      losses, optimizers, kernels, training loop
     keras/           keras_mlp and cnn

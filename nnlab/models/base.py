@@ -43,8 +43,9 @@ class Checkpoint(Protocol):
 class ImageClassifier:
     """Base class: fit on uint8 images, predict class probabilities, save and load."""
 
-    # How logged_model.log_model logs it: "pyfunc" (logged_model.SavedModel over the saved
-    # folder) or "keras" (the Keras flavor, from `probability_model()`).
+    # How logged_model.log_model logs it: "pyfunc" (nnlab/models/portable.py over the saved
+    # model.npz, runnable without nnlab) or "keras" (the Keras flavor, from
+    # `probability_model()`).
     flavor = "pyfunc"
 
     def __init__(self, params: Any, seed: int) -> None:
@@ -153,6 +154,24 @@ def save_arrays(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
     """Write plain arrays (no pickles) to an .npz, atomically."""
     with atomic_path(path) as part, open(part, "wb") as handle:
         np.savez(handle, allow_pickle=False, **arrays)
+
+
+Inference = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
+
+
+def load_predictor(name: str, directory: Path, environment: Mapping[str, str] | None = None
+                   ) -> Inference:
+    """uint8 images (N, H, W, C) -> class probabilities, for the model saved in `directory`:
+    what evaluate, `nnlab predict` and `nnlab serve` run. A model saved as plain arrays runs
+    in nnlab/models/portable.py, the very code its logged MLflow model runs; a Keras model
+    in its own classifier."""
+    model_class = get_model_class(name, environment)
+    if model_class.flavor != "pyfunc":
+        return model_class.load(directory).predict_proba
+    from nnlab.models import portable
+
+    trained_file(directory, ARRAYS_FILE, name)  # none: how to make one (`dvc repro`)
+    return portable.load(directory).predict_proba
 
 
 def get_model_class(name: str, environment: Mapping[str, str] | None = None

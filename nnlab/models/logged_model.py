@@ -1,14 +1,14 @@
-"""A trained model in MLflow: how it is logged to its run, and the pyfunc that loads it.
+"""A trained model in MLflow: how it is logged to its run.
 
-The Keras models are logged with the Keras flavor (with a softmax head). numpy_dnn and
-logreg are logged as code: this file, with the saved model folder as the artifact "model" and
-the model's params name as `model_config["model"]`; nothing is pickled. MLflow runs this file
-when the model is loaded (and once when it is logged), and `SavedModel.predict` uses the
-project's own loader and `predict_proba`, so the MLflow model and `nnlab predict` can never
-disagree. Loading it needs `nnlab` installed.
+The Keras models are logged with the Keras flavor (with a softmax head). numpy_dnn, numpy_cnn
+and logreg are logged as code: nnlab/models/portable.py, with their `model.npz` as the
+artifact "weights"; nothing is pickled. portable.py imports only NumPy (and MLflow, when
+MLflow runs it), so the logged model loads wherever MLflow and its requirements.txt are
+installed, with no nnlab; and it is the same file that `nnlab predict` and evaluate run
+(nnlab.models.base.load_predictor), not a copy.
 
-Annotations are real, not strings (no `from __future__ import annotations`): MLflow reads
-SavedModel.predict's.
+Models logged before portable.py (their code is logged_model.py, their folder the artifact
+"model") load through nnlab: `weights_folder` finds either.
 """
 
 import contextlib
@@ -20,26 +20,25 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.pyfunc import PythonModel
 
-from nnlab.models.base import ImageClassifier, get_model_class
+from nnlab.models import portable
 
 MODEL_NAME = "model"  # the MLflow model's name inside its run
+PORTABLE_CODE = Path(portable.__file__)
 
 
-class SavedModel(PythonModel):
-    """uint8 images (N, H, W, C) in, class probabilities (N, n_classes) out."""
+def weights_folder(local_model: Path) -> Path:
+    """The folder holding model.npz inside a downloaded pyfunc model of nnlab: its artifact
+    "weights" (a file), or "model" (a folder) for models logged before portable.py."""
+    from mlflow.models import Model
 
-    def load_context(self, context: Any) -> None:
-        model_class = get_model_class(context.model_config["model"])
-        self.classifier: ImageClassifier = model_class.load(Path(context.artifacts["model"]))
-
-    # np.ndarray tells MLflow to leave the input to the logged signature instead of
-    # inferring a schema from the hints.
-    def predict(
-        self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        return self.classifier.predict_proba(np.asarray(model_input, dtype=np.uint8))
+    flavor = Model.load(str(local_model)).flavors.get("python_function", {})
+    artifacts = flavor.get("artifacts", {})
+    if "weights" in artifacts:
+        return (local_model / artifacts["weights"]["path"]).parent
+    if "model" in artifacts:
+        return local_model / artifacts["model"]["path"]
+    raise ValueError(f"{local_model}: not a model logged by nnlab (no weights artifact)")
 
 
 @contextlib.contextmanager
@@ -96,7 +95,7 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any,
     `models:/` URI.
 
     Keras models use the Keras flavor (with a softmax head, so both flavors output
-    probabilities); the others are this file's SavedModel over `model_dir`, logged as code.
+    probabilities); the others are portable.py over `model_dir`'s model.npz, logged as code.
     Requirements are pinned from the installed versions: MLflow would otherwise infer them by
     loading the model in a subprocess, which costs a TensorFlow import per stage.
     """
@@ -117,11 +116,9 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any,
                 )
         else:
             info = mlflow.pyfunc.log_model(
-                python_model=__file__,  # this file: MLflow runs it to load the model
-                artifacts={"model": str(model_dir)}, model_config={"model": model_name},
-                **common, pip_requirements=pins("numpy", "scikit-learn"),
+                python_model=str(PORTABLE_CODE),  # MLflow runs this file to load the model
+                artifacts={"weights": str(model_dir / portable.WEIGHTS_FILE)},
+                **common, pip_requirements=pins("numpy"),
             )
     return str(info.model_uri)
 
-
-mlflow.models.set_model(SavedModel())

@@ -39,6 +39,7 @@ class _NumpyClassifier(FeatureClassifier):
         # NumPy, or CuPy on a GPU (nnlab/models/numpy/arrays.py); a loaded model predicts
         # where the process computes already.
         self.device = arrays.use(params.device, self.name) if params is not None else "cpu"
+        self.image_shape: tuple[int, ...] | None = None  # (H, W, C), known once fit or loaded
 
     def runtime(self) -> dict[str, str]:
         return {"backend": "numpy" if self.device == "cpu" else "cupy", "device": self.device}
@@ -67,6 +68,7 @@ class _NumpyClassifier(FeatureClassifier):
         p = self.params
         rng = np.random.default_rng(self.seed)  # the only randomness: init, shuffling, dropout
         image_shape = (int(train[0].shape[1]), int(train[0].shape[2]), int(train[0].shape[3]))
+        self.image_shape = image_shape
         self.model = network = self.build(image_shape, n_classes, rng)
         self.__dict__.pop("_image_bytes", None)  # a new network: bytes_per_image measures anew
         optimizer = make_optimizer(
@@ -102,7 +104,8 @@ class _NumpyClassifier(FeatureClassifier):
         return measured[image_shape]
 
     def save(self, directory: Path) -> None:
-        self._save_arrays(directory, self._trained().to_arrays())
+        self._save_arrays(directory, self._trained().to_arrays(self.image_shape,
+                                                               self.flat_inputs))
 
     @classmethod
     def _rebuild(cls, arrays: dict[str, NDArray[Any]]) -> Network:
@@ -114,6 +117,8 @@ class _NumpyClassifier(FeatureClassifier):
             network = cls._rebuild(arrays)
         model = cls(None, seed=0)  # a loaded network needs no params: its shape is saved
         model.model = network
+        if "input_shape" in arrays:
+            model.image_shape = tuple(int(size) for size in arrays["input_shape"])
         return model
 
 

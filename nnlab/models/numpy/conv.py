@@ -127,6 +127,9 @@ class Conv2D(Layer):
         padded, cols = self._prepare(x)
         return self._fill(padded, cols, 0, x.shape[0])
 
+    def spec(self) -> list[object]:
+        return ["conv2d", self.stride, self.padding]
+
     def forward(self, x: Array, training: bool = False) -> Array:
         W = self.params["W"]
         filters = W.shape[3]
@@ -202,6 +205,9 @@ class MaxPool2D(Layer):
         self._argmax: NDArray[np.intp] | None = None
         self._shape: tuple[int, ...] = ()
 
+    def spec(self) -> list[object]:
+        return ["max_pool", self.size, self.padding]
+
     def forward(self, x: Array, training: bool = False) -> Array:
         n, height, width, channels = x.shape
         out_h, top, _ = _pads(height, self.size, self.size, self.padding)
@@ -225,6 +231,9 @@ class MaxPool2D(Layer):
 
 class Flatten(Layer):
     """(N, H, W, C) -> (N, H * W * C), in Keras's order (channels last)."""
+
+    def spec(self) -> list[object]:
+        return ["flatten"]
 
     def forward(self, x: Array, training: bool = False) -> Array:
         self._shape = x.shape

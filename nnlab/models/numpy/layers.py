@@ -29,6 +29,11 @@ class Layer:
     def forward(self, x: Array, training: bool = False) -> Array:
         raise NotImplementedError
 
+    def spec(self) -> list[object]:
+        """What the layer does at inference, as saved in model.npz's "layers" list and run
+        by nnlab/models/portable.py: its kind, then its options."""
+        raise NotImplementedError
+
     def backward(self, dout: Array) -> Array:
         """Fill `grads` and return dx. May overwrite `dout`, which the network never reuses."""
         raise NotImplementedError
@@ -53,6 +58,9 @@ class Dense(Layer):
         self.input_grad = input_grad
         self._x: Array | None = None
 
+    def spec(self) -> list[object]:
+        return ["dense"]
+
     def forward(self, x: Array, training: bool = False) -> Array:
         self._x = x
         out = x @ self.params["W"]  # (N, n_out)
@@ -72,6 +80,9 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
+    def spec(self) -> list[object]:
+        return ["relu"]
+
     def forward(self, x: Array, training: bool = False) -> Array:
         self._out = np.maximum(x, 0)
         return self._out
@@ -86,6 +97,9 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     slope = LEAKY_RELU_SLOPE
 
+    def spec(self) -> list[object]:
+        return ["leaky_relu", self.slope]
+
     def forward(self, x: Array, training: bool = False) -> Array:
         self._positive = x > 0
         return np.where(self._positive, x, x * self.slope)
@@ -95,6 +109,9 @@ class LeakyReLU(Layer):
 
 
 class Tanh(Layer):
+    def spec(self) -> list[object]:
+        return ["tanh"]
+
     def forward(self, x: Array, training: bool = False) -> Array:
         self._out = np.tanh(x)
         return self._out
@@ -109,6 +126,9 @@ def sigmoid(x: Array) -> Array:
 
 
 class Sigmoid(Layer):
+    def spec(self) -> list[object]:
+        return ["sigmoid"]
+
     def forward(self, x: Array, training: bool = False) -> Array:
         self._out = sigmoid(x)
         return self._out
@@ -132,6 +152,9 @@ class Dropout(Layer):
         self.rate = rate
         self.rng = rng
         self._scaled_mask: Array | None = None
+
+    def spec(self) -> list[object]:
+        return ["dropout"]
 
     def forward(self, x: Array, training: bool = False) -> Array:
         if not training or self.rate == 0:
@@ -171,6 +194,9 @@ class BatchNorm(Layer):
             "running_mean": np.zeros(n_features, dtype=dtype),
             "running_var": np.ones(n_features, dtype=dtype),
         }
+
+    def spec(self) -> list[object]:
+        return ["batch_norm", self.epsilon]
 
     def forward(self, x: Array, training: bool = False) -> Array:
         if training:

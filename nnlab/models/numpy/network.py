@@ -140,11 +140,21 @@ class Network:
             target[...] = np.asarray(arrays[key])  # onto the GPU, if the network is there
 
     # -- saving: plain arrays only; the caller decides where they go ----------------------
-    def to_arrays(self) -> dict[str, NDArray[Any]]:
+    def to_arrays(self, input_shape: tuple[int, ...] | None = None,
+                  flat_inputs: bool = False) -> dict[str, NDArray[Any]]:
+        """The architecture and every weight; with the images' `input_shape` (H, W, C),
+        also what inference needs without this code (nnlab/models/portable.py): "layers",
+        each layer's spec() in order, "output", "input_shape", and "inputs": "flat" when
+        the network takes flattened pixels, else "images"."""
         arrays: dict[str, NDArray[Any]] = {
             "architecture": numpy.array(json.dumps(self.architecture))
         }
         arrays.update({key: numpy.array(to_host(array)) for key, array in self.weights().items()})
+        if input_shape is not None:
+            arrays["layers"] = numpy.array(json.dumps([layer.spec() for layer in self.layers]))
+            arrays["output"] = numpy.array("sigmoid" if self.n_classes == 2 else "softmax")
+            arrays["input_shape"] = numpy.array(input_shape, numpy.int64)
+            arrays["inputs"] = numpy.array("flat" if flat_inputs else "images")
         return arrays
 
     @classmethod
