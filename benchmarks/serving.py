@@ -8,7 +8,10 @@ For each model:
 - load: `--clients` concurrent clients sending single-image requests (median, p99,
   requests per second, errors);
 - a hostile body: 60 MB (`--hostile-mb`) posted at once: the answer, how long it took, the
-  server's RSS before and after, and whether it still answers.
+  server's RSS before and after, and whether it still answers;
+- a pixel body just under the byte limit (16 MiB) that holds far more images than
+  --max-images: the answer and how long it took.
+`--workers 1 2` measures each model served by 1, then 2 server processes.
 `--onnx` also exports each model (`nnlab export`, logged to its run) and measures the ONNX
 version served in onnxruntime. The last lines give the ratios between the models.
 
@@ -17,6 +20,7 @@ store): run `dvc repro` first.
 
     python benchmarks/serving.py [--models numpy_dnn cnn] [--requests 100] [--batches 30]
                                  [--clients 16] [--per-client 25] [--onnx]
+                                 [--workers 1 2]
                                  [--project DIR] [--quick]
 
 `--project` serves another trained project's models (default: this one); `--quick` (run by
@@ -146,15 +150,33 @@ def concurrent(port: int, encoded: list[str], clients: int, per_client: int
             "rate": len(times) / wall, "errors": len(errors)}
 
 
-def measure(uri: str, project: Path, encoded: list[str], args: argparse.Namespace
-            ) -> dict[str, float]:
-    """Serve `uri`, measure it, stop it."""
+def over_images(port: int, shape: tuple[int, ...], megabytes: float) -> tuple[int, float]:
+    """A JSON body of `megabytes` of pixels, far more images than --max-images (256):
+    (status, seconds to the answer)."""
+    one = json.dumps(np.zeros(shape, int).tolist())
+    count = int(megabytes * 2**20) // (len(one) + 2)
+    body = ('{"inputs": [' + ", ".join([one] * count) + "]}").encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+    began = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    return status, time.perf_counter() - began
+
+
+def measure(uri: str, project: Path, encoded: list[str], args: argparse.Namespace,
+            workers: int = 1) -> dict[str, float]:
+    """Serve `uri` from `workers` processes, measure it, stop it."""
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     result: dict[str, float] = {}
     with tempfile.TemporaryFile("w+") as log:
         began = time.perf_counter()
-        server = subprocess.Popen(["nnlab", "serve", "--model", uri, "--port", str(port)],
+        server = subprocess.Popen(["nnlab", "serve", "--model", uri, "--port", str(port),
+                                   "--workers", str(workers)],
                                   cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:
@@ -180,6 +202,8 @@ def measure(uri: str, project: Path, encoded: list[str], args: argparse.Namespac
             result.update(hostile_status=status, hostile_s=took,
                           rss_after=_rss_mb(server.pid))
             result["alive_ms"] = 1000 * _post(url, encoded[:1])
+            result["over_status"], result["over_s"] = over_images(
+                port, args.shape, min(args.hostile_mb, 15.9))
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
@@ -204,6 +228,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--per-client", type=int, default=25)
     parser.add_argument("--hostile-mb", type=float, default=60.0)
+    parser.add_argument("--workers", nargs="+", type=int, default=[1],
+                        help="server processes: each count is measured (e.g. 1 2)")
     parser.add_argument("--onnx", action="store_true",
                         help="also export each model and serve its ONNX version")
     parser.add_argument("--project", type=Path, default=ROOT, help="a trained project")
@@ -217,10 +243,13 @@ def main() -> None:
     project = args.project.resolve()
     images = np.load(project / "data/split/val_images.npy", allow_pickle=False)
     encoded = [_png(image) for image in images[:max(32, args.requests)]]
+    args.shape = images.shape[1:]
     results: dict[str, dict[str, float]] = {}
     for model in args.models:
         info = json.loads((project / "models" / model / "train_info.json").read_text())
-        results[model] = measure(info["mlflow_model_uri"], project, encoded, args)
+        for workers in args.workers:
+            name = model if workers == 1 else f"{model} ({workers} workers)"
+            results[name] = measure(info["mlflow_model_uri"], project, encoded, args, workers)
         if args.onnx:
             results[f"{model} (onnx)"] = measure(_onnx_uri(model, project), project, encoded,
                                                  args)
@@ -236,12 +265,14 @@ def main() -> None:
         print(f"  {args.hostile_mb:g} MB body: {r['hostile_status']:.0f} after "
               f"{r['hostile_s']:.2f} s, RSS {r['rss_before']:.0f} -> {r['rss_after']:.0f} MB, "
               f"then a request answered in {r['alive_ms']:.1f} ms")
+        print(f"  a {min(args.hostile_mb, 15.9):g} MiB pixel body over --max-images: "
+              f"{r['over_status']:.0f} after {r['over_s']:.2f} s")
     for name, r in results.items():
         print(f"{name}: 32 images per request, images/s / at 1: "
               f"{32 * r['median'] / r['batch']:.1f}x; {args.clients} clients' median / one "
               f"client's: {r['load_median'] / r['median']:.1f}x, p99 / p50: "
               f"{r['load_p99'] / r['load_median']:.1f}x")
-    first = args.models[0]
+    first = next(iter(results))
     for name, r in results.items():
         if name != first:
             base = results[first]

@@ -143,8 +143,9 @@ def _serve(args: argparse.Namespace) -> None:
 
     try:
         with mlflow_runs.server_errors("nothing is served", "serve again"):
-            limits = serve.Limits(args.max_body_mb, args.max_images, args.max_pixels)
-            serve.serve(args.model, args.host, args.port, limits)
+            limits = serve.Limits(args.max_body_mb, args.max_images, args.max_pixels,
+                                  args.client_timeout, args.max_connections)
+            serve.serve(args.model, args.host, args.port, limits, args.workers)
     except USER_ERRORS as error:
         print(f"nnlab serve: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -5,7 +5,11 @@
     predict.py         `nnlab predict`: class probabilities for image files, from a workspace
                        model, a run or `models:/NAME@alias`
     serve.py           `nnlab serve`: MLflow's scoring server on the serving pyfunc, errors in
-                       one line, request bodies limited (413 unread)
+                       one line, from one or --workers N processes
+    request_guard.py   what a request may cost, checked before MLflow decodes it: bytes
+                       (413 unread), body type (415), images (400)
+    connections.py     connections capped, closed when idle or slow; a repeated error logged
+                       once with a count
     batching.py        concurrent requests' images through the model in one call
     command.py         the parsers of `nnlab serve` and `nnlab export`
     export.py          `nnlab export`: a model as ONNX, checked in onnxruntime, logged to its run

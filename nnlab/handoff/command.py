@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnlab.handoff.serve import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS
+from nnlab.handoff.serve import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS, REQUEST_PIXELS, Limits
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,7 +28,19 @@ def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                        help=f"images per request (default: {MAX_IMAGES})")
     serve.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                        help="width x height of one image file, checked before it is decoded "
-                       f"(default: {MAX_PIXELS})")
+                       f"(default: {MAX_PIXELS}; a request's files: {REQUEST_PIXELS} times "
+                       "that)")
+    serve.add_argument("--client-timeout", type=float, default=Limits.client_timeout,
+                       help="seconds a connection has to send a whole request, from its "
+                       "start or its previous answer, before it is closed (default: "
+                       f"{Limits.client_timeout:g})")
+    serve.add_argument("--max-connections", type=int, default=Limits.max_connections,
+                       help="open connections per server process; over it, the one waiting "
+                       "longest for its request is closed (default: "
+                       f"{Limits.max_connections}, less if `ulimit -n` leaves no room)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the port, each with its own copy of the "
+                       "model: about one per core (default: 1)")
 
 
 def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,6 +19,7 @@ Annotations are real, not strings: MLflow reads ImageClassifierServer.predict's.
 import base64
 import binascii
 import io
+import logging
 import os
 import threading
 from typing import Any, cast
@@ -30,7 +31,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from PIL import Image, UnidentifiedImageError
 
-from nnlab.handoff.serve import MAX_IMAGES, MAX_PIXELS
+from nnlab.handoff.serve import MAX_IMAGES, MAX_PIXELS, REQUEST_PIXELS
 
 IMAGE_KEYS = ("image", "images")  # {"inputs": {"image": [...]}} or a dataframe column
 # At most this many files decoded at once: each may take max_pixels x 4 bytes while decoding.
@@ -61,8 +62,16 @@ def to_batch(data: Any, shape: tuple[int, int, int], max_images: int = MAX_IMAGE
     if array.dtype.kind in "USO":
         items = array.reshape(-1)
         _check_count(len(items), max_images)
-        return np.stack([_decode(item, shape, index, max_pixels) for index, item in
-                         enumerate(items)]) if len(items) else np.empty((0, *shape), np.uint8)
+        # Every file's size from its header first: what the request decodes to is known,
+        # and bounded, before any file is decoded.
+        files = [_opened(item, index, max_pixels) for index, item in enumerate(items)]
+        total, budget = sum(pixels for _, pixels in files), REQUEST_PIXELS * max_pixels
+        if total > budget:
+            raise bad_request(f"the request's {len(files)} image files hold {total:,} pixels, "
+                              f"over the limit of {budget:,} pixels per request ({REQUEST_PIXELS}"
+                              " x nnlab serve --max-pixels): send them in several requests")
+        return np.stack([_decode(raw, shape, index) for index, (raw, _) in enumerate(files)]
+                        ) if files else np.empty((0, *shape), np.uint8)
     images = _pixels(array, shape)
     _check_count(len(images), max_images)
     return images
@@ -74,10 +83,9 @@ def _check_count(count: int, max_images: int) -> None:
                           "(nnlab serve --max-images): send them in several requests")
 
 
-def _decode(item: Any, shape: tuple[int, int, int], index: int, max_pixels: int) -> np.ndarray:
-    from nnlab.data.image_folder import decode_image
-
-    height, _, channels = shape
+def _opened(item: Any, index: int, max_pixels: int) -> tuple[io.BytesIO, int]:
+    """An image file's bytes and its width x height, read from its header (nothing decoded);
+    over `max_pixels`, not base64 or not an image: one line naming the image."""
     if not isinstance(item, str | bytes):
         raise bad_request(f"image {index}: expected a base64-encoded image file, got "
                           f"{'null' if item is None else type(item).__name__}")
@@ -85,22 +93,33 @@ def _decode(item: Any, shape: tuple[int, int, int], index: int, max_pixels: int)
         raw = io.BytesIO(base64.b64decode(item, validate=True))
         with Image.open(raw) as header:  # reads the header only
             width, tall = header.size
-        if width * tall > max_pixels:
-            raise bad_request(f"image {index}: {width}x{tall} pixels, over the limit of "
-                              f"{max_pixels:,} pixels per image (nnlab serve --max-pixels)")
-        raw.seek(0)
-        with DECODING:
-            image = decode_image(raw, "L" if channels == 1 else "RGB", height)
     except (binascii.Error, ValueError):
         raise bad_request(f"image {index}: not base64 (send each file's bytes base64-encoded)"
                           ) from None
-    except Image.DecompressionBombError as error:  # Pillow's own limit, above ours
-        raise bad_request(f"image {index}: over the limit of {max_pixels:,} pixels per image "
-                          f"({' '.join(str(error).split())[:120]})") from None
     except UnidentifiedImageError:  # its message holds only a memory address
         raise bad_request(f"image {index}: not a readable PNG or JPEG file (not an image "
                           "format Pillow reads: SVG and PDF are not images)") from None
     except (OSError, SyntaxError) as error:
+        raise bad_request(f"image {index}: not a readable PNG or JPEG file "
+                          f"({' '.join(str(error).split())[:120]})") from None
+    if width * tall > max_pixels:
+        raise bad_request(f"image {index}: {width}x{tall} pixels, over the limit of "
+                          f"{max_pixels:,} pixels per image (nnlab serve --max-pixels)")
+    raw.seek(0)
+    return raw, width * tall
+
+
+def _decode(raw: io.BytesIO, shape: tuple[int, int, int], index: int) -> np.ndarray:
+    from nnlab.data.image_folder import decode_image
+
+    height, _, channels = shape
+    try:
+        with DECODING:
+            image = decode_image(raw, "L" if channels == 1 else "RGB", height)
+    except Image.DecompressionBombError as error:  # Pillow's own limit, above ours
+        raise bad_request(f"image {index}: over the pixel limit "
+                          f"({' '.join(str(error).split())[:120]})") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise bad_request(f"image {index}: not a readable PNG or JPEG file "
                           f"({' '.join(str(error).split())[:120]})") from None
     return image.reshape(shape)
@@ -141,10 +160,20 @@ class ImageClassifierServer(PythonModel):
         # would only hide which limit a request broke.
         Image.MAX_IMAGE_PIXELS = None
         self.model = Batcher(registered_predictor(uri), max_rows=max(self.max_images, 256))
-        for size in (1, 2, 4, 8, 16, 32):  # compiled now, not on the first requests
-            self.model(np.zeros((size, *self.shape), np.uint8))
+        # Compiled now, not on the first requests: one trace per size on purpose, which
+        # TensorFlow's retracing warning would call a mistake.
+        tensorflow_log = logging.getLogger("tensorflow")
+        level = tensorflow_log.level
+        tensorflow_log.setLevel(logging.ERROR)
+        try:
+            for size in (1, 2, 4, 8, 16, 32):
+                self.model(np.zeros((size, *self.shape), np.uint8))
+        finally:
+            tensorflow_log.setLevel(level)
 
-    def predict(self, context: Any, model_input: Any,
+    # np.ndarray is one of the hints MLflow infers no schema from: no conversion, and none
+    # of its start-up warnings about `Any`. The input is any of to_batch's forms.
+    def predict(self, context: Any, model_input: np.ndarray,
                 params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         images = to_batch(model_input, self.shape, self.max_images, self.max_pixels)
         probabilities = self.model(images) if len(images) else \

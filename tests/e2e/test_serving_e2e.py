@@ -122,8 +122,8 @@ def _png(side: int) -> str:
 
 
 @pytest.mark.parametrize(("body", "reason"), [
-    ({"inputs": [_png(8)] * 41}, "41 images in one request, over the limit of 40 "
-     "(nnlab serve --max-images)"),
+    ({"inputs": [_png(8)] * 41}, "41 image files in one request, over the limit of 40 "
+     "images (nnlab serve --max-images)"),
     ({"inputs": np.zeros((41, 8, 8, 1), np.uint8).tolist()}, "over the limit of 40"),
     ({"inputs": [_png(8), _png(101)]}, "image 1: 101x101 pixels, over the limit of 10,000 "
      "pixels per image (nnlab serve --max-pixels)"),
@@ -277,3 +277,169 @@ def test_serving_beyond_loopback_warns_that_there_is_no_authentication() -> None
     assert exposure_warning("localhost") is None
     warning = exposure_warning("0.0.0.0")
     assert warning is not None and "no authentication" in warning and "127.0.0.1" in warning
+
+
+def _listening(port: int) -> Any:
+    import psutil
+
+    (pid,) = {c.pid for c in psutil.net_connections("tcp")
+              if c.status == "LISTEN" and c.laddr.port == port and c.pid}
+    return psutil.Process(pid)
+
+
+def _raw_post(port: int, body: bytes, content_type: bytes | None) -> tuple[int, Any, float]:
+    """POST `body` with `content_type` (None: no Content-Type header at all); (status, the
+    JSON answer, seconds)."""
+    header = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+    if content_type is not None:
+        header += b"Content-Type: " + content_type + b"\r\n"
+    status, answer, took = _send_body(port, header + b"\r\n", body)
+    return status, json.loads(answer), took
+
+
+def _quiet_after(server: Any) -> float:
+    """CPU seconds the server spends in the second after the next two: its leftover work."""
+    time.sleep(2)
+    before = sum(server.cpu_times()[:2])
+    time.sleep(1)
+    return sum(server.cpu_times()[:2]) - before
+
+
+def _parquet_bomb() -> bytes:
+    """The probe's body, at a tenth of its size: one zstd column of 20 strings of 5 MB,
+    100 MB decoded, a few hundred bytes sent."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"image": pa.array(["A" * 5 * 2**20] * 20, pa.large_string())}),
+                   buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def _csv(rows: int) -> bytes:
+    return b"image\n" + (_png(8).encode() + b"\n") * rows
+
+
+def test_every_body_type_is_bounded_before_it_is_decoded(served: tuple[str, list[Path]]
+                                                        ) -> None:
+    """A Parquet bomb or a body with no Content-Type gets 415; a JSON or CSV body of more
+    images than --max-images (40) gets 400 within a second, whether it holds pixels or files,
+    near the byte limit (2 MiB); after each, the server's memory is where it was, its CPU is
+    idle, and it answers the next request."""
+    url, files = served
+    port = int(url.rsplit(":", 1)[1])
+    server = _listening(port)
+    before = server.memory_info().rss / 2**20
+    pixels = np.zeros((4_000, 8, 8, 1), np.uint8)
+    cases = [
+        (_parquet_bomb(), b"application/vnd.apache.parquet", 415,
+         "send application/json or text/csv"),
+        (json.dumps({"inputs": [_png(8)]}).encode(), None, 415, "no Content-Type"),
+        (json.dumps({"inputs": pixels.tolist()}).encode(), b"application/json", 400,
+         "4,000 images of (8, 8, 1) in one request, over the limit of 40 images"),
+        (json.dumps({"inputs": [_png(8)] * 10_000}).encode(), b"application/json", 400,
+         "10,000 image files in one request, over the limit of 40 images"),
+        (_csv(10_000), b"text/csv", 400, "10,000 CSV rows (images) in one request"),
+    ]
+    for body, kind, status, reason in cases:
+        assert len(body) < 2 * 2**20, len(body)
+        got, answer, took = _raw_post(port, body, kind)
+        assert got == status and reason in answer["error"], (kind, answer)
+        assert took < 1, (kind, took)
+        assert _quiet_after(server) < 0.2, kind
+        assert server.memory_info().rss / 2**20 - before < 100, kind
+        assert _post(url, {"inputs": [_png(8)]})[0] == 200, kind
+    assert _raw_post(port, _csv(3), b"text/csv")[0] == 200  # a CSV of files is a request
+    assert "Traceback" not in (files[0].parent / "serve.log").read_text()
+
+
+def test_the_server_starts_quietly(served: tuple[str, list[Path]]) -> None:
+    """Its log holds the line that says where it serves, and nothing a user can't act on:
+    no MLflow warning about type hints, no colour escapes."""
+    log = (served[1][0].parent / "serve.log").read_text()
+    assert log.startswith("Serving models:/tiny-logreg@champion on http://127.0.0.1:"), log
+    assert "Warning" not in log and "\x1b[" not in log, log
+
+
+def test_idle_and_slow_connections_cannot_starve_normal_clients(
+        served: tuple[str, list[Path]]) -> None:
+    """Against `ulimit -n 256`, 300 sockets that send nothing or half a header: normal
+    requests are answered, the idle ones are closed after --client-timeout, the log holds no
+    flood, and SIGTERM stops the server within 10 s."""
+    import signal
+
+    _, files = served
+    folder = files[0].parent
+    port = free_port()
+    log = folder / "serve-limited.log"
+    command = (f"ulimit -n 256 && exec nnlab serve --model {MODEL} --port {port} "
+               f"{' '.join(LIMITS)} --client-timeout 2")
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    with serving(["bash", "-c", command], folder, port, log, env):
+        url = f"http://127.0.0.1:{port}"
+        server = _listening(port)
+        idle: list[socket.socket] = []
+        try:
+            for index in range(300):
+                connection = socket.socket()
+                connection.settimeout(5)
+                connection.connect_ex(("127.0.0.1", port))
+                if index % 2:
+                    connection.send(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")  # half
+                idle.append(connection)
+            began = time.monotonic()
+            answered = [_post(url, {"inputs": [_png(8)]})[0] for _ in range(10)]
+            assert answered == [200] * 10 and time.monotonic() - began < 30
+            time.sleep(3)  # past --client-timeout: the server has closed its ends
+            assert len(server.net_connections("tcp")) < 50
+        finally:
+            for connection in idle:
+                connection.close()
+        assert _post(url, {"inputs": [_png(8)]})[0] == 200
+        began = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+        assert time.monotonic() - began < 10
+    text = log.read_text()
+    assert text.count("Too many open files") <= 2 and len(text) < 20_000, text[-3000:]
+
+
+def test_workers_share_the_port(served: tuple[str, list[Path]]) -> None:
+    """`--workers 2`: two server processes, and both answer."""
+    import psutil
+
+    _, files = served
+    folder = files[0].parent
+    port = free_port()
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    with serving(["nnlab", "serve", "--model", MODEL, "--port", str(port), "--workers", "2"],
+                 folder, port, folder / "serve-workers.log", env):
+        # One socket, shared: psutil names one of its processes; their parent is uvicorn's.
+        parent = _listening(port).parent()
+        workers = [child for child in parent.children()
+                   if "spawn_main" in " ".join(child.cmdline())]
+        assert len(workers) == 2, [child.cmdline() for child in parent.children()]
+        url = f"http://127.0.0.1:{port}"
+
+        def client() -> None:
+            for _ in range(40):
+                assert _post(url, {"inputs": [_png(8)]})[0] == 200
+
+        # Bursts until each has held a client's connection (the sockets it accepted are its
+        # own): the first answered /health, the other may still be loading the model.
+        served_by: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(served_by) < 2 and time.monotonic() < deadline:
+            threads = [threading.Thread(target=client) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            while any(thread.is_alive() for thread in threads):
+                served_by |= {worker.pid for worker in workers if any(
+                    c.status == "ESTABLISHED" and c.laddr.port == port
+                    for c in worker.net_connections("tcp"))}
+                time.sleep(0.01)
+            for thread in threads:
+                thread.join()
+        assert served_by == {worker.pid for worker in workers}, served_by
+        assert psutil.pid_exists(parent.pid)

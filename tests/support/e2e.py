@@ -213,7 +213,8 @@ def serving(args: list[str], cwd: Path, port: int, log: Path,
                 time.sleep(0.2)
             yield
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # the block may have stopped it
+                os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
 
 
