@@ -37,6 +37,7 @@ help:
 $(VENV)/.installed-$(ACCEL): $(LOCK) pyproject.toml tools/install.py
 	@test -n "$(LOCK)" || { echo "make: ACCEL=$(ACCEL) is not known: use ACCEL=cpu (the default) or ACCEL=cuda (Linux, NVIDIA GPU)"; exit 2; }
 	@test -n "$(PYTHON)" || { echo "make: no python3.13, python3.12 or python3.11 on PATH: install one, or name it with make PYTHON=/path/to/python3.x"; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' >/dev/null 2>&1 || { echo "make: PYTHON=$(PYTHON) does not run as Python 3.11, 3.12 or 3.13: name one that does with make PYTHON=/path/to/python3.x"; exit 2; }
 	$(PYTHON) tools/install.py sync $(VENV) $(LOCK)
 	@rm -f $(VENV)/.installed*
 	@echo $(ACCEL) > $(VENV)/.accel

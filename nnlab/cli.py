@@ -194,9 +194,14 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "export":
         _export(args)
         return
-    from nnlab.handoff.predict import predict, predict_registered  # late: `nnlab --help` is fast
+    from nnlab.handoff.predict import (  # late: `nnlab --help` is fast
+        Unplotted,
+        predict,
+        predict_registered,
+    )
     from nnlab.tracking import mlflow_runs
 
+    plot_error = ""
     try:
         if args.model.startswith("models:/"):
             with mlflow_runs.server_errors("nothing was predicted", "predict again"):
@@ -208,6 +213,9 @@ def _dispatch(args: argparse.Namespace) -> None:
         else:
             raise ValueError(f"--model {args.model!r}: give one of {', '.join(MODEL_NAMES)}, "
                              "or an MLflow model URI such as models:/digits-cnn@champion")
+    except Unplotted as unplotted:  # the predictions first, then why there is no plot
+        predictions, skipped, plot_error = unplotted.predictions, unplotted.skipped, \
+            str(unplotted)
     except USER_ERRORS as error:
         print(f"nnlab predict: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -217,7 +225,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         for item in predictions:
             ranked = ", ".join(f"{name} {probability:.1%}" for name, probability in item.top)
             print(f"{item.image}: {ranked}")
-    if args.plot:
+    if args.plot and not plot_error:
         print(f"nnlab predict: drew {min(len(predictions), 16)} image(s) and their "
               f"probabilities in {args.plot}", file=sys.stderr)
     for path, reason in skipped:  # stderr: stdout stays one line (or JSON) per prediction
@@ -225,6 +233,9 @@ def _dispatch(args: argparse.Namespace) -> None:
     if skipped:
         print(f"nnlab predict: {len(predictions)} image(s) predicted, {len(skipped)} "
               "file(s) skipped", file=sys.stderr)
+    if plot_error:
+        print(f"nnlab predict: error: {plot_error}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def _ui(args: argparse.Namespace) -> None:

@@ -126,10 +126,13 @@ def load_classes(directory: Path) -> list[str]:
 
 
 def stratified_split(
-    labels: NDArray[np.int64], fraction: float, seed: int, classes: list[str] | None = None
+    labels: NDArray[np.int64], fraction: float, seed: int, classes: list[str] | None = None,
+    param: str = "the held-out fraction",
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Indices (kept, held_out) with `fraction` of every class held out, sorted. A class
-    with a single sample is refused by its name (from `classes`).
+    with a single sample is refused by its name (from `classes`); a fraction that leaves
+    fewer images than classes on either side, by `param` (its params.yaml key) and the
+    smallest fraction, or the smallest number of images, that works.
 
     Works on indices only, so callers can slice memory-mapped arrays without copying all.
     """
@@ -144,6 +147,22 @@ def stratified_split(
             "every class on each side, and training needs 5 more (about 10 images per class "
             "in all); add images to it, or remove its folder")
 
+    total, n_classes = int(labels.shape[0]), int(np.count_nonzero(counts))
+    held_count = math.ceil(fraction * total)  # as scikit-learn rounds test_size
+    if min(held_count, total - held_count) < n_classes:
+        # Every class has 2 images or more (above), so some fraction works: the nearest.
+        if held_count < n_classes:
+            fix = (f"set {param} to {math.ceil(1000 * n_classes / total) / 1000:g} or more "
+                   f"({n_classes:,} images, one a class), or have at least "
+                   f"{math.ceil(n_classes / fraction):,} images")
+        else:
+            fix = (f"set {param} to {math.floor(1000 * (total - n_classes) / total) / 1000:g} "
+                   f"or less ({n_classes:,} images kept, one a class), or have at least "
+                   f"{math.ceil(n_classes / (1 - fraction)):,} images")
+        raise ValueError(
+            f"{param}={fraction:g} holds out {held_count:,} of {total:,} images in "
+            f"{n_classes:,} classes, and a stratified split needs at least one image of every "
+            f"class on each side: {fix}")
     indices = np.arange(labels.shape[0])
     try:
         kept, held = train_test_split(

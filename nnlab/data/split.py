@@ -30,7 +30,8 @@ def split(data: DataParams, seed: int, layout: Layout) -> dict[str, int]:
     """Take a stratified, seeded `data.val_fraction` validation set out of the training part."""
     images, labels = load_split(layout.prepared, "train")
     classes = load_classes(layout.prepared)
-    kept, held = stratified_split(labels, data.val_fraction, seed, classes)
+    kept, held = stratified_split(labels, data.val_fraction, seed, classes,
+                                  "data.val_fraction")
     check_training_counts(labels[kept], classes, data.val_fraction)
     # Gathered from the memory-mapped images chunk by chunk, straight into the files.
     save_split(layout.split, "train", images, labels, rows=kept)

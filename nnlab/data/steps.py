@@ -80,7 +80,7 @@ def prepare(data: DataParams, layout: Layout) -> dict[str, Any]:
         counts = (len(raw.labels), len(raw.test_labels))
     else:
         kept, held = stratified_split(raw.labels, data.test_fraction, TEST_HOLDOUT_SEED,
-                                      raw.classes)
+                                      raw.classes, "data.test_fraction")
         check_contract(raw.images, raw.labels, n_classes, "train")
         # Both parts written row by row from the loaded images: never a second copy of them.
         save_split(layout.prepared, "train", raw.images, raw.labels, rows=kept)

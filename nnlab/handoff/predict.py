@@ -184,18 +184,41 @@ def _predict(classes: list[str], shape: tuple[int, ...],
                          f"({len(skipped)} other file(s) skipped)")
     every = np.concatenate([images, found_images])
     probabilities = load()(every)
-    if plot is not None:
-        from nnlab.evaluation.bars import MAX_PANELS, probabilities_png
-
-        files = kept + kept_found
-        probabilities_png(plot, every[:MAX_PANELS], probabilities[:MAX_PANELS], classes,
-                          "nnlab predict" + (f": the first {MAX_PANELS} of {len(files)} images"
-                                             if len(files) > MAX_PANELS else ""),
-                          names=[path.name for path in files[:MAX_PANELS]])
     predictions = []
     for path, row in zip(kept + kept_found, probabilities, strict=True):
         order = np.argsort(-row, kind="stable")[:top]
         predictions.append(
             Prediction(str(path), [(classes[index], float(row[index])) for index in order])
         )
+    if plot is not None:
+        try:
+            _draw(plot, kept + kept_found, every, probabilities, classes)
+        except OSError as error:
+            raise Unplotted(predictions, skipped, f"{plot}: the plot was not written "
+                            f"({' '.join(str(error.strerror or error).split())}); the "
+                            "predictions above are complete") from None
     return predictions, skipped
+
+
+class Unplotted(Exception):
+    """The predictions were made, the plot could not be written: the caller shows both."""
+
+    def __init__(self, predictions: list[Prediction], skipped: list[tuple[Path, str]],
+                 reason: str) -> None:
+        super().__init__(reason)
+        self.predictions, self.skipped = predictions, skipped
+
+
+def _draw(plot: Path, files: list[Path], images: np.ndarray, probabilities: np.ndarray,
+          classes: list[str]) -> None:
+    """The --plot picture, in an existing folder: a mistyped folder is an error, not a new
+    tree of folders."""
+    from nnlab.evaluation.bars import MAX_PANELS, probabilities_png
+
+    if not plot.parent.is_dir():
+        raise FileNotFoundError(2, f"no folder {plot.parent}: create it, or give another "
+                                "--plot")
+    probabilities_png(plot, images[:MAX_PANELS], probabilities[:MAX_PANELS], classes,
+                      "nnlab predict" + (f": the first {MAX_PANELS} of {len(files)} images"
+                                         if len(files) > MAX_PANELS else ""),
+                      names=[path.name for path in files[:MAX_PANELS]])

@@ -123,3 +123,14 @@ def test_plot_draws_each_image_beside_its_probabilities(trained: Path) -> None:
     with Image.open(out) as image:
         # 3 rows of 2 classes each (nnlab/evaluation/bars.py: sizes in inches, 100 DPI)
         assert image.size == (900, int((3 * 1.6 + 0.8) * 100))  # rows of 1.6 inches at least
+    # A folder that is not there, or not writable: the predictions still print, then one
+    # line says why there is no plot (exit 1); no folder is made.
+    for where in (trained / "no-such-folder" / "bars.png", Path("/proc/bars.png")):
+        failed = _nnlab(["predict", "--model", "numpy_dnn", *files, "--plot", str(where)],
+                        trained)
+        assert failed.returncode == 1, failed.stderr
+        assert [line.split(":")[0] for line in failed.stdout.splitlines()] == files
+        (line,) = failed.stderr.strip().splitlines()
+        assert line.startswith(f"nnlab predict: error: {where}: the plot was not written ("), line
+        assert line.endswith("); the predictions above are complete"), line
+    assert not (trained / "no-such-folder").exists()

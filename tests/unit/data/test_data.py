@@ -36,8 +36,26 @@ def test_stratified_split_too_small_class_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="class 'owl' has a single image"):
         stratified_split(labels, 0.5, seed=0, classes=["cat", "owl"])
     labels = np.array([0, 0, 0, 0, 1, 1], dtype=np.int64)  # 10%: one image for two classes
-    with pytest.raises(ValueError, match="cannot hold out a stratified 10% of 6 samples"):
+    with pytest.raises(ValueError) as error:
         stratified_split(labels, 0.1, seed=0)
+    assert str(error.value) == (
+        "the held-out fraction=0.1 holds out 1 of 6 images in 2 classes, and a stratified "
+        "split needs at least one image of every class on each side: set the held-out "
+        "fraction to 0.334 or more (2 images, one a class), or have at least 20 images")
+    # The probe's image folder: 150 classes of 3 images, 20% for the test set.
+    labels = np.repeat(np.arange(150), 3)
+    with pytest.raises(ValueError) as error:
+        stratified_split(labels, 0.2, seed=0, param="data.test_fraction")
+    assert str(error.value) == (
+        "data.test_fraction=0.2 holds out 90 of 450 images in 150 classes, and a stratified "
+        "split needs at least one image of every class on each side: set data.test_fraction "
+        "to 0.334 or more (150 images, one a class), or have at least 750 images")
+    kept, held = stratified_split(labels, 0.334, seed=0)  # the fraction it names works
+    assert len(np.unique(labels[held])) == len(np.unique(labels[kept])) == 150
+    with pytest.raises(ValueError, match="set data.val_fraction to 0.666 or less "):
+        stratified_split(labels, 0.8, seed=0, param="data.val_fraction")
+    kept, held = stratified_split(labels, 0.666, seed=0)
+    assert len(np.unique(labels[held])) == len(np.unique(labels[kept])) == 150
 
 
 def test_split_round_trip_loads_without_pickle(tmp_path: Path) -> None:

@@ -274,6 +274,12 @@ def test_make_without_a_python_or_with_an_unknown_accel_says_so_in_one_line(
     assert result.stdout.splitlines()[0] == (
         "make: no python3.13, python3.12 or python3.11 on PATH: install one, or name it with "
         "make PYTHON=/path/to/python3.x")
+    for python in ("/usr/bin/false", str(tmp_path / "no-such-python")):
+        result = make_install(tmp_path, os.environ["PATH"], f"PYTHON={python}")
+        assert result.returncode == 2
+        assert result.stdout.splitlines() == [
+            f"make: PYTHON={python} does not run as Python 3.11, 3.12 or 3.13: name one that "
+            "does with make PYTHON=/path/to/python3.x"], result.stdout
     result = make_install(tmp_path, os.environ["PATH"], "ACCEL=rocm")
     assert result.returncode == 2
     assert result.stdout.splitlines()[0].startswith("make: ACCEL=rocm is not known: use ACCEL=cpu")
