@@ -134,3 +134,30 @@ def test_plot_draws_each_image_beside_its_probabilities(trained: Path) -> None:
         assert line.startswith(f"nnlab predict: error: {where}: the plot was not written ("), line
         assert line.endswith("); the predictions above are complete"), line
     assert not (trained / "no-such-folder").exists()
+
+
+def test_export_reads_a_numpy_run_from_mlflow_and_fails_in_one_line(trained: Path) -> None:
+    """`nnlab export --run` for a model logged as portable.py; an unknown run id, and a write
+    over the file-size limit (`ulimit -f`), each one line, nothing half-written."""
+    import resource
+
+    info = json.loads((trained / "models/numpy_dnn/train_info.json").read_text())
+    done = _nnlab(["export", "--run", info["mlflow_run_id"], "--no-log", "--output",
+                   str(trained / "exported" / "numpy_dnn.onnx")], trained)
+    assert done.returncode == 0, done.stderr
+    assert "onnxruntime matches the model within" in done.stdout, done.stdout
+    unknown = _nnlab(["export", "--run", "0" * 32], trained)
+    assert unknown.returncode == 2
+    (line,) = unknown.stderr.strip().splitlines()
+    assert line.startswith(f"nnlab export: error: no MLflow run {'0' * 32} in sqlite:"), line
+    limited = trained / "limited"
+    limited.mkdir()
+    small = subprocess.run(
+        [sys.executable, "-m", "nnlab.cli", "export", "--model", "numpy_dnn", "--no-log",
+         "--output", str(limited / "numpy_dnn.onnx")], cwd=trained, capture_output=True,
+        text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)))
+    assert small.returncode == 2, small.stderr
+    (line,) = small.stderr.strip().splitlines()
+    assert "file too large" in line and "nothing half-written was kept" in line, line
+    assert list(limited.iterdir()) == []
