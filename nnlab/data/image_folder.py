@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from nnlab.core.contract import RawDataset, check_memory
 from nnlab.core.files import project_root, read_json, write_json
@@ -180,10 +180,14 @@ def read_image(path: Path, mode: str, side: int) -> np.ndarray:
 
 def decode_image(path: Path | Any, mode: str, side: int) -> np.ndarray:
     """read_image without its warning filter (the caller sets it, once for every thread, or
-    checks the image's size itself, as `nnlab serve` does)."""
+    checks the image's size itself, as `nnlab serve` does). Turned upright by its EXIF
+    Orientation: prepare, `nnlab predict` and `nnlab serve` all read images here."""
     with Image.open(path) as image:
         image.load()
-        eight_bit = to_eight_bits(image)
+        # A phone photo is stored as the sensor saw it, with an EXIF Orientation that says
+        # how to turn it upright: turned here, as a viewer shows it.
+        upright = ImageOps.exif_transpose(image)
+        eight_bit = to_eight_bits(upright)
         converted = eight_bit if eight_bit.mode == mode else eight_bit.convert(mode)
         resized = converted.resize((side, side), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)

@@ -40,3 +40,37 @@ def test_pillows_own_conversion_is_what_went_wrong(tmp_path: Path, digit: np.nda
     Image.fromarray(digit.astype(np.uint16) * 257).save(tmp_path / "16.png")
     clipped = np.asarray(Image.open(tmp_path / "16.png").convert("L"))
     assert (clipped == 255).mean() > 0.9  # convert("L") clips: the reason for to_eight_bits
+
+
+def _sideways(path: Path, upright: np.ndarray) -> Path:
+    """What a phone writes for a photo held upright: the sensor's pixels, turned, with
+    EXIF Orientation 6 (turn 90 degrees clockwise to view)."""
+    sensor = Image.fromarray(np.rot90(upright, k=1))  # stored a quarter turn anticlockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sensor.save(path, exif=exif)
+    return path
+
+
+def test_exif_orientation_is_honoured_by_prepare_predict_and_serve(tmp_path: Path) -> None:
+    """The same upright pixels from an image folder (prepare), `nnlab predict` and
+    `nnlab serve`, whichever way the file stores them."""
+    import base64
+
+    from nnlab.handoff.predict import read_images
+    from nnlab.handoff.serving_pyfunc import to_batch
+
+    upright = np.zeros((12, 12), np.uint8)
+    upright[:4] = 255  # the top third lit: sideways, it would be a side
+    png = _sideways(tmp_path / "phone.png", upright)
+    jpeg = _sideways(tmp_path / "phone.jpg", upright)
+    expected = read_image(tmp_path / "phone.png", "L", 12)
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    np.testing.assert_array_equal(expected, read_image(tmp_path / "upright.png", "L", 12))
+    assert expected[:4].min() == 255 and expected[4:].max() == 0
+    _, predicted, _ = read_images([png], (12, 12, 1), skip_unreadable=False)
+    served = to_batch([base64.b64encode(png.read_bytes()).decode()], (12, 12, 1))
+    np.testing.assert_array_equal(predicted[0, ..., 0], expected)
+    np.testing.assert_array_equal(served[0, ..., 0], expected)
+    lit = read_image(jpeg, "L", 12)  # lossy, but its bright rows are the top ones
+    assert lit[:3].mean() > 200 and lit[5:].mean() < 50
