@@ -12,6 +12,7 @@ Models logged before portable.py (their code is logged_model.py, their folder th
 """
 
 import contextlib
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -108,7 +109,12 @@ def log_model(classifier: Any, model_name: str, model_dir: Path, sample: Any,
         # MLflow's note that an integer column cannot hold missing values: images never do.
         warnings.filterwarnings("ignore", ".*integer column.*")
         if classifier.flavor == "keras":
-            with _keras_example_folder():
+            # MLflow checks the input example with `model.predict()` at Keras's default
+            # verbosity. Keras keeps "no progress bar" per thread (nnlab/models/keras/
+            # backend.py), and on JAX the bar is drawn by its callback threads, which never
+            # heard of it: that call's stdout (a raw bar with ANSI escapes) is dropped.
+            warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
+            with _keras_example_folder(), contextlib.redirect_stdout(io.StringIO()):
                 info = mlflow.keras.log_model(
                     classifier.probability_model(), **common,
                     pip_requirements=pins("keras", *BACKEND_PACKAGES[

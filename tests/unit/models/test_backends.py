@@ -207,3 +207,31 @@ def test_jax_keeps_compiled_steps_for_the_next_process(tmp_path: Path) -> None:
     own = _child(COMPILE_TWICE.format(cnn=TINY_CNN),
                  {**env, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "own")})
     assert json.loads(own.strip().splitlines()[-1])["folder"] == str(tmp_path / "own")
+
+
+def test_training_on_jax_prints_no_progress_bar(tmp_path: Path) -> None:
+    """The train step of a cnn on JAX, model logged to MLflow: only its own lines, no Keras
+    progress bar (JAX draws it from callback threads) and no ANSI escapes."""
+    script = f"""
+        import os
+        from pathlib import Path
+        from nnlab.core.contract import save_classes, save_split
+        from nnlab.core.layout import Layout
+        from nnlab.training import train as train_step
+        from tests.support.helpers import make_images, project_params
+        os.environ["DVC_ROOT"] = {str(tmp_path)!r}
+        layout = Layout(Path({str(tmp_path)!r}))
+        save_split(layout.split, "train", *make_images(12, 2, seed=1))
+        save_split(layout.split, "val", *make_images(4, 2, seed=2))
+        save_classes(layout.prepared, ["top", "bottom"])
+        params = project_params({{"cnn": {TINY_CNN} | {{"epochs": 2, "backend": "jax"}}}})
+        train_step.train("cnn", params, layout)
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True,
+        text=True, timeout=300, env={**os.environ, KERAS_BACKEND_UNDER_TEST: "jax",
+                                     "KERAS_BACKEND": "jax", "MLFLOW_TRACKING_URI": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "\x1b[" not in output and "step" not in output and "Warning" not in output, output
+    assert "train@cnn: epoch 2/2" in output, output
