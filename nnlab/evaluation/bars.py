@@ -88,10 +88,12 @@ def probabilities_png(path: Path, images: NDArray[np.uint8],
         bars.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "25%", "50%", "75%", "100%"],
                         fontsize=8)
         bars.grid(axis="x", alpha=0.3)
+        # One short line each (a file's name, the verdict, the true class): a heading never
+        # runs past the figure, whatever the names.
         verdict = (f"predicted {short(classes[predicted])} ({row[predicted]:.0%})" +
                    ("" if truth is None else ": right" if right
-                    else f", true class {short(classes[truth])}"))
-        heading = f"{names[index]}: {verdict}" if names is not None else verdict
+                    else f"\ntrue class {short(classes[truth])}"))
+        heading = f"{short(names[index])}\n{verdict}" if names is not None else verdict
         bars.set_title(heading, fontsize=9, loc="left",
                        color="firebrick" if not right else "black")
         if len(shown) < len(row):

@@ -25,6 +25,7 @@ from nnlab.core.layout import Layout
 from nnlab.evaluation.figures import no_frame, save_png, short
 
 MAX_CLASSES_SHOWN = 100  # samples.png: a grid of one image per class beyond 10 classes
+MAX_NAMED_ROWS = 120  # class_counts.png: class names on its axis, at most
 
 
 def per_class(n_classes: int) -> int:
@@ -122,8 +123,12 @@ def class_counts_png(path: Path, counts: Mapping[str, NDArray[np.int64]],
         axes.barh(positions, counts[name], left=left, color=color,
                   label={"train": "training", "val": "validation", "test": "test"}[name])
         left += counts[name]
-    axes.set_yticks(positions, [short(name) for name in classes],
+    # Every class named up to MAX_NAMED_ROWS; beyond, every k-th, so that names never overlap.
+    step = -(-len(classes) // MAX_NAMED_ROWS)
+    axes.set_yticks(positions[::step], [short(name) for name in classes[::step]],
                     fontsize=8 if len(classes) > 30 else 10)
+    if step > 1:
+        axes.set_ylabel(f"class (every {step}th of {len(classes):,} named)")
     axes.set_ylim(len(classes) - 0.5, -0.5)  # first class on top, no empty margin
     axes.set_xlabel("images")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))

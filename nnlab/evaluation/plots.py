@@ -18,25 +18,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
-from nnlab.evaluation.figures import no_frame  # noqa: E402
+from nnlab.evaluation.figures import drawable, no_frame, short  # noqa: E402
 from nnlab.evaluation.figures import save_png as _save  # noqa: E402
+
+MAX_NAMED = 40  # class names on each axis of the confusion matrix, at most
 
 
 def confusion_matrix_png(
     path: Path, matrix: NDArray[np.int64], classes: Sequence[str], title: str
 ) -> None:
-    """A labelled heatmap: rows are the true class, columns the predicted one, with counts."""
+    """A labelled heatmap: rows are the true class, columns the predicted one, with counts.
+    Up to MAX_NAMED classes each axis names every class; beyond, every k-th, so that names
+    never overlap (150 classes: every 4th; 1,000: every 25th)."""
     n = len(classes)
     side = min(max(4.0, 0.55 * n + 2.5), 14.0)
     figure, axes = plt.subplots(figsize=(side + 1.2, side))
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
-    axes.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0,
-                    ha="right" if max(map(len, classes)) > 2 else "center")
-    axes.set_yticks(range(n), classes)
-    axes.set_xlabel("predicted class")
-    axes.set_ylabel("true class")
+    step = -(-n // MAX_NAMED)
+    ticks = list(range(0, n, step))
+    names = [short(classes[index]) for index in ticks]
+    size = 10 if n <= 30 else 7
+    wide = max(map(len, names)) > 2
+    axes.set_xticks(ticks, names, rotation=45 if wide else 0, ha="right" if wide else "center",
+                    fontsize=size)
+    axes.set_yticks(ticks, names, fontsize=size)
+    every = f" (every {step}th of {n:,} named)" if step > 1 else ""
+    axes.set_xlabel(f"predicted class{every}")
+    axes.set_ylabel(f"true class{every}")
+    title = drawable(title)
     correct = int(np.trace(matrix))
     total = int(matrix.sum())
     axes.set_title(f"{title}\n{correct:,} of {total:,} correct ({correct / max(total, 1):.1%})")
@@ -111,9 +122,9 @@ def misclassified_png(
                     cmap="gray" if image.shape[-1] == 1 else None, vmin=0, vmax=255,
                     interpolation="nearest")
         axes.set_title(
-            f"true: {classes[labels[index]]}\npred: {classes[predicted[index]]} "
+            f"true: {short(classes[labels[index]])}\npred: {short(classes[predicted[index]])} "
             f"({probabilities[index, predicted[index]]:.0%})",
-            fontsize=9, color="firebrick",
+            fontsize=7, color="firebrick",  # two names of 22 characters fit a 2-inch cell
         )
     if not len(order):
         grid.flat[0].text(0, 0.5, "no misclassified test images", fontsize=12)

@@ -8,6 +8,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nnlab.core.contract import save_classes, save_split
@@ -104,3 +105,69 @@ def test_probability_bars_show_every_class_or_the_top_ten_and_the_true_one(
     assert rows == [11, 10, 10, 10]
     width, height = _size(tmp_path / "b.png")
     assert width == 9 * DPI and height == int((sum(0.2 * n + 0.9 for n in rows) + 0.8) * DPI)
+
+
+NAMES = ["日本", "Ελλάδα", "کلاس", "a-very-long-class-name-that-goes-on-" + "x" * 40, "Ünïcödé"]
+
+
+@pytest.mark.parametrize("n", [2, 150, 1000])
+def test_every_picture_stays_readable_and_quiet_from_2_to_1000_classes(
+        tmp_path: Path, n: int, capfd: pytest.CaptureFixture[str]) -> None:
+    """Any Unicode class name, long ones, and up to 1,000 classes: no "Glyph missing" or
+    "Tight layout not applied" warning, nothing on the console, each axis naming at most
+    40 (confusion) or 120 (counts) classes, and no name longer than an axis allows."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from nnlab.evaluation import bars, figures, plots
+
+    rng = np.random.default_rng(0)
+    classes = [f"{NAMES[i % len(NAMES)]} {i}" for i in range(n)]
+    images = rng.integers(0, 256, (3 * n, 8, 8, 1), dtype=np.uint8)
+    labels = np.repeat(np.arange(n), 3)
+    probabilities = rng.dirichlet(np.ones(n), 3 * n).astype(np.float32)
+    matrix = np.zeros((n, n), np.int64)
+    np.add.at(matrix, (labels, probabilities.argmax(axis=1)), 1)
+    drawn: list[list[str]] = []
+    original = figures.save_png
+
+    def keeping_labels(figure: object, path: Path) -> None:
+        drawn.extend([[tick.get_text() for tick in axes.get_yticklabels()]
+                      for axes in figure.axes])  # type: ignore[attr-defined]
+        original(figure, path)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as patch:
+        warnings.simplefilter("always")
+        patch.setattr(plots, "_save", keeping_labels)
+        patch.setattr(data_plots, "save_png", keeping_labels)
+        patch.setattr(bars, "save_png", keeping_labels)
+        plots.confusion_matrix_png(tmp_path / "confusion.png", matrix, classes, "日本 digits")
+        plots.misclassified_png(tmp_path / "misclassified.png", images, labels, probabilities,
+                                classes, "probe")
+        chosen = bars.chosen_for_evaluation(labels, probabilities)
+        bars.probabilities_png(tmp_path / "probabilities.png", images[chosen],
+                               probabilities[chosen], classes, "probe",
+                               labels=[int(labels[i]) for i in chosen])
+        data_plots.class_counts_png(tmp_path / "counts.png", {
+            "train": np.full(n, 3), "val": np.ones(n, int), "test": np.ones(n, int)},
+            classes, "probe")
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr() == ("", "")
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "confusion.png", "misclassified.png", "probabilities.png", "counts.png"}
+    assert max(len(names) for names in drawn) <= 120
+    assert len(drawn[0]) <= 40  # the confusion matrix's true classes
+    every = [name for names in drawn for name in names]
+    assert every and all(len(name) <= figures.NAME_CHARS + len(" (true)") for name in every)
+    assert plt.get_fignums() == []  # every figure closed
+
+
+def test_a_name_no_installed_font_can_draw_is_written_as_code_points() -> None:
+    from nnlab.evaluation.figures import _fonts, drawable, short
+
+    _, covered = _fonts()
+    assert drawable("Ελλάδα 7") == "Ελλάδα 7"  # DejaVu Sans has Greek
+    if ord("日") not in covered:  # no CJK font installed (fonts-noto-cjk draws it)
+        assert drawable("日本") == "U+65E5U+672C"
+    assert short("x" * 40) == "x" * 21 + "…"
