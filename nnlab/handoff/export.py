@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -42,6 +42,8 @@ class Exportable:
     predict_proba: Callable[[np.ndarray], np.ndarray]
     to_onnx: Callable[[], Any]
     run_id: str | None
+    # A mixed-precision model's own probabilities; predict_proba is then its float32 copy's.
+    mixed: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -60,7 +62,23 @@ def workspace_source(model: str, root: Path) -> Exportable:
     found = Exportable(model, model, metadata, classifier.predict_proba, lambda: None,
                        info.get("mlflow_run_id"))
     found.to_onnx = lambda: to_onnx(classifier, found.input_shape, len(info["classes"]))
+    if classifier.flavor == "keras":
+        _checked_in_float32(found, cast(Any, classifier).probability_model())
     return found
+
+
+def _checked_in_float32(found: Exportable, keras_model: Any) -> None:
+    """A mixed-precision Keras model exports in float32: the ONNX file is checked against
+    the same model computing in float32, and the message says how far that is from the
+    model's own bfloat16 probabilities."""
+    from nnlab.handoff.onnx_export.keras_nets import in_float32
+    from nnlab.models.keras.inference import Predictor
+
+    model32 = in_float32(keras_model)
+    if model32 is keras_model:
+        return
+    found.mixed = found.predict_proba
+    found.predict_proba = Predictor(model32)
 
 
 def to_onnx(classifier: Any, input_shape: tuple[int, int, int], n_classes: int) -> Any:
@@ -119,6 +137,7 @@ def mlflow_source(uri: str) -> Exportable:
 
         keras_model = mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
         found.to_onnx = lambda: keras_to_onnx(keras_model, n_classes)
+        _checked_in_float32(found, keras_model)
     else:  # portable.py over its model.npz (or, logged before, the folder "model")
         from nnlab.models.logged_model import weights_folder
 
@@ -203,6 +222,11 @@ def main(model: str | None, run_id: str | None, output: Path | None, log: bool,
     onnx_model, difference = export(source, output, images)
     print(f"{output}: {source.label} as ONNX ({output.stat().st_size / 1e6:.2f} MB); "
           f"onnxruntime matches the model within {difference:.1e} on {len(images)} images")
+    if source.mixed is not None:
+        gap = float(np.abs(source.mixed(images) - source.predict_proba(images)).max())
+        print(f"{source.label} trains in mixed precision: the ONNX file computes in float32, "
+              f"the model as it was checked; its probabilities differ from the bfloat16 "
+              f"model's by up to {gap:.1e}")
     if log and source.run_id:
         uri = log_to_run(source, onnx_model, images)
         print(f"logged to run {source.run_id} as {uri} (`nnlab promote --run {source.run_id} "

@@ -235,3 +235,26 @@ def test_training_on_jax_prints_no_progress_bar(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert "\x1b[" not in output and "step" not in output and "Warning" not in output, output
     assert "train@cnn: epoch 2/2" in output, output
+
+
+def test_a_mixed_precision_cnn_exports_to_onnx_in_float32() -> None:
+    """ONNX has no bfloat16 for the exporter's operators: the file computes in float32, equal
+    to the same model computing in float32 (the export's check), and near the bfloat16
+    model's probabilities."""
+    import onnxruntime
+
+    from nnlab.handoff.onnx_export.keras_nets import in_float32, to_onnx
+    from nnlab.models.keras.inference import Predictor
+
+    images, labels = make_images(12, 3, seed=1)
+    params = project_params({"cnn": TINY_CNN | {"mixed_precision": True}})
+    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model.fit((images, labels), (images, labels), 3)
+    exported = to_onnx(model.probability_model(), 3)
+    session = onnxruntime.InferenceSession(exported.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    onnx_probabilities = session.run(["probabilities"], {"images": images})[0]
+    float32 = in_float32(model.probability_model())
+    assert all(layer.compute_dtype == "float32" for layer in float32.layers)
+    np.testing.assert_allclose(onnx_probabilities, Predictor(float32)(images), atol=1e-5)
+    np.testing.assert_allclose(onnx_probabilities, model.predict_proba(images), atol=5e-2)
