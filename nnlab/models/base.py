@@ -72,6 +72,11 @@ class ImageClassifier:
         "gpu: <name>"), for the console, train_info.json and the MLflow run."""
         return {"backend": "numpy", "device": "cpu"}
 
+    def trained_on(self) -> str:
+        """Where the last fit trained, part by part when it resumed from a checkpoint
+        elsewhere ("epochs 1-10 on 2 x cpu; epochs 11-30 on 2 x gpu: ..."), for the run."""
+        return self.runtime()["device"]
+
     def save(self, directory: Path) -> None:
         raise NotImplementedError
 

@@ -115,10 +115,11 @@ def _finish(model: ImageClassifier, model_name: str, history: History, info: dic
     """A trained model: every epoch in its run, the model logged and saved, its results."""
     info.update(param_count=model.count_params(), training_seconds=round(seconds, 3),
                 samples_per_second=round(len(history) * len(train_set[1]) / seconds, 1),
-                epochs=len(history), **epochs.resumed)
+                epochs=len(history), trained_on=model.trained_on(), **epochs.resumed)
     with mlflow_runs.server_errors("the trained model is kept in its checkpoint, and is "
                                    "logged without retraining"):
         epochs.complete(history)
+        mlflow_runs.set_tags({"nnlab.trained_on": str(info["trained_on"])})
         _save(model, model_name, info, train_set, layout)
         mlflow_runs.log_results({"param_count": model.count_params(),
                                  "training_seconds": seconds}, [epochs.history_path])

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +42,8 @@ from nnlab.models.keras.placement import (
 )
 from nnlab.models.keras.training_state import (
     Checkpointing,
+    add_epoch,
+    describe_parts,
     history_row,
     restore,
     restore_early_stopping,
@@ -82,6 +85,10 @@ class _KerasClassifier(ImageClassifier):
     def runtime(self) -> dict[str, str]:
         return {"backend": BACKEND, "device": describe(self.device, len(self.devices))}
 
+    def trained_on(self) -> str:
+        parts = getattr(self, "parts", None)
+        return describe_parts(parts) if parts else super().trained_on()
+
     def build(self, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
         raise NotImplementedError
 
@@ -101,14 +108,26 @@ class _KerasClassifier(ImageClassifier):
         self._compile(n_classes, steps, weighted=split > 1)
         guard = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
         saved = checkpoint.saved() if checkpoint is not None else None
+        if saved and int(saved[1].get("devices", 1)) != split:
+            # Each batch would be split another way: the losses differ from the next epoch
+            # on, so a resume could not end where an unstopped run does.
+            print(f"{self.name}: training from scratch: the checkpoint was made with each batch "
+                  f"split over {saved[1].get('devices', 1)} device(s), and this run has "
+                  f"{split}; resuming would not give the result of an unstopped run",
+                  file=sys.stderr)
+            saved = None
+        self.parts: list[dict[str, Any]] = [dict(part) for part in saved[1].get("parts", [])
+                                            ] if saved else []
         rows: History = [dict(row) for row in saved[1]["rows"]] if saved else []
         for row in rows:  # the guard's streak, as it was
             guard.check_epoch(row["loss"], int(row["epoch"]), row.get("accuracy"))
         callbacks = self._callbacks()
         early = next((callback for callback in callbacks
                       if isinstance(callback, keras.callbacks.EarlyStopping)), None)
+        where = self.runtime()["device"]
         if checkpoint is not None:
-            callbacks.append(Checkpointing(checkpoint, early, rows, saved))
+            callbacks.append(Checkpointing(checkpoint, early, rows, saved, split, self.parts,
+                                           where))
         if saved:
             restore(self.model, saved[0])
         done = len(rows)
@@ -132,6 +151,9 @@ class _KerasClassifier(ImageClassifier):
             rows = rows[:done] + [history_row(done + index, {
                 key: values[index] for key, values in result.history.items()})
                 for index in range(len(result.history["loss"]))]
+            if checkpoint is None:  # else Checkpointing counted each epoch
+                for epoch in range(done + 1, len(rows) + 1):
+                    add_epoch(self.parts, epoch, where)
         self._say_early_stop(rows)
         # The whole history once more, now that the end of training is known (early
         # stopping); TerminateOnNaN stops mid-epoch, and the weights tell even if no logged

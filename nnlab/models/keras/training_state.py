@@ -33,10 +33,13 @@ class Checkpointing(keras.callbacks.Callback):
     train stage hears of the epoch), and puts `saved` back when training begins."""
 
     def __init__(self, checkpoint: Checkpoint, early: keras.callbacks.EarlyStopping | None,
-                 rows: History, saved: tuple[dict[str, NDArray[Any]], dict[str, Any]] | None
-                 ) -> None:
+                 rows: History, saved: tuple[dict[str, NDArray[Any]], dict[str, Any]] | None,
+                 devices: int, parts: list[dict[str, Any]], where: str) -> None:
         super().__init__()
         self.checkpoint, self.early, self.rows, self.saved = checkpoint, early, rows, saved
+        # How many devices split each batch (a resume needs the same), and where each run of
+        # epochs trained: [{"device": "2 x cpu", "first": 1, "last": 10}, ...], extended here.
+        self.devices, self.parts, self.where = devices, parts, where
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.saved is not None and self.early is not None:  # EarlyStopping reset them
@@ -48,13 +51,29 @@ class Checkpointing(keras.callbacks.Callback):
                   for index, variable in enumerate(self.model.variables)}
         arrays.update({f"optimizer/{index}": np.asarray(variable.numpy())
                        for index, variable in enumerate(self.model.optimizer.variables)})
+        add_epoch(self.parts, epoch + 1, self.where)
         meta: dict[str, Any] = {"epoch": epoch + 1, "rows": self.rows,
-                                "stopped": bool(self.model.stop_training)}
+                                "stopped": bool(self.model.stop_training),
+                                "devices": self.devices, "parts": self.parts}
         if self.early is not None:
             meta["early"] = {name: _plain(getattr(self.early, name)) for name in EARLY_FIELDS}
             for index, weights in enumerate(self.early.best_weights or []):
                 arrays[f"best/{index}"] = np.asarray(weights)
         self.checkpoint.save(arrays, meta)
+
+
+def add_epoch(parts: list[dict[str, Any]], epoch: int, where: str) -> None:
+    """Count `epoch` as trained on `where`: the last part grows, or a new one starts."""
+    if parts and parts[-1]["device"] == where and parts[-1]["last"] == epoch - 1:
+        parts[-1]["last"] = epoch
+    else:
+        parts.append({"device": where, "first": epoch, "last": epoch})
+
+
+def describe_parts(parts: list[dict[str, Any]]) -> str:
+    """"epochs 1-10 on 2 x cpu; epochs 11-30 on 2 x gpu: ..."."""
+    return "; ".join(f"epochs {part['first']}-{part['last']} on {part['device']}"
+                     for part in parts)
 
 
 def restore(model: keras.Model, arrays: dict[str, NDArray[Any]]) -> None:

@@ -258,3 +258,58 @@ def test_a_mixed_precision_cnn_exports_to_onnx_in_float32() -> None:
     assert all(layer.compute_dtype == "float32" for layer in float32.layers)
     np.testing.assert_allclose(onnx_probabilities, Predictor(float32)(images), atol=1e-5)
     np.testing.assert_allclose(onnx_probabilities, model.predict_proba(images), atol=5e-2)
+
+
+RESUME = """
+    import json, sys
+    from pathlib import Path
+    import numpy as np
+    from nnlab.models.base import get_model_class
+    from tests.support.helpers import make_images, project_params
+
+    class FileCheckpoint:  # the Checkpoint protocol, in two files
+        def __init__(self, folder):
+            self.folder = Path(folder)
+        def saved(self):
+            if not (self.folder / "meta.json").is_file():
+                return None
+            with np.load(self.folder / "arrays.npz") as archive:
+                arrays = {{key: archive[key] for key in archive.files}}
+            return arrays, json.loads((self.folder / "meta.json").read_text())
+        def save(self, arrays, meta):
+            np.savez(self.folder / "arrays.npz", **arrays)
+            (self.folder / "meta.json").write_text(json.dumps(meta))
+
+    images, labels = make_images(16, 4, seed=3)
+    params = project_params({{"cnn": {cnn} | {{"batch_size": 16, "data_parallel": True,
+                                          "epochs": {epochs}, "optimizer": "sgd"}}}})
+    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    rows = model.fit((images, labels), (images, labels), 4, checkpoint=FileCheckpoint({folder!r}))
+    print(json.dumps({{"epochs": [row["epoch"] for row in rows], "trained_on": model.trained_on()}}))
+    """
+
+
+def test_a_data_parallel_checkpoint_resumes_only_on_as_many_devices(tmp_path: Path) -> None:
+    """2 devices for 2 epochs; then 1 device: it starts over, saying why; then 1 device again:
+    it resumes. The run's record says where the epochs trained."""
+    def run(devices: int, epochs: int) -> tuple[dict[str, object], str]:
+        env = {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax",
+               "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        script = RESUME.format(cnn=TINY_CNN, epochs=epochs, folder=str(tmp_path))
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+    first, said = run(2, 2)
+    assert first == {"epochs": [1, 2], "trained_on": "epochs 1-2 on 2 x cpu"}
+    assert "training from scratch" not in said
+    other, said = run(1, 3)
+    assert other == {"epochs": [1, 2, 3], "trained_on": "epochs 1-3 on cpu"}, other
+    assert ("cnn: training from scratch: the checkpoint was made with each batch split over 2 "
+            "device(s), and this run has 1; resuming would not give the result of an "
+            "unstopped run") in said, said
+    again, said = run(1, 4)  # as many devices: it resumes
+    assert again == {"epochs": [1, 2, 3, 4], "trained_on": "epochs 1-4 on cpu"}, again
+    assert "training from scratch" not in said
