@@ -12,7 +12,7 @@ import optuna
 
 from nnlab.search.link import RUN_ATTR
 from nnlab.search.storage import masked
-from nnlab.search.study import PARENT_ATTR, Plan
+from nnlab.search.study import PARENT_ATTR, Plan, SweepError
 
 KIND_TAG, STUDY_TAG, TRIAL_TAG = "nnlab.kind", "nnlab.study", "nnlab.trial"
 STATE_TAG, VALUE_TAG = "nnlab.trial_state", "nnlab.value"
@@ -37,6 +37,15 @@ def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
     client = _client()
     found = _parent_runs(client, experiment_id, study.study_name)
     made = None
+    recorded = study.user_attrs.get(PARENT_ATTR)
+    if not found and recorded and not _exists(client, str(recorded)):
+        # The study's parent run is in another MLflow store: a second parent here would
+        # split the study's runs between two stores.
+        raise SweepError(
+            f"study {study.study_name!r} logs its runs to another MLflow store (its parent run "
+            f"{recorded} is not in {mlflow_runs.tracking_uri()}): source the team stack's env "
+            "file (.nnlab/server/env, or the copy you were given) so that MLFLOW_TRACKING_URI "
+            "is the study's server, or sweep with another --study")
     if not found:
         made = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags={
             KIND_TAG: "study", STUDY_TAG: study.study_name, "model": plan.model})
@@ -50,6 +59,16 @@ def ensure_parent_run(study: optuna.Study, plan: Plan, url: str) -> str:
     if study.user_attrs.get(PARENT_ATTR) != winner:
         study.set_user_attr(PARENT_ATTR, winner)
     return str(winner)
+
+
+def _exists(client: Any, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
 
 
 def _parent_runs(client: Any, experiment_id: str, name: str) -> list[Any]:

@@ -44,6 +44,7 @@ from nnlab.search.study import (
     check_name,
     default_url,
     open_study,
+    stack_tracking,
 )
 from nnlab.search.trial import EXP_ATTR, WORKER_ATTR
 from nnlab.tracking.heartbeat import end_dead_runs
@@ -131,6 +132,10 @@ def run_sweep(options: Options, root: Path | None = None,
     except dvc.DvcError as error:
         raise SweepError(str(error)) from None
     url = options.storage or default_url(root)
+    tracking = stack_tracking(url, root)
+    if tracking:
+        report(f"The study is in the team stack's storage: its runs go to the stack's MLflow "
+               f"server too, {tracking} (from .nnlab/server/env)")
     study, plan = open_study(url, options.study, plan, resume=options.resume)
     parent = ensure_parent_run(study, plan, url)
     end_dead_runs()  # runs a killed process left RUNNING, of any experiment

@@ -67,6 +67,27 @@ def default_url(root: Path | None = None) -> str:
     return _team_stack_url(root) or f"sqlite:///{root / DEFAULT_FILE}"
 
 
+def stack_tracking(url: str, root: Path) -> str | None:
+    """When `url` is the Optuna storage of the team stack running from this project and
+    MLFLOW_TRACKING_URI is not set, set the MLflow variables of the stack's env file
+    (.nnlab/server/env) in this process, for it and its workers: a study's runs go to the
+    store its trials' study is in. The tracking URI so set, or None."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or url != _team_stack_url(root):
+        return None
+    env_file = root / ".nnlab" / "server" / "env"
+    found = {}
+    for line in env_file.read_text(encoding="utf-8").splitlines() if env_file.is_file() else []:
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name.startswith("MLFLOW_TRACKING_") and value:
+            found[name] = value
+    if "MLFLOW_TRACKING_URI" not in found:
+        raise SweepError(f"the study is in the team stack's storage, but {env_file} does not "
+                         "say where its MLflow server is: source the env file `nnlab server "
+                         "start` wrote, or set MLFLOW_TRACKING_URI")
+    os.environ.update(found)
+    return found["MLFLOW_TRACKING_URI"]
+
+
 def _team_stack_url(root: Path) -> str | None:
     from nnlab.server.postgres import Postgres
     from nnlab.server.settings import ServerError, Settings

@@ -284,8 +284,10 @@ RESUME = """
     params = project_params({{"cnn": {cnn} | {{"batch_size": 16, "data_parallel": True,
                                           "epochs": {epochs}, "optimizer": "sgd"}}}})
     model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
-    rows = model.fit((images, labels), (images, labels), 4, checkpoint=FileCheckpoint({folder!r}))
-    print(json.dumps({{"epochs": [row["epoch"] for row in rows], "trained_on": model.trained_on()}}))
+    rows = model.fit((images, labels), (images, labels), 4,
+                     checkpoint=FileCheckpoint({folder!r}))
+    print(json.dumps({{"epochs": [row["epoch"] for row in rows],
+                      "trained_on": model.trained_on()}}))
     """
 
 

@@ -229,3 +229,54 @@ def test_a_worker_that_outlives_the_stop_grace_is_killed_and_its_trial_ends_fail
                       trials[1][0].number: optuna.trial.TrialState.RUNNING}
     assert client.get_run(trials[0][1]).info.status == "KILLED"
     assert client.get_run(trials[1][1]).info.status == "RUNNING"
+
+
+def test_a_command_logging_to_another_store_than_the_studys_is_refused(
+        mlflow_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's split study: one command on the study's MLflow store, a second one on
+    another (its env file not sourced). The second is refused in one line, and the study
+    keeps one parent run, in one store."""
+    from nnlab.search.study import SweepError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    mlflow.set_tracking_uri(mlflow_store)
+    study, plan, url = _study(tmp_path)
+    first = ensure_parent_run(study, plan, url)
+    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    (tmp_path / "other").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    joined, _ = open_study(url, "one")
+    with pytest.raises(SweepError) as error:
+        ensure_parent_run(joined, plan, url)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(
+        f"study 'one' logs its runs to another MLflow store (its parent run {first} is not in "
+        f"{other}): source the team stack's env file (.nnlab/server/env"), message
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    assert ensure_parent_run(joined, plan, url) == first
+    assert [run.info.run_id for run in _parents("one")] == [first]
+
+
+def test_the_stacks_storage_brings_the_stacks_mlflow_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its env file sourced, a sweep on the team stack's Optuna storage logs to the
+    stack's MLflow server (from .nnlab/server/env), not to the local mlflow.db; with
+    MLFLOW_TRACKING_URI set, or another storage, nothing changes."""
+    from nnlab.search import study as study_module
+
+    stack = "postgresql+psycopg://nnlab:pw@127.0.0.1:5433/_optuna"
+    monkeypatch.setattr(study_module, "_team_stack_url", lambda root: stack)
+    (tmp_path / ".nnlab" / "server").mkdir(parents=True)
+    (tmp_path / ".nnlab" / "server" / "env").write_text(
+        "# Written by `nnlab server start`\nexport MLFLOW_TRACKING_URI=http://127.0.0.1:5000\n"
+        "export MLFLOW_TRACKING_USERNAME=admin\nexport MLFLOW_TRACKING_PASSWORD=s3cret\n"
+        f"export NNLAB_OPTUNA_STORAGE={stack}\n")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)  # and unset again after the test
+    assert study_module.stack_tracking("sqlite:///x.db", tmp_path) is None
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert study_module.stack_tracking(stack, tmp_path) == "http://127.0.0.1:5000"
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:5000")
+    assert study_module.stack_tracking(stack, tmp_path) is None
