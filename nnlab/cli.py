@@ -194,6 +194,10 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "export":
         _export(args)
         return
+    _predict(args)
+
+
+def _predict(args: argparse.Namespace) -> None:
     from nnlab.handoff.predict import (  # late: `nnlab --help` is fast
         Unplotted,
         predict,

@@ -45,6 +45,17 @@ def _shown(row: NDArray[np.floating], true: int | None) -> list[int]:
     return top
 
 
+def _heading(classes: Sequence[str], predicted: int, probability: float, truth: int | None,
+             name: str | None) -> str:
+    """One short line each (a file's name, the verdict, the true class): a heading never runs
+    past the figure, whatever the names."""
+    right = truth is None or truth == predicted
+    verdict = (f"predicted {short(classes[predicted])} ({probability:.0%})" +
+               ("" if truth is None else ": right" if right
+                else f"\ntrue class {short(classes[truth])}"))
+    return f"{short(name)}\n{verdict}" if name is not None else verdict
+
+
 def probabilities_png(path: Path, images: NDArray[np.uint8],
                       probabilities: NDArray[np.floating], classes: Sequence[str],
                       title: str, labels: Sequence[int | None] | None = None,
@@ -88,12 +99,8 @@ def probabilities_png(path: Path, images: NDArray[np.uint8],
         bars.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "25%", "50%", "75%", "100%"],
                         fontsize=8)
         bars.grid(axis="x", alpha=0.3)
-        # One short line each (a file's name, the verdict, the true class): a heading never
-        # runs past the figure, whatever the names.
-        verdict = (f"predicted {short(classes[predicted])} ({row[predicted]:.0%})" +
-                   ("" if truth is None else ": right" if right
-                    else f"\ntrue class {short(classes[truth])}"))
-        heading = f"{short(names[index])}\n{verdict}" if names is not None else verdict
+        heading = _heading(classes, predicted, row[predicted], truth,
+                           None if names is None else names[index])
         bars.set_title(heading, fontsize=9, loc="left",
                        color="firebrick" if not right else "black")
         if len(shown) < len(row):

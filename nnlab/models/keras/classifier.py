@@ -107,15 +107,7 @@ class _KerasClassifier(ImageClassifier):
         steps = steps_per_epoch(len(labels), self.params.batch_size, full_batches=split > 1)
         self._compile(n_classes, steps, weighted=split > 1)
         guard = DivergenceGuard(self.name, n_classes, self.params.learning_rate)
-        saved = checkpoint.saved() if checkpoint is not None else None
-        if saved and int(saved[1].get("devices", 1)) != split:
-            # Each batch would be split another way: the losses differ from the next epoch
-            # on, so a resume could not end where an unstopped run does.
-            print(f"{self.name}: training from scratch: the checkpoint was made with each batch "
-                  f"split over {saved[1].get('devices', 1)} device(s), and this run has "
-                  f"{split}; resuming would not give the result of an unstopped run",
-                  file=sys.stderr)
-            saved = None
+        saved = self._resumable(checkpoint, split)
         self.parts: list[dict[str, Any]] = [dict(part) for part in saved[1].get("parts", [])
                                             ] if saved else []
         rows: History = [dict(row) for row in saved[1]["rows"]] if saved else []
@@ -165,6 +157,20 @@ class _KerasClassifier(ImageClassifier):
         if not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
             final.check_batch(math.nan, len(rows))
         return rows
+
+    def _resumable(self, checkpoint: Checkpoint | None, split: int
+                   ) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
+        """The checkpoint's state, if resuming from it can end where an unstopped run does:
+        made with each batch split over as many devices. Otherwise None, and one line why
+        (the batches would split another way, and the losses differ from the next epoch)."""
+        saved = checkpoint.saved() if checkpoint is not None else None
+        if saved and int(saved[1].get("devices", 1)) != split:
+            print(f"{self.name}: training from scratch: the checkpoint was made with each batch "
+                  f"split over {saved[1].get('devices', 1)} device(s), and this run has "
+                  f"{split}; resuming would not give the result of an unstopped run",
+                  file=sys.stderr)
+            return None
+        return saved
 
     def _compile(self, n_classes: int, steps: int, weighted: bool = False) -> None:
         accuracy = (
