@@ -6,6 +6,7 @@
                        model, a run or `models:/NAME@alias`
     serve.py           `nnlab serve`: MLflow's scoring server on the serving pyfunc, errors in
                        one line, from one or --workers N processes
+    limits.py          what a request and a connection may cost: the limits, their defaults
     request_guard.py   what a request may cost, checked before MLflow decodes it: bytes
                        (413 unread), body type (415), images (400)
     connections.py     connections capped, closed when idle or slow; a repeated error logged

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnlab.handoff.serve import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS, REQUEST_PIXELS, Limits
+from nnlab.handoff.limits import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS, REQUEST_PIXELS, Limits
 
 
 def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

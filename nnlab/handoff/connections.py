@@ -27,10 +27,10 @@ from typing import Any
 from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from nnlab.handoff.limits import CLIENT_TIMEOUT, MAX_CONNECTIONS
+
 h11 = h11_impl.h11  # the h11 uvicorn runs on (a dependency of uvicorn's, not ours)
 
-CLIENT_TIMEOUT = 10.0  # seconds for a whole request: a phone on a slow network sends 16 MiB
-MAX_CONNECTIONS = 1000
 ACCEPT_BACKLOG = 64  # accepted per turn of the event loop, before any is capped
 FILES_KEPT = 64  # open files the server keeps for itself besides the ones it has open
 

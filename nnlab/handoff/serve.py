@@ -23,41 +23,16 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nnlab.handoff.limits import DEFAULTS, Limits
+
 SERVING_CODE = Path(__file__).with_name("serving_pyfunc.py")
-MAX_BODY_MB = 16.0  # 24 phone photos of 500 KB, base64; 100,000 digits' PNGs
-MAX_IMAGES = 256  # per request
-MAX_PIXELS = 40_000_000  # per image file, width x height: a 7,700 x 5,200 photo
-REQUEST_PIXELS = 4  # x MAX_PIXELS: what one request's files may decode to, in all
 CONFIG = "NNLAB_SERVE_CONFIG"  # how the server's processes get the model and limits
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one request and one connection may cost (`nnlab serve --max-body-mb,
-    --max-images, --max-pixels, --client-timeout, --max-connections`)."""
-
-    max_body_mb: float = MAX_BODY_MB
-    max_images: int = MAX_IMAGES
-    max_pixels: int = MAX_PIXELS
-    client_timeout: float = 10.0
-    max_connections: int = 1000
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            if not getattr(self, field.name) > 0:
-                raise ValueError(f"--{field.name.replace('_', '-')} must be above 0; "
-                                 f"Received: {getattr(self, field.name)}")
-
-    @property
-    def max_body_bytes(self) -> int:
-        return int(self.max_body_mb * 2**20)
-
-
-def load(uri: str, limits: Limits = Limits()) -> Any:
+def load(uri: str, limits: Limits = DEFAULTS) -> Any:
     """The serving pyfunc over `uri` (checked: it must carry its classes and input shape)."""
     import mlflow
 
@@ -94,7 +69,7 @@ def one_line(body: bytes) -> str:
     return " ".join(message.split())[:500] or "bad request"
 
 
-def app(uri: str, limits: Limits = Limits()) -> Any:
+def app(uri: str, limits: Limits = DEFAULTS) -> Any:
     """MLflow's scoring app on the serving model, its errors made one line, its requests
     checked first (RequestGuard)."""
     from fastapi import Request
@@ -160,7 +135,7 @@ def server_app() -> Any:
     return served
 
 
-def serve(uri: str, host: str, port: int, limits: Limits = Limits(), workers: int = 1) -> None:
+def serve(uri: str, host: str, port: int, limits: Limits = DEFAULTS, workers: int = 1) -> None:
     import uvicorn
 
     from nnlab.core.ports import ensure_free

@@ -31,7 +31,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from PIL import Image, UnidentifiedImageError
 
-from nnlab.handoff.serve import MAX_IMAGES, MAX_PIXELS, REQUEST_PIXELS
+from nnlab.handoff.limits import MAX_IMAGES, MAX_PIXELS, REQUEST_PIXELS
 
 IMAGE_KEYS = ("image", "images")  # {"inputs": {"image": [...]}} or a dataframe column
 # At most this many files decoded at once: each may take max_pixels x 4 bytes while decoding.
