@@ -9,7 +9,7 @@ store): run `dvc repro` first. The environments are built by uv from its cache (
 registry for what it lacks), once per distinct requirements, under --envs.
 
     python benchmarks/portable_models.py [--models numpy_dnn cnn] [--repeats 3]
-                                         [--project DIR] [--envs DIR]
+                                         [--project DIR] [--envs DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--project", type=Path, default=ROOT)
     parser.add_argument("--envs", type=Path, default=Path(tempfile.gettempdir()) / "nnlab-envs")
+    parser.add_argument("--quick", action="store_true",
+                        help="numpy_dnn, one run each: checks that the script runs (make test)")
     args = parser.parse_args()
+    if args.quick:
+        args.models, args.repeats = ["numpy_dnn"], 1
     import mlflow
 
     project = args.project.resolve()

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from nnlab.core.chunks import chunk_rows, chunks
 from nnlab.core.contract import Split, to_features
 from nnlab.core.files import atomic_path, load_npz, reading
+from nnlab.models import portable
 from nnlab.models.catalog import MODELS, load
 
 History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
@@ -173,10 +174,14 @@ def load_predictor(name: str, directory: Path, environment: Mapping[str, str] | 
     model_class = get_model_class(name, environment)
     if model_class.flavor != "pyfunc":
         return model_class.load(directory).predict_proba
-    from nnlab.models import portable
-
-    trained_file(directory, ARRAYS_FILE, name)  # none: how to make one (`dvc repro`)
-    return portable.load(directory).predict_proba
+    path = trained_file(directory, ARRAYS_FILE, name)  # none: how to make one (`dvc repro`)
+    # Read and checked as every nnlab file is (a corrupt one names the file and the fix);
+    # the arrays are then portable.py's.
+    arrays = load_npz(path, f"the {name} model", RESTORE_MODEL)
+    try:
+        return portable.from_arrays(arrays, path).predict_proba
+    except portable.ModelFileError as error:
+        raise portable.ModelFileError(f"{error}; {RESTORE_MODEL}") from None
 
 
 def get_model_class(name: str, environment: Mapping[str, str] | None = None

@@ -53,6 +53,11 @@ def load(folder: "str | Path") -> "PortableModel":
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
         raise ModelFileError(f"{path}: not a readable model file "
                              f"({' '.join(str(error).split())[:160]})") from None
+    return from_arrays(arrays, path)
+
+
+def from_arrays(arrays: "dict[str, np.ndarray]", path: "str | Path") -> "PortableModel":
+    """The model saved as `arrays` (read from `path`, which errors name)."""
     try:
         if "coef" in arrays:
             return SavedLogisticRegression(arrays)

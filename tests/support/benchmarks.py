@@ -18,6 +18,7 @@ TINY: dict[str, tuple[list[str], str]] = {
     "numpy_cnn_speed.py": (["--quick"], "where a step's time goes:"),
     "numpy_step_profile.py": (["--quick"], "everything but Dense layers"),
     "numpy_vs_keras.py": (["--quick"], "3. against Keras"),
+    "portable_models.py": (["--quick", "--project", "{project}"], "mlflow, numpy"),
     "quality.py": (["--quick"], "targets: numpy_dnn > SVC"),
     "rerun_scope.py": (["nnlab/evaluation/plots.py"], "nnlab/evaluation/plots.py: 6 stages"),
     "scale.py": (["--quick"], "prepare of the photo folder, one core / every core"),

@@ -46,8 +46,9 @@ def _png(path: Path, top_bright: bool, mode: str = "RGB") -> Path:
     return path
 
 
-def _nnlab(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _nnlab(args: list[str], cwd: Path, extra: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra or {})}
     return subprocess.run([sys.executable, "-m", "nnlab.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -142,11 +143,14 @@ def test_export_reads_a_numpy_run_from_mlflow_and_fails_in_one_line(trained: Pat
     import resource
 
     info = json.loads((trained / "models/numpy_dnn/train_info.json").read_text())
+    # The fixture's store, whatever another test of this worker left in the environment.
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{trained / 'mlflow.db'}",
+             "DVC_ROOT": str(trained)}
     done = _nnlab(["export", "--run", info["mlflow_run_id"], "--no-log", "--output",
-                   str(trained / "exported" / "numpy_dnn.onnx")], trained)
+                   str(trained / "exported" / "numpy_dnn.onnx")], trained, store)
     assert done.returncode == 0, done.stderr
     assert "onnxruntime matches the model within" in done.stdout, done.stdout
-    unknown = _nnlab(["export", "--run", "0" * 32], trained)
+    unknown = _nnlab(["export", "--run", "0" * 32], trained, store)
     assert unknown.returncode == 2
     (line,) = unknown.stderr.strip().splitlines()
     assert line.startswith(f"nnlab export: error: no MLflow run {'0' * 32} in sqlite:"), line
@@ -155,7 +159,7 @@ def test_export_reads_a_numpy_run_from_mlflow_and_fails_in_one_line(trained: Pat
     small = subprocess.run(
         [sys.executable, "-m", "nnlab.cli", "export", "--model", "numpy_dnn", "--no-log",
          "--output", str(limited / "numpy_dnn.onnx")], cwd=trained, capture_output=True,
-        text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), **store},
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)))
     assert small.returncode == 2, small.stderr
     (line,) = small.stderr.strip().splitlines()
