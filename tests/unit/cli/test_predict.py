@@ -137,6 +137,7 @@ def test_plot_draws_each_image_beside_its_probabilities(trained: Path) -> None:
     assert not (trained / "no-such-folder").exists()
 
 
+@pytest.mark.slow  # three nnlab processes with onnxruntime: `make test` only
 def test_export_reads_a_numpy_run_from_mlflow_and_fails_in_one_line(trained: Path) -> None:
     """`nnlab export --run` for a model logged as portable.py; an unknown run id, and a write
     over the file-size limit (`ulimit -f`), each one line, nothing half-written."""
