@@ -12,7 +12,6 @@ import os
 import subprocess
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -24,7 +23,7 @@ from nnlab.handoff.predict import registered_predictor
 from nnlab.models.base import get_model_class, load_predictor
 from nnlab.models.catalog import MODEL_NAMES
 from nnlab.server.settings import free_port
-from tests.support.e2e import copy_project, serving, user_env
+from tests.support.e2e import copy_project, listening, serving, user_env
 from tests.support.model_env import model_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.tensorflow]
@@ -63,15 +62,6 @@ print(json.dumps({"seconds": seconds, "nnlab": importlib.util.find_spec("nnlab")
                   "imported": sorted(name for name in ("nnlab", "numba", "sklearn", "tensorflow",
                                                        "onnxruntime") if name in sys.modules)}))
 """
-
-
-def _listener(port: int) -> Any:
-    """The process listening on `port` (psutil)."""
-    import psutil
-
-    (pid,) = {c.pid for c in psutil.net_connections("tcp")
-              if c.status == "LISTEN" and c.laddr.port == port and c.pid}
-    return psutil.Process(pid)
 
 
 def _post(port: int, body: dict[str, object]) -> dict[str, object]:
@@ -152,7 +142,7 @@ def test_every_logged_model_and_its_onnx_copy_load_with_mlflow_and_their_own_req
                   "local", "--host", "127.0.0.1", "--port", str(port)], tmp_path, port,
                  tmp_path / "mlflow-serve.log",
                  {**user_env(), "MLFLOW_TRACKING_URI": store, "PATH": model_path}):
-        server = _listener(port)
+        server = listening(port)
         assert server.cmdline()[0] == str(numpy_env), server.cmdline()
         answered = np.array(_post(port, {"inputs": images[:16].tolist()})["predictions"])
     np.testing.assert_allclose(answered, expected["numpy_cnn"][:16], atol=1e-6, rtol=0)

@@ -26,7 +26,7 @@ from PIL import Image
 from nnlab.handoff import promote
 from nnlab.handoff.predict import predict_registered
 from nnlab.server.settings import free_port
-from tests.support.e2e import serving, user_env
+from tests.support.e2e import listening, serving, user_env
 from tests.unit.tracking.test_registry import _trained
 
 pytestmark = pytest.mark.slow
@@ -136,11 +136,7 @@ def test_too_many_images_or_pixels_get_400_naming_the_limit(served: tuple[str, l
 
 def _rss_mb(port: int) -> float:
     """The resident memory of the process listening on `port`."""
-    import psutil
-
-    (pid,) = {c.pid for c in psutil.net_connections("tcp")
-              if c.status == "LISTEN" and c.laddr.port == port and c.pid}
-    return float(psutil.Process(pid).memory_info().rss) / 2**20
+    return float(listening(port).memory_info().rss) / 2**20
 
 
 def _send_body(port: int, header: bytes, body: bytes) -> tuple[int, bytes, float]:
@@ -279,14 +275,6 @@ def test_serving_beyond_loopback_warns_that_there_is_no_authentication() -> None
     assert warning is not None and "no authentication" in warning and "127.0.0.1" in warning
 
 
-def _listening(port: int) -> Any:
-    import psutil
-
-    (pid,) = {c.pid for c in psutil.net_connections("tcp")
-              if c.status == "LISTEN" and c.laddr.port == port and c.pid}
-    return psutil.Process(pid)
-
-
 def _raw_post(port: int, body: bytes, content_type: bytes | None) -> tuple[int, Any, float]:
     """POST `body` with `content_type` (None: no Content-Type header at all); (status, the
     JSON answer, seconds)."""
@@ -329,7 +317,7 @@ def test_every_body_type_is_bounded_before_it_is_decoded(served: tuple[str, list
     idle, and it answers the next request."""
     url, files = served
     port = int(url.rsplit(":", 1)[1])
-    server = _listening(port)
+    server = listening(port)
     before = server.memory_info().rss / 2**20
     pixels = np.zeros((4_000, 8, 8, 1), np.uint8)
     cases = [
@@ -378,7 +366,7 @@ def test_idle_and_slow_connections_cannot_starve_normal_clients(
     env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
     with serving(["bash", "-c", command], folder, port, log, env):
         url = f"http://127.0.0.1:{port}"
-        server = _listening(port)
+        server = listening(port)
         idle: list[socket.socket] = []
         try:
             for index in range(300):
@@ -416,7 +404,7 @@ def test_workers_share_the_port(served: tuple[str, list[Path]]) -> None:
     with serving(["nnlab", "serve", "--model", MODEL, "--port", str(port), "--workers", "2"],
                  folder, port, folder / "serve-workers.log", env):
         # One socket, shared: psutil names one of its processes; their parent is uvicorn's.
-        parent = _listening(port).parent()
+        parent = listening(port).parent()
         workers = [child for child in parent.children()
                    if "spawn_main" in " ".join(child.cmdline())]
         assert len(workers) == 2, [child.cmdline() for child in parent.children()]

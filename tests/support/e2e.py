@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -216,6 +217,15 @@ def serving(args: list[str], cwd: Path, port: int, log: Path,
             with contextlib.suppress(ProcessLookupError):  # the block may have stopped it
                 os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
+
+
+def listening(port: int) -> Any:
+    """The process listening on `port` (psutil; one of them when several share it)."""
+    import psutil
+
+    (pid,) = {c.pid for c in psutil.net_connections("tcp")
+              if c.status == "LISTEN" and c.laddr.port == port and c.pid}
+    return psutil.Process(pid)
 
 
 RECORDER = ROOT / "tests" / "support" / "import_recorder"
