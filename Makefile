@@ -17,12 +17,13 @@ export PYTHONHASHSEED := 0
 UI_PORT ?= 5000
 
 .PHONY: help install run test test-fast lint typecheck check-lock ui server server-status \
-	server-stop lock lock-upgrade clean
+	server-stop lock lock-upgrade clean deps
 
 help:
 	@echo "make run        install the pinned environment, check params.yaml, run the pipeline, print the comparison"
 	@echo "make test       the whole test suite, lint and type checks included"
 	@echo "make test-fast  unit tests only (no TensorFlow, no dvc subprocess): the coding loop"
+	@echo "make deps       write dvc.yaml's code deps from the imports (after adding or moving a module)"
 	@echo "make ui         open the MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make server     start the team stack: MLflow server on PostgreSQL, S3 artifacts, DVC remote"
 	@echo "make server-status / server-stop   what runs / stop it all"
@@ -61,8 +62,13 @@ typecheck: install
 	mypy nnlab
 
 # Two pytest workers (one per core): the end-to-end files run side by side (see tests/conftest.py).
+# Each stage's code deps in dvc.yaml, exactly the files it imports (tools/deps.py).
+deps: install
+	python tools/deps.py
+
 test: install check-lock
 	nnlab check
+	python tools/deps.py --check
 	ruff check nnlab stages tests benchmarks tools
 	deptry nnlab stages
 	mypy nnlab
@@ -72,6 +78,7 @@ test: install check-lock
 # and no `dvc` or server subprocess; `make test` runs everything.
 test-fast: install
 	nnlab check
+	python tools/deps.py --check
 	ruff check nnlab stages tests benchmarks tools
 	deptry nnlab stages
 	NNLAB_TEST_FAST=1 python -m pytest -n 2 -m "not slow and not tensorflow and not loop" -q

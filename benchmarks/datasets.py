@@ -30,8 +30,7 @@ import numpy as np
 import yaml
 
 from nnlab.core.layout import Layout
-from nnlab.data import cifar10
-from nnlab.data import steps as data_steps
+from nnlab.data import cifar10, ingest
 from nnlab.data.idx import MNIST, to_idx
 from nnlab.params import read, validate
 
@@ -75,7 +74,7 @@ def bench_mnist(folder: Path) -> None:
         assert dataset.images.shape == (60_000 // SCALE["divisor"], 28, 28, 1)
         params = validate(raw, sections=["data"])
         start = time.perf_counter()
-        data_steps.prepare(params.data, Layout(folder))
+        ingest.prepare(params.data, Layout(folder))
         prepare_times.append(time.perf_counter() - start)
     print(f"MNIST-sized IDX ({size / 1e6:.1f} MB gzip'd, {70_000 // SCALE['divisor']:,} images):")
     print(f"  parse the 4 files (MNIST.load):        best {min(load_times):.2f} s "

@@ -30,7 +30,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nnlab.models.catalog import MODEL_NAMES  # noqa: E402
+from nnlab.core.catalog import MODEL_NAMES  # noqa: E402
 from tests.support.model_env import model_env  # noqa: E402
 
 LOAD_AND_PREDICT = """

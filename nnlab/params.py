@@ -6,8 +6,8 @@ so it imports only their schemas: train@numpy_dnn never loads the Keras schema, 
 to one model's code reruns only that model's stages. `nnlab check` validates every section.
 The top level is always checked: `seed`, `models`, and no unknown section.
 
-Every section's schema lives with the code it configures (SECTIONS). They hold types and
-bounds only; params.yaml holds every value.
+Every section's schema lives with the code it configures (nnlab/core/catalog.py: SECTIONS).
+They hold types and bounds only; params.yaml holds every value.
 """
 
 from __future__ import annotations
@@ -19,15 +19,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from nnlab.core.catalog import MODEL_NAMES, SECTIONS, load
 from nnlab.core.schema import Params, ParamsError, Section, Seed, describe
-from nnlab.models.catalog import MODEL_NAMES, MODELS, load
 
-# Section name -> "module:Class" of its schema, imported only when that section is validated.
-SECTIONS: dict[str, str] = {
-    "data": "nnlab.data.params:DataParams",
-    **{name: entry.params for name, entry in MODELS.items()},
-    "baselines": "nnlab.evaluation.baselines:BaselinesParams",
-}
 TOP_LEVEL = ("seed", "models")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from nnlab.core.layout import Layout
 from nnlab.core.schema import Params
-from nnlab.data import steps as data_steps
+from nnlab.data import ingest
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        data_steps.download(params.data, Layout())
+        ingest.download(params.data, Layout())
         print(f"download: {params.data.dataset} ready in data/raw")
 
     run("download", body, sections=("data",))

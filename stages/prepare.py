@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from nnlab.core.layout import SKIPPED_FILE, Layout
 from nnlab.core.schema import Params
-from nnlab.data import steps as data_steps
+from nnlab.data import ingest
 from stages._common import run
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(params: Params) -> None:
-        counts = data_steps.prepare(params.data, Layout())
+        counts = ingest.prepare(params.data, Layout())
         print(f"prepare: {counts['train']} train+val and {counts['test']} test images")
         for name in counts["left_out"]:
             print(f"prepare: warning: class {name!r} left out: none of its files is a "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nnlab.core.layout import Layout
 from nnlab.core.schema import Params
-from nnlab.evaluation import report as report_step
+from nnlab.evaluation import summary as report_step
 from stages._common import run
 
 

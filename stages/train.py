@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from nnlab.core.layout import Layout
 from nnlab.core.schema import Params
+from nnlab.training import sweep_hook
 from nnlab.training import train as train_step
-from nnlab.training import trial
 from stages._common import run_model_stage
 
 
 def train(model: str, params: Params, layout: Layout) -> dict[str, object]:
     # In a sweep, the trial comes from outside (NNLAB_TRIAL): training never imports the sweep.
-    return train_step.train(model, params, layout, trial.from_env())
+    return train_step.train(model, params, layout, sweep_hook.from_env())
 
 
 def main(argv: list[str] | None = None) -> None:

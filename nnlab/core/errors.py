@@ -22,7 +22,7 @@ class DataFormatError(ValueError):
 
 
 class Pruned(Exception):
-    """The sweep's pruner stopped a trial's training after an epoch (nnlab/search/link.py).
+    """The sweep's pruner stopped a trial's training after an epoch (nnlab/search/trial_link.py).
     Not an error: the train stage records the trial as pruned and saves no model."""
 
     def __init__(self, epoch: int, message: str) -> None:

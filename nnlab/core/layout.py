@@ -9,9 +9,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnlab.core.catalog import MODEL_NAMES
+
 # Every model's history.csv has these columns; a model may add more (numpy_dnn: learning_rate).
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 TRAIN_INFO_FILE = "train_info.json"
+CLASSES_FILE = "classes.json"  # data/prepared/classes.json: the class names
 SKIPPED_FILE = "skipped.txt"
 PLOTS_DIR = "plots"  # reports/<model>/plots/*.png
 BASELINES_FILE = "baselines.json"  # reports/baselines.json: scikit-learn's baselines
@@ -21,9 +24,11 @@ CHECKPOINTS_DIR = Path(".nnlab") / "checkpoints"
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the pipeline's outputs live (matches dvc.yaml)."""
+    """Where the pipeline's files live: the one declaration of dvc.yaml's data deps and outs
+    (tests/unit/project/test_architecture.py holds dvc.yaml to it)."""
 
     root: Path = Path(".")
+    models: tuple[str, ...] = MODEL_NAMES  # the report's rows
 
     @property
     def raw(self) -> Path:
@@ -46,6 +51,33 @@ class Layout:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    def inputs(self, stage: str, model: str | None = None) -> list[Path]:
+        """What a stage reads besides params.yaml and code: dvc.yaml's data deps (the
+        architecture test holds dvc.yaml to this), and what a train checkpoint is keyed on."""
+        prepared, split = self.prepared, self.split
+        test_set = [prepared / "test_images.npy", prepared / "test_labels.npy"]
+        if stage == "train" and model:
+            return [split, prepared / CLASSES_FILE]
+        if stage == "evaluate" and model:
+            return [self.model_dir(model), split / "val_images.npy", split / "val_labels.npy",
+                    *test_set, prepared / CLASSES_FILE, self.report_dir(model) / "history.csv",
+                    self.reports / "data"]
+        if stage == "report":
+            return [self.reports / BASELINES_FILE, *(
+                folder / name for kind, name in (("report", "metrics.json"),
+                                                 ("model", TRAIN_INFO_FILE),
+                                                 ("report", "predictions.csv"))
+                for folder in (self.report_dir(model) if kind == "report"
+                               else self.model_dir(model) for model in self.models))]
+        return {
+            "download": [self.root / "images"],
+            "prepare": [self.raw],
+            "split": [prepared / "train_images.npy", prepared / "train_labels.npy"],
+            "data_report": [split, prepared / "test_labels.npy", prepared / CLASSES_FILE],
+            "baselines": [*(split / f"{kind}_{part}.npy" for kind in ("train", "val")
+                            for part in ("images", "labels")), *test_set],
+        }.get(stage, [])
 
     def outputs(self, stage: str, model: str | None = None) -> list[Path]:
         """What a stage writes (dvc.yaml's outs): removed when the stage fails or is stopped,

@@ -1,7 +1,7 @@
 """What every params section's schema is built from: a strict base class, the shared field
 types and bounds, the one-line error, and the validated file (`Params`).
 
-Each section's schema lives with the code it configures (nnlab/data/params.py,
+Each section's schema lives with the code it configures (nnlab/data/section.py,
 nnlab/models/<family>/params.py, ...); nnlab/params.py reads params.yaml and validates the
 sections a stage asks for. Schemas hold types and bounds only: every value is in params.yaml.
 """
@@ -29,7 +29,7 @@ class Section(BaseModel):
 
     def environment(self) -> dict[str, str]:
         """Environment variables a process must have before it imports the section's code
-        (Keras's backend: nnlab/models/keras/params.py). Most sections need none."""
+        (Keras's backend: nnlab/models/keras/section.py). Most sections need none."""
         return {}
 
 
@@ -175,7 +175,7 @@ class Params:
 
     @property
     def data(self) -> Any:
-        """The `data` section (nnlab.data.params.DataParams)."""
+        """The `data` section (nnlab.data.section.DataParams)."""
         return self.section("data")
 
     def model_params(self, model: str) -> Any:

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.contract import RawDataset
+from nnlab.arrays.contract import RawDataset
 from nnlab.core.errors import DataFormatError
 from nnlab.data import fetch
 from nnlab.data.fetch import RemoteFile
 
 if TYPE_CHECKING:
-    from nnlab.data.params import DataParams
+    from nnlab.data.section import DataParams
 
 ARCHIVE = RemoteFile(
     "cifar-10-binary.tar.gz",

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnlab.core.contract import RawDataset
+from nnlab.arrays.contract import RawDataset
 
 if TYPE_CHECKING:
-    from nnlab.data.params import DataParams
+    from nnlab.data.section import DataParams
 
 MAX_PIXEL = 16  # digits pixels are counts in 0..16
 

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.contract import RawDataset
+from nnlab.arrays.contract import RawDataset
 from nnlab.core.errors import DataFormatError
 from nnlab.data import fetch
 from nnlab.data.fetch import RemoteFile
 
 if TYPE_CHECKING:
-    from nnlab.data.params import DataParams
+    from nnlab.data.section import DataParams
 
 # IDX type codes -> big-endian NumPy dtypes
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

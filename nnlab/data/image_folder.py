@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from nnlab.core.contract import RawDataset, check_memory
+from nnlab.arrays.contract import RawDataset, check_memory
 from nnlab.core.files import project_root, read_json, write_json
 from nnlab.data import fetch
 
 if TYPE_CHECKING:
-    from nnlab.data.params import DataParams
+    from nnlab.data.section import DataParams
 
 MANIFEST = "manifest.json"
 PARALLEL_FROM = 256  # images: a smaller folder is read by one thread

@@ -1,7 +1,7 @@
 """Planar 2-D, 2-class data: the source tutorials' "flower" or scikit-learn's two moons.
 
 Made with a fixed seed, so the data does not move when `seed` changes. Each point (x, y) is
-stored in the data contract as a 1x2 one-channel uint8 "image" (nnlab/core/points.py).
+stored in the data contract as a 1x2 one-channel uint8 "image" (nnlab/data/points.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.contract import RawDataset
+from nnlab.arrays.contract import RawDataset
 from nnlab.core.files import write_json
-from nnlab.core.points import to_pixels
+from nnlab.data.points import to_pixels
 
 if TYPE_CHECKING:
-    from nnlab.data.params import DataParams
+    from nnlab.data.section import DataParams
 
 SEED = 1  # the source tutorials' np.random.seed(1)
 CLASSES = {"flower": ["red", "blue"], "moons": ["upper", "lower"]}  # data.params.PLANAR_SHAPES

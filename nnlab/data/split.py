@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.contract import load_classes, load_split, save_split, stratified_split
+from nnlab.arrays.contract import load_classes, load_split, save_split, stratified_split
 from nnlab.core.layout import Layout
-from nnlab.data.params import DataParams
+from nnlab.data.section import DataParams
 
 # Fewer training images than this in a class, and a model cannot learn it: refuse the split.
 MIN_TRAIN_PER_CLASS = 5

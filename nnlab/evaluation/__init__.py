@@ -11,5 +11,5 @@
     data_plots.py the data_report stage: sample images per class, class counts per set
     figures.py    what every PNG shares: headless matplotlib, one DPI, atomic same-bytes saves
     baselines.py  scikit-learn's classical baselines on the same split, and their params
-    report.py     reports/summary.md, summary.json, summary.csv and summary.png
+    summary.py    the report stage: reports/summary.md, .json, .csv and .png
 """

@@ -11,8 +11,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from nnlab.core.chunks import chunk_rows, chunks
-from nnlab.core.contract import Split, load_split, to_features
+from nnlab.arrays.chunks import chunk_rows, chunks
+from nnlab.arrays.contract import Split, load_split, to_features
 from nnlab.core.files import write_json
 from nnlab.core.layout import BASELINES_FILE, Layout
 from nnlab.core.schema import Section

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core import points
-from nnlab.core.contract import load_classes, load_split
+from nnlab.arrays.contract import load_classes, load_split
 from nnlab.core.files import write_csv
 from nnlab.core.layout import Layout
+from nnlab.data import points
 from nnlab.evaluation.figures import no_frame, save_png, short
 
 MAX_CLASSES_SHOWN = 100  # samples.png: a grid of one image per class beyond 10 classes

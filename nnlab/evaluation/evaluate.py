@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core import points
-from nnlab.core.contract import load_classes, load_split
+from nnlab.arrays.contract import load_classes, load_split
 from nnlab.core.files import read_json, reading, sha256, write_csv, write_json, write_text
 from nnlab.core.layout import PLOTS_DIR, TRAIN_INFO_FILE, Layout
 from nnlab.core.schema import Params
+from nnlab.data import points
 from nnlab.evaluation.metrics import (
     classification_metrics,
     confusion_counts,

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.files import write_csv
-from nnlab.core.loss import cross_entropy
+from nnlab.models.divergence import cross_entropy
 
 
 def classification_metrics(

@@ -1,6 +1,6 @@
 """What seed repeats of one model say: the spread of each headline metric over the seeds, and
 for two configurations repeated with the same seeds, the paired difference and a one-line
-verdict. `nnlab repeat` (nnlab/search/repeat.py) runs the repeats; this module only reads
+verdict. `nnlab repeat` (nnlab/search/seed_repeats.py) runs the repeats; this module only reads
 their metrics."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Handing a trained model on, through MLflow's registry:
 
-    promote.py         `nnlab promote`: a run's model becomes a registered version; @champion
+    promotion.py       `nnlab promote`: a run's model becomes a registered version; @champion
                        moves only on better validation accuracy
-    predict.py         `nnlab predict`: class probabilities for image files, from a workspace
+    prediction.py      `nnlab predict`: class probabilities for image files, from a workspace
                        model, a run or `models:/NAME@alias`
-    serve.py           `nnlab serve`: MLflow's scoring server on the serving pyfunc, errors in
+    scoring_server.py  `nnlab serve`: MLflow's scoring server on the serving pyfunc, errors in
                        one line, from one or --workers N processes
     limits.py          what a request and a connection may cost: the limits, their defaults
     request_guard.py   what a request may cost, checked before MLflow decodes it: bytes
@@ -12,8 +12,7 @@
     connections.py     connections capped, closed when idle or slow; a repeated error logged
                        once with a count
     batching.py        concurrent requests' images through the model in one call
-    command.py         the parsers of `nnlab serve` and `nnlab export`
-    export.py          `nnlab export`: a model as ONNX, checked in onnxruntime, logged to its run
+    onnx_copy.py       `nnlab export`: a model as ONNX, checked in onnxruntime, logged to its run
     onnx_export/       the ONNX exporter of each model family
     serving_pyfunc.py  the served pyfunc: image files or pixels in, classes and
                        probabilities out

@@ -9,7 +9,7 @@ MLflow loads this file as the model's code (`model_config["uri"]` names the mode
 warmed up at load, and concurrent requests share its calls (nnlab/handoff/batching.py).
 
 Bad input raises MlflowException with INVALID_PARAMETER_VALUE, which the scoring server
-answers with 400; nnlab/handoff/serve.py makes that one line. An image file's size is read
+answers with 400; nnlab/handoff/scoring_server.py makes that one line. An image file's size is read
 from its header and checked before it is decoded, and at most one image per core is being
 decoded at any time: a request's memory is bounded by its body, whatever the files claim.
 
@@ -146,7 +146,7 @@ class ImageClassifierServer(PythonModel):
 
     def load_context(self, context: Any) -> None:
         from nnlab.handoff.batching import Batcher
-        from nnlab.handoff.predict import registered_predictor
+        from nnlab.handoff.prediction import registered_predictor
 
         config = context.model_config
         uri = config["uri"]

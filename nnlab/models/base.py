@@ -1,5 +1,5 @@
 """The contract every model follows, and `get_model_class`, which loads a model by its
-params name from the registry (nnlab/models/catalog.py).
+params name from the registry (nnlab/core/catalog.py).
 
 Models take uint8 images (N, H, W, C) as stored by the data contract and scale them
 themselves, so training, evaluation and prediction all share one preprocessing path.
@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.chunks import chunk_rows, chunks
-from nnlab.core.contract import Split, to_features
+from nnlab.arrays.chunks import chunk_rows, chunks
+from nnlab.arrays.contract import Split, to_features
+from nnlab.core.catalog import MODELS, load
 from nnlab.core.files import atomic_path, load_npz, reading
 from nnlab.models import portable
-from nnlab.models.catalog import MODELS, load
 
 History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
 # Called with each epoch's history row as soon as it is known (a sweep's pruning reports
@@ -115,7 +115,7 @@ class FeatureClassifier(ImageClassifier):
         return 2 * 4 * int(np.prod(image_shape))
 
     def predict_proba(self, images: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """In chunks sized by the working-memory budget (nnlab/core/chunks.py): the images'
+        """In chunks sized by the working-memory budget (nnlab/arrays/chunks.py): the images'
         float copies and the network's activations never grow with the set. A set that fits
         in one chunk is one call, as before."""
         model = self._trained()

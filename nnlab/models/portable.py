@@ -92,7 +92,7 @@ class PortableModel:
 
 
 def _scaled(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels as float32 in [0, 1], as nnlab.core.contract.to_float_images."""
+    """uint8 pixels as float32 in [0, 1], as nnlab.arrays.contract.to_float_images."""
     return np.asarray(images, dtype=np.float32) / np.float32(255)
 
 

@@ -13,9 +13,9 @@ from optuna.trial import TrialState
 
 from nnlab.params import validate
 from nnlab.search import dvc
-from nnlab.search.report import ranked, values
 from nnlab.search.space import apply_overrides, format_value
 from nnlab.search.study import Plan, SweepError
+from nnlab.search.study_report import ranked, values
 from nnlab.search.trial import EXP_ATTR
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import optuna
 
-from nnlab.search.link import RUN_ATTR
 from nnlab.search.storage import masked
 from nnlab.search.study import PARENT_ATTR, Plan, SweepError
+from nnlab.search.trial_link import RUN_ATTR
 
 KIND_TAG, STUDY_TAG, TRIAL_TAG = "nnlab.kind", "nnlab.study", "nnlab.trial"
 STATE_TAG, VALUE_TAG = "nnlab.trial_state", "nnlab.value"

@@ -26,15 +26,13 @@ from nnlab.core.files import project_root
 from nnlab.core.schema import ParamsError
 from nnlab.params import MODEL_NAMES
 from nnlab.search import dvc
-from nnlab.search.host import command_slot, die_with_parent
-from nnlab.search.link import PRUNERS, RUN_ATTR
+from nnlab.search.host_slots import command_slot, die_with_parent
 from nnlab.search.parent_run import (
     end_dead_trial_runs,
     end_trial_run,
     ensure_parent_run,
     finish_parent_run,
 )
-from nnlab.search.report import study_report, summarize
 from nnlab.search.space import check_bounds, parse_overrides, parse_spec
 from nnlab.search.storage import MAX_RETRY, has_heartbeat, masked, quiet
 from nnlab.search.study import (
@@ -46,7 +44,9 @@ from nnlab.search.study import (
     open_study,
     stack_tracking,
 )
+from nnlab.search.study_report import study_report, summarize
 from nnlab.search.trial import EXP_ATTR, WORKER_ATTR
+from nnlab.search.trial_link import PRUNERS, RUN_ATTR
 from nnlab.tracking.heartbeat import end_dead_runs
 
 # What the workers get, after Ctrl-C, before they are killed: more than each gives its dvc

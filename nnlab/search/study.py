@@ -14,9 +14,9 @@ from typing import Any
 import optuna
 
 from nnlab.core.files import project_root
-from nnlab.search.link import make_pruner
 from nnlab.search.space import Range, parse_spec
 from nnlab.search.storage import DEFAULT_FILE, masked, open_storage
+from nnlab.search.trial_link import make_pruner
 
 SAMPLERS = ("tpe", "random", "narrowing")
 STORAGE_ENV = "NNLAB_OPTUNA_STORAGE"  # set by `.nnlab/server/env` (make server) for workers

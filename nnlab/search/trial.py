@@ -18,10 +18,10 @@ from optuna.trial import TrialState
 from nnlab.core.schema import ParamsError
 from nnlab.params import validate
 from nnlab.search import dvc
-from nnlab.search.link import RUN_ATTR, TrialLink
 from nnlab.search.parent_run import restored_trial_run, tag_trial_run
 from nnlab.search.space import apply_overrides, format_value, suggest
 from nnlab.search.study import Plan
+from nnlab.search.trial_link import RUN_ATTR, TrialLink
 
 OBJECTIVE = "val.accuracy"  # what the study maximises: validation, never test
 ACTIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)

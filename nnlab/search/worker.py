@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from nnlab.core.files import project_root
 from nnlab.search import dvc
-from nnlab.search.host import stop_own_group
+from nnlab.search.host_slots import stop_own_group
 from nnlab.search.parent_run import end_dead_trial_runs
 from nnlab.search.storage import StorageError, quiet
 from nnlab.search.study import (
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study", required=True)
     parser.add_argument("--index", type=int, default=1, help="this worker's number, for logs")
     parser.add_argument("--slot", type=int, default=0, help="its sweep command's slot on this "
-                        "host (nnlab.search.host.command_slot), for the sampler's seed")
+                        "host (nnlab.search.host_slots.command_slot), for the sampler's seed")
     args = parser.parse_args(argv)
     # SIGTERM (its sweep command died, or `kill`) unwinds the whole group like Ctrl-C:
     # Optuna marks the running trial FAIL, the stage its run KILLED, the study resumes.

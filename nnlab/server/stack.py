@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from nnlab.server import remote
-from nnlab.server.parts import Janitor, MlflowServer, OptunaProxy, S3Gateway, Seaweed
+from nnlab.server import dvc_remote
+from nnlab.server.engines import Janitor, MlflowServer, OptunaProxy, S3Gateway, Seaweed
 from nnlab.server.postgres import Postgres
 from nnlab.server.process import ProcessPart
 from nnlab.server.settings import (
@@ -89,7 +89,7 @@ def start(data_dir: Path, options: dict[str, Any], project: Path | None,
     lines = env_lines(settings, credentials, _optuna_url(settings, credentials))
     write_private(settings.path("env"), "\n".join(lines) + "\n")
     if project is not None:
-        report(remote.configure(project, settings, credentials))
+        report(dvc_remote.configure(project, settings, credentials))
     _summary(settings, credentials, report)
     return settings
 

@@ -4,6 +4,4 @@
     store.py         the local SQLite store, made once under a lock and never half-made
     heartbeat.py     which runs still have a process behind them; ending the dead ones
     server_check.py  the tracking server answers and takes our credentials, or one line
-    ui.py            `nnlab ui` (`make ui`): the MLflow UI, opened on the training runs
-    repeat_runs.py   `nnlab repeat`: each repeat's run tagged with its group, a summary run
 """

@@ -2,8 +2,10 @@
 
     train.py         fit one model (live, resumable), log it to MLflow, write models/<model>/
     checkpoints.py   the stage's checkpoint after each epoch, and the key that says whose it is
+    stage_code.py    which files each stage runs, from the imports: the key's code, and the
+                     code deps `make deps` writes into dvc.yaml
     live_metrics.py  each epoch's metrics sent to the MLflow run as it ends, off the training
                      thread; the Pacer both share
-    trial.py         a sweep's trial, handed in through NNLAB_TRIAL: training never imports
+    sweep_hook.py    a sweep's trial, handed in through NNLAB_TRIAL: training never imports
                      nnlab/search/
 """

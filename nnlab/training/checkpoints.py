@@ -6,8 +6,9 @@ epoch at the next `dvc repro` or `dvc exp run`.
   queued and temp experiments, which run in a copy), outside DVC's outputs: `dvc repro`
   removes a stage's outputs before it runs it, and a stopped stage removes its own.
 - Keyed by exactly what the stage trains on: its params (the model's section, `seed`,
-  `data.dataset`) and every file of its dvc.yaml deps (the split, classes.json and its
-  code). A checkpoint for anything else has another key and is never read; the key is also
+  `data.dataset`), its data (the split, classes.json) and every file of code it runs, as
+  nnlab/training/stage_code.py reads it from the imports (what `make deps` writes into
+  dvc.yaml). A checkpoint for anything else has another key and is never read; the key is also
   stored inside and checked.
 - What: plain arrays and one JSON document (no pickle), written atomically, so a stop in the
   middle of a write leaves the previous epoch's checkpoint. Written after every epoch that
@@ -29,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from numpy.typing import NDArray
 
 from nnlab.core.files import atomic_path, project_root
-from nnlab.core.layout import CHECKPOINTS_DIR
+from nnlab.core.layout import CHECKPOINTS_DIR, Layout
 from nnlab.core.schema import Params, flatten
+from nnlab.training import stage_code
 from nnlab.training.live_metrics import Pacer
 
 FOLDER = CHECKPOINTS_DIR
@@ -44,30 +45,32 @@ META_KEY, KEY_KEY = "__meta__", "__key__"
 STALE_SECONDS = 7 * 24 * 3600  # another key's checkpoint untouched this long is dropped
 
 
-def stage_deps(model: str, dvc_file: Path = Path("dvc.yaml")) -> list[Path]:
-    """The files of `train@<model>`'s dvc.yaml deps (folders expanded), sorted."""
-    stage = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))["stages"]["train"]
-    item = stage["foreach"][model]
-    files: list[Path] = []
-    for dep in stage["do"]["deps"]:
-        path = Path(str(dep).replace("${key}", model).replace("${item.code}", item["code"]))
-        if path.is_dir():
-            files += [file for file in path.rglob("*") if file.is_file()
-                      and "__pycache__" not in file.parts and file.suffix != ".pyc"]
-        elif path.is_file():
-            files.append(path)
+def stage_deps(model: str) -> list[Path]:
+    """What `train@<model>` reads, sorted: the code it runs (nnlab/training/stage_code.py,
+    the lists `make deps` writes into dvc.yaml) and its data (Layout.inputs, folders
+    expanded), as absolute paths."""
+    files = [stage_code.CODE_ROOT / file for file in stage_code.stage_files("train", model)]
+    root = project_root().resolve()
+    for path in Layout().inputs("train", model):
+        if (root / path).is_dir():
+            files += [file for file in (root / path).rglob("*") if file.is_file()]
+        elif (root / path).is_file():
+            files.append(root / path)
     return sorted(set(files))
 
 
 def stage_key(model: str, params: Params) -> str:
-    """What `train@<model>` trains on, as a hash: its params and its deps' bytes."""
+    """What `train@<model>` trains on, as a hash: its params and its deps' bytes (each
+    named by its path from its root, so a copy of the project has the same key)."""
     digest = hashlib.sha256()
     stage_params = {"model": model, "seed": params.model_seed(model),
                     "dataset": params.data.dataset,
                     "params": flatten(params.model_params(model))}
     digest.update(json.dumps(stage_params, sort_keys=True, default=str).encode())
+    roots = (stage_code.CODE_ROOT, project_root().resolve())
     for path in stage_deps(model):
-        digest.update(str(path).encode() + b"\0")
+        root = next(root for root in roots if path.is_relative_to(root))
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)

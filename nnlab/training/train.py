@@ -8,18 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nnlab.core.contract import load_classes, load_split
+from nnlab.arrays.contract import load_classes, load_split
 from nnlab.core.errors import USER_ERRORS, Pruned, TrackingServerError
 from nnlab.core.files import sha256, write_csv, write_json
 from nnlab.core.layout import HISTORY_COLUMNS, TRAIN_INFO_FILE, Layout
-from nnlab.core.progress import EpochProgress
 from nnlab.core.schema import Params, flatten
 from nnlab.models import logged_model
 from nnlab.models.base import EpochHook, History, ImageClassifier, Split, get_model_class
+from nnlab.models.progress import EpochProgress
 from nnlab.tracking import mlflow_runs
 from nnlab.training.checkpoints import RESTART_HINT, StageCheckpoint
 from nnlab.training.live_metrics import LiveMetrics, Pacer
-from nnlab.training.trial import Trial
+from nnlab.training.sweep_hook import Trial
 
 
 def _digest(layout: Layout, names: tuple[str, ...] = ("train", "val")) -> str:
@@ -36,7 +36,7 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
     (nnlab/training/checkpoints.py: a stage stopped in any way goes on from its last
     checkpointed epoch, in the same MLflow run, and ends as an unstopped run would). The model
     goes through a .partial folder renamed into place, so a failed run never leaves a model
-    that looks valid. A sweep's `trial` (handed in by the stage: nnlab/training/trial.py)
+    that looks valid. A sweep's `trial` (handed in by the stage: nnlab/training/sweep_hook.py)
     tags the run, nesting it under the study's, and hears of each epoch; a pruned trial
     leaves only a train_info.json saying so, and its run ends KILLED.
     """

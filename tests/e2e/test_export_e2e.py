@@ -18,10 +18,10 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from nnlab.handoff import export, promote
-from nnlab.handoff.predict import registered_predictor
+from nnlab.core.catalog import MODEL_NAMES
+from nnlab.handoff import onnx_copy, promotion
+from nnlab.handoff.prediction import registered_predictor
 from nnlab.models.base import get_model_class, load_predictor
-from nnlab.models.catalog import MODEL_NAMES
 from nnlab.server.settings import free_port
 from tests.support.e2e import copy_project, listening, serving, user_env
 from tests.support.model_env import model_env
@@ -33,9 +33,9 @@ def test_every_model_exports_to_onnx_with_its_probabilities(baseline: Path,
                                                             tmp_path: Path) -> None:
     images = np.load(baseline / "data/prepared/test_images.npy", allow_pickle=False)
     for model in MODEL_NAMES:
-        source = export.workspace_source(model, baseline)
+        source = onnx_copy.workspace_source(model, baseline)
         path = tmp_path / f"{model}.onnx"
-        export.export(source, path, images)
+        onnx_copy.export(source, path, images)
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         assert [i.name for i in session.get_inputs()] == ["images"]
         assert session.get_inputs()[0].type == "tensor(uint8)"
@@ -97,11 +97,11 @@ def test_every_logged_model_and_its_onnx_copy_load_with_mlflow_and_their_own_req
     expected, uris = {}, {}
     for model, info in infos.items():
         expected[model] = load_predictor(model, project / "models" / model)(images)
-        export.main(None, info["mlflow_run_id"], tmp_path / f"{model}.onnx", log=True,
+        onnx_copy.main(None, info["mlflow_run_id"], tmp_path / f"{model}.onnx", log=True,
                     root=project)
         assert "onnxruntime matches the model within" in capsys.readouterr().out, model
         for onnx in (False, True):
-            promote.promote(promote.candidate(info["mlflow_run_id"], onnx),
+            promotion.promote(promotion.candidate(info["mlflow_run_id"], onnx),
                             report=lambda line: None)
         uris[model] = f"models:/{dataset}-{model}@champion"
         uris[f"{model} as onnx"] = f"models:/{dataset}-{model}-onnx@champion"

@@ -19,8 +19,8 @@ import mlflow
 import pytest
 
 from nnlab.core.layout import Layout
+from nnlab.data import ingest
 from nnlab.data import split as data_split
-from nnlab.data import steps as data_steps
 from nnlab.evaluation import evaluate as evaluate_step
 from nnlab.training import train as train_step
 from tests.support.helpers import project_params
@@ -57,7 +57,7 @@ class Server:
                 [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
                  "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1], "--workers", "1"],
                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                # as nnlab ui runs it (nnlab/tracking/ui.py): without MLflow's job runner, whose
+                # as nnlab ui runs it (nnlab/server/mlflow_ui.py): without the job runner, whose
                 # eight processes (the runner, its huey consumers) took 11 CPU-s here and do
                 # nothing for a local store
                 env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
@@ -102,8 +102,8 @@ def tiny_pipeline(server: Server, tmp_path: Path) -> Layout:
     params = project_params({"numpy_dnn": {"epochs": 2, "hidden_layers": [16]},
                        "logreg": {"max_iter": 100}})
     layout = Layout(tmp_path)
-    data_steps.download(params.data, layout)
-    data_steps.prepare(params.data, layout)
+    ingest.download(params.data, layout)
+    ingest.prepare(params.data, layout)
     data_split.split(params.data, params.seed, layout)
     for model in MODELS:
         train_step.train(model, params, layout)

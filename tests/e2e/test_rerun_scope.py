@@ -146,7 +146,7 @@ def test_the_issue_targets(baseline: Path, file: str, allowed: set[str]) -> None
 
 
 def test_an_edit_to_the_sweep_or_the_team_stack_reruns_nothing(baseline: Path) -> None:
-    """The train stage takes a sweep's trial by name (nnlab/training/trial.py): no stage's
+    """The train stage takes a sweep's trial by name (nnlab/training/sweep_hook.py): no stage's
     process imports nnlab/search/ or nnlab/server/, so no edit there retrains a model (the
     loop above checks each of those files against real `dvc status` too)."""
     imports = _imports(baseline)

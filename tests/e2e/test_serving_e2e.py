@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab.handoff import promote
-from nnlab.handoff.predict import predict_registered
+from nnlab.handoff import promotion
+from nnlab.handoff.prediction import predict_registered
 from nnlab.server.settings import free_port
 from tests.support.e2e import listening, serving, user_env
 from tests.unit.tracking.test_registry import _trained
@@ -45,7 +45,7 @@ def served(migrated_store: Path, tmp_path_factory: pytest.TempPathFactory
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DVC_ROOT", str(tmp_path))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        promote.promote(promote.candidate(_trained(tmp_path, 0.9, name="one")),
+        promotion.promote(promotion.candidate(_trained(tmp_path, 0.9, name="one")),
                          report=lambda line: None)
     yield from _serve(tmp_path, mlflow_store)
 
@@ -267,7 +267,7 @@ def test_a_taken_port_is_one_line_before_anything_loads(served: tuple[str, list[
 
 
 def test_serving_beyond_loopback_warns_that_there_is_no_authentication() -> None:
-    from nnlab.handoff.serve import exposure_warning
+    from nnlab.handoff.scoring_server import exposure_warning
 
     assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
     assert exposure_warning("localhost") is None

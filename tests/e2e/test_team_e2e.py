@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
-from nnlab.models.catalog import MODEL_NAMES
+from nnlab.core.catalog import MODEL_NAMES
 from nnlab.server.settings import free_port
 from nnlab.tracking.server_check import SERVER_CHECK_SECONDS
 from tests.support.e2e import GIT, copy_project, git, ran_stages, run, user_env, wait_for_queue
@@ -247,8 +247,8 @@ def test_a_lost_sweep_machine_costs_its_trial_only(
     import optuna
     import yaml
 
-    from nnlab.search.link import RUN_ATTR
     from nnlab.search.study import default_url, open_study
+    from nnlab.search.trial_link import RUN_ATTR
 
     # The team project's results committed (the data stages run: a trial only trains and
     # evaluates), with a numpy_dnn whose trials train long enough to be killed mid-trial.

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from nnlab.models.catalog import MODEL_NAMES
+from nnlab.core.catalog import MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = list(MODEL_NAMES)

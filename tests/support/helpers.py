@@ -87,5 +87,5 @@ def make_image_folder(root: Path, per_class: int = 3) -> Path:
 
 
 def data_section(**changes: Any) -> Any:
-    """params.yaml's `data` section with `changes` (a nnlab.data.params.DataParams)."""
+    """params.yaml's `data` section with `changes` (a nnlab.data.section.DataParams)."""
     return section("data", **changes)

@@ -1,4 +1,4 @@
-"""Every model as ONNX (`nnlab export`, nnlab/handoff/export.py): one exporter per family,
+"""Every model as ONNX (`nnlab export`, nnlab/handoff/onnx_copy.py): one exporter per family,
 each file taking uint8 `images` (N, H, W, C) and giving `probabilities` (N, n_classes).
 
     graph.py       what every exported model shares: the uint8 input, the output, a graph

@@ -1,7 +1,7 @@
 """keras_mlp and cnn, the Keras models, on Keras 3's TensorFlow backend (the default) or JAX:
 
     spec.py        the names params.yaml may use (backends, optimizers, inits, activations)
-    params.py      the keras_mlp and cnn sections' schemas, and the cnn's `deep` preset
+    section.py     the keras_mlp and cnn sections' schemas, and the cnn's `deep` preset
     builders.py    keras.Sequential builders for both models
     inputs.py      the batches fit reads: tf.data on TensorFlow, NumPy batches elsewhere
     classifier.py  KerasMlpClassifier and CnnClassifier: fit, predict, save, load

@@ -4,7 +4,7 @@ module, never directly.
 
 Keras picks its backend once per process, from `KERAS_BACKEND`, when it is first imported: the
 train stage sets it from params.yaml before it loads a Keras model
-(`KerasFields.environment`, nnlab/models/keras/params.py). On JAX, TensorFlow is never
+(`KerasFields.environment`, nnlab/models/keras/section.py). On JAX, TensorFlow is never
 imported and `tf` is None.
 """
 
@@ -58,7 +58,7 @@ if BACKEND == "jax":
 
 # No Keras progress bar anywhere (MLflow's Keras flavor calls `model.predict()` with its
 # default verbosity when it logs a model): the stages print their own epoch lines
-# (nnlab/core/progress.py). Keras then sends those messages to Python logging at INFO level.
+# (nnlab/models/progress.py). Keras then sends those messages to Python logging at INFO level.
 keras.utils.disable_interactive_logging()
 
 GPU_INSTALL = "`make install ACCEL=cuda` installs the CUDA builds (Linux, an NVIDIA driver)"

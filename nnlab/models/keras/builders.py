@@ -13,7 +13,7 @@ import numpy as np
 
 from nnlab.models.keras import spec
 from nnlab.models.keras.backend import keras
-from nnlab.models.keras.params import CnnParams, KerasMlpParams
+from nnlab.models.keras.section import CnnParams, KerasMlpParams
 
 
 def optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

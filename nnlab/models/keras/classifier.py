@@ -13,7 +13,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from nnlab.core.files import reading
-from nnlab.core.loss import DivergenceGuard
 from nnlab.models.base import (
     RESTORE_MODEL,
     Checkpoint,
@@ -23,6 +22,7 @@ from nnlab.models.base import (
     Split,
     trained_file,
 )
+from nnlab.models.divergence import DivergenceGuard
 from nnlab.models.keras.backend import (
     BACKEND,
     check_backend,
@@ -33,13 +33,13 @@ from nnlab.models.keras.backend import (
 from nnlab.models.keras.builders import build_cnn, build_mlp, loss, optimizer, with_probabilities
 from nnlab.models.keras.inference import Predictor
 from nnlab.models.keras.inputs import evaluation_batches, steps_per_epoch, training_batches
-from nnlab.models.keras.params import CnnParams, KerasMlpParams
 from nnlab.models.keras.placement import (
     configure_determinism,
     data_parallel,
     devices,
     precision,
 )
+from nnlab.models.keras.section import CnnParams, KerasMlpParams
 from nnlab.models.keras.training_state import (
     Checkpointing,
     add_epoch,
@@ -53,7 +53,7 @@ MODEL_FILE = "model.keras"
 
 
 class _GuardCallback(keras.callbacks.Callback):
-    """Stops a diverging fit as soon as nnlab.core.loss's rule says so, then hands the
+    """Stops a diverging fit as soon as nnlab.models.divergence's rule says so, then hands the
     epoch's row to `on_epoch` (which may raise to stop training: a sweep's pruner)."""
 
     def __init__(self, guard: DivergenceGuard, on_epoch: EpochHook | None = None) -> None:
@@ -137,7 +137,7 @@ class _KerasClassifier(ImageClassifier):
                 validation_data=evaluation_batches(*val, multiple=split),
                 epochs=self.params.epochs,
                 initial_epoch=done,
-                verbose=0,  # the train stage shows the epochs (nnlab/core/progress.py)
+                verbose=0,  # the train stage shows the epochs (nnlab/models/progress.py)
                 callbacks=[*callbacks, _GuardCallback(guard, on_epoch)],
             )
             rows = rows[:done] + [history_row(done + index, {

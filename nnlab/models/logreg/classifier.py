@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
-from nnlab.core.loss import cross_entropy
 from nnlab.models.base import Checkpoint, EpochHook, FeatureClassifier, History, Split, to_features
-from nnlab.models.logreg.params import LogregParams
+from nnlab.models.divergence import cross_entropy
+from nnlab.models.logreg.section import LogregParams
 
 
 class LogregClassifier(FeatureClassifier):

@@ -11,11 +11,11 @@
     network.py     a stack of layers over two flat buffers (weights, gradients); build_mlp
     convnet.py     the convnet builder (build_cnn), the source tutorials' DeepConvNet included
     loop.py        the mini-batch loop: shuffling, decay, early stopping, the divergence guard
-    params.py      the `numpy_dnn` and `numpy_cnn` sections' schemas (names from the
+    section.py     the `numpy_dnn` and `numpy_cnn` sections' schemas (names from the
                    registries above)
     classifier.py  the ImageClassifiers: params in, a saved .npz out
 
-The engine (all but params.py and classifier.py) has no I/O, no yaml, no MLflow and no
+The engine (all but section.py and classifier.py) has no I/O, no yaml, no MLflow and no
 TensorFlow: only arrays in, arrays out. Its files take `np` from arrays.py, so the same code
 runs on NumPy or, with `device: gpu` (or `auto` where a GPU is usable), on CuPy.
 """

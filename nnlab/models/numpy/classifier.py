@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.contract import to_float_images
+from nnlab.arrays.contract import to_float_images
 from nnlab.models.base import Checkpoint, EpochHook, FeatureClassifier, History, Split
 from nnlab.models.numpy import (
     FitState,
@@ -25,7 +25,7 @@ from nnlab.models.numpy import (
     random_shifts,
 )
 from nnlab.models.numpy.convnet import build_cnn
-from nnlab.models.numpy.params import NumpyCnnParams, NumpyDnnParams
+from nnlab.models.numpy.section import NumpyCnnParams, NumpyDnnParams
 
 
 class _NumpyClassifier(FeatureClassifier):

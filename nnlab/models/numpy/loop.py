@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.loss import DivergenceGuard
+from nnlab.models.divergence import DivergenceGuard
 from nnlab.models.numpy.arrays import to_host
 from nnlab.models.numpy.network import Network
 from nnlab.models.numpy.optimizers import Optimizer, scheduled_learning_rate
@@ -133,7 +133,7 @@ def fit(network: Network, optimizer: Optimizer, train: Data, val: Data, config: 
     With early stopping, the network ends with the weights of its best epoch. `resume`, a
     FitState that `config.checkpoint` was given, goes on after its epoch: the network, the
     optimizer and `rng` end as they would have without the stop, bit for bit. Raises
-    DivergenceError (nnlab.core.loss) when the loss blows up or stays far above chance.
+    DivergenceError (nnlab.models.divergence) when the loss blows up or stays far above chance.
     """
     n_samples = train[0].shape[0]
     batch = n_samples if config.batch_size is None else min(config.batch_size, n_samples)

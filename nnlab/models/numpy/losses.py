@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from numpy.typing import NDArray
 
-from nnlab.core.loss import MAX_SAMPLE_LOSS, cross_entropy
+from nnlab.models.divergence import MAX_SAMPLE_LOSS, cross_entropy
 from nnlab.models.numpy.arrays import np, to_host  # NumPy or CuPy (arrays.py)
 from nnlab.models.numpy.layers import Array, sigmoid
 

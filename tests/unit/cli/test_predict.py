@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab.core.contract import save_classes, save_split
+from nnlab.arrays.contract import save_classes, save_split
 from nnlab.core.layout import Layout
 from nnlab.training import train as train_step
 from tests.support.helpers import ROOT, make_images, project_params

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from nnlab.core.errors import DivergenceError
-from nnlab.core.loss import FACTOR, DivergenceGuard
+from nnlab.models.divergence import FACTOR, DivergenceGuard
 
 CHANCE_10 = math.log(10)  # 2.30: a uniform prediction over 10 classes
 

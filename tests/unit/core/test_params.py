@@ -184,8 +184,8 @@ def test_flatten_nested_blocks() -> None:
 
 
 def test_the_neural_models_share_one_schema_for_their_training_fields() -> None:
+    from nnlab.core.catalog import MODELS, load
     from nnlab.core.schema import DEEP_CNN, TrainingFields
-    from nnlab.models.catalog import MODELS, load
 
     shared = set(TrainingFields.model_fields)
     neural = {name: load(entry.params) for name, entry in MODELS.items()

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlab.core.contract import (
+from nnlab.arrays.contract import (
     check_contract,
     check_memory,
     load_classes,
@@ -16,8 +16,8 @@ from nnlab.core.contract import (
 )
 from nnlab.core.errors import DataFormatError
 from nnlab.core.layout import Layout
+from nnlab.data import ingest
 from nnlab.data import split as data_split
-from nnlab.data import steps as data_steps
 from tests.support.helpers import make_images, project_params
 
 
@@ -98,8 +98,8 @@ def test_contract_violations(images: np.ndarray, labels: np.ndarray, message: st
 def test_prepare_and_split_digits(tmp_path: Path) -> None:
     params = project_params({"data": {"val_fraction": 0.25}})
     layout = Layout(tmp_path)
-    data_steps.download(params.data, layout)
-    counts = data_steps.prepare(params.data, layout)
+    ingest.download(params.data, layout)
+    counts = ingest.prepare(params.data, layout)
     assert counts == {"train": 1437, "test": 360, "skipped": 0, "left_out": []}
     test_images, test_labels = load_split(layout.prepared, "test")
     assert test_images.shape == (360, 8, 8, 1) and test_images.max() == 255
@@ -111,8 +111,8 @@ def test_prepare_and_split_digits(tmp_path: Path) -> None:
     # The test hold-out is fixed: changing `seed` moves the validation set, not the test set.
     reseeded = project_params({"seed": 7})
     other = Layout(tmp_path / "other")
-    data_steps.download(reseeded.data, other)
-    data_steps.prepare(reseeded.data, other)
+    ingest.download(reseeded.data, other)
+    ingest.prepare(reseeded.data, other)
     assert np.array_equal(load_split(other.prepared, "test")[1], test_labels)
 
 
@@ -167,8 +167,8 @@ def test_a_split_written_by_rows_is_the_bytes_of_the_gathered_arrays(tmp_path: P
     images, never holding a second copy: the files are exactly np.save's of the parts."""
     import io
 
-    from nnlab.core import chunks as core_chunks
-    from nnlab.core.contract import save_split
+    from nnlab.arrays import chunks as core_chunks
+    from nnlab.arrays.contract import save_split
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)

@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlab.core import points as encoding
 from nnlab.core.errors import DataFormatError
 from nnlab.core.layout import Layout
-from nnlab.data import cifar10, fetch, image_folder, planar
-from nnlab.data import steps as data_steps
+from nnlab.data import cifar10, fetch, image_folder, ingest, planar
+from nnlab.data import points as encoding
 from nnlab.data.fetch import RemoteFile
 from nnlab.data.idx import FASHION_MNIST, MNIST, IdxSource, parse_idx, read_gzip, to_idx
-from nnlab.data.params import DATASETS, PLANAR_SHAPES
+from nnlab.data.section import DATASETS, PLANAR_SHAPES
 from tests.support.helpers import data_section, make_image_folder, png, project_params
 from tests.support.loopback import Loopback, loopback_server
 
@@ -83,10 +82,10 @@ def test_mnist_downloads_from_loopback_and_converts(
 
 
 def test_every_dataset_name_has_a_source_and_planar_shape_its_classes() -> None:
-    assert tuple(data_steps.SOURCES) == DATASETS
+    assert tuple(ingest.SOURCES) == DATASETS
     assert tuple(planar.CLASSES) == PLANAR_SHAPES
     with pytest.raises(ValueError, match="data.dataset='imagenet': unknown dataset; choose"):
-        data_steps.get_dataset("imagenet")
+        ingest.get_dataset("imagenet")
 
 
 def test_pinned_sources_are_the_published_ones() -> None:
@@ -262,10 +261,10 @@ def test_a_class_of_one_image_is_refused_by_its_folder_name(tmp_path: Path) -> N
     png(folder / "lonely owl" / "owl.png", (90, 90, 90))
     data = data_section(dataset="image_folder", source=str(folder), image_size=8)
     layout = Layout(tmp_path)
-    data_steps.download(data, layout)
+    ingest.download(data, layout)
     with pytest.raises(ValueError, match="class 'lonely owl' has a single image: .*about 10 "
                        r"images per class in all\); add images to it, or remove its folder"):
-        data_steps.prepare(data, layout)
+        ingest.prepare(data, layout)
 
 
 def test_image_folder_grayscale(tmp_path: Path) -> None:
@@ -301,8 +300,8 @@ def test_prepare_writes_skipped_txt(root: Path) -> None:
     params = project_params({"data": {"dataset": "image_folder", "source": "pets",
                                       "image_size": 8}})
     layout = Layout(root)
-    data_steps.download(params.data, layout)
-    counts = data_steps.prepare(params.data, layout)
+    ingest.download(params.data, layout)
+    counts = ingest.prepare(params.data, layout)
     assert counts == {"train": 16, "test": 4, "skipped": 3, "left_out": ["bird"]}
     lines = (layout.prepared / "skipped.txt").read_text().splitlines()
     assert lines[0] == "# 3 unreadable input(s) skipped" and len(lines) == 4

@@ -57,7 +57,7 @@ def test_exif_orientation_is_honoured_by_prepare_predict_and_serve(tmp_path: Pat
     `nnlab serve`, whichever way the file stores them."""
     import base64
 
-    from nnlab.handoff.predict import read_images
+    from nnlab.handoff.prediction import read_images
     from nnlab.handoff.serving_pyfunc import to_batch
 
     upright = np.zeros((12, 12), np.uint8)

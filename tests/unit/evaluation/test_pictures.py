@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnlab.core.contract import save_classes, save_split
+from nnlab.arrays.contract import save_classes, save_split
 from nnlab.core.layout import Layout
 from nnlab.evaluation import bars, data_plots
 from nnlab.evaluation.figures import DPI

@@ -215,7 +215,7 @@ def test_training_on_jax_prints_no_progress_bar(tmp_path: Path) -> None:
     script = f"""
         import os
         from pathlib import Path
-        from nnlab.core.contract import save_classes, save_split
+        from nnlab.arrays.contract import save_classes, save_split
         from nnlab.core.layout import Layout
         from nnlab.training import train as train_step
         from tests.support.helpers import make_images, project_params

@@ -1,5 +1,5 @@
 """Prediction's memory does not grow with the number of images (issue 42): the NumPy models
-and logreg predict in chunks sized by a memory budget (nnlab/core/chunks.py), so 2,048 images
+and logreg predict in chunks sized by a memory budget (nnlab/arrays/chunks.py), so 2,048 images
 cost no more than 256 do, beyond the images themselves. tracemalloc sees NumPy's buffers; a
 ceiling on memory is deterministic, unlike a time."""
 
@@ -10,8 +10,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nnlab.core import chunks as core_chunks
-from nnlab.core.chunks import chunk_rows, chunks
+from nnlab.arrays import chunks as core_chunks
+from nnlab.arrays.chunks import chunk_rows, chunks
 from nnlab.models.base import FeatureClassifier, get_model_class
 from nnlab.params import load_params
 from tests.support.helpers import ROOT

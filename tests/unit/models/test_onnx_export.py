@@ -12,10 +12,10 @@ import onnx
 import onnxruntime
 import pytest
 
-from nnlab.handoff.export import to_onnx
+from nnlab.handoff.onnx_copy import to_onnx
 from nnlab.handoff.onnx_export.graph import INPUT, OUTPUT
 from nnlab.models.logreg.classifier import LogregClassifier
-from nnlab.models.logreg.params import LogregParams
+from nnlab.models.logreg.section import LogregParams
 from nnlab.models.numpy.classifier import NumpyCnnClassifier, NumpyDnnClassifier
 from nnlab.models.numpy.conv import Conv2D, MaxPool2D
 from nnlab.models.numpy.convnet import build_cnn

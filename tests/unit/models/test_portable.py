@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnlab.core.contract import Split, to_features, to_float_images
+from nnlab.arrays.contract import Split, to_features, to_float_images
 from nnlab.models import portable
 from nnlab.models.base import get_model_class, load_predictor
 from nnlab.models.numpy import conv, layers
@@ -80,7 +80,7 @@ def test_every_layer_the_builders_use_is_one_portable_runs() -> None:
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_logreg_is_scikit_learns_predict_proba(n_classes: int, tmp_path: Path) -> None:
     from nnlab.models.logreg.classifier import LogregClassifier
-    from nnlab.models.logreg.params import LogregParams
+    from nnlab.models.logreg.section import LogregParams
 
     images = RNG.integers(0, 256, (120, 5, 5, 1), dtype=np.uint8)
     labels = np.arange(120) % n_classes

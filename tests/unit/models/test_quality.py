@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnlab.core.contract import stratified_split
+from nnlab.arrays.contract import stratified_split
 from nnlab.models.base import Split, get_model_class
 from nnlab.params import load_params
 from tests.support.helpers import ROOT

@@ -12,62 +12,27 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from nnlab.core.activations import ACTIVATIONS
-from nnlab.models.catalog import MODEL_NAMES, MODELS
+from nnlab.core.catalog import MODEL_NAMES, MODELS
+from nnlab.core.layout import Layout
 from nnlab.params import SECTIONS
+from nnlab.training import stage_code
 from tests.support.helpers import ROOT
+from tools import deps
 
-STAGES = ["download", "prepare", "split", "train", "evaluate", "baselines", "report"]
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(tree: ast.AST, modules: set[str], typing_too: bool = False) -> set[str]:
-    """The project modules a module imports. `from pkg import sub` counts as importing the
-    module pkg.sub when that is a module. `typing_too`: imports under TYPE_CHECKING count."""
-    found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if (isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                and not typing_too):
-            children: list[ast.AST] = list(node.orelse)  # the body never runs
-        else:
-            children = list(ast.iter_child_nodes(node))
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name in modules)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                full = f"{node.module}.{alias.name}"
-                if full in modules:
-                    found.add(full)
-                elif node.module in modules:
-                    found.add(node.module)
-        for child in children:
-            visit(child)
-
-    visit(tree)
-    return found
-
-
-def _paths(*folders: str) -> dict[str, Path]:
-    return {_module_name(path): path for folder in folders
-            for path in (ROOT / folder).rglob("*.py")}
+STAGES = list(stage_code.STAGE_SECTIONS)
 
 
 def import_graph(typing_too: bool = False, folders: tuple[str, ...] = ("nnlab",)
                  ) -> dict[str, set[str]]:
-    paths = _paths(*folders)
-    modules = set(paths)
-    return {name: _imports(ast.parse(path.read_text()), modules, typing_too) - {name}
-            for name, path in paths.items()}
+    return stage_code.import_graph(ROOT, folders, typing_too)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -95,18 +60,19 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_cycle_finder_finds_a_late_import_circle_and_a_typing_one() -> None:
     source = "def f():\n    from nnlab.b import x\n"
-    graph = {"nnlab.a": _imports(ast.parse(source), {"nnlab.a", "nnlab.b"}),
+    graph = {"nnlab.a": stage_code.imports(ast.parse(source), {"nnlab.a", "nnlab.b"}),
              "nnlab.b": {"nnlab.a"}}
     assert cycles(graph) == [["nnlab.a", "nnlab.b", "nnlab.a"]]
     typing_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import nnlab.b\n"
-    assert _imports(ast.parse(typing_only), {"nnlab.a", "nnlab.b"}) == set()
-    assert _imports(ast.parse(typing_only), {"nnlab.a", "nnlab.b"}, typing_too=True) == {
+    assert stage_code.imports(ast.parse(typing_only), {"nnlab.a", "nnlab.b"}) == set()
+    assert stage_code.imports(ast.parse(typing_only), {"nnlab.a", "nnlab.b"},
+                              typing_too=True) == {
         "nnlab.b"}
 
 
 def test_nnlab_has_no_import_circle_type_only_imports_included() -> None:
     graph = import_graph(typing_too=True)
-    assert "nnlab.data.params" in graph["nnlab.data.planar"]  # a typing import, really read
+    assert "nnlab.data.section" in graph["nnlab.data.planar"]  # a typing import, really read
     assert cycles(graph) == []
 
 
@@ -120,6 +86,12 @@ def _family(module: str) -> str | None:
                  if module == family or module.startswith(family + ".")), None)
 
 
+# What a model family may import besides core, arrays and itself: the contract every family
+# follows, the names, the loss and divergence rule, the console's epoch lines.
+MODEL_CONTRACT = ("nnlab.models.base", "nnlab.core.catalog", "nnlab.models.divergence",
+                  "nnlab.models.progress")
+
+
 def test_imports_point_down() -> None:
     upward = []
     for name, targets in import_graph(typing_too=True).items():
@@ -127,13 +99,17 @@ def test_imports_point_down() -> None:
             allowed = True
             if name.startswith("nnlab.core."):
                 allowed = target.startswith("nnlab.core.")
+            elif name.startswith("nnlab.arrays."):
+                allowed = target.startswith(("nnlab.core.", "nnlab.arrays."))
             elif name.startswith("nnlab.data."):
-                allowed = target.startswith(("nnlab.core.", "nnlab.data."))
+                allowed = target.startswith(("nnlab.core.", "nnlab.arrays.", "nnlab.data."))
             elif _family(name):  # a model family: core, the model contract, itself
-                allowed = (target.startswith("nnlab.core.") or _family(target) == _family(name)
-                           or target in ("nnlab.models.base", "nnlab.models.catalog"))
-            if target == "nnlab.params" or target == "nnlab.cli":  # the top: read by stages
-                allowed = name.startswith(("nnlab.cli", "nnlab.search."))
+                allowed = (target.startswith(("nnlab.core.", "nnlab.arrays."))
+                           or _family(target) == _family(name) or target in MODEL_CONTRACT)
+            if target == "nnlab.params":  # the top: read by stages, the commands, the sweep
+                allowed = name.startswith(("nnlab.cli.", "nnlab.search."))
+            if target.startswith("nnlab.cli"):  # nothing imports the command line
+                allowed = name.startswith("nnlab.cli")
             if not allowed:
                 upward.append(f"{name} -> {target}")
     assert upward == []
@@ -145,7 +121,7 @@ def test_nothing_in_nnlab_imports_the_stages() -> None:
             assert not [target for target in targets if target.startswith("stages")], name
 
 
-# -- dvc.yaml: each stage's params and code -----------------------------------------------------
+# -- dvc.yaml: each stage's code, data and outputs ------------------------------------------------
 def _pipeline() -> dict[str, dict[str, object]]:
     stages: dict[str, dict[str, object]] = yaml.safe_load(
         (ROOT / "dvc.yaml").read_text())["stages"]
@@ -161,95 +137,69 @@ def declared_sections(stage: str, model: str | None = None) -> list[str]:
     return [name for name in dict.fromkeys(names) if name not in ("seed", "models")]
 
 
-def stage_code(stage: str, model: str | None = None) -> set[str]:
-    """The files `python -m stages.<stage> [model]` runs: its imports, followed (packages'
-    __init__ included), plus the modules it loads by name: its sections' schemas
-    (nnlab.params.SECTIONS) and, for train and evaluate, the model's classifier
-    (nnlab.models.catalog.MODELS)."""
-    graph = import_graph(folders=("nnlab", "stages"))
-    paths = _paths("nnlab", "stages")
-    todo = [f"stages.{stage}"]
-    todo += [SECTIONS[name].split(":")[0] for name in declared_sections(stage, model)]
-    if model:
-        todo.append(MODELS[model].classifier.split(":")[0])
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo += graph[name]
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in paths]
-    return {paths[name].relative_to(ROOT).as_posix() for name in seen}
+def stage_files(stage: str, model: str | None = None) -> set[str]:
+    return stage_code.stage_files(stage, model, ROOT)
 
 
-def as_deps(files: set[str]) -> list[str]:
-    """Files as dvc.yaml lists them: a folder whose .py files are all included, else files."""
-    deps: set[str] = set()
-    for file in files:
-        folder = Path(file).parent
-        while folder.parent != Path(".") and _whole(folder.parent, files):
-            folder = folder.parent
-        deps.add(folder.as_posix() if _whole(folder, files) and folder.as_posix() not in
-                 ("nnlab", "stages", "nnlab/models") else file)
-    return sorted(deps)
+def test_dvc_yaml_lists_exactly_the_code_each_stage_runs() -> None:
+    """What `make deps` writes is what dvc.yaml holds: `make test` fails on a stale list."""
+    text = (ROOT / "dvc.yaml").read_text()
+    assert deps.rewrite(text, ROOT) == text, "dvc.yaml's code deps are out of date: `make deps`"
+    assert "- nnlab/core/" not in text, "the core is listed as one folder, never file by file"
 
 
-def _whole(folder: Path, files: set[str]) -> bool:
-    return all(path.relative_to(ROOT).as_posix() in files
-               for path in (ROOT / folder).rglob("*.py"))
+def test_make_deps_rewrites_a_stale_list_and_keeps_the_rest(tmp_path: Path) -> None:
+    text = (ROOT / "dvc.yaml").read_text()
+    stale = text.replace("      - stages/download.py\n", "").replace(
+        "      - nnlab/data/split.py\n", "      - nnlab/data/split.py\n      - nnlab/gone.py\n")
+    assert stale != text and deps.rewrite(stale, ROOT) == text
+    assert subprocess.run([sys.executable, str(ROOT / "tools/deps.py"), "--check"],
+                          capture_output=True, text=True).returncode == 0
 
 
-def _declared_code(stage: str) -> list[str]:
-    entry = _pipeline()[stage]
-    body: dict[str, list[str]] = entry.get("do") or entry  # type: ignore[assignment]
-    return sorted(str(dep) for dep in body["deps"] if str(dep).startswith(("nnlab", "stages"))
-                  or str(dep) == "${item.code}")
+def test_each_model_stage_runs_shared_code_plus_its_whole_family_folder() -> None:
+    for stage in stage_code.MODEL_STAGES:
+        deps_of = stage_code.code_deps(stage, ROOT)
+        assert deps_of[-1] == "${item.code}"
+        for model, entry in MODELS.items():
+            files = stage_files(stage, model)
+            others = {file for file in files if file.startswith("nnlab/models/")
+                      and file.count("/") > 2 and not file.startswith(entry.code + "/")}
+            assert not others, f"{stage}@{model} runs another model family's code: {others}"
 
 
-@pytest.mark.parametrize("stage", ["download", "prepare", "split", "baselines", "report"])
-def test_each_stage_depends_on_exactly_the_code_it_runs(stage: str) -> None:
-    expected = as_deps(stage_code(stage))
-    assert _declared_code(stage) == expected, (
-        f"dvc.yaml's code deps of {stage} should be exactly: {expected}")
+def test_dvc_yaml_reads_and_writes_the_paths_layout_declares() -> None:
+    """DVC's own view of every stage (foreach expanded) against nnlab/core/layout.py."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
 
-
-@pytest.mark.parametrize("stage", ["train", "evaluate"])
-def test_each_model_stage_depends_on_shared_code_plus_its_own_family_folder(stage: str) -> None:
-    foreach = _pipeline()[stage]["foreach"]
-    assert isinstance(foreach, dict) and list(foreach) == list(MODEL_NAMES)
-    shared: set[str] | None = None
-    for model, item in foreach.items():
-        folder = MODELS[model].code
-        assert item == {"code": folder}, f"dvc.yaml {stage}@{model}: code should be {folder}"
-        files = stage_code(stage, model)
-        own = {file for file in files if file.startswith(folder + "/")}
-        assert as_deps(own) == [folder], f"{stage}@{model} runs part of {folder} only: {own}"
-        others = {file for file in files - own if file.startswith("nnlab/models/")
-                  and file.count("/") > 2}
-        assert not others, f"{stage}@{model} runs another model family's code: {others}"
-        assert shared is None or shared == files - own, f"{stage}@{model}'s shared code differs"
-        shared = files - own
-    assert shared is not None
-    expected = sorted([*as_deps(shared), "${item.code}"])
-    assert _declared_code(stage) == expected, (
-        f"dvc.yaml's code deps of {stage} should be exactly: {expected}")
+    layout = Layout()
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            name, _, model = stage.name.partition("@")
+            data = sorted(dep.def_path for dep in stage.deps if not isinstance(
+                dep, ParamsDependency) and not dep.def_path.startswith(("nnlab", "stages")))
+            assert data == sorted(path.as_posix() for path in
+                                  layout.inputs(name, model or None)), stage.name
+            outs = sorted(out.def_path for out in stage.outs)
+            written = [path.as_posix() for path in layout.outputs(name, model or None)
+                       if not path.name.endswith(".partial")]
+            assert outs == sorted(written or ["data/raw"]), stage.name
 
 
 def test_the_numpy_models_and_logreg_never_run_keras_code() -> None:
     for model in ("numpy_dnn", "logreg"):
         for stage in ("train", "evaluate"):
-            assert not [file for file in stage_code(stage, model) if "keras" in file]
+            assert not [file for file in stage_files(stage, model) if "keras" in file]
 
 
 def test_data_stages_do_not_run_model_or_evaluation_code() -> None:
     for stage in ("download", "prepare", "split"):
-        assert not [file for file in stage_code(stage)
+        assert not [file for file in stage_files(stage)
                     if file.startswith(("nnlab/models/", "nnlab/evaluation/"))
-                    and file not in ("nnlab/models/__init__.py", "nnlab/models/catalog.py")]
-    assert "nnlab/evaluation/plots.py" not in stage_code("train", "cnn")
-    assert "nnlab/evaluation/plots.py" in stage_code("report")
+                    and file not in ("nnlab/models/__init__.py", "nnlab/core/catalog.py")]
+    assert "nnlab/evaluation/plots.py" not in stage_files("train", "cnn")
+    assert "nnlab/evaluation/plots.py" in stage_files("report")
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -273,7 +223,9 @@ def test_each_stage_validates_exactly_the_sections_dvc_yaml_declares(
     for model in MODEL_NAMES if stage in ("train", "evaluate") else [None]:
         with pytest.raises(Stop):
             module.main([model] if model else [])
-        assert sorted(asked.pop()) == sorted(declared_sections(stage, model)), (stage, model)
+        asked_for = sorted(asked.pop())
+        assert asked_for == sorted(declared_sections(stage, model)), (stage, model)
+        assert asked_for == sorted(stage_code.sections(stage, model)), (stage, model)
 
 
 # -- one source per name list ---------------------------------------------------------------------
@@ -282,11 +234,12 @@ def test_model_names_agree_in_params_yaml_dvc_yaml_and_the_registry() -> None:
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert tuple(params["models"]) == MODEL_NAMES
     assert set(SECTIONS) - {"data", "baselines"} == set(MODEL_NAMES)
-    # Top-level metrics and plots, and the report's deps, cannot use foreach: one per model.
-    listed = {path.split("/")[1] for path in pipeline["metrics"]}
-    report = {path.split("/")[1] for path in pipeline["stages"]["report"]["deps"]
-              if path.startswith(("reports/", "models/")) and path != "reports/baselines.json"}
-    assert listed == report == set(MODEL_NAMES)
+    families = pipeline["vars"][0]["families"]  # train's and evaluate's foreach
+    assert families == {name: {"code": entry.code} for name, entry in MODELS.items()}
+    # The cross-model plots cannot use foreach: one line per model.
+    plotted = {path.split("/")[1] for plot in pipeline["plots"] if isinstance(plot, dict)
+               for spec in plot.values() for path in spec["y"] if "history" in path}
+    assert plotted == set(MODEL_NAMES)
 
 
 def test_keras_and_numpy_share_activation_names() -> None:
@@ -298,7 +251,7 @@ def test_keras_and_numpy_share_activation_names() -> None:
 
 def test_each_class_name_means_one_thing() -> None:
     defined: dict[str, list[str]] = {}
-    for name, path in _paths("nnlab").items():
+    for name, path in stage_code.sources(ROOT, ("nnlab",)).items():
         for node in ast.parse(path.read_text()).body:
             targets = [node.name] if isinstance(node, ast.ClassDef) else (
                 [target.id for target in node.targets if isinstance(target, ast.Name)
@@ -361,7 +314,7 @@ def test_no_function_is_longer_than_a_screen() -> None:
 
 
 # -- the house: grouped by job, and maps that cannot drift ----------------------------------------
-TOP_LEVEL = {"__init__.py", "cli.py", "params.py"}
+TOP_LEVEL = {"__init__.py", "params.py"}
 
 
 def test_nothing_is_loose_at_the_top_of_nnlab() -> None:
@@ -373,10 +326,10 @@ def test_nothing_is_loose_at_the_top_of_nnlab() -> None:
 @pytest.mark.parametrize("stage", ["train", "evaluate"])
 def test_model_stages_run_nothing_of_the_sweep_or_the_team_stack(stage: str) -> None:
     for model in MODEL_NAMES:
-        ran = [file for file in stage_code(stage, model)
+        ran = [file for file in stage_files(stage, model)
                if file.startswith(("nnlab/search/", "nnlab/server/"))]
         assert not ran, f"{stage}@{model} runs {ran}: a sweep hands its trial in through " \
-            "NNLAB_TRIAL (nnlab/training/trial.py); the server check is nnlab/tracking/"
+            "NNLAB_TRIAL (nnlab/training/sweep_hook.py); the server check is nnlab/tracking/"
 
 
 def _packages() -> list[Path]:

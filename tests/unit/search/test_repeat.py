@@ -127,7 +127,7 @@ def test_verdicts_in_plain_words() -> None:
 
 def test_a_workspace_without_a_committed_dvc_lock_is_refused(project: Path) -> None:
     # `dvc exp run --temp` copies what git tracks: with no dvc.lock every stage would rerun
-    from nnlab.search.repeat import check_workspace
+    from nnlab.search.seed_repeats import check_workspace
 
     (project / "dvc.lock").write_text("schema: '2.0'\n")
     with pytest.raises(ParamsError, match=r"dvc.lock is not committed.*git add dvc.lock"):

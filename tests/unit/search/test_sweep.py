@@ -20,9 +20,7 @@ from nnlab import cli
 from nnlab.core.errors import Pruned
 from nnlab.core.schema import ParamsError
 from nnlab.search import runner
-from nnlab.search.link import ENV, TrialLink, report_every
 from nnlab.search.narrowing import NarrowingSampler, narrow, narrowed_ranges, top_quarter
-from nnlab.search.report import format_table, study_report
 from nnlab.search.space import (
     Range,
     check_bounds,
@@ -34,7 +32,9 @@ from nnlab.search.space import (
 )
 from nnlab.search.storage import StorageError, masked, open_storage
 from nnlab.search.study import Plan, SweepError, open_study
+from nnlab.search.study_report import format_table, study_report
 from nnlab.search.trial import SURPLUS_ATTR, exp_name, is_surplus
+from nnlab.search.trial_link import ENV, TrialLink, report_every
 from tests.support.helpers import ROOT
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

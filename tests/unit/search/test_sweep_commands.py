@@ -15,8 +15,7 @@ import optuna
 import psutil
 import pytest
 
-from nnlab.search.host import command_slot
-from nnlab.search.link import RUN_ATTR
+from nnlab.search.host_slots import command_slot
 from nnlab.search.parent_run import (
     KIND_TAG,
     STUDY_TAG,
@@ -25,6 +24,7 @@ from nnlab.search.parent_run import (
     ensure_parent_run,
 )
 from nnlab.search.study import PARENT_ATTR, Plan, open_study, worker_seed
+from nnlab.search.trial_link import RUN_ATTR
 from tests.support.helpers import ROOT
 
 
@@ -125,7 +125,7 @@ def test_a_slot_is_held_by_a_live_process_and_freed_when_it_dies(tmp_path: Path)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from nnlab.search.host import command_slot
+        from nnlab.search.host_slots import command_slot
         with command_slot({url!r}, "s") as slot:
             print(slot, flush=True)
             time.sleep(60)
@@ -147,7 +147,7 @@ def test_a_worker_gets_sigterm_when_its_command_is_killed(tmp_path: Path) -> Non
     marker = tmp_path / "stopped"
     command = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import subprocess, sys, time
-        from nnlab.search.host import die_with_parent
+        from nnlab.search.host_slots import die_with_parent
         child = subprocess.Popen([sys.executable, "-c", '''
         import signal, time, pathlib
         def stop(number, frame):
@@ -185,8 +185,8 @@ def test_a_worker_that_outlives_the_stop_grace_is_killed_and_its_trial_ends_fail
     import socket
 
     from nnlab.search import runner
-    from nnlab.search.link import RUN_ATTR
     from nnlab.search.trial import WORKER_ATTR
+    from nnlab.search.trial_link import RUN_ATTR
 
     mlflow.set_tracking_uri(mlflow_store)
     study, _, _ = _study(tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nnlab.core.errors import TrackingServerError
-from nnlab.server import remote
+from nnlab.server import dvc_remote
 from nnlab.server.settings import (
     INTERNAL_PORTS,
     Credentials,
@@ -128,18 +128,18 @@ def _dvc_repo(path: Path) -> Path:
 def test_push_checks_the_remote_first(tmp_path: Path) -> None:
     project = _dvc_repo(tmp_path / "project")
     with pytest.raises(ServerError, match="no DVC remote is configured: .*make server"):
-        remote.check(project)
+        dvc_remote.check(project)
     with pytest.raises(ServerError, match="there is no DVC remote `other`"):
-        remote.check(project, "other")
+        dvc_remote.check(project, "other")
     port = free_port()
     settings = Settings(tmp_path / "server", s3_port=port)
-    said = remote.configure(project, settings, Credentials.load_or_create(tmp_path))
+    said = dvc_remote.configure(project, settings, Credentials.load_or_create(tmp_path))
     assert "DVC remote `team`" in said and "the default remote" in said
     local = (project / ".dvc" / "config.local").read_text()
     assert f"endpointurl = http://127.0.0.1:{port}" in local
     assert (project / ".dvc" / "config").read_text() == ""  # nothing secret reaches git
     with pytest.raises(ServerError) as error:
-        remote.check(project)
+        dvc_remote.check(project)
     message = str(error.value)
     assert "\n" not in message and f"DVC remote `team` (s3://dvc at http://127.0.0.1:{port})" \
         " does not answer" in message and "make server" in message

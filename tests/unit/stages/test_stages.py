@@ -15,7 +15,7 @@ import yaml
 
 from nnlab.core.files import read_json, write_json
 from nnlab.core.layout import TRAIN_INFO_FILE, Layout
-from nnlab.evaluation import report as report_step
+from nnlab.evaluation import summary as report_step
 from nnlab.evaluation.outcomes import write_outcomes
 from nnlab.evaluation.uncertainty import headline_intervals
 from tests.support.helpers import ROOT, raw_params

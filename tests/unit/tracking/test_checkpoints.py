@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from nnlab.core.errors import Interrupted
-from nnlab.core.progress import EpochProgress
 from nnlab.models.base import get_model_class
+from nnlab.models.progress import EpochProgress
+from nnlab.training import stage_code
 from nnlab.training.checkpoints import (
     FOLDER,
     RESTART_VARIABLE,
@@ -31,11 +32,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project tree with the stage's deps: the code, dvc.yaml and a split."""
+    """A project tree with the stage's deps: the code (whose copy is the code that runs) and
+    a split."""
     for name in ("nnlab", "stages"):
         shutil.copytree(ROOT / name, tmp_path / name,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    monkeypatch.setattr(stage_code, "CODE_ROOT", tmp_path)
     (tmp_path / "data/split").mkdir(parents=True)
     (tmp_path / "data/prepared").mkdir(parents=True)
     np.save(tmp_path / "data/split/train_images.npy", np.zeros((4, 8, 8, 1), np.uint8))
@@ -56,8 +58,9 @@ def test_the_key_changes_with_params_seed_data_and_code_and_nothing_else(repo: P
     params = project_params()
     key = stage_key("numpy_dnn", params)
     assert stage_key("numpy_dnn", project_params()) == key
-    assert Path("nnlab/models/numpy/layers.py") in stage_deps("numpy_dnn")
-    assert Path("data/split/train_images.npy") in stage_deps("numpy_dnn")
+    assert repo / "nnlab/models/numpy/layers.py" in stage_deps("numpy_dnn")
+    assert repo / "data/split/train_images.npy" in stage_deps("numpy_dnn")
+    assert repo / "nnlab/models/keras/builders.py" not in stage_deps("numpy_dnn")
     others = {
         "a param": stage_key("numpy_dnn", project_params({"numpy_dnn": {"dropout": 0.3}})),
         "the seed": stage_key("numpy_dnn", project_params({"seed": 7})),

@@ -13,8 +13,8 @@ from PIL import Image
 
 from nnlab.core.files import write_json
 from nnlab.core.layout import TRAIN_INFO_FILE
-from nnlab.handoff import promote
-from nnlab.handoff.predict import predict, predict_registered
+from nnlab.handoff import promotion
+from nnlab.handoff.prediction import predict, predict_registered
 from nnlab.models import logged_model
 from nnlab.models.base import get_model_class
 from nnlab.tracking import mlflow_runs
@@ -54,29 +54,29 @@ def _champion() -> int:
 def test_champion_moves_only_to_a_better_validation_accuracy(mlflow_store: str,
                                                             tmp_path: Path) -> None:
     lines: list[str] = []
-    first = promote.candidate(_trained(tmp_path, 0.90, name="one"))
-    assert promote.promote(first, report=lines.append) == 1 and _champion() == 1
+    first = promotion.candidate(_trained(tmp_path, 0.90, name="one"))
+    assert promotion.promote(first, report=lines.append) == 1 and _champion() == 1
     assert "no champion before" in lines[-1]
-    worse = promote.candidate(_trained(tmp_path, 0.85, name="two"))
-    assert promote.promote(worse, report=lines.append) == 2 and _champion() == 1
+    worse = promotion.candidate(_trained(tmp_path, 0.85, name="two"))
+    assert promotion.promote(worse, report=lines.append) == 2 and _champion() == 1
     assert "stays version 1: its val.accuracy 0.9000 is not beaten by 0.8500" in lines[-1]
-    better = promote.candidate(_trained(tmp_path, 0.95, name="three"))
-    assert promote.promote(better, report=lines.append) == 3 and _champion() == 3
+    better = promotion.candidate(_trained(tmp_path, 0.95, name="three"))
+    assert promotion.promote(better, report=lines.append) == 3 and _champion() == 3
     assert "beats version 1's 0.9000" in lines[-1]
-    assert promote.promote(better, report=lines.append) == 3  # once per run
+    assert promotion.promote(better, report=lines.append) == 3  # once per run
     assert "already version 3" in lines[-2]
     version = mlflow.MlflowClient().get_model_version("tiny-logreg", "3")
     assert version.tags["val.accuracy"] == "0.950000"
     assert version.tags["dataset.digest"] == "d1" and version.tags["dvc.exp_name"] == "three"
     assert version.tags["git.commit"] == "abc"
-    forced = promote.candidate(_trained(tmp_path, 0.50, name="four"))
-    promote.promote(forced, force=True, report=lines.append)
+    forced = promotion.candidate(_trained(tmp_path, 0.50, name="four"))
+    promotion.promote(forced, force=True, report=lines.append)
     assert _champion() == 4 and "by --force, though it does not beat" in lines[-1]
 
 
 def test_what_cannot_be_promoted_is_refused_in_one_line(mlflow_store: str,
                                                        tmp_path: Path) -> None:
-    promote.promote(promote.candidate(_trained(tmp_path, 0.9, name="one")),
+    promotion.promote(promotion.candidate(_trained(tmp_path, 0.9, name="one")),
                      report=lambda line: None)
     cases = {
         _trained(tmp_path, 0.99, status="FAILED", name="f"): "is FAILED, not FINISHED",
@@ -85,12 +85,12 @@ def test_what_cannot_be_promoted_is_refused_in_one_line(mlflow_store: str,
         "0" * 32: "no MLflow run",
     }
     for run_id, reason in cases.items():
-        with pytest.raises(promote.PromoteError, match=reason) as error:
-            promote.candidate(run_id)
+        with pytest.raises(promotion.PromoteError, match=reason) as error:
+            promotion.candidate(run_id)
         assert "\n" not in str(error.value)
-    other_data = promote.candidate(_trained(tmp_path, 0.99, digest="d2", name="o"))
-    with pytest.raises(promote.PromoteError, match="trained on other data .* --force"):
-        promote.promote(other_data, report=lambda line: None)
+    other_data = promotion.candidate(_trained(tmp_path, 0.99, digest="d2", name="o"))
+    with pytest.raises(promotion.PromoteError, match="trained on other data .* --force"):
+        promotion.promote(other_data, report=lambda line: None)
     assert _champion() == 1
 
 
@@ -99,19 +99,19 @@ def test_a_model_is_found_by_workspace_experiment_or_run(mlflow_store: str,
     run_id = _trained(tmp_path, 0.9, name="exp-1")
     (tmp_path / "models").mkdir()
     (tmp_path / "exp-1").rename(tmp_path / "models" / "logreg")
-    assert promote.find_run(model="logreg", root=tmp_path) == run_id
-    assert promote.find_run(model="logreg", experiment="exp-1") == run_id
-    assert promote.find_run(run_id=run_id) == run_id
-    with pytest.raises(promote.PromoteError, match="no MLflow run of logreg in DVC"):
-        promote.find_run(model="logreg", experiment="nope")
-    with pytest.raises(promote.PromoteError, match="no trained cnn in this workspace"):
-        promote.find_run(model="cnn", root=tmp_path)
+    assert promotion.find_run(model="logreg", root=tmp_path) == run_id
+    assert promotion.find_run(model="logreg", experiment="exp-1") == run_id
+    assert promotion.find_run(run_id=run_id) == run_id
+    with pytest.raises(promotion.PromoteError, match="no MLflow run of logreg in DVC"):
+        promotion.find_run(model="logreg", experiment="nope")
+    with pytest.raises(promotion.PromoteError, match="no trained cnn in this workspace"):
+        promotion.find_run(model="cnn", root=tmp_path)
 
 
 def test_predict_from_the_registry_gives_the_workspace_models_probabilities(
         mlflow_store: str, tmp_path: Path) -> None:
     run_id = _trained(tmp_path, 0.9, name="one")
-    promote.promote(promote.candidate(run_id), report=lambda line: None)
+    promotion.promote(promotion.candidate(run_id), report=lambda line: None)
     images = tmp_path / "images"
     images.mkdir()
     pixels, _ = make_images(3, 3, seed=5)

@@ -113,16 +113,16 @@ def test_diverging_training_leaves_no_model_and_a_failed_run(
 ) -> None:
     from nnlab.core.errors import DivergenceError
     from nnlab.core.layout import Layout
+    from nnlab.data import ingest
     from nnlab.data import split as data_split
-    from nnlab.data import steps as data_steps
     from nnlab.training import train as train_step
 
     params = project_params(
         {"numpy_dnn": {"learning_rate": 10.0, "epochs": 5}}  # Adam blows up, ends at chance
     )
     layout = Layout(tmp_path)
-    data_steps.download(params.data, layout)
-    data_steps.prepare(params.data, layout)
+    ingest.download(params.data, layout)
+    ingest.prepare(params.data, layout)
     data_split.split(params.data, params.seed, layout)
     with pytest.raises(DivergenceError, match="lower numpy_dnn.learning_rate"):
         train_step.train("numpy_dnn", params, layout)

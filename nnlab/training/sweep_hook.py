@@ -1,7 +1,7 @@
 """A sweep's trial, as the train stage sees it: handed in from outside, never imported.
 
 A sweep worker runs a trial's stages with NNLAB_TRIAL set to a JSON object that names its
-own hook class (`"hook": "nnlab.search.link:TrialLink"`) and the fields to build it from.
+own hook class (`"hook": "nnlab.search.trial_link:TrialLink"`) and the fields to build it from.
 The train stage loads that class by name only when the variable is set, so the train stage's
 code (and dvc.yaml's deps) holds nothing of the sweep: an edit to `nnlab/search/` retrains
 nothing. Outside a sweep the variable is unset and nothing here runs.

@@ -1,8 +1,11 @@
-"""Which models exist: params.yaml's model keys, each mapped to its family's folder, its
-classifier and its params schema, as strings that nothing imports until asked.
+"""What params.yaml may hold: its model keys, each mapped to its family's folder, its
+classifier and its params schema, and every section's schema, as strings that nothing imports
+until asked.
 
-Reading this file loads no model code: the params loader takes the model names from here, and
-a stage imports only the model it runs (`load`, through nnlab.models.base.get_model_class).
+Reading this file loads no model code: the params loader (nnlab/params.py) takes the names
+from here, a stage imports only the model it runs (`load`, through nnlab.models.base) and the
+schemas of the sections it validates; dvc.yaml's code deps follow the same strings
+(nnlab/training/stage_code.py).
 """
 
 from __future__ import annotations
@@ -25,17 +28,23 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     "numpy_dnn": ModelEntry("nnlab.models.numpy.classifier:NumpyDnnClassifier",
-                            "nnlab.models.numpy.params:NumpyDnnParams"),
+                            "nnlab.models.numpy.section:NumpyDnnParams"),
     "numpy_cnn": ModelEntry("nnlab.models.numpy.classifier:NumpyCnnClassifier",
-                            "nnlab.models.numpy.params:NumpyCnnParams"),
+                            "nnlab.models.numpy.section:NumpyCnnParams"),
     "keras_mlp": ModelEntry("nnlab.models.keras.classifier:KerasMlpClassifier",
-                            "nnlab.models.keras.params:KerasMlpParams"),
+                            "nnlab.models.keras.section:KerasMlpParams"),
     "cnn": ModelEntry("nnlab.models.keras.classifier:CnnClassifier",
-                      "nnlab.models.keras.params:CnnParams"),
+                      "nnlab.models.keras.section:CnnParams"),
     "logreg": ModelEntry("nnlab.models.logreg.classifier:LogregClassifier",
-                         "nnlab.models.logreg.params:LogregParams"),
+                         "nnlab.models.logreg.section:LogregParams"),
 }
 MODEL_NAMES = tuple(MODELS)
+# Section name -> "module:Class" of its schema, imported only when that section is validated.
+SECTIONS: dict[str, str] = {
+    "data": "nnlab.data.section:DataParams",
+    **{name: entry.params for name, entry in MODELS.items()},
+    "baselines": "nnlab.evaluation.baselines:BaselinesParams",
+}
 
 
 def load(target: str) -> Any:

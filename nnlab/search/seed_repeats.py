@@ -11,7 +11,6 @@ again reuses every finished repeat and trains nothing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import signal
@@ -22,12 +21,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from nnlab.core.files import project_root, write_json, write_text
+from nnlab.core.files import write_json, write_text
 from nnlab.core.schema import ParamsError
 from nnlab.evaluation import repeats
-from nnlab.params import MODEL_NAMES
 from nnlab.search import dvc
-from nnlab.search.repeat_plan import MAX_SEEDS, Config, RepeatPlan, make_plan
+from nnlab.search.repeat_plan import Config, RepeatPlan
 
 REPORTS_DIR = Path("reports") / "repeats"
 LOGS_DIR = Path(".nnlab") / "repeats"
@@ -141,7 +139,7 @@ def _interrupt_children() -> None:
 _TERMINATED = False  # set by SIGTERM, which reaches this process alone
 
 
-def _stop_on_sigterm(number: int, frame: object) -> None:
+def stop_on_sigterm(number: int, frame: object) -> None:
     global _TERMINATED
     _TERMINATED = True
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once
@@ -161,7 +159,7 @@ def _summarize(plan: RepeatPlan, results: dict[str, repeats.Repeats], root: Path
     text = repeats.markdown(plan.model, summaries, compared)
     write_json(root / REPORTS_DIR / f"{name}.json", found)
     write_text(root / REPORTS_DIR / f"{name}.md", text)
-    from nnlab.tracking import repeat_runs
+    from nnlab.search import repeat_runs
 
     groups = [repeat_runs.Group(f"{plan.model}: {config.label} [{config.digest}]",
                                 {seed: config.experiment(seed) for seed in plan.seeds}, found)
@@ -173,67 +171,3 @@ def _summarize(plan: RepeatPlan, results: dict[str, repeats.Repeats], root: Path
           f"is tagged {repeat_runs.GROUP_TAG}, beside a summary run; the runs grouped by repeat, "
           f"with their intervals (`make ui` first for the local store): {link}", file=sys.stderr)
     return found
-
-
-class _Set(argparse.Action):
-    """`-S key=value`: to the first configuration, or after `--against` to the second."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        target = namespace.against if namespace.against is not None else namespace.sets
-        target.append(values)
-
-
-class _Against(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        namespace.against = []
-
-
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "repeat", help="train and evaluate one model once per seed (its own randomness only), "
-        "as DVC experiments and MLflow runs, and print the spread",
-        description="Repeat one model's training with N seeds of its own (init, batch order, "
-        "dropout, augmentation; the split stays fixed): each repeat is a DVC experiment "
-        "(`dvc exp run --temp`) that reruns only that model's stages and the report, and an "
-        "MLflow run tagged with its group. Prints mean, std, min, max and the 95% t-interval "
-        "of validation and test accuracy and macro F1. The same command again reuses the "
-        "finished repeats. --against -S ... repeats a second configuration with the same "
-        "seeds and tests the paired difference.")
-    parser.add_argument("--model", required=True, help=f"one of {', '.join(MODEL_NAMES)}")
-    parser.add_argument("--seeds", type=int, required=True,
-                        help=f"how many seeds (2 to {MAX_SEEDS}), from the top-level seed up")
-    parser.add_argument("-S", "--set", action=_Set, dest="sets", default=[],
-                        metavar="KEY=VALUE", help="a value of the model's section for every "
-                        "repeat, as `dvc exp run -S` (after --against: the second "
-                        "configuration's)")
-    parser.add_argument("--against", action=_Against, nargs=0, default=None,
-                        help="the -S options after it make a second configuration, repeated "
-                        "with the same seeds and compared in pairs")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="repeats run at once (default: 1; each takes a core or more)")
-
-
-def main(args: argparse.Namespace) -> None:
-    from nnlab.core.errors import USER_ERRORS
-
-    root = project_root()
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a stop by SIGTERM: as by Ctrl-C
-    try:
-        plan = make_plan(args.model, args.seeds, args.sets, args.against, args.workers, root)
-        found = run(plan, root)
-    except (*USER_ERRORS, dvc.DvcError) as error:  # type: ignore[misc]
-        print(f"nnlab repeat: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("nnlab repeat: stopped; each stopped repeat's MLflow run ended KILLED, and the "
-              "finished ones are kept: the same command goes on", file=sys.stderr)
-        raise SystemExit(130) from None
-    empty = [summary for summary in found["configurations"] if not summary["seeds"]]
-    if empty:  # nothing to summarize on one side: a script must not read it as a result
-        first = empty[0]
-        print(f"nnlab repeat: error: no repeat of {first['label']} finished (seed "
-              f"{next(iter(first['failed']))}: {next(iter(first['failed'].values()))})",
-              file=sys.stderr)
-        raise SystemExit(1)

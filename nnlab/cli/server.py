@@ -1,4 +1,4 @@
-"""`nnlab server start|status|stop`'s command line (the team stack: nnlab/server/stack.py)."""
+"""`nnlab server start|status|stop`: the team stack (nnlab/server/stack.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from nnlab.cli.one_line_errors import fail
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +38,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     server.add_argument("--workers", type=int, help="MLflow server workers (default: 2)")
     server.add_argument("--janitor-every", type=int, metavar="SECONDS",
                         help="how often runs whose process is gone are ended (default: 60)")
-
+    server.set_defaults(handler=run)
 
 
 def _say(line: str) -> None:
@@ -47,8 +49,7 @@ def _say(line: str) -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
 
 
-
-def main(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> None:
     from nnlab.core.files import project_root
     from nnlab.server import stack
     from nnlab.server.settings import ServerError
@@ -76,7 +77,6 @@ def main(args: argparse.Namespace) -> None:
             if not all(row.up for row in rows):
                 raise SystemExit(3)
     except ServerError as error:
-        print(f"nnlab server: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail("server", error)
 
 

@@ -1,19 +1,15 @@
-"""The parsers of `nnlab serve` and `nnlab export` (nnlab/cli.py runs them)."""
+"""`nnlab serve --model models:/NAME@champion`: MLflow's scoring server on a registered model,
+with a bound on what each request may cost; the work is nnlab/handoff/scoring_server.py."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from nnlab.cli.one_line_errors import one_line_errors
 from nnlab.handoff.limits import MAX_BODY_MB, MAX_IMAGES, MAX_PIXELS, REQUEST_PIXELS, Limits
 
 
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    add_export(commands)
-    add_serve(commands)
-
-
-def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve", help="MLflow's scoring server on a registered model, taking image files",
         description="Serve a model of MLflow's registry (or any models:/ URI) with MLflow's "
@@ -41,18 +37,16 @@ def add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes sharing the port, each with its own copy of the "
                        "model: about one per core (default: 1)")
+    serve.set_defaults(handler=run)
 
 
-def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    export = commands.add_parser(
-        "export", help="a trained model as an ONNX file, checked in onnxruntime and logged to "
-        "its run", description="Write an ONNX file (uint8 images (N, H, W, C) in, "
-        "probabilities out) after checking it against the model in onnxruntime, and log it to "
-        "the model's run as MLflow's onnx flavor (`nnlab promote --onnx` registers it).")
-    export.add_argument("--model", metavar="MODEL",
-                        help="the workspace's model (e.g. cnn) or models:/NAME@ALIAS")
-    export.add_argument("--run", help="an MLflow run id")
-    export.add_argument("--output", type=Path,
-                        help="the file to write (default: exports/<model>.onnx)")
-    export.add_argument("--no-log", action="store_true",
-                        help="only write the file; log nothing to MLflow")
+def run(args: argparse.Namespace) -> None:
+    from nnlab.handoff import scoring_server
+
+    limits = Limits(args.max_body_mb, args.max_images, args.max_pixels, args.client_timeout,
+                    args.max_connections)
+    try:
+        with one_line_errors("serve", server=("nothing is served", "serve again")):
+            scoring_server.serve(args.model, args.host, args.port, limits, args.workers)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

@@ -4,8 +4,8 @@ validation accuracy after each epoch, and whether the study's pruner stops the t
 
 The worker sets NNLAB_TRIAL for `dvc exp run --temp`, whose stages inherit it. It names this
 module's TrialLink as its hook: the train stage loads it by that name
-(nnlab/training/trial.py), so training never imports the sweep. Outside a sweep it is unset and
-nothing here runs.
+(nnlab/training/sweep_hook.py), so training never imports the sweep. Outside a sweep it is
+unset and nothing here runs.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from nnlab.core.errors import Pruned
 from nnlab.search.storage import open_storage
-from nnlab.training.trial import ENV, HOOK_KEY
-from nnlab.training.trial import from_env as trial_from_env
+from nnlab.training.sweep_hook import ENV, HOOK_KEY
+from nnlab.training.sweep_hook import from_env as trial_from_env
 
 if TYPE_CHECKING:
     from optuna.pruners import BasePruner
@@ -73,7 +73,7 @@ class TrialLink:
     @classmethod
     def from_env(cls) -> TrialLink | None:
         """The trial this process belongs to, or None outside a sweep (as the train stage
-        reads it: nnlab/training/trial.py).
+        reads it: nnlab/training/sweep_hook.py).
 
         Raises:
             ValueError: NNLAB_TRIAL is set but is not what a sweep worker writes.

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nnlab.server.dvc_remote import s3_client
 from nnlab.server.postgres import Postgres
 from nnlab.server.process import ProcessPart, check_port, http_status, tcp_open
-from nnlab.server.remote import s3_client
 from nnlab.server.settings import (
     DVC_BUCKET,
     LOOPBACK,

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nnlab.core.chunks import chunk_rows, chunks
+from nnlab.arrays.chunks import chunk_rows, chunks
 from nnlab.core.errors import DataFormatError
 from nnlab.core.files import RESTORE, atomic_path, load_npy, reading
+from nnlab.core.layout import CLASSES_FILE
 
-CLASSES_FILE = "classes.json"
 Split = tuple[NDArray[np.uint8], NDArray[np.int64]]  # (images (N, H, W, C), labels (N,))
 
 

@@ -36,7 +36,7 @@ def load(uri: str, limits: Limits = DEFAULTS) -> Any:
     """The serving pyfunc over `uri` (checked: it must carry its classes and input shape)."""
     import mlflow
 
-    from nnlab.handoff.predict import registered_metadata
+    from nnlab.handoff.prediction import registered_metadata
 
     registered_metadata(uri)
     # The wrapper is saved only to be loaded: the folder goes once it is (nothing reads it
@@ -138,8 +138,8 @@ def server_app() -> Any:
 def serve(uri: str, host: str, port: int, limits: Limits = DEFAULTS, workers: int = 1) -> None:
     import uvicorn
 
-    from nnlab.core.ports import ensure_free
     from nnlab.handoff.connections import ACCEPT_BACKLOG, GuardedH11Protocol
+    from nnlab.server.ports import ensure_free
 
     if workers < 1:
         raise ValueError(f"--workers must be at least 1; Received: {workers}")
@@ -155,7 +155,7 @@ def serve(uri: str, host: str, port: int, limits: Limits = DEFAULTS, workers: in
     warning = exposure_warning(host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    uvicorn.run(served if workers == 1 else "nnlab.handoff.serve:server_app",
+    uvicorn.run(served if workers == 1 else "nnlab.handoff.scoring_server:server_app",
                 factory=workers > 1, host=host, port=port, workers=workers,
                 http=GuardedH11Protocol, backlog=ACCEPT_BACKLOG, log_level="warning",
                 timeout_graceful_shutdown=5)

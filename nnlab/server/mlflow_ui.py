@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nnlab.core.files import project_root
-from nnlab.core.ports import ensure_free
+from nnlab.server.ports import ensure_free
 from nnlab.tracking import store
 from nnlab.tracking.mlflow_runs import STORE_FILE, quiet_mlflow
 from nnlab.tracking.server_check import experiment_link

@@ -1,5 +1,5 @@
 """The `data` section of params.yaml: types and bounds (values: params.yaml), and the dataset
-names it accepts (nnlab/data/steps.py maps each to its source)."""
+names it accepts (nnlab/data/ingest.py maps each to its source)."""
 
 from __future__ import annotations
 

@@ -85,8 +85,8 @@ def find_run(model: str | None = None, experiment: str | None = None,
 
 
 def _trial_run(study: str, trial: int | None) -> str:
-    from nnlab.search.link import RUN_ATTR
     from nnlab.search.study import default_url, open_study
+    from nnlab.search.trial_link import RUN_ATTR
 
     if trial is None:
         raise PromoteError(f"--study {study}: give the trial too, e.g. --trial 3")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from nnlab.core.contract import (
+from nnlab.arrays.contract import (
     RawDataset,
     check_contract,
     save_classes,
@@ -23,7 +23,7 @@ from nnlab.core.contract import (
 from nnlab.core.files import write_text
 from nnlab.core.layout import SKIPPED_FILE, Layout
 from nnlab.data import cifar10, digits, idx, image_folder, planar
-from nnlab.data.params import DataParams
+from nnlab.data.section import DataParams
 
 
 class Source(Protocol):

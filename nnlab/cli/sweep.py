@@ -1,5 +1,5 @@
-"""`nnlab sweep`'s command line: its options, and one line per way it can end (an error,
-Ctrl-C or SIGTERM); nnlab/search/runner.py does the work."""
+"""`nnlab sweep`: its options, and one line per way it can end (an error, Ctrl-C or SIGTERM);
+nnlab/search/runner.py does the work."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import argparse
 import signal
 import sys
 
-from nnlab.core.errors import USER_ERRORS
-from nnlab.models.catalog import MODEL_NAMES
+from nnlab.cli.one_line_errors import one_line_errors
+from nnlab.core.catalog import MODEL_NAMES
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,10 +60,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sweep.add_argument("--apply-best", action="store_true",
                        help="apply the best trial: `dvc exp apply` if its experiment is here, "
                        "else its params into params.yaml")
+    sweep.set_defaults(handler=run)
 
 
-
-def main(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> None:
     from nnlab.search.dvc import DvcError
     from nnlab.search.storage import StorageError
     from nnlab.search.study import SweepError
@@ -78,20 +78,15 @@ def main(args: argparse.Namespace) -> None:
     # `kill`, `timeout` or a cancelled CI job stop the sweep as Ctrl-C does: workers too.
     signal.signal(signal.SIGTERM, terminate)
     try:
-        _run_sweep(args)
-    except USER_ERRORS as error:
-        print(f"nnlab sweep: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (SweepError, StorageError, DvcError) as error:
-        print(f"nnlab sweep: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        with one_line_errors("sweep"), one_line_errors(
+                "sweep", errors=(SweepError, StorageError, DvcError), code=1):
+            _run_sweep(args)
     except KeyboardInterrupt:
         number = signal.Signals[stopped_by[0]].value
         print(f"nnlab sweep: stopped by {stopped_by[0]}; the study keeps its finished trials: "
               f"the same command resumes it (`nnlab sweep --study {args.study} --report` shows "
               "it)", file=sys.stderr)
         raise SystemExit(128 + number) from None
-
 
 
 def _run_sweep(args: argparse.Namespace) -> None:
@@ -104,8 +99,8 @@ def _run_sweep(args: argparse.Namespace) -> None:
     report = lambda line: print(line, flush=True)  # noqa: E731
     if args.report or args.apply_best:
         from nnlab.search.apply import apply_best
-        from nnlab.search.report import study_report
         from nnlab.search.study import check_name, default_url, open_study
+        from nnlab.search.study_report import study_report
 
         study, plan = open_study(args.storage or default_url(), check_name(args.study))
         if args.report:

@@ -101,7 +101,7 @@ def run_model_uri(run_id: str) -> str:
     """`models:/<id>` of the model a training run logged."""
     from mlflow.exceptions import MlflowException
 
-    from nnlab.handoff.promote import tracking_client
+    from nnlab.handoff.promotion import tracking_client
 
     client = tracking_client()
     try:
@@ -121,7 +121,7 @@ def mlflow_source(uri: str) -> Exportable:
     """A model in MLflow, loaded with nothing of the workspace."""
     import mlflow
 
-    from nnlab.handoff.predict import registered_metadata, registered_predictor
+    from nnlab.handoff.prediction import registered_metadata, registered_predictor
 
     metadata = registered_metadata(uri)
     info = mlflow.models.get_model_info(uri)
@@ -184,7 +184,7 @@ def log_to_run(source: Exportable, model: Any, images: np.ndarray) -> str:
     import mlflow.onnx
     from mlflow.models import infer_signature
 
-    from nnlab.handoff.promote import tracking_client
+    from nnlab.handoff.promotion import tracking_client
     from nnlab.models.logged_model import pins
 
     client = tracking_client()  # MLflow pointed at the project's store
@@ -203,7 +203,7 @@ def log_to_run(source: Exportable, model: Any, images: np.ndarray) -> str:
 def main(model: str | None, run_id: str | None, output: Path | None, log: bool,
          root: Path = Path(".")) -> None:
     """`nnlab export`: find the model, write and check its file, log it to its run."""
-    from nnlab.models.catalog import MODEL_NAMES
+    from nnlab.core.catalog import MODEL_NAMES
 
     if bool(model) == bool(run_id):
         raise ValueError("name one model: --model M (the workspace's, or models:/...) or "
