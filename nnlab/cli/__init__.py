@@ -6,7 +6,7 @@ in the package named for the job:
     one_line_errors.py  the wrapper every subcommand runs in: a user's error is one line
     check.py            nnlab check: params.yaml, every section (nnlab/params.py)
     predict.py          nnlab predict: top classes of image files (nnlab/handoff/prediction.py)
-    ui.py               nnlab ui: the local MLflow UI (nnlab/tracking/mlflow_ui.py)
+    ui.py               nnlab ui: the local MLflow UI (nnlab/server/mlflow_ui.py)
     promote.py          nnlab promote: MLflow's registry (nnlab/handoff/promotion.py)
     export.py           nnlab export: an ONNX copy (nnlab/handoff/onnx_copy.py)
     serve.py            nnlab serve: the scoring server (nnlab/handoff/scoring_server.py)

@@ -1,5 +1,5 @@
 """`nnlab ui` (`make ui`): the local MLflow UI, on the dataset's training runs; the work is
-nnlab/tracking/mlflow_ui.py."""
+nnlab/server/mlflow_ui.py."""
 
 from __future__ import annotations
 
@@ -21,12 +21,25 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ui.set_defaults(handler=run)
 
 
+def _dataset() -> str | None:
+    """The dataset params.yaml trains on, the name of its MLflow experiment; None (the UI
+    opens on every experiment) when params.yaml is missing or has no `data.dataset`."""
+    from nnlab.core.files import project_root
+    from nnlab.core.schema import ParamsError
+    from nnlab.params import read
+
+    try:
+        return str(read(project_root() / "params.yaml")["data"]["dataset"])
+    except (ParamsError, KeyError, TypeError):
+        return None
+
+
 def run(args: argparse.Namespace) -> None:
-    from nnlab.tracking import mlflow_ui
+    from nnlab.server import mlflow_ui
 
     try:
         with one_line_errors("ui"):
-            mlflow_ui.serve(args.host, args.port, link_only=args.link)
+            mlflow_ui.serve(args.host, args.port, _dataset(), link_only=args.link)
     except KeyboardInterrupt:
         print("nnlab ui: stopped before MLflow's UI started; the store is unchanged",
               file=sys.stderr)

@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nnlab.params import read as read_params
 from nnlab.params import validate
 from nnlab.search import dvc
 from nnlab.search.space import apply_overrides, format_value
@@ -43,10 +44,9 @@ def apply_best(study: optuna.Study, plan: Plan, root: Path,
                    "was nothing to check out for them; `dvc repro` trains them")
         return chosen
     params_file = root / "params.yaml"
-    import yaml
-    from dvc.utils.serialize import modify_yaml
+    from dvc.utils.serialize import modify_yaml  # writes the values, keeping the comments
 
-    validate(apply_overrides(yaml.safe_load(params_file.read_text("utf-8")) or {}, chosen))
+    validate(apply_overrides(read_params(params_file), chosen))
     with modify_yaml(str(params_file)) as data:
         for key, value in chosen.items():
             *parents, last = key.split(".")

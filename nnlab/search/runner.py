@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from optuna.exceptions import UpdateFinishedTrialError
 
 from nnlab.core.files import project_root
 from nnlab.core.schema import ParamsError
 from nnlab.params import MODEL_NAMES
+from nnlab.params import read as read_params
 from nnlab.search import dvc
 from nnlab.search.host_slots import command_slot, die_with_parent
 from nnlab.search.parent_run import (
@@ -103,11 +103,7 @@ def make_plan(options: Options, root: Path) -> Plan:
     if len(set(keys)) != len(keys):
         raise ParamsError(f"--sample: a param is sampled twice: {', '.join(keys)}")
     fixed = parse_overrides(options.sets, options.model)
-    params_file = root / "params.yaml"
-    if not params_file.is_file():
-        raise FileNotFoundError(f"{params_file}: not found; run nnlab sweep in the project root")
-    raw = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-    base = check_bounds(raw, fixed, ranges)
+    base = check_bounds(read_params(root / "params.yaml"), fixed, ranges)
     epochs = getattr(base.model_params(options.model), "epochs", None)
     return Plan(options.model, [str(item) for item in ranges], fixed,
                 list(options.targets) or [f"evaluate@{options.model}"], options.trials,

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-import yaml
 from optuna.trial import TrialState
 
 from nnlab.core.files import project_root
+from nnlab.params import read as read_params
 from nnlab.search import dvc
 from nnlab.search.host_slots import stop_own_group
 from nnlab.search.parent_run import end_dead_trial_runs
@@ -77,7 +77,7 @@ def work(url: str, name: str, index: int = 1, root: Path | None = None,
     # Seeded from --seed, differently for each worker: equal seeds would propose equal params.
     study.sampler = make_sampler(plan, worker_seed(plan.seed, socket.gethostname(), slot,
                                                    index))
-    raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+    raw = read_params(root / "params.yaml")
     objective = Objective(plan, root, url, study.user_attrs.get(PARENT_ATTR), raw,
                           root / LOGS / name, lambda line: report(f"[worker {index}] {line}"))
     ran, seen, waiting = 0, set[int](), ""

@@ -20,19 +20,10 @@ from nnlab.tracking.mlflow_runs import STORE_FILE, quiet_mlflow
 from nnlab.tracking.server_check import experiment_link
 
 
-def _dataset(root: Path) -> str | None:
-    """The dataset params.yaml trains on: the name of its MLflow experiment."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-        return str(raw["data"]["dataset"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None
-
-
-def prepare(root: Path | None = None, report: Callable[[str], None] = print) -> str | None:
-    """Make or check the local store, end dead runs; the dataset's experiment id, if any."""
+def prepare(root: Path | None = None, report: Callable[[str], None] = print,
+            dataset: str | None = None) -> str | None:
+    """Make or check the local store, end dead runs; the id of `dataset`'s experiment (the
+    one its training runs are in), if there is one."""
     quiet_mlflow()
     import mlflow
 
@@ -48,33 +39,34 @@ def prepare(root: Path | None = None, report: Callable[[str], None] = print) -> 
     if ended:
         report(f"Marked FAILED {len(ended)} run(s) left RUNNING by a process that died: "
                f"{', '.join(ended)}")
-    name = _dataset(root)
-    experiment = client.get_experiment_by_name(name) if name else None
+    experiment = client.get_experiment_by_name(dataset) if dataset else None
     return str(experiment.experiment_id) if experiment is not None else None
 
 
-def _server_link(uri: str, root: Path) -> str:
+def _server_link(uri: str, dataset: str | None) -> str:
     import mlflow
 
-    name = _dataset(root)
     try:
-        experiment = mlflow.MlflowClient(uri).get_experiment_by_name(name) if name else None
+        experiment = (mlflow.MlflowClient(uri).get_experiment_by_name(dataset) if dataset
+                      else None)
     except Exception:  # noqa: BLE001 (a server that is down: the link to its experiments)
         experiment = None
     return experiment_link(uri.rstrip("/"), experiment.experiment_id if experiment else None)
 
 
-def serve(host: str, port: int, link_only: bool = False, root: Path | None = None) -> None:
-    """Prepare, print the link, then become `mlflow ui` on the store (unless `link_only`)."""
+def serve(host: str, port: int, dataset: str | None, link_only: bool = False,
+          root: Path | None = None) -> None:
+    """Prepare, print the link to `dataset`'s runs (params.yaml's, read by the caller; None:
+    every experiment), then become `mlflow ui` on the store (unless `link_only`)."""
     root = root or project_root()
     remote = os.environ.get("MLFLOW_TRACKING_URI", "")
     if link_only and remote.startswith(("http://", "https://")):
-        print(f"Compare runs on the team's MLflow server: open {_server_link(remote, root)}",
+        print(f"Compare runs on the team's MLflow server: open {_server_link(remote, dataset)}",
               flush=True)
         return
     if not link_only:
         ensure_free(host, port, "nnlab ui")  # before the store is touched: fail in a second
-    experiment_id = prepare(root)
+    experiment_id = prepare(root, dataset=dataset)
     link = experiment_link(f"http://{host}:{port}", experiment_id)
     if link_only:
         print(f"Compare runs in the MLflow UI: `make ui`, then open {link}", flush=True)

@@ -82,8 +82,9 @@ def import_graph(root: Path, folders: tuple[str, ...] = SOURCE_FOLDERS,
 
 
 def sections(stage: str, model: str | None = None) -> tuple[str, ...]:
-    return tuple(model if name == "{model}" else name for name in STAGE_SECTIONS[stage]
-                 if model or name != "{model}")
+    """The params sections `stage` (for `model`) validates."""
+    return tuple(model if model and name == "{model}" else name
+                 for name in STAGE_SECTIONS[stage] if model or name != "{model}")
 
 
 def stage_files(stage: str, model: str | None = None, root: Path | None = None) -> set[str]:

@@ -372,3 +372,16 @@ def test_the_docs_maps_name_every_package_and_top_level_module() -> None:
         tree = tree[:tree.index("```")]
         assert {name for name in expected if not re.search(
             rf"(?m)^\s+{re.escape(name)}", tree)} == set(), f"{doc}'s tree"
+
+
+def test_params_yaml_is_read_in_one_place() -> None:
+    """nnlab/params.py reads params.yaml for the stages, `nnlab check`, the sweep and the UI;
+    YAML is parsed nowhere else but one sampled `choice(...)` value (search/space.py)."""
+    parsing = set()
+    for name, path in stage_code.sources(ROOT, ("nnlab", "stages")).items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id == "yaml" and node.attr in ("safe_load", "load"):
+                parsing.add(name)
+    assert parsing == {"nnlab.params", "nnlab.search.space"}
