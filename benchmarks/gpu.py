@@ -81,13 +81,16 @@ def _digits(path: Path | None) -> dict[str, np.ndarray]:
 
 
 def _model(name: str, device: str, changes: dict[str, Any]) -> Any:
-    from nnlab.models.base import get_model_class
+    import os
+
+    from nnlab.models.base import new_model
     from nnlab.params import load_params
 
     section = load_params(ROOT / "params.yaml").model_params(name)
     update = {"device": device, **({"backend": "jax"} if name == "cnn" else {}), **changes}
     params = type(section).model_validate({**section.model_dump(), **update})
-    return get_model_class(name, params.environment())(params, seed=42)
+    os.environ.update(params.environment())  # Keras's backend, before Keras is imported
+    return new_model(name, params, seed=42)
 
 
 def _fit(model: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support, run from anywhere
 
 from nnlab.core.files import write_csv  # noqa: E402
-from nnlab.models.base import get_model_class  # noqa: E402
+from nnlab.models.base import new_model  # noqa: E402
 from nnlab.params import load_params  # noqa: E402
 from nnlab.training.checkpoints import StageCheckpoint  # noqa: E402
 
@@ -78,7 +78,7 @@ def train_once(mode: str, uri: str, folder: Path, epochs: int | None = None) -> 
                 write_csv(folder / "history.csv", list(row), rows)
 
         began = time.perf_counter()
-        model = get_model_class("numpy_dnn")(params, 42)
+        model = new_model("numpy_dnn", params, 42)
         history = model.fit(train, val, 10, on_epoch=None if mode == "end" else on_epoch,
                             checkpoint=checkpoint if mode == "stage" else None)
         if mode == "end":

@@ -5,6 +5,7 @@ them to the model's MLflow run."""
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from nnlab.evaluation.metrics import (
 from nnlab.evaluation.outcomes import COLUMNS as OUTCOMES_COLUMNS
 from nnlab.evaluation.outcomes import OUTCOMES_FILE, write_outcomes
 from nnlab.evaluation.uncertainty import headline_intervals
-from nnlab.models.base import Inference, Split, load_predictor
+from nnlab.models.base import Inference, Split, load_predictor, saved_environment
 from nnlab.tracking import mlflow_runs
 
 
@@ -40,7 +41,8 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         return _pruned(model_name, params, layout, info)
     # On the backend it trained on (Keras's, recorded by train): a JAX model never starts
     # TensorFlow.
-    predict = load_predictor(model_name, model_dir, info.get("environment"))
+    os.environ.update(saved_environment(model_dir))
+    predict = load_predictor(model_name, model_dir)
     classes = load_classes(layout.prepared)
     sets = {
         "val": load_split(layout.split, "val"),

@@ -25,7 +25,7 @@ import numpy as np
 
 from nnlab.core.files import atomic_path, read_json
 from nnlab.core.layout import TRAIN_INFO_FILE, Layout
-from nnlab.models.base import get_model_class
+from nnlab.models.base import load_model
 
 ONNX_NAME = "onnx"  # the logged model's name in its run; the native one is "model"
 TOLERANCE = 1e-5
@@ -57,7 +57,8 @@ def workspace_source(model: str, root: Path) -> Exportable:
     if not info_path.is_file():
         raise FileNotFoundError(f"{folder}: no trained {model} model; run `dvc repro` first")
     info = read_json(info_path)
-    classifier = get_model_class(info.get("model", model)).load(folder)
+    # On Keras's TensorFlow backend whatever it trained on: tf2onnx exports from TensorFlow.
+    classifier = load_model(folder, info.get("model", model))
     metadata = {key: info[key] for key in ("model", "classes", "dataset", "input_shape")}
     found = Exportable(model, model, metadata, classifier.predict_proba, lambda: None,
                        info.get("mlflow_run_id"))
@@ -142,7 +143,7 @@ def mlflow_source(uri: str) -> Exportable:
         from nnlab.models.logged_model import weights_folder
 
         folder = weights_folder(Path(mlflow.artifacts.download_artifacts(uri)))
-        classifier = get_model_class(metadata["model"]).load(folder)
+        classifier = load_model(folder, metadata["model"])
         found.to_onnx = lambda: to_onnx(classifier, found.input_shape, n_classes)
     return found
 

@@ -9,6 +9,7 @@ uint8 pixels to [0, 1] itself, as in training.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from PIL import UnidentifiedImageError
 from nnlab.core.files import read_json
 from nnlab.core.layout import TRAIN_INFO_FILE
 from nnlab.data.image_folder import read_image
-from nnlab.models.base import load_predictor
+from nnlab.models.base import load_predictor, saved_environment
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ def predict(
         raise ValueError(f"{model_dir}: saved by an older nnlab; run `dvc repro` to retrain it")
 
     def load() -> Callable[[np.ndarray], np.ndarray]:
-        return load_predictor(info.get("model", model_name), model_dir,
-                              info.get("environment"))
+        os.environ.update(saved_environment(model_dir))  # the backend it trained on
+        return load_predictor(info.get("model", model_name), model_dir)
 
     return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top, plot)
 

@@ -1,7 +1,7 @@
 """The models, one folder per family:
 
-    base.py          the contract every model follows (ImageClassifier), get_model_class and
-                     load_predictor (a saved model's inference)
+    base.py          the contract every model follows (ImageClassifier), new_model(name,
+                     params, seed), load_model(folder), load_predictor (inference)
     portable.py      inference of the models saved as arrays, in NumPy alone: what nnlab runs,
                      and the code of their logged MLflow model (imports nothing of nnlab)
     logged_model.py  a trained model in MLflow: how it is logged

@@ -1,5 +1,6 @@
-"""The contract every model follows, and `get_model_class`, which loads a model by its
-params name from the registry (nnlab/core/catalog.py).
+"""The contract every model follows, and two plain functions: `new_model(name, params,
+seed)`, an untrained model of a params.yaml key (its class from nnlab/core/catalog.py), and
+`load_model(folder)`, a trained one from its files.
 
 Models take uint8 images (N, H, W, C) as stored by the data contract and scale them
 themselves, so training, evaluation and prediction all share one preprocessing path.
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +21,8 @@ from numpy.typing import NDArray
 from nnlab.arrays.chunks import chunk_rows, chunks
 from nnlab.arrays.contract import Split, to_features
 from nnlab.core.catalog import MODELS, load
-from nnlab.core.files import atomic_path, load_npz, reading
+from nnlab.core.files import atomic_path, load_npz, read_json, reading
+from nnlab.core.layout import TRAIN_INFO_FILE
 from nnlab.models import portable
 
 History = list[dict[str, float]]  # one row per epoch: epoch, loss, accuracy, val_loss, ...
@@ -84,6 +85,17 @@ class ImageClassifier:
     @classmethod
     def load(cls, directory: Path) -> ImageClassifier:
         raise NotImplementedError
+
+    @classmethod
+    def restored(cls, **state: Any) -> Self:
+        """A model that `load` rebuilt from its files: it predicts, where the process computes,
+        and never trains, so it has no params (its saved files hold its shape). `state`: the
+        attributes its predictions need (the network, the input shape...)."""
+        model = cls.__new__(cls)
+        model.params, model.seed = None, 0
+        for name, value in state.items():
+            setattr(model, name, value)
+        return model
 
 
 ARRAYS_FILE = "model.npz"  # numpy_dnn and logreg: their weights as plain arrays
@@ -165,15 +177,56 @@ def save_arrays(path: Path, arrays: dict[str, NDArray[Any]]) -> None:
 Inference = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
 
 
-def load_predictor(name: str, directory: Path, environment: Mapping[str, str] | None = None
-                   ) -> Inference:
+def model_class(name: str) -> type[ImageClassifier]:
+    """The classifier class of a params.yaml model key (its family's module imported now), or
+    a ValueError naming the valid keys."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    found: type[ImageClassifier] = load(MODELS[name].classifier)
+    return found
+
+
+def new_model(name: str, params: Any, seed: int) -> ImageClassifier:
+    """An untrained model of params.yaml's `name`, from its section's validated params.
+
+    A family reads its backend from the process environment as it is imported (Keras's
+    KERAS_BACKEND): the process that trains sets `params.environment()` before this call."""
+    return model_class(name)(params, seed)
+
+
+def saved_name(folder: Path) -> str:
+    """The model key a trained folder holds (its train_info.json), or how to train one."""
+    info = folder / TRAIN_INFO_FILE
+    if not info.is_file():
+        raise FileNotFoundError(f"{folder}: no trained model (no {TRAIN_INFO_FILE}); run "
+                                "`dvc repro` first")
+    name = read_json(info).get("model")
+    if not isinstance(name, str):
+        raise ValueError(f"{info}: names no model; {RESTORE_MODEL}")
+    return name
+
+
+def saved_environment(folder: Path) -> dict[str, str]:
+    """The process environment a trained folder's model was trained with (Keras's backend):
+    what a process sets before `load_model` (evaluate, `nnlab predict`, `nnlab export`)."""
+    info = folder / TRAIN_INFO_FILE
+    environment = read_json(info).get("environment", {}) if info.is_file() else {}
+    return {str(key): str(value) for key, value in environment.items()}
+
+
+def load_model(folder: Path, name: str | None = None) -> ImageClassifier:
+    """The trained model saved in `folder`, ready to predict: the model its train_info.json
+    names, or `name`. Set `saved_environment(folder)` in the process first."""
+    return model_class(name or saved_name(folder)).load(folder)
+
+
+def load_predictor(name: str, directory: Path) -> Inference:
     """uint8 images (N, H, W, C) -> class probabilities, for the model saved in `directory`:
     what evaluate, `nnlab predict` and `nnlab serve` run. A model saved as plain arrays runs
     in nnlab/models/portable.py, the very code its logged MLflow model runs; a Keras model
-    in its own classifier."""
-    model_class = get_model_class(name, environment)
-    if model_class.flavor != "pyfunc":
-        return model_class.load(directory).predict_proba
+    in its own classifier (set `saved_environment(directory)` in the process first)."""
+    if model_class(name).flavor != "pyfunc":
+        return load_model(directory, name).predict_proba
     path = trained_file(directory, ARRAYS_FILE, name)  # none: how to make one (`dvc repro`)
     # Read and checked as every nnlab file is (a corrupt one names the file and the fix);
     # the arrays are then portable.py's.
@@ -182,16 +235,3 @@ def load_predictor(name: str, directory: Path, environment: Mapping[str, str] | 
         return portable.from_arrays(arrays, path).predict_proba
     except portable.ModelFileError as error:
         raise portable.ModelFileError(f"{error}; {RESTORE_MODEL}") from None
-
-
-def get_model_class(name: str, environment: Mapping[str, str] | None = None
-                    ) -> type[ImageClassifier]:
-    """The classifier class for a params.yaml model key, or a ValueError naming valid keys.
-
-    `environment` (a params section's `environment()`, or the one train_info.json recorded)
-    is set first: the variables a family reads as it is imported (Keras's backend)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    os.environ.update(environment or {})
-    model_class: type[ImageClassifier] = load(MODELS[name].classifier)
-    return model_class

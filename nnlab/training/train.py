@@ -3,6 +3,7 @@ and its history.csv."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from nnlab.core.files import sha256, write_csv, write_json
 from nnlab.core.layout import HISTORY_COLUMNS, TRAIN_INFO_FILE, Layout
 from nnlab.core.schema import Params, flatten
 from nnlab.models import logged_model
-from nnlab.models.base import EpochHook, History, ImageClassifier, Split, get_model_class
+from nnlab.models.base import EpochHook, History, ImageClassifier, Split, new_model
 from nnlab.models.progress import EpochProgress
 from nnlab.tracking import mlflow_runs
 from nnlab.training.checkpoints import RESTART_HINT, StageCheckpoint
@@ -97,11 +98,12 @@ def _clear(model_dir: Path) -> None:
 
 def _model(model_name: str, model_params: Any, seed: int, info: dict[str, object]
            ) -> ImageClassifier:
-    """The untrained model, its process environment set first (Keras's backend); where it
-    trains goes to the console, the run's tags and train_info.json (with the environment,
-    which evaluate and predict load it with)."""
+    """The untrained model, this process's environment set first (Keras's backend, read as
+    Keras is imported); where it trains goes to the console, the run's tags and
+    train_info.json (with the environment, which evaluate and predict load it with)."""
     environment = model_params.environment()
-    model = get_model_class(model_name, environment)(model_params, seed)
+    os.environ.update(environment)
+    model = new_model(model_name, model_params, seed)
     runtime = model.runtime()
     info.update(runtime, **({"environment": environment} if environment else {}))
     mlflow_runs.set_tags({f"nnlab.{key}": value for key, value in runtime.items()})

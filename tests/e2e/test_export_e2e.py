@@ -21,7 +21,7 @@ import pytest
 from nnlab.core.catalog import MODEL_NAMES
 from nnlab.handoff import onnx_copy, promotion
 from nnlab.handoff.prediction import registered_predictor
-from nnlab.models.base import get_model_class, load_predictor
+from nnlab.models.base import load_model, load_predictor
 from nnlab.server.settings import free_port
 from tests.support.e2e import copy_project, listening, serving, user_env
 from tests.support.model_env import model_env
@@ -40,7 +40,7 @@ def test_every_model_exports_to_onnx_with_its_probabilities(baseline: Path,
         assert [i.name for i in session.get_inputs()] == ["images"]
         assert session.get_inputs()[0].type == "tensor(uint8)"
         exported = session.run(["probabilities"], {"images": images})[0]
-        classifier = get_model_class(model).load(baseline / "models" / model)
+        classifier = load_model(baseline / "models" / model, model)
         np.testing.assert_allclose(exported, classifier.predict_proba(images), atol=1e-5,
                                    err_msg=model)
 

@@ -75,12 +75,10 @@ class _KerasClassifier(ImageClassifier):
     def __init__(self, params: KerasMlpParams | CnnParams, seed: int) -> None:
         super().__init__(params, seed)
         self.model: keras.Model | None = None
-        self.device = "cpu"
-        if params is not None:  # training (load() leaves the device to the backend)
-            check_backend(params.backend, self.name)
-            self.device = device_kind(params.device, self.name)
+        check_backend(params.backend, self.name)
+        self.device = device_kind(params.device, self.name)
         # one; with data_parallel (JAX) every local device of the kind
-        self.devices = devices(self.device, params is not None and params.data_parallel)
+        self.devices = devices(self.device, params.data_parallel)
 
     def runtime(self) -> dict[str, str]:
         return {"backend": BACKEND, "device": describe(self.device, len(self.devices))}
@@ -246,11 +244,10 @@ class _KerasClassifier(ImageClassifier):
     @classmethod
     def load(cls, directory: Path) -> _KerasClassifier:
         path = trained_file(directory, MODEL_FILE, cls.name)
-        classifier = cls.__new__(cls)
-        ImageClassifier.__init__(classifier, None, seed=0)
         with reading(path, f"the {cls.name} model", RESTORE_MODEL):
-            classifier.model = keras.models.load_model(path, safe_mode=True, compile=False)
-        return classifier
+            model = keras.models.load_model(path, safe_mode=True, compile=False)
+        # the backend's own device: the one the process computes on
+        return cls.restored(model=model, device="cpu", devices=devices("cpu", False))
 
 
 class KerasMlpClassifier(_KerasClassifier):

@@ -38,7 +38,7 @@ class _NumpyClassifier(FeatureClassifier):
         super().__init__(params, seed)
         # NumPy, or CuPy on a GPU (nnlab/models/numpy/arrays.py); a loaded model predicts
         # where the process computes already.
-        self.device = arrays.use(params.device, self.name) if params is not None else "cpu"
+        self.device = arrays.use(params.device, self.name)
         self.image_shape: tuple[int, ...] | None = None  # (H, W, C), known once fit or loaded
 
     def runtime(self) -> dict[str, str]:
@@ -115,11 +115,9 @@ class _NumpyClassifier(FeatureClassifier):
     def load(cls, directory: Path) -> _NumpyClassifier:
         with cls._loading(directory) as arrays:
             network = cls._rebuild(arrays)
-        model = cls(None, seed=0)  # a loaded network needs no params: its shape is saved
-        model.model = network
-        if "input_shape" in arrays:
-            model.image_shape = tuple(int(size) for size in arrays["input_shape"])
-        return model
+        shape = (tuple(int(size) for size in arrays["input_shape"]) if "input_shape" in arrays
+                 else None)
+        return cls.restored(model=network, device="cpu", image_shape=shape)
 
 
 class NumpyDnnClassifier(_NumpyClassifier):

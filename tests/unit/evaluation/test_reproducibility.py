@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from nnlab.evaluation.uncertainty import accuracy_interval
-from nnlab.models.base import get_model_class
+from nnlab.models.base import new_model
 from tests.support.helpers import project_params
 
 
@@ -19,7 +19,7 @@ def _test_accuracy(threads: int) -> tuple[int, int]:
     labels = digits.target.astype(np.int64)
     params = project_params({"numpy_dnn": {"epochs": 40, "hidden_layers": [128]}})
     with threadpool_limits(limits=threads, user_api="blas"):
-        model = get_model_class("numpy_dnn")(params.model_params("numpy_dnn"), seed=7)
+        model = new_model("numpy_dnn", params.model_params("numpy_dnn"), seed=7)
         model.fit((images[:1000], labels[:1000]), (images[1000:1300], labels[1000:1300]), 10)
         predicted = model.predict_proba(images[1300:]).argmax(axis=1)
     return int(np.sum(predicted == labels[1300:])), len(predicted)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nnlab.core.errors import DeviceError
-from nnlab.models.base import get_model_class
+from nnlab.models.base import load_model, new_model
 from tests.support.helpers import KERAS_BACKEND_UNDER_TEST, ROOT, make_images, project_params
 
 pytestmark = pytest.mark.tensorflow
@@ -53,7 +53,7 @@ def test_the_keras_model_tests_pass_on_jax_without_importing_tensorflow() -> Non
 def test_a_keras_file_saved_on_one_backend_loads_on_the_other(tmp_path: Path) -> None:
     images, labels = make_images(12, 3, seed=1)
     params = project_params({"cnn": TINY_CNN})
-    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model = new_model("cnn", params.model_params("cnn"), seed=0)
     model.fit((images, labels), (images, labels), 3)
     model.save(tmp_path / "tensorflow")
     np.save(tmp_path / "images.npy", images)
@@ -61,11 +61,11 @@ def test_a_keras_file_saved_on_one_backend_loads_on_the_other(tmp_path: Path) ->
     _child(f"""
         import numpy as np
         from pathlib import Path
-        from nnlab.models.base import get_model_class
+        from nnlab.models.base import model_class
         from tests.support.helpers import project_params
         folder = Path({str(tmp_path)!r})
         images, labels = np.load(folder / "images.npy"), np.load(folder / "labels.npy")
-        cnn = get_model_class("cnn")
+        cnn = model_class("cnn")
         np.save(folder / "tf_on_jax.npy", cnn.load(folder / "tensorflow").predict_proba(images))
         model = cnn(project_params({{"cnn": {TINY_CNN!r}}}).model_params("cnn"), seed=0)
         model.fit((images, labels), (images, labels), 3)
@@ -74,7 +74,7 @@ def test_a_keras_file_saved_on_one_backend_loads_on_the_other(tmp_path: Path) ->
         """, {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax"})
     np.testing.assert_allclose(np.load(tmp_path / "tf_on_jax.npy"),
                                model.predict_proba(images), atol=1e-5)
-    jax_model = get_model_class("cnn").load(tmp_path / "jax")
+    jax_model = load_model(tmp_path / "jax", "cnn")
     np.testing.assert_allclose(jax_model.predict_proba(images),
                                np.load(tmp_path / "jax_on_jax.npy"), atol=1e-5)
 
@@ -82,7 +82,7 @@ def test_a_keras_file_saved_on_one_backend_loads_on_the_other(tmp_path: Path) ->
 DATA_PARALLEL = """
     import json, os
     import numpy as np
-    from nnlab.models.base import get_model_class
+    from nnlab.models.base import load_model, new_model
     from tests.support.helpers import make_images, project_params
     images, labels = make_images(16, 4, seed=3)  # 64 images: 4 full batches of 16
     val_images, val_labels = make_images(10, 4, seed=4)  # 40: an even last batch
@@ -91,7 +91,7 @@ DATA_PARALLEL = """
         params = project_params({{"cnn": {cnn} | {{"batch_size": 16, "data_parallel": parallel,
                                              "epochs": 4, "optimizer": "sgd",
                                              "learning_rate": 0.05}}}})
-        model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+        model = new_model("cnn", params.model_params("cnn"), seed=0)
         rows = model.fit((images, labels), (val_images, val_labels), 4)
         losses[parallel] = [[row["loss"], row["val_loss"]] for row in rows]
         losses[f"devices {{parallel}}"] = model.runtime()["device"]
@@ -112,7 +112,7 @@ def test_data_parallel_over_two_devices_gives_one_devices_losses() -> None:
 
 def test_data_parallel_on_tensorflow_is_refused_in_one_line() -> None:
     params = project_params({"cnn": TINY_CNN | {"data_parallel": True}})
-    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model = new_model("cnn", params.model_params("cnn"), seed=0)
     with pytest.raises(DeviceError, match=r"^cnn.data_parallel=true runs on the JAX backend "
                                           r"only; set cnn.backend=jax, or data_parallel=false$"):
         model.fit(make_images(4, 2, seed=0), make_images(2, 2, seed=1), 2)
@@ -120,11 +120,11 @@ def test_data_parallel_on_tensorflow_is_refused_in_one_line() -> None:
 
 def test_data_parallel_on_jax_needs_a_batch_the_devices_divide() -> None:
     out = _child(f"""
-        from nnlab.models.base import get_model_class
+        from nnlab.models.base import load_model, new_model
         from tests.support.helpers import make_images, project_params
         params = project_params({{"cnn": {TINY_CNN!r} | {{"batch_size": 15,
                                                        "data_parallel": True}}}})
-        model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+        model = new_model("cnn", params.model_params("cnn"), seed=0)
         try:
             model.fit(make_images(8, 2, seed=0), make_images(2, 2, seed=1), 2)
         except ValueError as error:
@@ -140,7 +140,7 @@ def test_mixed_precision_computes_in_bfloat16_with_float32_weights_and_logits() 
 
     images, labels = make_images(12, 3, seed=1)
     params = project_params({"cnn": TINY_CNN | {"mixed_precision": True, "epochs": 6}})
-    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model = new_model("cnn", params.model_params("cnn"), seed=0)
     rows = model.fit((images, labels), (images, labels), 3)
     conv = next(layer for layer in model.model.layers if "conv" in layer.name)
     assert (conv.compute_dtype, conv.variable_dtype) == ("bfloat16", "float32")
@@ -159,14 +159,14 @@ def test_a_gpu_that_is_not_there_is_a_one_line_error(name: str) -> None:
             rf"^{name}\.device='gpu', but Keras on tensorflow sees no GPU \(TensorFlow .* "
             r"CUDA, or no CUDA device visible\); `make install ACCEL=cuda` installs the CUDA "
             rf"builds \(Linux, an NVIDIA driver\), or set {name}\.device=auto$")):
-        get_model_class(name)(params.model_params(name), seed=0)
+        new_model(name, params.model_params(name), seed=0)
 
 
 def test_another_backend_than_the_running_one_is_refused_by_name() -> None:
     params = project_params({"cnn": {"backend": "jax"}})
     with pytest.raises(RuntimeError, match="cnn.backend='jax', but Keras already runs on "
                                            "tensorflow in this process"):
-        get_model_class("cnn")(params.model_params("cnn"), seed=0)
+        new_model("cnn", params.model_params("cnn"), seed=0)
 
 
 def test_the_backend_and_device_are_recorded() -> None:
@@ -174,16 +174,16 @@ def test_the_backend_and_device_are_recorded() -> None:
     assert params.model_params("keras_mlp").environment() == {
         "KERAS_BACKEND": "tensorflow", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "-1"}
     assert project_params().model_params("cnn").environment() == {"KERAS_BACKEND": "tensorflow"}
-    model = get_model_class("cnn")(project_params().model_params("cnn"), seed=0)
+    model = new_model("cnn", project_params().model_params("cnn"), seed=0)
     assert model.runtime() == {"backend": "tensorflow", "device": "cpu"}
 
 
 COMPILE_TWICE = """
     import json, jax
-    from nnlab.models.base import get_model_class
+    from nnlab.models.base import load_model, new_model
     from tests.support.helpers import make_images, project_params
     params = project_params({{"cnn": {cnn!r}}})
-    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model = new_model("cnn", params.model_params("cnn"), seed=0)
     rows = model.fit(make_images(8, 2, seed=0), make_images(4, 2, seed=1), 2)
     print(json.dumps({{"folder": jax.config.jax_compilation_cache_dir,
                       "loss": [row["loss"] for row in rows]}}))
@@ -248,7 +248,7 @@ def test_a_mixed_precision_cnn_exports_to_onnx_in_float32() -> None:
 
     images, labels = make_images(12, 3, seed=1)
     params = project_params({"cnn": TINY_CNN | {"mixed_precision": True}})
-    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model = new_model("cnn", params.model_params("cnn"), seed=0)
     model.fit((images, labels), (images, labels), 3)
     exported = to_onnx(model.probability_model(), 3)
     session = onnxruntime.InferenceSession(exported.SerializeToString(),
@@ -264,7 +264,7 @@ RESUME = """
     import json, sys
     from pathlib import Path
     import numpy as np
-    from nnlab.models.base import get_model_class
+    from nnlab.models.base import load_model, new_model
     from tests.support.helpers import make_images, project_params
 
     class FileCheckpoint:  # the Checkpoint protocol, in two files
@@ -283,7 +283,7 @@ RESUME = """
     images, labels = make_images(16, 4, seed=3)
     params = project_params({{"cnn": {cnn} | {{"batch_size": 16, "data_parallel": True,
                                           "epochs": {epochs}, "optimizer": "sgd"}}}})
-    model = get_model_class("cnn")(params.model_params("cnn"), seed=0)
+    model = new_model("cnn", params.model_params("cnn"), seed=0)
     rows = model.fit((images, labels), (images, labels), 4,
                      checkpoint=FileCheckpoint({folder!r}))
     print(json.dumps({{"epochs": [row["epoch"] for row in rows],

@@ -12,7 +12,7 @@ import pytest
 
 from nnlab.arrays import chunks as core_chunks
 from nnlab.arrays.chunks import chunk_rows, chunks
-from nnlab.models.base import FeatureClassifier, get_model_class
+from nnlab.models.base import FeatureClassifier, new_model
 from nnlab.params import load_params
 from tests.support.helpers import ROOT
 
@@ -26,7 +26,7 @@ def _trained(name: str) -> FeatureClassifier:
     params = load_params(ROOT / "params.yaml").model_params(name)
     if "epochs" in type(params).model_fields:
         params = params.model_copy(update={"epochs": 1, "early_stopping_patience": None})
-    model = get_model_class(name)(params, 0)
+    model = new_model(name, params, 0)
     assert isinstance(model, FeatureClassifier)
     model.fit((images[:80], labels[:80]), (images[80:], labels[80:]), CLASSES)
     return model

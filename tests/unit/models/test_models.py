@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from nnlab.models.base import MODELS, History, ImageClassifier, get_model_class
+from nnlab.models.base import MODELS, History, ImageClassifier, load_model, model_class, new_model
 from tests.support.helpers import ROOT, make_images, project_params, section
 
 TENSORFLOW = pytest.mark.tensorflow
@@ -38,7 +40,7 @@ def _fit(
     params = project_params({name: FAST[name]})
     images, labels = make_images(20, n_classes, seed=1)
     val_images, val_labels = make_images(6, n_classes, seed=2)
-    model = get_model_class(name)(params.model_params(name), seed=0)
+    model = new_model(name, params.model_params(name), seed=0)
     history = model.fit((images, labels), (val_images, val_labels), n_classes)
     return model, history, val_images, val_labels
 
@@ -56,7 +58,7 @@ def test_fit_save_load_predict(name: str, n_classes: int, tmp_path: Path) -> Non
     assert model.count_params() > 0
 
     model.save(tmp_path / name)
-    restored = get_model_class(name).load(tmp_path / name)
+    restored = load_model(tmp_path / name, name)
     np.testing.assert_allclose(restored.predict_proba(val_images), probabilities, atol=1e-6)
     assert not list((tmp_path / name).glob("*.part")) and not list(
         (tmp_path / name).glob("partial.*")
@@ -102,12 +104,32 @@ def test_mlflow_pyfunc_predicts_what_the_model_predicts(
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_loading_an_untrained_model_names_the_fix(name: str, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run `dvc repro` first"):
-        get_model_class(name).load(tmp_path)
+        load_model(tmp_path, name)
 
 
 def test_unknown_model_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="unknown model 'resnet'; choose one of: numpy_dnn"):
-        get_model_class("resnet")
+        model_class("resnet")
+
+
+def test_new_model_and_load_model_are_plain_functions(tmp_path: Path) -> None:
+    """new_model changes no environment (the process that trains sets the backend's, in
+    plain sight), load_model finds the model its train_info.json names, and no classifier's
+    constructor branches on a missing params (a loaded model is `restored`)."""
+    before = dict(os.environ)
+    model, _, images, _ = _fit("numpy_dnn", 2)
+    assert dict(os.environ) == before
+    model.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no trained model .* run `dvc repro` first"):
+        load_model(tmp_path)
+    (tmp_path / "train_info.json").write_text(json.dumps({"model": "numpy_dnn"}))
+    restored = load_model(tmp_path)
+    assert type(restored) is type(model) and restored.params is None
+    np.testing.assert_allclose(restored.predict_proba(images), model.predict_proba(images),
+                               atol=1e-6)
+    for path in (ROOT / "nnlab/models").rglob("*.py"):
+        assert "params is None" not in path.read_text(), path
+        assert "params is not None" not in path.read_text(), path
 
 
 @TENSORFLOW
@@ -196,7 +218,7 @@ def test_keras_training_is_deterministic() -> None:
     images, labels = make_images(10, 3, seed=1)
 
     def train() -> list[dict[str, float]]:
-        model = get_model_class("cnn")(params.section("cnn"), seed=5)
+        model = new_model("cnn", params.section("cnn"), seed=5)
         return model.fit((images, labels), (images, labels), 3)
 
     assert train() == train()
@@ -242,8 +264,8 @@ def test_numpy_dnn_and_logreg_never_import_tensorflow(name: str) -> None:
     import sys
 
     code = (
-        "import sys; from nnlab.models.base import get_model_class; from nnlab import params; "
-        f"get_model_class({name!r}); params.load_params(sections=['data', {name!r}]); "
+        "import sys; from nnlab.models.base import model_class; from nnlab import params; "
+        f"model_class({name!r}); params.load_params(sections=['data', {name!r}]); "
         "import stages.train, stages.evaluate; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
@@ -259,7 +281,7 @@ def test_keras_divergence_is_a_clear_error() -> None:
     params = project_params({"keras_mlp": {"optimizer": "sgd", "learning_rate": 10.0, "epochs": 20,
                                      "early_stopping_patience": None}})
     images, labels = make_images(20, 3, seed=1)
-    model = get_model_class("keras_mlp")(params.section("keras_mlp"), seed=0)
+    model = new_model("keras_mlp", params.section("keras_mlp"), seed=0)
     with pytest.raises(DivergenceError, match=r"for 3 epoch\(s\) in epoch [3-6]: it diverged; "
                        r"lower keras_mlp\.learning_rate \(now 10\), e\.g\. to 1$"):
         model.fit((images, labels), (images, labels), 3)
@@ -274,7 +296,7 @@ def test_every_model_learns_planar_points(name: str) -> None:
     # Batch norm over 1x2 maps of 32 points is too noisy to learn the moons in 15 epochs
     # (0.70 here): numpy_cnn goes without it on the plane.
     changes = FAST[name] | ({"batch_norm": False, "epochs": 30} if name == "numpy_cnn" else {})
-    model = get_model_class(name)(project_params({name: changes}).model_params(name), seed=0)
+    model = new_model(name, project_params({name: changes}).model_params(name), seed=0)
     model.fit((dataset.images, dataset.labels), (dataset.images[:50], dataset.labels[:50]), 2)
     accuracy = (model.predict_proba(dataset.images).argmax(axis=1) == dataset.labels).mean()
     assert accuracy > 0.75, f"{name} reached only {accuracy:.2f} on the two moons"
@@ -288,7 +310,7 @@ def test_numpy_dnn_says_when_early_stopping_restored_an_epoch(
     other_images, _ = make_images(40, 3, seed=3)
     rng = np.random.default_rng(0)
     unrelated = rng.integers(0, 3, len(other_images))  # validation loss soon rises
-    model = get_model_class("numpy_dnn")(params.section("numpy_dnn"), seed=0)
+    model = new_model("numpy_dnn", params.section("numpy_dnn"), seed=0)
     history = model.fit((images, labels), (other_images, unrelated), 3)
     assert len(history) < 200
     best = int(np.argmin([row["val_loss"] for row in history])) + 1

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nnlab.core.errors import DeviceError
-from nnlab.models.base import get_model_class
+from nnlab.models.base import load_model, new_model
 from nnlab.models.numpy import array_kernels, arrays, kernels
 from tests.support.fake_gpu import DeviceArray, FakeCupy
 from tests.support.helpers import make_images, project_params
@@ -101,7 +101,7 @@ def _train(name: str, module: Any, tmp_path: Path) -> tuple[list[dict[str, float
     """Fit on `module` (numpy, the stand-in, or cupy), with checkpoints; save; load on NumPy."""
     images, labels = make_images(12, 3, seed=1)
     params = project_params({name: SMALL[name] | {"device": "cpu"}})
-    model = get_model_class(name)(params.model_params(name), seed=0)
+    model = new_model(name, params.model_params(name), seed=0)
     arrays.use_module(module)  # after the classifier chose the CPU for device: cpu
 
     checkpoint = _HostCheckpoint()
@@ -113,7 +113,7 @@ def _train(name: str, module: Any, tmp_path: Path) -> tuple[list[dict[str, float
     assert type(probabilities) is np.ndarray
     model.save(tmp_path / module.__name__)
     arrays.use_module(np)
-    loaded = get_model_class(name).load(tmp_path / module.__name__)
+    loaded = load_model(tmp_path / module.__name__, name)
     np.testing.assert_allclose(loaded.predict_proba(images), probabilities, rtol=1e-4, atol=1e-6)
     return rows, probabilities
 
@@ -159,11 +159,11 @@ def test_gpu_without_cupy_is_a_one_line_error(name: str) -> None:
     with pytest.raises(DeviceError, match=(
             rf"^{name}\.device='gpu', but {missing}; `make install ACCEL=cuda` installs CuPy "
             rf"\(Linux, an NVIDIA driver\), or set {name}\.device=auto$")):
-        get_model_class(name)(params.model_params(name), seed=0)
+        new_model(name, params.model_params(name), seed=0)
 
 
 def test_auto_takes_the_cpu_without_a_gpu_and_says_so() -> None:
-    model = get_model_class("numpy_cnn")(project_params().model_params("numpy_cnn"), seed=0)
+    model = new_model("numpy_cnn", project_params().model_params("numpy_cnn"), seed=0)
     if arrays.on_cpu():
         assert model.runtime() == {"backend": "numpy", "device": "cpu"}
     else:

@@ -43,9 +43,7 @@ def _trained_like(network: Network, rng: np.random.Generator) -> Network:
 
 
 def _classifier(cls: Any, network: Network) -> Any:
-    classifier = cls(None, seed=0)
-    classifier.model = network
-    return classifier
+    return cls.restored(model=network, device="cpu", image_shape=None)
 
 
 @pytest.mark.parametrize(("activation", "batch_norm", "n_classes"), [

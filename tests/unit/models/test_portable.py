@@ -15,7 +15,7 @@ import pytest
 
 from nnlab.arrays.contract import Split, to_features, to_float_images
 from nnlab.models import portable
-from nnlab.models.base import get_model_class, load_predictor
+from nnlab.models.base import load_predictor, model_class
 from nnlab.models.numpy import conv, layers
 from nnlab.models.numpy.convnet import build_cnn
 from nnlab.models.numpy.network import Network, build_mlp
@@ -98,7 +98,7 @@ def test_nnlab_predicts_with_portable_for_the_models_saved_as_arrays(tmp_path: P
     np.savez(tmp_path / portable.WEIGHTS_FILE, **network.to_arrays((8, 8, 1), True))
     predict = load_predictor("numpy_dnn", tmp_path)
     assert predict.__self__.__class__ is portable.SavedNetwork  # type: ignore[attr-defined]
-    assert get_model_class("numpy_dnn").flavor == "pyfunc"
+    assert model_class("numpy_dnn").flavor == "pyfunc"
 
 
 def test_portable_imports_only_the_standard_library_numpy_and_mlflow() -> None:

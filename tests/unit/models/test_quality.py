@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnlab.arrays.contract import stratified_split
-from nnlab.models.base import Split, get_model_class
+from nnlab.models.base import Split, new_model
 from nnlab.params import load_params
 from tests.support.helpers import ROOT
 
@@ -38,7 +38,7 @@ def _test_accuracy(model: str, splits: dict[str, Split], epochs: int | None) -> 
     params = load_params(ROOT / "params.yaml").model_params(model)
     if epochs is not None:
         params = params.model_copy(update={"epochs": epochs})
-    classifier = get_model_class(model)(params, seed=42)
+    classifier = new_model(model, params, seed=42)
     classifier.fit(splits["train"], splits["val"], n_classes=10)
     images, labels = splits["test"]
     return float(np.mean(classifier.predict_proba(images).argmax(axis=1) == labels))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nnlab.core.errors import Interrupted
-from nnlab.models.base import get_model_class
+from nnlab.models.base import new_model
 from nnlab.models.progress import EpochProgress
 from nnlab.training import stage_code
 from nnlab.training.checkpoints import (
@@ -215,7 +215,7 @@ def test_a_fit_stopped_after_any_epoch_goes_on_bit_for_bit(
     order = np.random.default_rng(0).permutation(len(labels))
     images, labels = images[order], labels[order]
     train, val = (images[:90], labels[:90]), (images[90:], labels[90:])
-    straight = get_model_class(model)(params, 5)
+    straight = new_model(model, params, 5)
     rows = straight.fit(train, val, 3)
     for stop_after in (1, 3):
         def stop(row: dict[str, float], stop_after: int = stop_after) -> None:
@@ -224,9 +224,9 @@ def test_a_fit_stopped_after_any_epoch_goes_on_bit_for_bit(
 
         memory = _Memory()
         with pytest.raises(Interrupted):
-            get_model_class(model)(params, 5).fit(train, val, 3, on_epoch=stop,
+            new_model(model, params, 5).fit(train, val, 3, on_epoch=stop,
                                                   checkpoint=memory)
-        resumed = get_model_class(model)(params, 5)
+        resumed = new_model(model, params, 5)
         assert resumed.fit(train, val, 3, checkpoint=memory) == rows, stop_after
         for ours, theirs in zip(_weights(resumed), _weights(straight), strict=True):
             np.testing.assert_array_equal(ours, theirs)

@@ -16,7 +16,7 @@ from nnlab.core.layout import TRAIN_INFO_FILE
 from nnlab.handoff import promotion
 from nnlab.handoff.prediction import predict, predict_registered
 from nnlab.models import logged_model
-from nnlab.models.base import get_model_class
+from nnlab.models.base import new_model
 from nnlab.tracking import mlflow_runs
 from tests.support.helpers import make_images, project_params
 
@@ -28,7 +28,7 @@ def _trained(tmp_path: Path, val: float, digest: str = "d1", status: str = "FINI
     """A logreg trained on tiny images, logged as the train stage logs it, with the
     evaluate stage's metrics; its run id."""
     images, labels = make_images(20, 3, seed=1)
-    model = get_model_class("logreg")(project_params({}).model_params("logreg"), seed=0)
+    model = new_model("logreg", project_params({}).model_params("logreg"), seed=0)
     model.fit((images, labels), (images, labels), 3)
     folder = tmp_path / name
     model.save(folder)
