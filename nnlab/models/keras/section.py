@@ -56,13 +56,13 @@ class KerasMlpParams(KerasFields):
 
 
 # The source tutorials' DeepConvNet (nnlab/core/schema.py): numpy_cnn has the same preset.
-PRESETS = {"deep": DEEP_CNN}
+CNN_PRESETS = {"deep": DEEP_CNN}
 
 
 class CnnParams(KerasFields):
     """[Conv3x3 x convs -> MaxPool -> Dropout] per block -> Dense -> Dense(n_classes)."""
 
-    preset: Annotated[str, one_of(tuple(PRESETS), "preset")] | None
+    preset: Annotated[str, one_of(tuple(CNN_PRESETS), "preset")] | None
     blocks: ConvBlocks
     block_dropout: Probability
     dense_units: Units
@@ -73,4 +73,4 @@ class CnnParams(KerasFields):
 
     @model_validator(mode="after")
     def _apply_preset(self) -> CnnParams:
-        return with_preset(self, PRESETS)
+        return with_preset(self, CNN_PRESETS)

@@ -4,6 +4,7 @@
     conv.py        Conv2D (im2col + one GEMM), MaxPool2D, Flatten, BatchNorm2D
     losses.py      softmax and sigmoid cross-entropy, fused so that backward is (y - t) / N
     optimizers.py  SGD, momentum, Nesterov, Adagrad, RMSprop, Adam; learning-rate schedules
+    update_rules.py  each optimizer's rule once: slots, kernel arguments, NumPy reference
     kernels.py     the update rules, max-pooling and col2im as loops compiled by numba
     kernel_cache.py  where numba keeps them: the user's cache, shared by every copy
     array_kernels.py  the same as whole-array expressions, for a GPU (CuPy)
@@ -25,8 +26,8 @@ from nnlab.models.numpy.loop import (
     FitResult,
     FitState,
     TrainConfig,
-    evaluate,
     fit,
+    loss_and_accuracy,
     random_shifts,
 )
 from nnlab.models.numpy.network import INITS, Network, build_mlp
@@ -42,7 +43,7 @@ __all__ = [
     "FitState",
     "Network",
     "build_mlp",
-    "evaluate",
+    "loss_and_accuracy",
     "fit",
     "make_optimizer",
     "random_shifts",

@@ -17,7 +17,7 @@ from nnlab.models.numpy.network import Network
 from nnlab.models.numpy.optimizers import Optimizer, scheduled_learning_rate
 
 
-def evaluate(
+def loss_and_accuracy(
     network: Network, x: NDArray[np.floating], labels: NDArray[np.int64], batch_size: int
 ) -> tuple[float, float]:
     """Mean loss (without the L2 term) and accuracy over a whole set, in inference mode."""
@@ -222,7 +222,7 @@ def _epoch(network: Network, optimizer: Optimizer, train: Data, val: Data, batch
         optimizer.update(params, grads)
         loss_sum += loss * labels.shape[0]
         correct += int(np.count_nonzero(probs.argmax(axis=1) == labels))
-    val_loss, val_accuracy = evaluate(network, val[0], val[1], batch)
+    val_loss, val_accuracy = loss_and_accuracy(network, val[0], val[1], batch)
     return {"epoch": epoch, "loss": loss_sum / n_samples, "accuracy": correct / n_samples,
             "val_loss": val_loss, "val_accuracy": val_accuracy,
             "learning_rate": optimizer.learning_rate}

@@ -1,6 +1,8 @@
 """Optimizers. Every one shares `update(params, grads)` and changes params in place.
 
-The update rules follow Keras's formulas (so the Keras agreement tests can compare weights),
+Each rule is one row of update_rules.py (its slots, its kernel's name and arguments, its
+reference in NumPy ufuncs), which kernels.py and array_kernels.py implement. The update rules
+follow Keras's formulas (so the Keras agreement tests can compare weights),
 except Adagrad and RMSprop, which add epsilon outside the square root as the source tutorials do.
 
 Speed: an update is bound by memory traffic, so each rule is one fused loop (kernels.py)
@@ -25,21 +27,30 @@ from numpy.typing import NDArray
 from nnlab.core import stops
 from nnlab.models.numpy.arrays import kernels, np  # NumPy or CuPy (arrays.py)
 from nnlab.models.numpy.layers import Array
+from nnlab.models.numpy.update_rules import RULES, Rule
 
 # (kernel, dtype) pairs this process has compiled: their first call ran under stops.deferred().
 _COMPILED: set[tuple[str, np.dtype]] = set()
 
 
 class Optimizer:
-    """Base class. Subclasses name their per-parameter state in `slots` (zero-initialised,
-    kept across steps), their rule in kernels.py (`kernel`), and the rule's scalars after
-    (param, grad, *slots) (`scalars`).
+    """Base class. Subclasses name their rule (`rule`, a row of update_rules.RULES: its
+    per-parameter state `slots`, zero-initialised and kept across steps, and the kernel of
+    that name in kernels.py and array_kernels.py), and compute the rule's scalars after
+    (param, grad, *slots) each step (`scalars`).
 
     `learning_rate` may be changed between steps (learning-rate decay).
     """
 
-    slots: tuple[str, ...] = ()
-    kernel: str
+    rule: Rule
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return self.rule.slots
+
+    @property
+    def kernel(self) -> str:
+        return self.rule.name
 
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = learning_rate
@@ -56,13 +67,13 @@ class Optimizer:
     def update_arrays(self, param: Array, grad: Array, *slots: Array) -> None:
         """Update one flattened parameter in place; `slots` follow `self.slots`. The scalars
         take the arrays' dtype, so float32 stays float32."""
-        rule = getattr(kernels, self.kernel)
+        loop = getattr(kernels, self.kernel)
         arguments = (param, grad, *slots, *map(param.dtype.type, self.scalars()))
         if (self.kernel, param.dtype) in _COMPILED:
-            rule(*arguments)
+            loop(*arguments)
             return
         with stops.deferred():  # numba compiles it (or loads it from its cache) now
-            rule(*arguments)
+            loop(*arguments)
         _COMPILED.add((self.kernel, param.dtype))
 
     def state_arrays(self) -> dict[str, Array]:
@@ -112,7 +123,7 @@ class Optimizer:
 class SGD(Optimizer):
     """w -= lr * g"""
 
-    kernel = "sgd"
+    rule = RULES["sgd"]
 
     def scalars(self) -> tuple[float, ...]:
         return (self.learning_rate,)
@@ -121,13 +132,12 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Heavy-ball momentum: v = momentum * v - lr * g; w += v."""
 
-    slots = ("velocity",)
 
     def __init__(self, learning_rate: float, momentum: float = 0.9) -> None:
         super().__init__(learning_rate)
         self.momentum = momentum
 
-    kernel = "momentum"
+    rule = RULES["momentum"]
 
     def scalars(self) -> tuple[float, ...]:
         return self.momentum, self.learning_rate
@@ -136,19 +146,18 @@ class Momentum(Optimizer):
 class Nesterov(Momentum):
     """Nesterov momentum, Keras's form: v = momentum * v - lr * g; w += momentum * v - lr * g."""
 
-    kernel = "nesterov"  # the same scalars as Momentum
+    rule = RULES["nesterov"]  # the same scalars as Momentum
 
 
 class Adagrad(Optimizer):
     """h += g^2; w -= lr * g / (sqrt(h) + epsilon). Each weight's step shrinks over time."""
 
-    slots = ("squares",)
 
     def __init__(self, learning_rate: float, epsilon: float = 1e-7) -> None:
         super().__init__(learning_rate)
         self.epsilon = epsilon
 
-    kernel = "adagrad"
+    rule = RULES["adagrad"]
 
     def scalars(self) -> tuple[float, ...]:
         return self.learning_rate, self.epsilon
@@ -160,13 +169,12 @@ class RMSprop(Optimizer):
     The decay is called beta2, as in the source tutorials (it is Keras's `rho`).
     """
 
-    slots = ("mean_square",)
 
     def __init__(self, learning_rate: float, beta2: float = 0.999, epsilon: float = 1e-7) -> None:
         super().__init__(learning_rate)
         self.beta2, self.epsilon = beta2, epsilon
 
-    kernel = "rmsprop"  # s += (1 - beta2) * (g^2 - s)
+    rule = RULES["rmsprop"]  # s += (1 - beta2) * (g^2 - s)
 
     def scalars(self) -> tuple[float, ...]:
         return self.learning_rate, 1 - self.beta2, self.epsilon
@@ -179,7 +187,6 @@ class Adam(Optimizer):
     w -= lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + epsilon)
     """
 
-    slots = ("m", "v")
 
     def __init__(
         self,
@@ -199,7 +206,7 @@ class Adam(Optimizer):
         self._alpha = self.learning_rate * math.sqrt(1 - self.beta2**self.step) / (
             1 - self.beta1**self.step)
 
-    kernel = "adam"
+    rule = RULES["adam"]
 
     def state_scalars(self) -> dict[str, float]:
         return {"step": self.step}
@@ -208,14 +215,10 @@ class Adam(Optimizer):
         return self._alpha, 1 - self.beta1, 1 - self.beta2, self.epsilon
 
 
+# params.yaml's name -> the optimizer; each uses the rule of its name (update_rules.RULES).
 OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd": SGD,
-    "momentum": Momentum,
-    "nesterov": Nesterov,
-    "adagrad": Adagrad,
-    "rmsprop": RMSprop,
-    "adam": Adam,
-}
+    optimizer.rule.name: optimizer
+    for optimizer in (SGD, Momentum, Nesterov, Adagrad, RMSprop, Adam)}
 
 
 def make_optimizer(name: str, learning_rate: float, **hyperparameters: float) -> Optimizer:

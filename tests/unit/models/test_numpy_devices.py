@@ -29,21 +29,7 @@ def _rng_arrays(count: int, size: int = 1000, seed: int = 0) -> list[np.ndarray]
     return [rng.standard_normal(size).astype(np.float32) for _ in range(count)]
 
 
-@pytest.mark.parametrize(("rule", "slots", "scalars"), [
-    ("sgd", 0, (0.01,)), ("momentum", 1, (0.9, 0.01)), ("nesterov", 1, (0.9, 0.01)),
-    ("adagrad", 1, (0.01, 1e-7)), ("rmsprop", 1, (0.01, 0.001, 1e-7)),
-    ("adam", 2, (0.001, 0.1, 0.001, 1e-7))])
-def test_the_gpu_update_rules_are_the_compiled_loops_bit_for_bit(
-        rule: str, slots: int, scalars: tuple[float, ...]) -> None:
-    loop = _rng_arrays(2 + slots)
-    loop[2:] = [np.abs(array) for array in loop[2:]]  # squares and second moments are >= 0
-    expressions = [array.copy() for array in loop]
-    arguments = tuple(np.float32(value) for value in scalars)
-    for _ in range(3):
-        getattr(kernels, rule)(*loop, *arguments)
-        getattr(array_kernels, rule)(*expressions, *arguments)
-    for compiled, expression in zip(loop, expressions, strict=True):
-        np.testing.assert_array_equal(expression, compiled)
+# The update rules, on NumPy, against the compiled loops: tests/unit/models/test_update_rules.py.
 
 
 @pytest.mark.parametrize(("shape", "size", "top", "left"), [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -13,7 +12,7 @@ from nnlab.models.numpy import (
     Network,
     TrainConfig,
     build_mlp,
-    evaluate,
+    loss_and_accuracy,
     fit,
     make_optimizer,
     random_shifts,
@@ -248,7 +247,7 @@ def test_overfits_64_samples_to_full_training_accuracy(batch_norm: bool) -> None
     network = build_mlp(10, [64], 3, "relu", "he", rng, batch_norm=batch_norm)
     fit(network, make_optimizer("adam", 0.01), (x, labels), (x, labels),
         TrainConfig(epochs=200), rng)
-    assert evaluate(network, x, labels, 64)[1] == 1.0
+    assert loss_and_accuracy(network, x, labels, 64)[1] == 1.0
 
 
 def test_zeros_init_keeps_hidden_units_identical() -> None:
@@ -300,7 +299,7 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     best_epoch = int(np.argmin(val_losses)) + 1
     assert len(history) == best_epoch + 3 < 100
     assert history.best_epoch == best_epoch and history.stopped_early
-    assert evaluate(network, x_val, y_val, 16)[0] == pytest.approx(min(val_losses), rel=1e-6)
+    assert loss_and_accuracy(network, x_val, y_val, 16)[0] == pytest.approx(min(val_losses), rel=1e-6)
 
 
 def test_without_early_stopping_every_epoch_runs_and_the_last_is_kept() -> None:
@@ -444,54 +443,7 @@ def test_layer_order_and_parameter_count() -> None:
     assert network.count_params() == expected
 
 
-def _ufunc_step(name: str, step: int, param: np.ndarray, grad: np.ndarray,
-                slots: list[np.ndarray]) -> None:
-    """Each rule written with NumPy's ufuncs, pass after pass, in the same order of
-    operations as kernels.py (float32 stays float32: the scalars are weak Python floats)."""
-    lr, momentum, beta1, beta2, epsilon = 0.01, 0.9, 0.9, 0.999, 1e-7
-    if name == "sgd":
-        param -= grad * lr
-    elif name in ("momentum", "nesterov"):
-        (velocity,) = slots
-        lr_grad = grad * lr
-        velocity *= momentum
-        velocity -= lr_grad
-        if name == "momentum":
-            param += velocity
-        else:  # (param - lr g) + momentum v
-            param -= lr_grad
-            param += velocity * momentum
-    elif name in ("adagrad", "rmsprop"):
-        (squares,) = slots
-        if name == "adagrad":
-            squares += grad * grad
-        else:
-            squares += (grad * grad - squares) * (1 - beta2)
-        param -= grad / (np.sqrt(squares) + epsilon) * lr
-    else:
-        m, v = slots
-        m += (grad - m) * (1 - beta1)
-        v += (grad * grad - v) * (1 - beta2)
-        alpha = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-        param -= m / (np.sqrt(v) + epsilon) * alpha
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_fused_kernels_equal_numpy_ufunc_passes_exactly(name: str, dtype: type) -> None:
-    """kernels.py fuses each rule into one loop; it must compute what the ufunc passes do,
-    bit for bit (same operations, same order, same dtype: no FMA, no reassociation)."""
-    rng = np.random.default_rng(0)
-    param = rng.standard_normal(1000).astype(dtype)
-    expected = param.copy()
-    optimizer = make_optimizer(name, 0.01, momentum=0.9)
-    slots = [np.zeros_like(param) for _ in optimizer.slots]
-    for step in range(1, 4):
-        grad = rng.standard_normal(1000).astype(dtype)
-        optimizer.update({"w": param}, {"w": grad})
-        _ufunc_step(name, step, expected, grad, slots)
-        assert param.dtype == dtype
-        np.testing.assert_array_equal(param, expected, err_msg=f"step {step}")
+# Each rule against its NumPy reference, bit for bit: tests/unit/models/test_update_rules.py.
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
