@@ -310,7 +310,7 @@ def test_without_early_stopping_every_epoch_runs_and_the_last_is_kept() -> None:
     history = fit(network, make_optimizer("adam", 0.01), (x, labels), (x_val, y_val),
                   TrainConfig(epochs=12, batch_size=16), rng)
     assert len(history) == history.best_epoch == 12 and not history.stopped_early
-    assert evaluate(network, x_val, y_val, 16)[0] == pytest.approx(history[-1]["val_loss"])
+    assert loss_and_accuracy(network, x_val, y_val, 16)[0] == pytest.approx(history[-1]["val_loss"])
 
 
 def test_on_epoch_sees_each_row_and_can_stop_training() -> None:
