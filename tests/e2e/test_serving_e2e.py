@@ -27,7 +27,7 @@ from nnlab.handoff import promotion
 from nnlab.handoff.prediction import predict_registered
 from nnlab.server.settings import free_port
 from tests.support.e2e import listening, serving, user_env
-from tests.unit.tracking.test_registry import _trained
+from tests.unit.handoff.test_registry import _trained
 
 pytestmark = pytest.mark.slow
 MODEL = "models:/tiny-logreg@champion"

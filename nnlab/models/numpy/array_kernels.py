@@ -2,7 +2,8 @@
 cannot run: the same names, arguments and in-place results.
 
 Each rule follows kernels.py's formula operation by operation, so on NumPy it gives the
-compiled loop's numbers (tests/unit/models/test_numpy_devices.py compares them); col2im adds
+compiled loop's numbers (the update rules: update_rules.py's table, checked by
+tests/unit/models/test_update_rules.py; the rest: test_numpy_devices.py); col2im adds
 the overlapping windows in another order, equal to float32 rounding. They take their array
 module from `xp`, which arrays.use_module sets.
 """

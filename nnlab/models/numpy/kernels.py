@@ -7,7 +7,8 @@ compiled by numba: 1.1x (`benchmarks/numpy_vs_keras.py` prints both figures).
 
 - The arithmetic follows optimizers.py's formulas operation by operation, in the arrays'
   own dtype (the caller passes scalars of that dtype): the result is bit-identical to the
-  same rule written with NumPy ufuncs (tests/unit/models/test_numpy_dnn.py checks it).
+  same rule written with NumPy ufuncs (update_rules.py's reference;
+  tests/unit/models/test_update_rules.py checks it).
 - `error_model="numpy"`: a division by zero gives inf as in NumPy, instead of a Python
   exception whose check would stop the loop from being vectorised.
 - `cache=True`: compiled once per dtype, then loaded from the user's cache, shared by every

@@ -38,7 +38,7 @@ def test_the_keras_model_tests_pass_on_jax_without_importing_tensorflow() -> Non
     """Every Keras test of fit, save/load, predict, the MLflow model, early stopping,
     determinism, the divergence rule and bit-for-bit resume, again on JAX, with TensorFlow's
     import refused (tests/conftest.py)."""
-    tests = ["tests/unit/models/test_models.py", "tests/unit/tracking/test_checkpoints.py"]
+    tests = ["tests/unit/models/test_models.py", "tests/unit/training/test_checkpoints.py"]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *tests, "-m", "tensorflow", "-k", "keras or cnn",
          "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],

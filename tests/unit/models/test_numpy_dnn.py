@@ -12,8 +12,8 @@ from nnlab.models.numpy import (
     Network,
     TrainConfig,
     build_mlp,
-    loss_and_accuracy,
     fit,
+    loss_and_accuracy,
     make_optimizer,
     random_shifts,
 )
@@ -299,7 +299,8 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     best_epoch = int(np.argmin(val_losses)) + 1
     assert len(history) == best_epoch + 3 < 100
     assert history.best_epoch == best_epoch and history.stopped_early
-    assert loss_and_accuracy(network, x_val, y_val, 16)[0] == pytest.approx(min(val_losses), rel=1e-6)
+    assert loss_and_accuracy(network, x_val, y_val, 16)[0] == pytest.approx(min(val_losses),
+                                                                            rel=1e-6)
 
 
 def test_without_early_stopping_every_epoch_runs_and_the_last_is_kept() -> None:
@@ -310,7 +311,8 @@ def test_without_early_stopping_every_epoch_runs_and_the_last_is_kept() -> None:
     history = fit(network, make_optimizer("adam", 0.01), (x, labels), (x_val, y_val),
                   TrainConfig(epochs=12, batch_size=16), rng)
     assert len(history) == history.best_epoch == 12 and not history.stopped_early
-    assert loss_and_accuracy(network, x_val, y_val, 16)[0] == pytest.approx(history[-1]["val_loss"])
+    assert loss_and_accuracy(network, x_val, y_val, 16)[0] == pytest.approx(
+        history[-1]["val_loss"])
 
 
 def test_on_epoch_sees_each_row_and_can_stop_training() -> None:

@@ -385,3 +385,13 @@ def test_params_yaml_is_read_in_one_place() -> None:
                     and node.value.id == "yaml" and node.attr in ("safe_load", "load"):
                 parsing.add(name)
     assert parsing == {"nnlab.params", "nnlab.search.space"}
+
+
+def test_the_unit_tests_mirror_nnlab() -> None:
+    """tests/unit/<package>/ for every package of nnlab/ (and stages/), each with tests: a
+    module's tests are where a newcomer looks for them."""
+    packages = {path.parent.name for path in (ROOT / "nnlab").glob("*/__init__.py")}
+    folders = {path.name for path in (ROOT / "tests/unit").iterdir()
+               if path.is_dir() and list(path.glob("test_*.py"))}
+    assert packages | {"stages"} <= folders, sorted(packages | {"stages"} - folders)
+    assert folders - packages <= {"stages", "project"}, sorted(folders - packages)
