@@ -93,6 +93,19 @@ def _kill_while_training(project: Path, model: str) -> tuple[str, int, int]:
     return running[0].info.run_id, live, rows
 
 
+def _nothing_valid_left(project: Path, model: str) -> None:
+    """After a SIGKILL: no model, no half-saved one; history.csv, if SIGKILL left it, is the
+    live one, the epochs done so far (written atomically), which the resumed stage rewrites;
+    DVC did not record the stage."""
+    assert not (project / f"models/{model}").exists()
+    assert not (project / f"models/{model}.partial").exists()
+    history = _history(project, model)
+    assert all(set(row) >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+               for row in history)
+    assert [int(row["epoch"]) for row in history] == list(range(1, len(history) + 1))
+    assert f"train@{model}" in run(["dvc", "status"], project)
+
+
 def _weights(project: Path) -> dict[str, np.ndarray]:
     with np.load(project / "models/numpy_dnn/model.npz", allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}
@@ -110,23 +123,24 @@ def test_a_killed_training_goes_on_from_its_last_epoch_to_the_unstopped_result(
     assert live >= 2 and rows >= 3  # live: in MLflow and history.csv while training
     checkpoints = list((project / ".nnlab/checkpoints").glob(f"train@{model}.*.npz"))
     assert len(checkpoints) == 1
-    # Nothing reruns (back to the committed model), and the run does not stay RUNNING:
-    # `make ui` alone ends it.
+    _nothing_valid_left(project, model)
+    # Nothing could end its MLflow run. Nothing reruns (back to the committed model), and the
+    # run does not stay RUNNING: the next stage, or `make ui` alone, ends it.
     run(["dvc", "checkout"], project)
     assert [found.info.run_id for found in _running(project)] == [run_id]
-    output = ui_prepared(project)
-    assert "Marked FAILED 1 run(s) left RUNNING by a process that died" in output
-    killed = _client(project).get_run(run_id)
-    assert killed.info.status == "FAILED"
-    assert killed.data.tags["nnlab.end_reason"] == "process died"
-
-    if model == "numpy_dnn":  # other params: not their checkpoint, so they start afresh
-        original = (project / "params.yaml").read_text()
+    if model == "numpy_dnn":  # the next stage; other params: not their checkpoint, so they
+        original = (project / "params.yaml").read_text()  # start afresh
         _set(project, {model: {"learning_rate": 0.002, "epochs": 2}})  # (2: a short check)
         output = run(["dvc", "repro", f"train@{model}"], project)
         assert "resuming" not in output
         assert checkpoints[0].exists()  # someone else's: left alone
         (project / "params.yaml").write_text(original)
+    else:
+        output = ui_prepared(project)
+        assert "Marked FAILED 1 run(s) left RUNNING by a process that died" in output
+    killed = _client(project).get_run(run_id)
+    assert killed.info.status == "FAILED"
+    assert killed.data.tags["nnlab.end_reason"] == "process died"
 
     output = run(["dvc", "repro", f"evaluate@{model}"], project)
     resumed = [line for line in output.splitlines() if "resuming after epoch" in line]
