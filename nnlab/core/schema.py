@@ -2,7 +2,7 @@
 types and bounds, the one-line error, and the validated file (`Params`).
 
 Each section's schema lives with the code it configures (nnlab/data/section.py,
-nnlab/models/<family>/params.py, ...); nnlab/params.py reads params.yaml and validates the
+nnlab/models/<family>/section.py, ...); nnlab/params.py reads params.yaml and validates the
 sections a stage asks for. Schemas hold types and bounds only: every value is in params.yaml.
 """
 

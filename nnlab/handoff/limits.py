@@ -1,6 +1,6 @@
 """What one request to `nnlab serve` and one connection may cost: the limits and their
 defaults, shared by the server (serve.py), its connections (connections.py), the served
-pyfunc (serving_pyfunc.py) and the command line (command.py)."""
+pyfunc (serving_pyfunc.py) and the command line (nnlab/cli/serve.py)."""
 
 from __future__ import annotations
 

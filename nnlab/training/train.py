@@ -137,7 +137,7 @@ def _info(model_name: str, classes: list[str], dataset: str, train_set: Split
 class _Epochs:
     """Where each finished epoch of a training goes (an `on_epoch` hook): the MLflow run
     (live), history.csv (rewritten; epochs shorter than live.SEND_EVERY together, as the
-    metrics), the console (core/progress.py) and, in a sweep's trial, the study's pruner. It
+    metrics), the console (models/progress.py) and, in a sweep's trial, the study's pruner. It
     starts with the epochs a checkpoint brings back."""
 
     def __init__(self, model_name: str, checkpoint: StageCheckpoint, history_path: Path,

@@ -395,3 +395,25 @@ def test_the_unit_tests_mirror_nnlab() -> None:
                if path.is_dir() and list(path.glob("test_*.py"))}
     assert packages | {"stages"} <= folders, sorted(packages | {"stages"} - folders)
     assert folders - packages <= {"stages", "project"}, sorted(folders - packages)
+
+
+# Files that do the same job in each package they are in: a package's face, a model
+# family's classifier and its params section's schema.
+SAME_JOB = {"__init__.py", "__main__.py", "classifier.py", "section.py"}
+
+
+def test_one_name_per_job() -> None:
+    """No two modules of nnlab/ share a name unless they do the same job, and nothing outside
+    tests/ is named as pytest names a test (`test_*.py`, `*_test.py`). (stages/<stage>.py may
+    share its name with the module that does its work: nnlab/training/train.py.)"""
+    seen: dict[str, list[str]] = {}
+    for path in (ROOT / "nnlab").rglob("*.py"):
+        seen.setdefault(path.name, []).append(path.relative_to(ROOT).as_posix())
+    shared = {name: paths for name, paths in seen.items()
+              if len(paths) > 1 and name not in SAME_JOB}
+    assert shared == {}
+    lookalikes = [path.relative_to(ROOT).as_posix()
+                  for folder in ("nnlab", "stages", "benchmarks", "tools")
+                  for path in (ROOT / folder).rglob("*.py")
+                  if path.name.startswith("test_") or path.name.endswith("_test.py")]
+    assert lookalikes == []
