@@ -2,7 +2,7 @@
 per subcommand, each with its options (`add_parser`) and its body (`run`); the work itself is
 in the package named for the job:
 
-    main.py             the parser, built from the subcommands' modules, and `main`
+    entry.py            the parser, built from the subcommands' modules, and `main`
     one_line_errors.py  the wrapper every subcommand runs in: a user's error is one line
     check.py            nnlab check: params.yaml, every section (nnlab/params.py)
     predict.py          nnlab predict: top classes of image files (nnlab/handoff/prediction.py)
@@ -17,6 +17,6 @@ in the package named for the job:
     __main__.py         `python -m nnlab.cli`
 """
 
-from nnlab.cli.main import main
+from nnlab.cli.entry import main
 
 __all__ = ["main"]

@@ -1,5 +1,5 @@
 """`python -m nnlab.cli ...`: the `nnlab` command."""
 
-from nnlab.cli.main import main
+from nnlab.cli.entry import main
 
 main()
