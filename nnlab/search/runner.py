@@ -182,7 +182,7 @@ def _watch(workers: Sequence[subprocess.Popen[bytes]], study: optuna.Study, url:
                 if code < 0:
                     _bury(worker, study, url, root, report)
             time.sleep(0.5)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (nnlab/cli/sweep.py makes it a KeyboardInterrupt)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (nnlab/cli/sweep.py raises it for SIGTERM)
         report("Interrupted: stopping the workers (their trials end FAIL) ...")
         for worker in _stop(running):
             late = f"was still running {STOP_SECONDS:.0f} s after the stop and was killed"
