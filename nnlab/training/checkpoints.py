@@ -48,9 +48,10 @@ STALE_SECONDS = 7 * 24 * 3600  # another key's checkpoint untouched this long is
 def stage_deps(model: str) -> list[Path]:
     """What `train@<model>` reads, sorted: the code it runs (nnlab/training/stage_code.py,
     the lists `make deps` writes into dvc.yaml) and its data (Layout.inputs, folders
-    expanded), as absolute paths."""
+    expanded, in the workspace the stage runs in: a temp experiment's copy too), as absolute
+    paths."""
     files = [stage_code.CODE_ROOT / file for file in stage_code.stage_files("train", model)]
-    root = project_root().resolve()
+    root = Path.cwd().resolve()
     for path in Layout().inputs("train", model):
         if (root / path).is_dir():
             files += [file for file in (root / path).rglob("*") if file.is_file()]
@@ -67,7 +68,7 @@ def stage_key(model: str, params: Params) -> str:
                     "dataset": params.data.dataset,
                     "params": flatten(params.model_params(model))}
     digest.update(json.dumps(stage_params, sort_keys=True, default=str).encode())
-    roots = (stage_code.CODE_ROOT, project_root().resolve())
+    roots = (stage_code.CODE_ROOT, Path.cwd().resolve())
     for path in stage_deps(model):
         root = next(root for root in roots if path.is_relative_to(root))
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")

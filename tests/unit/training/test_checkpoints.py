@@ -61,6 +61,10 @@ def test_the_key_changes_with_params_seed_data_and_code_and_nothing_else(repo: P
     assert repo / "nnlab/models/numpy/layers.py" in stage_deps("numpy_dnn")
     assert repo / "data/split/train_images.npy" in stage_deps("numpy_dnn")
     assert repo / "nnlab/models/keras/builders.py" not in stage_deps("numpy_dnn")
+    # A temp experiment runs in a copy, with DVC_ROOT naming another folder: its own data.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DVC_ROOT", str(repo.parent))
+        assert stage_key("numpy_dnn", params) == key
     others = {
         "a param": stage_key("numpy_dnn", project_params({"numpy_dnn": {"dropout": 0.3}})),
         "the seed": stage_key("numpy_dnn", project_params({"seed": 7})),
