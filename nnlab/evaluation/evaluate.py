@@ -41,7 +41,7 @@ def evaluate(model_name: str, params: Params, layout: Layout) -> dict[str, dict[
         return _pruned(model_name, params, layout, info)
     # On the backend it trained on (Keras's, recorded by train): a JAX model never starts
     # TensorFlow.
-    os.environ.update(saved_environment(model_dir))
+    os.environ.update(saved_environment(info))
     predict = load_predictor(model_name, model_dir)
     classes = load_classes(layout.prepared)
     sets = {

@@ -101,7 +101,7 @@ def predict(
         raise ValueError(f"{model_dir}: saved by an older nnlab; run `dvc repro` to retrain it")
 
     def load() -> Callable[[np.ndarray], np.ndarray]:
-        os.environ.update(saved_environment(model_dir))  # the backend it trained on
+        os.environ.update(saved_environment(info))  # the backend it trained on
         return load_predictor(info.get("model", model_name), model_dir)
 
     return _predict(info["classes"], tuple(info["input_shape"]), load, paths, top, plot)

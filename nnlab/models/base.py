@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -206,17 +206,17 @@ def saved_name(folder: Path) -> str:
     return name
 
 
-def saved_environment(folder: Path) -> dict[str, str]:
-    """The process environment a trained folder's model was trained with (Keras's backend):
-    what a process sets before `load_model` (evaluate, `nnlab predict`, `nnlab export`)."""
-    info = folder / TRAIN_INFO_FILE
-    environment = read_json(info).get("environment", {}) if info.is_file() else {}
+def saved_environment(info: Mapping[str, Any]) -> dict[str, str]:
+    """The process environment a model was trained with (Keras's backend), from its
+    train_info.json as the caller read it: what a process sets before `load_model`
+    (evaluate, `nnlab predict`)."""
+    environment = info.get("environment") or {}
     return {str(key): str(value) for key, value in environment.items()}
 
 
 def load_model(folder: Path, name: str | None = None) -> ImageClassifier:
     """The trained model saved in `folder`, ready to predict: the model its train_info.json
-    names, or `name`. Set `saved_environment(folder)` in the process first."""
+    names, or `name`. Set its `saved_environment` in the process first."""
     return model_class(name or saved_name(folder)).load(folder)
 
 
@@ -224,7 +224,7 @@ def load_predictor(name: str, directory: Path) -> Inference:
     """uint8 images (N, H, W, C) -> class probabilities, for the model saved in `directory`:
     what evaluate, `nnlab predict` and `nnlab serve` run. A model saved as plain arrays runs
     in nnlab/models/portable.py, the very code its logged MLflow model runs; a Keras model
-    in its own classifier (set `saved_environment(directory)` in the process first)."""
+    in its own classifier (set its `saved_environment` in the process first)."""
     if model_class(name).flavor != "pyfunc":
         return load_model(directory, name).predict_proba
     path = trained_file(directory, ARRAYS_FILE, name)  # none: how to make one (`dvc repro`)

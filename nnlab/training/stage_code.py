@@ -99,10 +99,14 @@ def _sources(root: Path) -> dict[str, Path]:
 
 
 @cache
+def _modules(root: Path) -> frozenset[str]:
+    return frozenset(_sources(root))
+
+
+@cache
 def _imports_of(root: Path, name: str) -> frozenset[str]:
-    paths = _sources(root)
-    tree = ast.parse(paths[name].read_text(encoding="utf-8"))
-    return frozenset(imports(tree, frozenset(paths)) - {name})
+    tree = ast.parse(_sources(root)[name].read_text(encoding="utf-8"))
+    return frozenset(imports(tree, _modules(root)) - {name})
 
 
 def _stage_files(stage: str, model: str | None, root: Path) -> frozenset[str]:
