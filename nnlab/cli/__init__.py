@@ -14,6 +14,7 @@ in the package named for the job:
     remote.py           nnlab push|pull: dvc's, after checking the remote
     sweep.py            nnlab sweep: an Optuna study (nnlab/search/runner.py)
     repeat.py           nnlab repeat: seed repeats (nnlab/search/seed_repeats.py)
+    join.py             nnlab join: one training on several machines (nnlab/training/joiner.py)
     __main__.py         `python -m nnlab.cli`
 """
 

@@ -28,6 +28,7 @@ from nnlab import __version__
 from nnlab.cli import (
     check,
     export,
+    join,
     predict,
     promote,
     remote,
@@ -41,7 +42,8 @@ from nnlab.cli.one_line_errors import fail
 from nnlab.core.errors import storage_problem
 
 # In `nnlab --help`'s order. Each module adds its parser(s), its `run` as their handler.
-SUBCOMMANDS = (check, predict, ui, promote, export, serve, server, remote, sweep, repeat)
+SUBCOMMANDS = (check, predict, ui, promote, export, serve, server, remote, sweep, repeat,
+               join)
 
 
 def parser() -> argparse.ArgumentParser:

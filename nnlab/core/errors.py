@@ -42,6 +42,13 @@ class DeviceError(RuntimeError):
     to install it."""
 
 
+class ProcessesError(RuntimeError):
+    """A training of several processes (docs/devices.md, "Several machines") could not start
+    or go on: a process never joined, was refused (another commit, params or data), or stopped
+    answering mid-training. The checkpoint is kept: started again with every process, the
+    training goes on from it."""
+
+
 class Interrupted(BaseException):
     """SIGTERM or SIGINT reached a stage: unwinds like KeyboardInterrupt, so every `finally`
     and `with` runs (partial outputs removed, the MLflow run marked KILLED), then the stage
@@ -59,7 +66,7 @@ class Interrupted(BaseException):
 # DataFormatError are ValueErrors; ChecksumError is a DownloadError.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, FileNotFoundError, DivergenceError, DownloadError, TrackingServerError,
-    DeviceError,
+    DeviceError, ProcessesError,
 )
 
 

@@ -17,24 +17,33 @@ import sys
 import threading
 from collections.abc import Iterator
 
-STARTS = (b"WARNING: All log messages", b"I0000 ", b"E0000 ")  # how NOISE lines begin
+STARTS = (b"WARNING: All log messages", b"I0000 ", b"E0000 ", b"[Gloo] Rank ")  # NOISE's
 NOISE = re.compile(
-    rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
+    rb"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to "
     rb"STDERR|I0000 .*\] oneDNN custom operations are on.*"
-    rb"|E0000 .*\] NodeDef mentions attribute use_unbounded_threadpool .*)$")
+    rb"|E0000 .*\] NodeDef mentions attribute use_unbounded_threadpool .*"
+    # JAX's CPU collectives (several processes), on stdout, once they are all connected
+    rb"|\[Gloo\] Rank \d+ is connected to (\d+) peer ranks\. Expected number of connected "
+    rb"peer ranks is : \1)$")
+
+
+def filtered_stderr() -> contextlib.AbstractContextManager[None]:
+    """Drop NOISE lines from descriptor 2 (C++ and Python alike) inside the block."""
+    return filtered(2)
 
 
 @contextlib.contextmanager
-def filtered_stderr() -> Iterator[None]:
-    """Drop NOISE lines from descriptor 2 (C++ and Python alike) inside the block."""
+def filtered(descriptor: int) -> Iterator[None]:
+    """Drop NOISE lines from `descriptor` (1: stdout, 2: stderr) inside the block."""
+    stream = sys.stdout if descriptor == 1 else sys.stderr
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no descriptor 2 (a closed stderr): nothing to filter
+        stream.flush()
+        saved = os.dup(descriptor)
+    except (OSError, ValueError):  # no such descriptor (a closed stream): nothing to filter
         yield
         return
     read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
+    os.dup2(write_end, descriptor)
     os.close(write_end)
     forwarder = threading.Thread(target=_forward, args=(read_end, saved), daemon=True)
     forwarder.start()
@@ -42,8 +51,8 @@ def filtered_stderr() -> Iterator[None]:
         yield
     finally:
         with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last write end: the forwarder drains and ends
+            stream.flush()
+        os.dup2(saved, descriptor)  # closes the pipe's last write end: the forwarder ends
         forwarder.join(timeout=10)
         os.close(saved)
 

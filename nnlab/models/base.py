@@ -186,12 +186,14 @@ def model_class(name: str) -> type[ImageClassifier]:
     return found
 
 
-def new_model(name: str, params: Any, seed: int) -> ImageClassifier:
-    """An untrained model of params.yaml's `name`, from its section's validated params.
+def new_model(name: str, params: Any, seed: int, process: int = 0) -> ImageClassifier:
+    """An untrained model of params.yaml's `name`, from its section's validated params;
+    `process`: which of the section's `processes` this one is, when several train it together
+    (the Keras models on JAX: nnlab/models/keras/cluster.py).
 
     A family reads its backend from the process environment as it is imported (Keras's
     KERAS_BACKEND): the process that trains sets `params.environment()` before this call."""
-    return model_class(name)(params, seed)
+    return model_class(name)(params, seed, **({"process": process} if process else {}))
 
 
 def saved_name(folder: Path) -> str:

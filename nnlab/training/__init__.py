@@ -8,4 +8,7 @@
                      thread; the Pacer both share
     sweep_hook.py    a sweep's trial, handed in through NNLAB_TRIAL: training never imports
                      nnlab/search/
+    roll_call.py     before a training of several processes: process 0 waits for the others
+                     and checks each has its commit, code, params and data
+    joiner.py        `nnlab join`: a process other than 0 of such a training
 """

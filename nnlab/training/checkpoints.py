@@ -22,8 +22,10 @@ epoch at the next `dvc repro` or `dvc exp run`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -60,22 +62,60 @@ def stage_deps(model: str) -> list[Path]:
     return sorted(set(files))
 
 
-def stage_key(model: str, params: Params) -> str:
-    """What `train@<model>` trains on, as a hash: its params and its deps' bytes (each
-    named by its path from its root, so a copy of the project has the same key)."""
-    digest = hashlib.sha256()
-    stage_params = {"model": model, "seed": params.model_seed(model),
-                    "dataset": params.data.dataset,
-                    "params": flatten(params.model_params(model))}
-    digest.update(json.dumps(stage_params, sort_keys=True, default=str).encode())
+# Where the processes of a training meet, and how long they wait: not what is trained, so
+# neither in the checkpoint's key nor in the roll call's params hash (a resume may start
+# process 0 on another machine).
+PLACEMENT_ONLY = ("coordinator", "join_timeout")
+
+
+def stage_params(model: str, params: Params) -> dict[str, Any]:
+    """What of params.yaml `train@<model>` trains with."""
+    section = {key: value for key, value in flatten(params.model_params(model)).items()
+               if key not in PLACEMENT_ONLY}
+    return {"model": model, "seed": params.model_seed(model), "dataset": params.data.dataset,
+            "params": section}
+
+
+def _hash(digest: Any, paths: list[Path]) -> Any:
+    """`paths`' bytes into `digest`, each named by its path from its root (the code's, or the
+    workspace's), so that a copy of the project hashes alike."""
     roots = (stage_code.CODE_ROOT, Path.cwd().resolve())
-    for path in stage_deps(model):
+    for path in paths:
         root = next(root for root in roots if path.is_relative_to(root))
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return digest
+
+
+def stage_key(model: str, params: Params) -> str:
+    """What `train@<model>` trains on, as a hash: its params and its deps' bytes."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(stage_params(model, params), sort_keys=True, default=str).encode())
+    return str(_hash(digest, stage_deps(model)).hexdigest()[:16])
+
+
+def fingerprint(model: str, params: Params) -> dict[str, str]:
+    """What every process of a training must share (nnlab/training/roll_call.py): the git
+    commit, the code, the params, the data, each hashed alone so that a refusal names which
+    differs, and the process count."""
+    code = [stage_code.CODE_ROOT / file for file in stage_code.stage_files("train", model)]
+    data = [path for path in stage_deps(model) if path not in set(code)]
+    return {"processes": str(getattr(params.model_params(model), "processes", 1)),
+            "commit": _git_commit(),
+            "code": _hash(hashlib.sha256(), sorted(code)).hexdigest()[:16],
+            "params": hashlib.sha256(json.dumps(stage_params(model, params), sort_keys=True,
+                                                default=str).encode()).hexdigest()[:16],
+            "data": _hash(hashlib.sha256(), data).hexdigest()[:16]}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "none (not a git checkout)"
 
 
 def _number(value: Any) -> bool:
@@ -129,6 +169,16 @@ class StageCheckpoint:
         self._saved: tuple[dict[str, NDArray[Any]], dict[str, Any]] | None = None
         self._loaded = False
         self._clock: float | None = None
+        self._received: bytes | None = None  # process 0's, held by a joining process
+
+    @classmethod
+    def received(cls, model: str, params: Params, data: bytes) -> StageCheckpoint:
+        """Process 0's checkpoint as a joining process holds it (nnlab/training/roll_call.py):
+        read from `data` (b"": none) with every check, never written or removed."""
+        epochs = getattr(params.model_params(model), "epochs", None)
+        checkpoint = cls(model, stage_key(model, params), last_epoch=epochs)
+        checkpoint._received = data
+        return checkpoint
 
     @classmethod
     def for_stage(cls, model: str, params: Params) -> StageCheckpoint:
@@ -147,10 +197,13 @@ class StageCheckpoint:
         return self._saved
 
     def _read(self) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
-        if not self.path.is_file():
+        if self._received is not None and not self._received:
+            return None
+        if self._received is None and not self.path.is_file():
             return None
         try:
-            with np.load(self.path, allow_pickle=False) as archive:
+            source = io.BytesIO(self._received) if self._received is not None else self.path
+            with np.load(source, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
             meta = json.loads(str(arrays.pop(META_KEY)))
             key = str(arrays.pop(KEY_KEY))
@@ -197,7 +250,7 @@ class StageCheckpoint:
         not spend their time writing checkpoints (benchmarks/README.md, "Long runs")."""
         final = (self.last_epoch is not None and int(meta.get("epoch", 0)) >= self.last_epoch
                  or bool(meta.get("stopped")) or bool(meta.get("stopped_early")))
-        if not (self._pacer.due() or final):
+        if not (self._pacer.due() or final) or self._received is not None:
             return
         self.extra["seconds"] = self.seconds
         document = json.dumps({**meta, "stage": self.extra})
@@ -207,8 +260,10 @@ class StageCheckpoint:
 
     def remove(self) -> None:
         """Drop this checkpoint, and other keys' checkpoints of the stage left for a week."""
-        self.path.unlink(missing_ok=True)
         self._saved, self._loaded = None, True
+        if self._received is not None:
+            return  # process 0's, not ours
+        self.path.unlink(missing_ok=True)
         now = time.time()
         for other in self.folder.glob(f"train@{self.model}.*.npz"):
             try:

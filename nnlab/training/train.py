@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nnlab.arrays.contract import load_classes, load_split
-from nnlab.core.errors import USER_ERRORS, Pruned, TrackingServerError
+from nnlab.core.errors import USER_ERRORS, ProcessesError, Pruned, TrackingServerError
 from nnlab.core.files import sha256, write_csv, write_json
 from nnlab.core.layout import HISTORY_COLUMNS, TRAIN_INFO_FILE, Layout
 from nnlab.core.schema import Params, flatten
@@ -18,8 +18,9 @@ from nnlab.models import logged_model
 from nnlab.models.base import EpochHook, History, ImageClassifier, Split, new_model
 from nnlab.models.progress import EpochProgress
 from nnlab.tracking import mlflow_runs
-from nnlab.training.checkpoints import RESTART_HINT, StageCheckpoint
+from nnlab.training.checkpoints import RESTART_HINT, StageCheckpoint, fingerprint
 from nnlab.training.live_metrics import LiveMetrics, Pacer
+from nnlab.training.roll_call import RollCall, Team
 from nnlab.training.sweep_hook import Trial
 
 
@@ -42,9 +43,26 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
     leaves only a train_info.json saying so, and its run ends KILLED.
     """
     mlflow_runs.check_server()  # a server that is down fails here, not after training
+    data = (load_split(layout.split, "train"), load_split(layout.split, "val"),
+            load_classes(layout.prepared))
+    checkpoint = StageCheckpoint.for_stage(model_name, params)
     model_params = params.model_params(model_name)
-    train_set, val_set = load_split(layout.split, "train"), load_split(layout.split, "val")
-    classes = load_classes(layout.prepared)
+    processes = getattr(model_params, "processes", 1)
+    if processes == 1:
+        return _train(model_name, params, layout, trial, data, checkpoint, Team())
+    # Several processes: this stage is process 0; it waits for the others (`nnlab join`),
+    # hands them the checkpoint, and refuses latecomers while it trains.
+    with RollCall(model_name, model_params.coordinator, processes,
+                  fingerprint(model_name, params), model_params.join_timeout,
+                  checkpoint.path.read_bytes() if checkpoint.saved() else b"") as call:
+        return _train(model_name, params, layout, trial, data, checkpoint, call.wait())
+
+
+def _train(model_name: str, params: Params, layout: Layout, trial: Trial | None,
+           data: tuple[Split, Split, list[str]], checkpoint: StageCheckpoint, team: Team
+           ) -> dict[str, object]:
+    model_params = params.model_params(model_name)
+    train_set, val_set, classes = data
     dataset = params.data.dataset
     tags = {**mlflow_runs.dvc_tags(f"train@{model_name}"), "model": model_name, "dataset": dataset,
             "dataset.digest": _digest(layout), **(trial.mlflow_tags() if trial else {})}
@@ -53,7 +71,6 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
     model_dir = layout.model_dir(model_name)
     _clear(model_dir)
     info = _info(model_name, classes, dataset, train_set)
-    checkpoint = StageCheckpoint.for_stage(model_name, params)
     epochs = _Epochs(model_name, checkpoint, layout.report_dir(model_name) / "history.csv",
                      getattr(model_params, "epochs", None))
     try:
@@ -68,7 +85,7 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
             if trial:
                 trial.record_run(run_id)
             epochs.start(run_id, trial.epoch_reporter() if trial else None)
-            model = _model(model_name, model_params, seed, info)
+            model = _model(model_name, model_params, seed, info, team)
             checkpoint.start_clock()
             try:
                 history = model.fit(train_set, val_set, n_classes=len(classes),
@@ -83,8 +100,9 @@ def train(model_name: str, params: Params, layout: Layout, trial: Trial | None =
         info.update(pruned=True, epochs=stop.epoch, pruned_reason=str(stop))
         write_json(model_dir / TRAIN_INFO_FILE, info)
         return info
-    except USER_ERRORS as error:  # a rerun meets them again; a server that is down may be back
-        if not isinstance(error, TrackingServerError):
+    except USER_ERRORS as error:  # a rerun meets them again; a server that is down may be
+        # back, and a lost process may join again
+        if not isinstance(error, TrackingServerError | ProcessesError):
             checkpoint.remove()
         raise
     checkpoint.remove()
@@ -96,15 +114,16 @@ def _clear(model_dir: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _model(model_name: str, model_params: Any, seed: int, info: dict[str, object]
-           ) -> ImageClassifier:
+def _model(model_name: str, model_params: Any, seed: int, info: dict[str, object],
+           team: Team) -> ImageClassifier:
     """The untrained model, this process's environment set first (Keras's backend, read as
     Keras is imported); where it trains goes to the console, the run's tags and
-    train_info.json (with the environment, which evaluate and predict load it with)."""
+    train_info.json (with the environment, which evaluate and predict load it with), with
+    every process's host when several train it."""
     environment = model_params.environment()
     os.environ.update(environment)
     model = new_model(model_name, model_params, seed)
-    runtime = model.runtime()
+    runtime = model.runtime() | ({"hosts": team.describe()} if len(team.hosts) > 1 else {})
     info.update(runtime, **({"environment": environment} if environment else {}))
     mlflow_runs.set_tags({f"nnlab.{key}": value for key, value in runtime.items()})
     print(f"train@{model_name}: training on {runtime['device']} ({runtime['backend']})",

@@ -10,6 +10,7 @@
     backend.py     Keras on its backend, imported once with the settings every module needs;
                    which devices it sees
     training_state.py  a fit's whole state after each epoch, for the train stage's checkpoint
+    cluster.py     one training over several processes, on JAX's distributed runtime
 
 The modules that build, fit or run a model import Keras (and TensorFlow, on its backend);
 importing this package does not. A model on JAX never imports TensorFlow.

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from nnlab.core import quiet
 from nnlab.core.files import reading
 from nnlab.models.base import (
     RESTORE_MODEL,
@@ -23,6 +24,7 @@ from nnlab.models.base import (
     trained_file,
 )
 from nnlab.models.divergence import DivergenceGuard
+from nnlab.models.keras import cluster
 from nnlab.models.keras.backend import (
     BACKEND,
     check_backend,
@@ -72,16 +74,26 @@ class _KerasClassifier(ImageClassifier):
     flavor = "keras"
     params: KerasMlpParams | CnnParams
 
-    def __init__(self, params: KerasMlpParams | CnnParams, seed: int) -> None:
+    def __init__(self, params: KerasMlpParams | CnnParams, seed: int, process: int = 0
+                 ) -> None:
         super().__init__(params, seed)
         self.model: keras.Model | None = None
         check_backend(params.backend, self.name)
+        # `process` of params.processes: several train together (models/keras/cluster.py)
+        self.share = (process, params.processes)
+        if params.processes > 1:
+            cluster.start(self.name, params, process)
         self.device = device_kind(params.device, self.name)
-        # one; with data_parallel (JAX) every local device of the kind
-        self.devices = devices(self.device, params.data_parallel)
+        # one; with data_parallel (JAX) every local device of the kind; with several
+        # processes, every device of the kind of every process
+        self.devices = devices(self.device, params.data_parallel or params.processes > 1)
 
     def runtime(self) -> dict[str, str]:
-        return {"backend": BACKEND, "device": describe(self.device, len(self.devices))}
+        where = describe(self.device, len(self.devices))
+        if self.share[1] == 1:
+            return {"backend": BACKEND, "device": where}
+        return {"backend": BACKEND, "device": f"{where} in {self.share[1]} processes",
+                "processes": str(self.share[1])}
 
     def trained_on(self) -> str:
         parts = getattr(self, "parts", None)
@@ -93,8 +105,21 @@ class _KerasClassifier(ImageClassifier):
     def fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None = None,
             checkpoint: Checkpoint | None = None) -> History:
         configure_determinism(self.seed)
+        self.epochs_done = 0
         with data_parallel(self.name, self.params, self.devices):
-            return self._fit(train, val, n_classes, on_epoch, checkpoint)
+            if self.share[1] == 1:
+                return self._fit(train, val, n_classes, on_epoch, checkpoint)
+            try:
+                with quiet.filtered(1):  # JAX's collectives say they connected, on stdout
+                    rows = self._fit(train, val, n_classes, on_epoch, checkpoint)
+            except BaseException as error:
+                raise cluster.stopped(self.name, self.epochs_done, error) from None
+        # Trained: a copy on this process's devices alone, then every process leaves JAX's
+        # runtime together; process 0 saves and logs alone.
+        with precision(self.params.mixed_precision):
+            local = self.build(tuple(train[0].shape[1:]), n_classes)
+        self.model = cluster.leave(self._trained(), local)
+        return rows
 
     def _fit(self, train: Split, val: Split, n_classes: int, on_epoch: EpochHook | None,
              checkpoint: Checkpoint | None) -> History:
@@ -120,7 +145,7 @@ class _KerasClassifier(ImageClassifier):
                                            where))
         if saved:
             restore(self.model, saved[0])
-        done = len(rows)
+        done = self.epochs_done = len(rows)
         if saved and (saved[1]["stopped"] or done >= self.params.epochs):
             if early is not None:  # as EarlyStopping leaves a finished fit: its best epoch
                 restore_early_stopping(early, *saved)
@@ -129,14 +154,14 @@ class _KerasClassifier(ImageClassifier):
         else:
             result = self.model.fit(
                 training_batches(images, labels, self.params.batch_size, self.seed,
-                                 first_epoch=done, full_batches=split > 1),
+                                 first_epoch=done, full_batches=split > 1, part=self.share),
                 steps_per_epoch=steps,
                 shuffle=False,  # the pipeline shuffles, with the seed
-                validation_data=evaluation_batches(*val, multiple=split),
+                validation_data=evaluation_batches(*val, multiple=split, part=self.share),
                 epochs=self.params.epochs,
                 initial_epoch=done,
                 verbose=0,  # the train stage shows the epochs (nnlab/models/progress.py)
-                callbacks=[*callbacks, _GuardCallback(guard, on_epoch)],
+                callbacks=[*callbacks, _GuardCallback(guard, self._heard(on_epoch))],
             )
             rows = rows[:done] + [history_row(done + index, {
                 key: values[index] for key, values in result.history.items()})
@@ -155,6 +180,14 @@ class _KerasClassifier(ImageClassifier):
         if not all(np.isfinite(weights).all() for weights in self.model.get_weights()):
             final.check_batch(math.nan, len(rows))
         return rows
+
+    def _heard(self, on_epoch: EpochHook | None) -> EpochHook:
+        """`on_epoch`, counting the epochs done first (how far a stopped fit came)."""
+        def heard(row: dict[str, float]) -> None:
+            self.epochs_done = int(row["epoch"])
+            if on_epoch is not None:
+                on_epoch(row)
+        return heard
 
     def _resumable(self, checkpoint: Checkpoint | None, split: int
                    ) -> tuple[dict[str, NDArray[Any]], dict[str, Any]] | None:
@@ -247,7 +280,8 @@ class _KerasClassifier(ImageClassifier):
         with reading(path, f"the {cls.name} model", RESTORE_MODEL):
             model = keras.models.load_model(path, safe_mode=True, compile=False)
         # the backend's own device: the one the process computes on
-        return cls.restored(model=model, device="cpu", devices=devices("cpu", False))
+        return cls.restored(model=model, device="cpu", devices=devices("cpu", False),
+                            share=(0, 1))
 
 
 class KerasMlpClassifier(_KerasClassifier):

@@ -29,15 +29,19 @@ def steps_per_epoch(rows: int, batch_size: int, full_batches: bool = False) -> i
 
 
 def training_batches(images: NDArray[np.uint8], labels: NDArray[np.int64], batch_size: int,
-                     seed: int, first_epoch: int = 0, full_batches: bool = False) -> Any:
+                     seed: int, first_epoch: int = 0, full_batches: bool = False,
+                     part: tuple[int, int] = (0, 1)) -> Any:
     """Endless shuffled (images, labels) batches: one epoch after another, each in a new
     order (the same orders for the same seed), starting at `first_epoch`: a training that
-    goes on after k epochs sees the orders it would have seen.
+    goes on after k epochs sees the orders it would have seen. `part`: (process, processes):
+    each batch's rows that this process feeds when several train together (every process
+    draws the same orders and takes its block of each batch).
 
     `fit` keeps one iterator over it for the whole run. Given NumPy arrays, Keras builds a
     new input pipeline iterator every epoch, which took about 12 ms here."""
     if BACKEND != "tensorflow":
-        return _numpy_batches(images, labels, batch_size, seed, first_epoch, full_batches)
+        return _numpy_batches(images, labels, batch_size, seed, first_epoch, full_batches,
+                              part)
     images_t, labels_t = tf.constant(images), tf.constant(labels)
     order = tf.data.Dataset.range(len(labels)).shuffle(len(labels), seed=seed,
                                                       reshuffle_each_iteration=True)
@@ -49,7 +53,7 @@ def training_batches(images: NDArray[np.uint8], labels: NDArray[np.int64], batch
 
 
 def _numpy_batches(images: NDArray[np.uint8], labels: NDArray[np.int64], batch_size: int,
-                   seed: int, first_epoch: int, full_batches: bool
+                   seed: int, first_epoch: int, full_batches: bool, part: tuple[int, int]
                    ) -> Iterator[tuple[NDArray[np.uint8], NDArray[np.int64]]]:
     """Epoch k's order is a permutation drawn from (seed, k): any epoch's order is known
     without drawing the ones before it."""
@@ -59,30 +63,40 @@ def _numpy_batches(images: NDArray[np.uint8], labels: NDArray[np.int64], batch_s
         order = np.random.default_rng([seed, epoch]).permutation(len(labels))
         for step in range(steps):
             index = np.sort(order[step * batch_size:(step + 1) * batch_size])  # reads in order
+            index = index[_rows(len(index), part)]
             yield images[index], labels[index]
         epoch += 1
 
 
+def _rows(batch: int, part: tuple[int, int]) -> slice:
+    """Process `part[0]` of `part[1]`'s rows of a `batch`-row batch: a contiguous block, in
+    process order (DataParallel's device mesh lists process 0's devices first)."""
+    index, count = part
+    size = batch // count
+    return slice(index * size, (index + 1) * size)
+
+
 def evaluation_batches(images: NDArray[np.uint8], labels: NDArray[np.int64],
-                       multiple: int = 1) -> Any:
+                       multiple: int = 1, part: tuple[int, int] = (0, 1)) -> Any:
     """One pass over (images, labels) in order. It must end: Keras runs up to
     steps_per_execution (a training epoch's steps) validation steps per call, and would
     otherwise go round the validation set again.
 
     `multiple`: every batch's rows a multiple of it (the devices a data-parallel fit splits
-    each batch over): the last batch is padded with copies of its last image, weighted 0."""
+    each batch over): the last batch is padded with copies of its last image, weighted 0.
+    `part`: as training_batches'."""
     if BACKEND == "tensorflow":  # (data parallel, with padded batches: JAX only)
         return tf.data.Dataset.from_tensor_slices((images, labels)).batch(EVAL_BATCH)
-    return _EvaluationBatches(images, labels, multiple)
+    return _EvaluationBatches(images, labels, multiple, part)
 
 
 class _EvaluationBatches(keras.utils.PyDataset):
     """EVAL_BATCH rows at a time, in order; with `multiple` > 1, (images, labels, weights)."""
 
     def __init__(self, images: NDArray[np.uint8], labels: NDArray[np.int64],
-                 multiple: int) -> None:
+                 multiple: int, part: tuple[int, int]) -> None:
         super().__init__()
-        self.images, self.labels, self.multiple = images, labels, multiple
+        self.images, self.labels, self.multiple, self.part = images, labels, multiple, part
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / EVAL_BATCH)
@@ -94,5 +108,6 @@ class _EvaluationBatches(keras.utils.PyDataset):
             return images, labels
         pad = -len(labels) % self.multiple
         weights = np.concatenate([np.ones(len(labels), np.float32), np.zeros(pad, np.float32)])
-        return (np.concatenate([images, np.repeat(images[-1:], pad, axis=0)]),
-                np.concatenate([labels, np.repeat(labels[-1:], pad)]), weights)
+        mine = _rows(len(weights), self.part)
+        return (np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])[mine],
+                np.concatenate([labels, np.repeat(labels[-1:], pad)])[mine], weights[mine])

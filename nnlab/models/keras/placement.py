@@ -55,8 +55,9 @@ def precision(mixed: bool) -> Iterator[None]:
 
 def devices(kind: str, parallel: bool) -> list[str]:
     """The devices a fit runs on: one of `kind` ("cpu" or "gpu"), or with `parallel` on JAX
-    every local one (the GPUs, or the CPU's virtual devices: XLA_FLAGS=
-    --xla_force_host_platform_device_count=N). TensorFlow refuses `parallel` in the fit."""
+    every one (the GPUs, or the CPU's virtual devices: XLA_FLAGS=
+    --xla_force_host_platform_device_count=N), of every process when several train together
+    (nnlab/models/keras/cluster.py). TensorFlow refuses `parallel` in the fit."""
     return local_devices(kind) if parallel and BACKEND == "jax" else [f"{kind}:0"]
 
 
@@ -68,14 +69,18 @@ def data_parallel(model: str, params: Any, devices: list[str]) -> Iterator[None]
     Not on TensorFlow: a MirroredStrategy over two logical CPUs trained the cnn to losses
     1% away from one device's after 4 epochs of SGD (JAX's: within 2e-4), its first batch's
     loss already different; docs/devices.md says so."""
-    if not params.data_parallel:
+    if not (params.data_parallel or params.processes > 1):
         yield
         return
     if BACKEND != "jax":
         raise DeviceError(f"{model}.data_parallel=true runs on the JAX backend only; "
                           f"set {model}.backend=jax, or data_parallel=false")
     if params.batch_size % len(devices):
-        raise ValueError(f"{model}.batch_size={params.batch_size}: data_parallel splits each "
+        how = ("data_parallel" if params.processes == 1 else
+               f"processes={params.processes}")
+        raise ValueError(f"{model}.batch_size={params.batch_size}: {how} splits each "
                          f"batch over {len(devices)} devices; use a multiple of {len(devices)}")
-    with keras.distribution.DataParallel(devices=devices).scope():
+    # Several processes: each feeds its own rows of every batch (cluster.rows), as NumPy.
+    with keras.distribution.DataParallel(devices=devices,
+                                         auto_shard_dataset=params.processes == 1).scope():
         yield
