@@ -10,7 +10,7 @@ import sys
 from types import FrameType
 
 from nnlab.cli.one_line_errors import fail, one_line_errors
-from nnlab.core import stops
+from nnlab.core import quiet, stops
 from nnlab.core.errors import Interrupted
 
 KERAS_MODELS = ("keras_mlp", "cnn")  # the models that train on JAX's distributed runtime
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, _interrupt)
     name = f"join@{args.model}"
     try:
-        with one_line_errors("join"):
+        with quiet.filtered_stderr(), one_line_errors("join"):  # TensorFlow's C++ banners
             if args.coordinator is not None:
                 from nnlab.models.keras.section import check_host_port
 

@@ -15,6 +15,7 @@ TINY: dict[str, tuple[list[str], str]] = {
     "gpu.py": (["--device", "cpu", "--quick"], "gpu.py: done"),
     "image_folder_dep.py": (["--quick"], "dvc status split"),
     "long_runs.py": (["--quick"], "checkpoint cost:"),
+    "multi_process.py": (["--quick"], "collective cost per step:"),
     "numpy_cnn_speed.py": (["--quick"], "where a step's time goes:"),
     "numpy_step_profile.py": (["--quick"], "everything but Dense layers"),
     "numpy_vs_keras.py": (["--quick"], "3. against Keras"),

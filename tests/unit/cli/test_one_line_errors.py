@@ -13,7 +13,7 @@ def test_every_subcommand_module_adds_its_parser_and_runs_its_body() -> None:
     commands = next(action for action in parser._actions if action.dest == "command")
     names = set(commands.choices)  # type: ignore[union-attr]
     assert names == {"check", "predict", "ui", "promote", "export", "serve", "server", "push",
-                     "pull", "sweep", "repeat"}
+                     "pull", "sweep", "repeat", "join"}
     for module in entry.SUBCOMMANDS:
         assert callable(module.add_parser), module.__name__
     for name, subparser in commands.choices.items():  # type: ignore[union-attr]
