@@ -100,17 +100,21 @@ def main() -> None:
     print(f"cnn (params.yaml's architecture) on {args.images} random 32x32x3 images, 10 "
           f"classes, batch {args.batch_size} ({steps} steps an epoch), {args.epochs} epochs, "
           f"JAX on {os.cpu_count()} CPU cores; epochs 2-{args.epochs} timed")
-    rows = {}
+    rows, losses = {}, {}
     for processes in (1, 2):
         started = time.perf_counter()
         result = _run(processes, args)
         ends = list(result["ends"])  # type: ignore[call-overload]
         per_epoch = (ends[-1] - ends[0]) / (len(ends) - 1)
         rows[processes] = per_epoch / steps
+        losses[processes] = list(result["losses"])  # type: ignore[call-overload]
         print(f"  {result['device']:<24} {args.images / per_epoch:8.0f} samples/s  "
               f"{1000 * per_epoch / steps:7.1f} ms/step  (whole run "
               f"{time.perf_counter() - started:.1f} s; losses "
               f"{', '.join(f'{loss:.5f}' for loss in result['losses'])})")  # type: ignore
+    gap = max(abs(one - two) / one for one, two in zip(losses[1], losses[2], strict=True))
+    print(f"loss agreement over {args.epochs} epochs: largest relative difference {gap:.2e} "
+          f"(the target: 2e-4)")
     print(f"collective cost per step: {1000 * (rows[2] - rows[1]):.1f} ms "
           f"(2 processes x 1 device minus 1 process x 2 devices, {args.batch_size}-image steps)")
 

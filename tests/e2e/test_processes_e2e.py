@@ -93,12 +93,16 @@ def _written(project: Path) -> dict[str, int]:
     return found
 
 
-def _run(project: Path) -> mlflow.entities.Run:
+def _runs(project: Path) -> list[mlflow.entities.Run]:
+    """The cnn's training runs, the newest first."""
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digits")
-    runs = client.search_runs([experiment.experiment_id], "tags.model = 'cnn'",
-                              order_by=["attributes.start_time DESC"])
-    return runs[0]
+    return list(client.search_runs([experiment.experiment_id], "tags.model = 'cnn'",
+                                   order_by=["attributes.start_time DESC"]))
+
+
+def _run(project: Path) -> mlflow.entities.Run:
+    return _runs(project)[0]
 
 
 def test_two_processes_train_one_cnn_refuse_a_stranger_and_resume_after_a_sigkill(
@@ -109,6 +113,26 @@ def test_two_processes_train_one_cnn_refuse_a_stranger_and_resume_after_a_sigkil
     joiner_host = JOINER_HOST if prefix else host
     stranger = copy_project(one, tmp_path / "stranger")  # other params: refused
     _set(stranger, {"cnn": {"learning_rate": 0.01}})
+
+    # 0. Nobody joins within join_timeout; the coordinator's port is taken: one line each,
+    # no MLflow run, and nothing trained.
+    runs = len(_runs(zero))
+    committed = (zero / "params.yaml").read_text()
+    _set(zero, {"cnn": {"join_timeout": 2}})
+    alone = run(["dvc", "repro", "train@cnn"], zero, check=False)
+    assert alone.count("train@cnn: error:") == 1 and (
+        f"train@cnn: error: process 1 of 2 never joined within 2 s (cnn.join_timeout); on its "
+        f"machine run `nnlab join --model cnn --process-id N` (coordinator {coordinator}), "
+        f"then this stage again") in alone, alone
+    with socket.socket() as squatter:
+        squatter.bind(("", int(coordinator.rsplit(":", 1)[1])))
+        squatter.listen()
+        taken = run(["dvc", "repro", "train@cnn"], zero, check=False)
+    assert (f"train@cnn: error: cnn.coordinator={coordinator}: port "
+            f"{coordinator.rsplit(':', 1)[1]} is taken on this machine (another training?); "
+            f"choose a free port (the roll call takes the next one too)") in taken, taken
+    (zero / "params.yaml").write_text(committed)
+    assert len(_runs(zero)) == runs
 
     # 1. Process 0 waits; a stranger is refused and process 0 waits on; the joiner, late, is
     # admitted. Unstopped: the reference.

@@ -80,7 +80,7 @@ def data_parallel(model: str, params: Any, devices: list[str]) -> Iterator[None]
                f"processes={params.processes}")
         raise ValueError(f"{model}.batch_size={params.batch_size}: {how} splits each "
                          f"batch over {len(devices)} devices; use a multiple of {len(devices)}")
-    # Several processes: each feeds its own rows of every batch (cluster.rows), as NumPy.
+    # Several processes: each feeds its own rows of every batch (inputs.py), as NumPy.
     with keras.distribution.DataParallel(devices=devices,
                                          auto_shard_dataset=params.processes == 1).scope():
         yield
