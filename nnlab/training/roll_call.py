@@ -118,17 +118,16 @@ class RollCall:
             raise ProcessesError(f"{self.model}.coordinator={self.coordinator}: port "
                                  f"{port - 1} is taken on this machine (another training?); "
                                  f"choose a free port (the roll call takes the next one too)")
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        both = socket.has_dualstack_ipv6()  # IPv4 and IPv6 joiners, as JAX's [::]:port
         try:
-            self._server.bind(("", port))
+            self._server = socket.create_server(
+                ("", port), family=socket.AF_INET6 if both else socket.AF_INET,
+                dualstack_ipv6=both, backlog=16)
         except OSError as error:
-            self._server.close()
             raise ProcessesError(f"{self.model}.coordinator={self.coordinator}: the roll call's "
                                  f"port {port} (the coordinator's + 1) is taken on this "
                                  f"machine ({error.strerror}); choose another coordinator "
                                  f"port") from None
-        self._server.listen(16)
         self._server.settimeout(0.2)
         self._thread = threading.Thread(target=self._serve, name="roll-call", daemon=True)
         self._thread.start()
