@@ -79,37 +79,6 @@ def test_a_keras_file_saved_on_one_backend_loads_on_the_other(tmp_path: Path) ->
                                np.load(tmp_path / "jax_on_jax.npy"), atol=1e-5)
 
 
-DATA_PARALLEL = """
-    import json, os
-    import numpy as np
-    from nnlab.models.base import load_model, new_model
-    from tests.support.helpers import make_images, project_params
-    images, labels = make_images(16, 4, seed=3)  # 64 images: 4 full batches of 16
-    val_images, val_labels = make_images(10, 4, seed=4)  # 40: an even last batch
-    losses = {{}}
-    for parallel in (False, True):
-        params = project_params({{"cnn": {cnn} | {{"batch_size": 16, "data_parallel": parallel,
-                                             "epochs": 4, "optimizer": "sgd",
-                                             "learning_rate": 0.05}}}})
-        model = new_model("cnn", params.model_params("cnn"), seed=0)
-        rows = model.fit((images, labels), (val_images, val_labels), 4)
-        losses[parallel] = [[row["loss"], row["val_loss"]] for row in rows]
-        losses[f"devices {{parallel}}"] = model.runtime()["device"]
-    print(json.dumps(losses))
-    """
-def test_data_parallel_over_two_devices_gives_one_devices_losses() -> None:
-    """Two virtual CPU devices (JAX's XLA flag): the same model, seed and global batch, each
-    batch split in two, give the losses of one device. With SGD: Adam divides a gradient by
-    its own size, so a last-bit difference in a gradient that is almost 0 (the two halves'
-    sum against one device's) becomes a whole learning-rate step."""
-    env = {KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    losses = json.loads(_child(DATA_PARALLEL.format(cnn=TINY_CNN), env).strip().splitlines()[-1])
-    assert losses["devices False"] == "cpu" and losses["devices True"] == "2 x cpu"
-    np.testing.assert_allclose(losses["true"], losses["false"], rtol=2e-4)
-    assert losses["true"][-1][0] < losses["true"][0][0]  # it learns
-
-
 def test_data_parallel_on_tensorflow_is_refused_in_one_line() -> None:
     params = project_params({"cnn": TINY_CNN | {"data_parallel": True}})
     model = new_model("cnn", params.model_params("cnn"), seed=0)
