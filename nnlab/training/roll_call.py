@@ -23,7 +23,7 @@ from nnlab.core.errors import ProcessesError
 
 MAX_LINE = 64 * 1024  # a hello is a few hundred bytes: anything longer is not one
 READ_SECONDS = 10.0  # to send a hello once connected
-RETRY_SECONDS = 0.5
+RETRY_SECONDS = 0.2
 # What must be equal, in the order a refusal names the first difference, and the fix.
 CHECKS = {
     "processes": "this params.yaml says {model}.processes={mine}, process 0's says {theirs}: "
@@ -128,7 +128,7 @@ class RollCall:
                                  f"port {port} (the coordinator's + 1) is taken on this "
                                  f"machine ({error.strerror}); choose another coordinator "
                                  f"port") from None
-        self._server.settimeout(0.2)
+        self._server.settimeout(0.05)  # how soon __exit__ stops the thread
         self._thread = threading.Thread(target=self._serve, name="roll-call", daemon=True)
         self._thread.start()
         return self

@@ -61,7 +61,7 @@ def test_every_process_is_admitted_with_the_checkpoint_once_all_have_come(
         capsys: pytest.CaptureFixture[str]) -> None:
     coordinator = _coordinator()
     first = _join(coordinator, 2)  # before process 0 listens: it tries again
-    time.sleep(0.6)
+    time.sleep(0.3)
     with RollCall("cnn", coordinator, 3, PRINT, timeout=20, checkpoint=b"state") as call:
         time.sleep(0.3)
         assert first["thread"].is_alive()  # held until every process has come
@@ -107,12 +107,12 @@ def test_a_joiner_that_differs_is_refused_in_one_line_and_process_0_waits_on(
 
 def test_a_missing_process_is_named_when_process_0_gives_up() -> None:
     coordinator = _coordinator()
-    with RollCall("cnn", coordinator, 4, PRINT | {"processes": "4"}, timeout=1) as call:
+    with RollCall("cnn", coordinator, 4, PRINT | {"processes": "4"}, timeout=0.5) as call:
         waiting = _join(coordinator, 2, PRINT | {"processes": "4"})
         with pytest.raises(ProcessesError) as raised:
             call.wait()
     assert str(raised.value) == (
-        f"processes 1 and 3 of 4 never joined within 1 s (cnn.join_timeout); on their "
+        f"processes 1 and 3 of 4 never joined within 0.5 s (cnn.join_timeout); on their "
         f"machines run `nnlab join --model cnn --process-id N` (coordinator {coordinator}), "
         f"then this stage again")
     assert _done(waiting)["error"] == (f"refused by process 0 at {coordinator}: process 0 "
@@ -123,7 +123,7 @@ def test_taken_ids_and_ids_out_of_range_are_refused() -> None:
     coordinator = _coordinator()
     with RollCall("cnn", coordinator, 3, PRINT, timeout=20) as call:
         first = _join(coordinator, 1)
-        time.sleep(0.5)
+        time.sleep(0.3)
         host = socket.gethostname()
         assert _done(_join(coordinator, 1))["error"].endswith(
             f"process 1 has already joined (from {host}); give each machine its own "
@@ -158,7 +158,7 @@ def test_a_joiner_that_leaves_while_waiting_is_forgotten(
     host, port = coordinator.rsplit(":", 1)
     hello = b'{"process_id": 1, "host": "gone", "fingerprint": ' + \
         str(PRINT).replace("'", '"').encode() + b', "payload": 0}\n'
-    with RollCall("cnn", coordinator, 3, PRINT, timeout=1.2) as call:
+    with RollCall("cnn", coordinator, 3, PRINT, timeout=0.8) as call:
         with socket.create_connection((host, int(port) + 1)) as connection:
             connection.sendall(hello)
             time.sleep(0.3)
@@ -175,13 +175,13 @@ def test_ports_that_are_taken_or_nobody_answering_are_one_line() -> None:
             squatter.bind(("", taken))
             squatter.listen()
             with pytest.raises(ProcessesError) as raised, \
-                    RollCall("cnn", coordinator, 2, PRINT, timeout=1):
+                    RollCall("cnn", coordinator, 2, PRINT, timeout=0.5):
                 pass
         assert str(raised.value).startswith(f"cnn.coordinator={coordinator}: ")
         assert f"port {taken} " in str(raised.value) and "\n" not in str(raised.value)
     started = time.monotonic()
     with pytest.raises(ProcessesError) as raised:
-        answer("cnn", coordinator, 1, PRINT, timeout=1.0)
+        answer("cnn", coordinator, 1, PRINT, timeout=0.5)
     assert time.monotonic() - started < 5
     assert str(raised.value).startswith(
         f"nobody answers at {host}:{int(port) + 1}, process 0's roll call "
