@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.support.loopback import coordinator_address  # noqa: E402
 
 CHILD = """
     import json, sys, time
@@ -54,19 +55,6 @@ CHILD = """
     """
 
 
-def _free_pair() -> str:
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        with socket.socket() as other:
-            try:
-                other.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return f"127.0.0.1:{port}"
-
-
 def _run(processes: int, args: argparse.Namespace) -> dict[str, object]:
     """Train with `processes` processes (1: one process with 2 virtual devices); process 0's
     epoch end times and losses."""
@@ -74,7 +62,7 @@ def _run(processes: int, args: argparse.Namespace) -> dict[str, object]:
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
            "TF_CPP_MIN_LOG_LEVEL": "3",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    coordinator = _free_pair()
+    coordinator = coordinator_address()
     children = [subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(CHILD), str(index), str(processes), coordinator,
          str(args.images), str(args.epochs), str(args.batch_size)],

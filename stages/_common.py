@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 
 from nnlab.core import quiet, stops
@@ -27,13 +25,6 @@ def parse_model(argv: list[str] | None, stage: str) -> str:
     parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}")
     parser.add_argument("model", choices=MODEL_NAMES)
     return str(parser.parse_args(argv).model)
-
-
-def _interrupt(number: int, frame: FrameType | None) -> None:
-    # Once is enough: a second Ctrl-C while cleaning up must not cut the cleanup short.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stops.stop(signal.Signals(number).name, number)  # raises Interrupted, now or at a safe point
 
 
 def _checkpointed(stage: str, since: float) -> bool:
@@ -72,8 +63,7 @@ def run(
     - Whatever stopped it, `outputs` are removed, so DVC never sees a stale or half-written
       result that looks valid.
     """
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stops.catch_signals()
     started = time.time()
     try:
         with quiet.filtered_stderr():  # TensorFlow's C++ banners

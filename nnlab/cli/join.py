@@ -5,9 +5,7 @@ training of several processes that `dvc repro` runs as process 0 on another (doc
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from types import FrameType
 
 from nnlab.cli.one_line_errors import fail, one_line_errors
 from nnlab.core import quiet, stops
@@ -33,18 +31,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def _interrupt(number: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stops.stop(signal.Signals(number).name, number)
-
-
 def run(args: argparse.Namespace) -> None:
     from nnlab.params import load_params
     from nnlab.training.joiner import join  # late: Keras's import is slow
 
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stops.catch_signals()
     name = f"join@{args.model}"
     try:
         with quiet.filtered_stderr(), one_line_errors("join"):  # TensorFlow's C++ banners

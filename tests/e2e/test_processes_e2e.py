@@ -18,23 +18,13 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from nnlab.training.roll_call import port_free
 from tests.e2e.test_resume_e2e import _history, _set
 from tests.support.e2e import copy_project, git, run, user_env
+from tests.support.loopback import coordinator_address
 
 pytestmark = pytest.mark.slow
 
 JOINER_HOST = "machine-b"
-
-
-def _coordinator() -> str:
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65534 and port_free(port) and port_free(port + 1):
-            return f"127.0.0.1:{port}"
-    raise AssertionError("no two free ports in a row")
 
 
 def _namespaces(tmp: Path) -> list[str]:
@@ -54,7 +44,7 @@ def pair(baseline: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     """Process 0's project and the joiner's clone, at one commit: the cnn on JAX, 2 processes."""
     tmp = tmp_path_factory.mktemp("processes")
     zero = copy_project(baseline, tmp / "zero")
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     _set(zero, {"cnn": {"backend": "jax", "device": "cpu", "epochs": 6, "batch_size": 32,
                         "processes": 2, "coordinator": coordinator, "join_timeout": 120}})
     git(zero, "commit", "-qam", "the cnn on two processes")

@@ -82,6 +82,20 @@ def loopback_server() -> Iterator[Loopback]:
         server.server_close()
 
 
+def coordinator_address() -> str:
+    """127.0.0.1:P with P and P + 1 free: a training of several processes' coordinator (JAX's
+    port) and its roll call (the next one)."""
+    from nnlab.training.roll_call import port_free
+
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port < 65534 and port_free(port) and port_free(port + 1):
+            return f"127.0.0.1:{port}"
+    raise AssertionError("no two free ports in a row")
+
+
 def closed_port_url() -> str:
     """A loopback URL nothing listens on (the port was just released)."""
     with socket.socket() as sock:

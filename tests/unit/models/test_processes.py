@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,8 +15,8 @@ import numpy as np
 import pytest
 
 from nnlab.params import ParamsError
-from nnlab.training.roll_call import port_free
 from tests.support.helpers import KERAS_BACKEND_UNDER_TEST, ROOT, project_params
+from tests.support.loopback import coordinator_address
 
 JAX_CNN = {"epochs": 4, "blocks": [{"filters": 4, "convs": 1}], "dense_units": [8],
            "block_dropout": 0, "dense_dropout": 0, "learning_rate": 0.05, "optimizer": "sgd",
@@ -74,16 +73,6 @@ TRAIN = """
     """
 
 
-def _coordinator() -> str:
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65534 and port_free(port) and port_free(port + 1):
-            return f"127.0.0.1:{port}"
-    raise AssertionError("no two free ports in a row")
-
-
 def _start(process: int, processes: int, coordinator: str, devices: int
            ) -> subprocess.Popen[str]:
     env = {**os.environ, KERAS_BACKEND_UNDER_TEST: "jax", "KERAS_BACKEND": "jax",
@@ -105,7 +94,7 @@ def test_several_processes_train_what_one_process_with_as_many_devices_trains(
     and those are one device's (DataParallel). With SGD: Adam divides a gradient by its own
     size, so a last-bit difference in a gradient that is almost 0 (the halves' sum against
     one device's) becomes a whole learning-rate step."""
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     children = [_start(index, processes, coordinator, 1) for index in range(processes)]
     # The reference: 1 process with N virtual devices, and (-1) with 1 device too.
     children.append(_start(-1 if processes == 2 else 0, 1, "-", processes))

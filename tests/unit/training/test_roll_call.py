@@ -13,21 +13,11 @@ from typing import Any
 import pytest
 
 from nnlab.core.errors import ProcessesError
-from nnlab.training.roll_call import MAX_LINE, RollCall, answer, port_free
+from nnlab.training.roll_call import MAX_LINE, RollCall, answer
+from tests.support.loopback import coordinator_address
 
 PRINT = {"processes": "3", "commit": "c0ffee" * 7, "code": "1" * 16, "params": "2" * 16,
          "data": "3" * 16}
-
-
-def _coordinator() -> str:
-    """127.0.0.1:P with P and P + 1 free (the coordinator's port and the roll call's)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65534 and port_free(port) and port_free(port + 1):
-            return f"127.0.0.1:{port}"
-    raise AssertionError("no two free ports in a row")
 
 
 def _in_thread(call: Callable[[], Any]) -> dict[str, Any]:
@@ -59,7 +49,7 @@ def _done(result: dict[str, Any], seconds: float = 20) -> dict[str, Any]:
 
 def test_every_process_is_admitted_with_the_checkpoint_once_all_have_come(
         capsys: pytest.CaptureFixture[str]) -> None:
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     first = _join(coordinator, 2)  # before process 0 listens: it tries again
     time.sleep(0.3)
     with RollCall("cnn", coordinator, 3, PRINT, timeout=20, checkpoint=b"state") as call:
@@ -94,7 +84,7 @@ def test_every_process_is_admitted_with_the_checkpoint_once_all_have_come(
 ])
 def test_a_joiner_that_differs_is_refused_in_one_line_and_process_0_waits_on(
         check: str, theirs: str, refusal: str, capsys: pytest.CaptureFixture[str]) -> None:
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     with RollCall("cnn", coordinator, 3, PRINT, timeout=20) as call:
         refused = _done(_join(coordinator, 1, PRINT | {check: theirs}))
         assert refused["error"] == f"refused by process 0 at {coordinator}: {refusal}"
@@ -106,7 +96,7 @@ def test_a_joiner_that_differs_is_refused_in_one_line_and_process_0_waits_on(
 
 
 def test_a_missing_process_is_named_when_process_0_gives_up() -> None:
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     with RollCall("cnn", coordinator, 4, PRINT | {"processes": "4"}, timeout=0.5) as call:
         waiting = _join(coordinator, 2, PRINT | {"processes": "4"})
         with pytest.raises(ProcessesError) as raised:
@@ -120,7 +110,7 @@ def test_a_missing_process_is_named_when_process_0_gives_up() -> None:
 
 
 def test_taken_ids_and_ids_out_of_range_are_refused() -> None:
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     with RollCall("cnn", coordinator, 3, PRINT, timeout=20) as call:
         first = _join(coordinator, 1)
         time.sleep(0.3)
@@ -136,7 +126,7 @@ def test_taken_ids_and_ids_out_of_range_are_refused() -> None:
 
 
 def test_a_hostile_or_broken_hello_is_dropped_and_process_0_goes_on() -> None:
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     host, port = coordinator.rsplit(":", 1)
     two = PRINT | {"processes": "2"}
     with RollCall("cnn", coordinator, 2, two, timeout=20) as call:
@@ -154,7 +144,7 @@ def test_a_hostile_or_broken_hello_is_dropped_and_process_0_goes_on() -> None:
 
 def test_a_joiner_that_leaves_while_waiting_is_forgotten(
         capsys: pytest.CaptureFixture[str]) -> None:
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     host, port = coordinator.rsplit(":", 1)
     hello = b'{"process_id": 1, "host": "gone", "fingerprint": ' + \
         str(PRINT).replace("'", '"').encode() + b', "payload": 0}\n'
@@ -168,7 +158,7 @@ def test_a_joiner_that_leaves_while_waiting_is_forgotten(
 
 
 def test_ports_that_are_taken_or_nobody_answering_are_one_line() -> None:
-    coordinator = _coordinator()
+    coordinator = coordinator_address()
     host, port = coordinator.rsplit(":", 1)
     for taken in (int(port), int(port) + 1):
         with socket.socket() as squatter:
